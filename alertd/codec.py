@@ -1,0 +1,203 @@
+"""Conversions between model objects and their stored / wire forms (timestamps, incident rows).
+
+The store keeps queryable fields as columns and the rest of an incident as one JSON document;
+this module is the only place that knows both shapes.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from alertd.model import (
+    CheckState,
+    Event,
+    EventKind,
+    Incident,
+    Level,
+    Priority,
+    PriorityReason,
+    StateChange,
+    StateType,
+    Status,
+)
+
+
+def ts(value: datetime | None) -> str | None:
+    """RFC 3339 UTC with a `Z`, the form every API and the store use."""
+    if value is None:
+        return None
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_ts(value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    return datetime.fromisoformat(value)
+
+
+def _req_ts(value: str) -> datetime:
+    return datetime.fromisoformat(value)
+
+
+INCIDENT_COLUMNS = (
+    "id",
+    "host",
+    "service",
+    "status",
+    "check_state",
+    "priority",
+    "impact",
+    "urgency",
+    "occurrences",
+    "first_seen",
+    "last_seen",
+    "opened_at",
+    "resolved_at",
+    "due_at",
+    "flapping",
+    "suppressed",
+    "last_output",
+    "body",
+)
+
+
+def incident_row(incident: Incident, due: datetime | None) -> tuple[Any, ...]:
+    """The incident as a row in `INCIDENT_COLUMNS` order."""
+    body = {
+        "state_type": incident.state_type.value,
+        "reason_rule": incident.reason.rule,
+        "reason_state": incident.reason.state.value,
+        "attempt": incident.attempt,
+        "last_hard_state": incident.last_hard_state and incident.last_hard_state.value,
+        "long_output": incident.long_output,
+        "perfdata": incident.perfdata,
+        "labels": dict(incident.labels),
+        "recovering_since": ts(incident.recovering_since),
+        "recovery_due": ts(incident.recovery_due),
+        "reopen_until": ts(incident.reopen_until),
+        "reopen_count": incident.reopen_count,
+        "percent_state_change": incident.percent_state_change,
+        "flap_history": [s.value for s in incident.flap_history],
+        "suppressed_reason": incident.suppressed_reason,
+        "history": [[ts(h.at), h.state.value, h.state_type.value] for h in incident.history],
+    }
+    return (
+        incident.id,
+        incident.host,
+        incident.service,
+        incident.status.value,
+        incident.check_state.value,
+        incident.priority.value,
+        incident.reason.impact.value,
+        incident.reason.urgency.value,
+        incident.occurrences,
+        ts(incident.first_seen),
+        ts(incident.last_seen),
+        ts(incident.opened_at),
+        ts(incident.resolved_at),
+        ts(due),
+        int(incident.flapping),
+        int(incident.suppressed),
+        incident.last_output,
+        json.dumps(body, separators=(",", ":")),
+    )
+
+
+def incident_from_row(row: Any) -> Incident:
+    """Inverse of `incident_row` for a row selected in `INCIDENT_COLUMNS` order."""
+    (id_, host, service, status, check_state, priority, impact, urgency, occurrences,
+     first_seen, last_seen, opened_at, resolved_at, _due, flapping, suppressed, last_output,
+     body_text) = row  # fmt: skip
+    body = json.loads(body_text)
+    last_hard = body["last_hard_state"]
+    return Incident(
+        id=id_,
+        host=host,
+        service=service,
+        status=Status(status),
+        check_state=CheckState(check_state),
+        state_type=StateType(body["state_type"]),
+        priority=Priority(priority),
+        reason=PriorityReason(
+            impact=Level(impact),
+            urgency=Level(urgency),
+            rule=body["reason_rule"],
+            state=CheckState(body["reason_state"]),
+        ),
+        first_seen=_req_ts(first_seen),
+        last_seen=_req_ts(last_seen),
+        occurrences=occurrences,
+        attempt=body["attempt"],
+        last_hard_state=CheckState(last_hard) if last_hard else None,
+        last_output=last_output,
+        long_output=body["long_output"],
+        perfdata=body["perfdata"],
+        labels=body["labels"],
+        opened_at=parse_ts(opened_at),
+        resolved_at=parse_ts(resolved_at),
+        recovering_since=parse_ts(body["recovering_since"]),
+        recovery_due=parse_ts(body["recovery_due"]),
+        reopen_until=parse_ts(body["reopen_until"]),
+        reopen_count=body["reopen_count"],
+        flapping=bool(flapping),
+        percent_state_change=body["percent_state_change"],
+        flap_history=tuple(CheckState(s) for s in body["flap_history"]),
+        suppressed=bool(suppressed),
+        suppressed_reason=body["suppressed_reason"],
+        history=tuple(
+            StateChange(at=_req_ts(at), state=CheckState(st), state_type=StateType(tp))
+            for at, st, tp in body["history"]
+        ),
+    )
+
+
+def event_row(incident_id: int, event: Event) -> tuple[int, str | None, str, str]:
+    return (
+        incident_id,
+        ts(event.at),
+        event.kind.value,
+        json.dumps(event.detail, separators=(",", ":")),
+    )
+
+
+def event_from_row(at: str, kind: str, detail: str) -> Event:
+    return Event(kind=EventKind(kind), at=_req_ts(at), detail=json.loads(detail))
+
+
+def incident_json(incident: Incident, *, key_text: str) -> dict[str, Any]:
+    """The public API shape of an incident (README, "Read API")."""
+    return {
+        "id": incident.id,
+        "key": key_text,
+        "host": incident.host,
+        "service": incident.service,
+        "status": incident.status.value,
+        "check_state": incident.check_state.value,
+        "state_type": incident.state_type.value,
+        "priority": incident.priority.value,
+        "impact": incident.reason.impact.value,
+        "urgency": incident.reason.urgency.value,
+        "priority_rule": incident.reason.rule,
+        "occurrences": incident.occurrences,
+        "first_seen": ts(incident.first_seen),
+        "last_seen": ts(incident.last_seen),
+        "opened_at": ts(incident.opened_at),
+        "resolved_at": ts(incident.resolved_at),
+        "recovery_due": ts(incident.recovery_due),
+        "reopen_until": ts(incident.reopen_until),
+        "reopen_count": incident.reopen_count,
+        "flapping": incident.flapping,
+        "percent_state_change": round(incident.percent_state_change, 2),
+        "suppressed": incident.suppressed,
+        "suppressed_reason": incident.suppressed_reason,
+        "last_output": incident.last_output,
+        "long_output": incident.long_output,
+        "perfdata": incident.perfdata,
+        "labels": dict(incident.labels),
+    }
+
+
+def event_json(event: Event) -> dict[str, Any]:
+    return {"kind": event.kind.value, "at": ts(event.at), "detail": dict(event.detail)}

@@ -1,0 +1,343 @@
+"""The one writer: batches check results, runs the pure lifecycle, group-commits, fires timers.
+
+Handlers call `submit()` and await it; the writer task drains everything queued (bounded by
+`max_batch` results), applies the lifecycle to the in-memory cache of active incidents, writes
+the changed incidents and their events in ONE transaction, commits, and only then answers every
+waiter. Timers (recovery holds, reopen windows) are due times on the incidents; the same task
+wakes at the earliest one, so there is no task per incident and no second writer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import structlog
+
+from alertd import lifecycle
+from alertd.clock import Clock
+from alertd.errors import StoreError
+from alertd.model import (
+    CheckResult,
+    Event,
+    EventKind,
+    Incident,
+    IncidentKey,
+    Status,
+    Transition,
+)
+from alertd.policy import LifecyclePolicy
+from alertd.store import Store, WriteBatch
+
+log = structlog.get_logger(__name__)
+
+# Longest the writer sleeps with nothing queued: bounds the cost of a missed wake-up.
+MAX_IDLE_SECONDS = 30.0
+
+
+@dataclass(slots=True)
+class _Submission:
+    results: Sequence[CheckResult]
+    done: asyncio.Future[None]
+
+
+@dataclass(slots=True)
+class _Batch:
+    """The in-memory side of one group commit: incidents as they will be after it."""
+
+    now: datetime
+    staged: dict[IncidentKey, Incident | None] = field(default_factory=dict)
+    expired: list[IncidentKey] = field(default_factory=list)
+    write: WriteBatch = field(default_factory=WriteBatch)
+    dedup_counts: dict[int, tuple[int, datetime]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class BatchStats:
+    results: int
+    submissions: int
+    incidents_written: int
+    events_written: int
+    commit_seconds: float
+
+
+class Engine:
+    """Owns the cache of active incidents and the store's write connection (through `Store`)."""
+
+    def __init__(
+        self,
+        store: Store,
+        policy: LifecyclePolicy,
+        clock: Clock,
+        *,
+        max_batch: int = 20_000,
+        max_queue: int = 10_000,
+    ) -> None:
+        self._store = store
+        self.policy = policy
+        self._clock = clock
+        self._max_batch = max_batch
+        self._queue: asyncio.Queue[_Submission | None] = asyncio.Queue(max_queue)
+        self._cache: dict[IncidentKey, Incident] = {}
+        self._services_by_host: dict[str, set[str]] = {}
+        # (due, incident id, key): ids are unique per live timer, so keys are never compared.
+        self._timers: list[tuple[datetime, int, IncidentKey]] = []
+        self._next_id = 1
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+        self.last_batch: BatchStats | None = None
+
+    # -- lifecycle of the engine itself ----------------------------------------------------------
+
+    async def start(self) -> None:
+        now = self._clock.now()
+        self._next_id = await self._store.max_incident_id() + 1
+        for incident in await self._store.load_active(now - self.policy.reopen_window):
+            if lifecycle.is_active(incident, now):
+                self._remember(incident)
+        log.info("engine_started", active_incidents=len(self._cache), next_id=self._next_id)
+        self._task = asyncio.create_task(self._run(), name="alertd-writer")
+        # Holds that fell due while the daemon was down fire now, before any new input.
+        await self.run_timers()
+
+    async def stop(self) -> None:
+        """Commit everything already submitted, then end the writer task."""
+        if self._task is None:
+            return
+        self._closing = True
+        await self._queue.put(None)
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        self._task = None
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    @property
+    def active_incidents(self) -> int:
+        return len(self._cache)
+
+    @property
+    def queued(self) -> int:
+        return self._queue.qsize()
+
+    # -- API for handlers ------------------------------------------------------------------------
+
+    async def submit(self, results: Sequence[CheckResult]) -> None:
+        """Return once `results` are committed to disk; raise StoreError if they could not be."""
+        if self._closing or not self.running:
+            raise StoreError("engine is not running (shutting down)")
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        await self._queue.put(_Submission(results, done))
+        # Shield: a client that hangs up must not cancel a commit other requests share.
+        await asyncio.shield(done)
+
+    async def run_timers(self) -> None:
+        """Fire every timer due now and commit; used at start and by tests driving the clock."""
+        await self.submit(())
+
+    def cached(self, key: IncidentKey) -> Incident | None:
+        return self._cache.get(key)
+
+    # -- the writer task -------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                first = await asyncio.wait_for(self._queue.get(), self._idle_timeout())
+            except TimeoutError:
+                first = _Submission((), asyncio.get_running_loop().create_future())
+            subs, stop = self._drain(first)
+            if subs:
+                await self._commit_batch(subs)
+            if stop:
+                return
+
+    def _drain(self, first: _Submission | None) -> tuple[list[_Submission], bool]:
+        if first is None:
+            return [], True
+        subs = [first]
+        count = len(first.results)
+        while count < self._max_batch and not self._queue.empty():
+            nxt = self._queue.get_nowait()
+            if nxt is None:
+                return subs, True
+            subs.append(nxt)
+            count += len(nxt.results)
+        return subs, False
+
+    def _idle_timeout(self) -> float:
+        while self._timers:
+            due, incident_id, key = self._timers[0]
+            current = self._cache.get(key)
+            if current is None or current.id != incident_id or lifecycle.due_at(current) != due:
+                heapq.heappop(self._timers)  # stale entry: the incident moved on
+                continue
+            wait = (due - self._clock.now()).total_seconds()
+            return min(max(wait, 0.0), MAX_IDLE_SECONDS)
+        return MAX_IDLE_SECONDS
+
+    async def _commit_batch(self, subs: list[_Submission]) -> None:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        now = self._clock.now()
+        batch = _Batch(now)
+        try:
+            self._fire_timers(batch, now)
+            for sub in subs:
+                for result in sub.results:
+                    self._apply(batch, result, now)
+            self._finish(batch, now)
+            if batch.write:
+                await self._store.write(batch.write)
+        except Exception as exc:
+            log.error("commit_failed", error=str(exc), submissions=len(subs))
+            failure = exc if isinstance(exc, StoreError) else StoreError(f"commit failed: {exc}")
+            for sub in subs:
+                if not sub.done.done():
+                    sub.done.set_exception(failure)
+            return
+        self._publish(batch, now)
+        for sub in subs:
+            if not sub.done.done():
+                sub.done.set_result(None)
+        self.last_batch = BatchStats(
+            results=sum(len(s.results) for s in subs),
+            submissions=len(subs),
+            incidents_written=len(batch.write.upserts),
+            events_written=len(batch.write.events),
+            commit_seconds=loop.time() - started,
+        )
+
+    # -- applying inputs to the staged view ------------------------------------------------------
+
+    def _get(self, batch: _Batch, key: IncidentKey) -> Incident | None:
+        if key in batch.staged:
+            return batch.staged[key]
+        return self._cache.get(key)
+
+    def _host_problem(self, batch: _Batch, host: str) -> Incident | None:
+        incident = self._get(batch, (host, None))
+        return incident if _is_host_problem(incident) else None
+
+    def _apply(self, batch: _Batch, result: CheckResult, now: datetime) -> None:
+        key = result.key
+        before = self._get(batch, key)
+        host_problem = None if result.service is None else self._host_problem(batch, result.host)
+        transition = lifecycle.apply(
+            before, result, self.policy, now, new_id=self._next_id, host_problem=host_problem
+        )
+        self._stage(batch, key, before, transition)
+
+    def _stage(
+        self, batch: _Batch, key: IncidentKey, before: Incident | None, transition: Transition
+    ) -> None:
+        after = transition.incident
+        if after is not None and after.id == self._next_id:
+            self._next_id += 1
+        if transition.discarded and before is not None:
+            batch.staged[key] = None
+            batch.write.deletes.append(before.id)
+            batch.dedup_counts.pop(before.id, None)
+        elif after is not before:
+            batch.staged[key] = after
+        if after is None:
+            return
+        for event in transition.events:
+            if event.kind is EventKind.DEDUPLICATED:
+                count, _ = batch.dedup_counts.get(after.id, (0, event.at))
+                batch.dedup_counts[after.id] = (count + 1, event.at)
+            else:
+                batch.write.events.append((after.id, event))
+        if key[1] is None:
+            self._absorb_services(batch, before, after)
+
+    def _absorb_services(self, batch: _Batch, before: Incident | None, host: Incident) -> None:
+        """A host DOWN/UNREACHABLE incident absorbs its services; its recovery releases them."""
+        was = _is_host_problem(before)
+        now_problem = _is_host_problem(host)
+        if was == now_problem:
+            return
+        for service in sorted(self._services_by_host.get(host.host, ())):
+            key = (host.host, service)
+            incident = self._get(batch, key)
+            if incident is None or incident.status is Status.RESOLVED:
+                continue
+            if now_problem:
+                reason = f"host {host.host} is {host.check_state.value} (incident {host.id})"
+                transition = lifecycle.suppress(incident, reason, batch.now)
+            elif incident.suppressed_reason and incident.suppressed_reason.startswith("host "):
+                transition = lifecycle.unsuppress(incident, batch.now)
+            else:
+                continue
+            self._stage(batch, key, incident, transition)
+
+    def _fire_timers(self, batch: _Batch, now: datetime) -> None:
+        while self._timers and self._timers[0][0] <= now:
+            _, incident_id, key = heapq.heappop(self._timers)
+            incident = self._get(batch, key)
+            if incident is None or incident.id != incident_id:
+                continue
+            due = lifecycle.due_at(incident)
+            if due is None or due > now:
+                continue
+            if not lifecycle.is_active(incident, now):
+                batch.expired.append(key)  # reopen window over: nothing left to do in memory
+                continue
+            self._stage(batch, key, incident, lifecycle.tick(incident, self.policy, now))
+
+    def _finish(self, batch: _Batch, now: datetime) -> None:
+        """Turn the staged view into rows: one upsert per changed incident, coalesced dedups."""
+        for incident_id, (count, at) in batch.dedup_counts.items():
+            batch.write.events.append(
+                (incident_id, Event(EventKind.DEDUPLICATED, at, {"count": count}))
+            )
+        for incident in batch.staged.values():
+            if incident is not None:
+                batch.write.upserts.append((incident, lifecycle.due_at(incident)))
+
+    def _publish(self, batch: _Batch, now: datetime) -> None:
+        """After a successful commit: the staged view becomes the cache."""
+        for key in batch.expired:
+            if key not in batch.staged:
+                self._forget(key)
+        for key, incident in batch.staged.items():
+            if incident is None or not lifecycle.is_active(incident, now):
+                self._forget(key)
+            else:
+                self._remember(incident)
+
+    def _remember(self, incident: Incident) -> None:
+        previous = self._cache.get(incident.key)
+        self._cache[incident.key] = incident
+        if incident.service is not None:
+            self._services_by_host.setdefault(incident.host, set()).add(incident.service)
+        due = lifecycle.due_at(incident)
+        # Push a timer only when it changed, so repeated results do not grow the heap.
+        if due is not None and (
+            previous is None or previous.id != incident.id or lifecycle.due_at(previous) != due
+        ):
+            heapq.heappush(self._timers, (due, incident.id, incident.key))
+
+    def _forget(self, key: IncidentKey) -> None:
+        self._cache.pop(key, None)
+        host, service = key
+        if service is not None:
+            services = self._services_by_host.get(host)
+            if services is not None:
+                services.discard(service)
+                if not services:
+                    del self._services_by_host[host]
+
+
+def _is_host_problem(incident: Incident | None) -> bool:
+    return (
+        incident is not None
+        and incident.status is Status.OPEN
+        and incident.check_state.is_host_problem
+    )

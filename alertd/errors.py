@@ -1,0 +1,81 @@
+"""The one exception tree of alertd. Errors carry fields; `alertd.server` maps them to HTTP.
+
+AlertdError
+├── ConfigError          bad configuration; carries every problem found (file, key, reason)
+├── InputError           a request we refuse; carries the HTTP status and per-item details
+│   ├── AuthError            401: missing or wrong credentials
+│   ├── PayloadTooLarge      413: body over the configured limit
+│   └── UnsupportedMedia     415: body is not of an accepted content type
+├── NotFoundError        404: no such incident (or other object)
+└── StoreError           the store could not do what was asked (disk full, corrupt file, ...)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class AlertdError(Exception):
+    """Root of every error alertd raises on purpose."""
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigProblem:
+    """One configuration problem: where it is and what is wrong."""
+
+    file: str
+    key: str
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}: {self.key}" if self.key else self.file
+        return f"{where}: {self.message}"
+
+
+class ConfigError(AlertdError):
+    def __init__(self, problems: list[ConfigProblem]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(str(p) for p in problems))
+
+
+@dataclass(frozen=True, slots=True)
+class ItemProblem:
+    """What is wrong with one item of a request: which item, which field, why."""
+
+    index: int | None
+    field: str | None
+    message: str
+
+    def as_json(self) -> dict[str, object]:
+        return {"index": self.index, "field": self.field, "message": self.message}
+
+
+class InputError(AlertdError):
+    status = 400
+
+    def __init__(self, message: str, details: list[ItemProblem] | None = None) -> None:
+        self.message = message
+        self.details = details or []
+        super().__init__(message)
+
+
+class AuthError(InputError):
+    status = 401
+
+
+class PayloadTooLarge(InputError):
+    status = 413
+
+
+class UnsupportedMedia(InputError):
+    status = 415
+
+
+class NotFoundError(AlertdError):
+    def __init__(self, what: str) -> None:
+        self.what = what
+        super().__init__(f"{what} not found")
+
+
+class StoreError(AlertdError):
+    """The store failed; the operation was not (or not wholly) done."""

@@ -1,0 +1,499 @@
+"""The incident lifecycle as pure functions: (incident, input, policy, now) -> Transition.
+
+pending -> open -> recovering -> resolved, with reopening, Nagios soft/hard emulation, flap
+detection, priority and absorption by the host's incident (design.md "Incident lifecycle",
+protocols.md 5). No I/O and no clock: time arrives as `now` (aware UTC), and timers are due times
+stored on the incident that `tick` fires and `due_at` reports to the scheduler.
+
+`apply` is on the ingest hot path, so each call builds at most one new Incident.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import datetime
+from typing import Any
+
+from alertd.flapping import next_flapping, percent_state_change, record
+from alertd.model import (
+    CheckResult,
+    CheckState,
+    Event,
+    EventKind,
+    Incident,
+    StateChange,
+    StateType,
+    Status,
+    Transition,
+)
+from alertd.policy import LifecyclePolicy
+from alertd.priority import evaluate
+
+# Longest check output copied into an event's detail; the incident keeps the full text.
+OUTPUT_LIMIT = 200
+
+_HARD, _SOFT = StateType.HARD, StateType.SOFT
+_PENDING, _OPEN = Status.PENDING, Status.OPEN
+_RECOVERING, _RESOLVED = Status.RECOVERING, Status.RESOLVED
+_NOTHING = Transition(None)
+_DISCARDED = Transition(None, discarded=True)
+
+Detail = dict[str, Any]
+Changes = dict[str, Any]
+
+
+def apply(
+    incident: Incident | None,
+    result: CheckResult,
+    policy: LifecyclePolicy,
+    now: datetime,
+    *,
+    new_id: int,
+    host_problem: Incident | None = None,
+) -> Transition:
+    """Apply one check result to the incident of its key (None if the key has none).
+
+    `new_id` is used only when a new incident is created. `host_problem` is the host's open
+    DOWN/UNREACHABLE incident: a service incident this result creates or updates is suppressed
+    (announced once) and its problem state forced HARD, as Nagios does while the host is down.
+
+    Raises ValueError if the policy gives no urgency for a problem state (see `priority`).
+    """
+    if incident is None:
+        if result.state.is_ok:
+            return _NOTHING
+        return _create(result, policy, now, new_id, host_problem)
+    if result.state.is_ok:
+        return _ok(incident, result, policy, now, host_problem)
+    if incident.status is _RESOLVED and not _may_reopen(incident, now):
+        return _create(result, policy, now, new_id, host_problem)
+    return _problem(incident, result, policy, now, host_problem)
+
+
+def tick(incident: Incident, policy: LifecyclePolicy, now: datetime) -> Transition:
+    """Fire the incident's due timer: a recovery hold that has ended resolves the incident.
+
+    A hold that fell due long ago (the daemon was down) resolves on the first tick. A flapping
+    incident is not resolved; otherwise nothing is due and the incident comes back unchanged.
+    """
+    due = incident.recovery_due
+    if incident.status is not _RECOVERING or due is None or now < due or incident.flapping:
+        return Transition(incident)
+    reopen_until = now + policy.reopen_window
+    detail: Detail = {
+        "recovering_since": _iso(incident.recovering_since),
+        "recovery_due": due.isoformat(),
+        "reopen_until": reopen_until.isoformat(),
+    }
+    resolved = replace(
+        incident, status=_RESOLVED, resolved_at=now, recovery_due=None, reopen_until=reopen_until
+    )
+    return Transition(resolved, (Event(EventKind.RESOLVED, now, detail),))
+
+
+def due_at(incident: Incident) -> datetime | None:
+    """When the scheduler should next look at this incident, or None.
+
+    For a recovering incident, the end of its recovery hold (`tick` then resolves it); none
+    while it flaps, since `tick` would not act. For a resolved one, the end of its reopen
+    window, when `is_active` turns False and the engine may drop it from its cache.
+    """
+    status = incident.status
+    if status is _RECOVERING:
+        return None if incident.flapping else incident.recovery_due
+    if status is _RESOLVED:
+        return incident.reopen_until
+    return None
+
+
+def suppress(incident: Incident, reason: str, now: datetime) -> Transition:
+    """Mark the incident suppressed for `reason`; a no-op if already suppressed for it."""
+    if incident.suppressed and incident.suppressed_reason == reason:
+        return Transition(incident)
+    detail: Detail = {"reason": reason, "replaces": incident.suppressed_reason}
+    suppressed = replace(incident, suppressed=True, suppressed_reason=reason)
+    return Transition(suppressed, (Event(EventKind.SUPPRESSED, now, detail),))
+
+
+def unsuppress(incident: Incident, now: datetime) -> Transition:
+    """Lift the incident's suppression; a no-op if it is not suppressed."""
+    if not incident.suppressed:
+        return Transition(incident)
+    detail: Detail = {"reason": incident.suppressed_reason}
+    lifted = replace(incident, suppressed=False, suppressed_reason=None)
+    return Transition(lifted, (Event(EventKind.UNSUPPRESSED, now, detail),))
+
+
+def is_active(incident: Incident, now: datetime) -> bool:
+    """Whether the incident still belongs in the engine's cache: unresolved, or may reopen."""
+    if incident.status is not _RESOLVED:
+        return True
+    return _may_reopen(incident, now)
+
+
+def _may_reopen(incident: Incident, now: datetime) -> bool:
+    until = incident.reopen_until
+    return until is not None and now < until
+
+
+def _create(
+    result: CheckResult,
+    policy: LifecyclePolicy,
+    now: datetime,
+    new_id: int,
+    host_problem: Incident | None,
+) -> Transition:
+    """A new incident for a non-OK result on a key without a live incident."""
+    state = result.state
+    attempt = 1 if result.attempt is None else result.attempt
+    suppressed_reason = _absorbed_reason(host_problem, result)
+    if suppressed_reason is not None:
+        attempt = _forced_attempt(attempt, result)
+    hard = suppressed_reason is not None or _confirmed(result, attempt, policy)
+    state_type = _HARD if hard else _SOFT
+    priority, reason = evaluate(result.host, result.service, result.labels, state, policy.priority)
+    incident = Incident(
+        id=new_id,
+        host=result.host,
+        service=result.service,
+        status=_OPEN if hard else _PENDING,
+        check_state=state,
+        state_type=state_type,
+        priority=priority,
+        reason=reason,
+        first_seen=result.timestamp,
+        last_seen=result.timestamp,
+        attempt=attempt,
+        last_hard_state=state if hard else None,
+        last_output=result.output,
+        long_output=result.long_output,
+        perfdata=result.perfdata,
+        labels=result.labels,
+        opened_at=now if hard else None,
+        # Nagios records HARD states only, so a SOFT problem starts with an empty buffer.
+        flap_history=(state,) if hard else (),
+        suppressed=suppressed_reason is not None,
+        suppressed_reason=suppressed_reason,
+        history=_history((), StateChange(result.timestamp, state, state_type), policy),
+    )
+    if hard:
+        first = Event(EventKind.OPENED, now, _opened_detail(incident))
+    else:
+        first = Event(EventKind.STATE_CHANGED, now, _state_detail(None, incident))
+    if suppressed_reason is None:
+        return Transition(incident, (first,))
+    return Transition(incident, (first, _suppressed_event(suppressed_reason, now)))
+
+
+def _problem(
+    incident: Incident,
+    result: CheckResult,
+    policy: LifecyclePolicy,
+    now: datetime,
+    host_problem: Incident | None,
+) -> Transition:
+    """A non-OK result on a pending, open, recovering or reopenable resolved incident."""
+    state = result.state
+    status = incident.status
+    previous = incident.check_state
+    attempt = _next_attempt(incident, result)
+    absorbed_reason = _absorbed_reason(host_problem, result)
+    if absorbed_reason is not None:
+        attempt = _forced_attempt(attempt, result)
+    # Once a problem is confirmed it stays HARD: a HARD problem changing to another non-OK
+    # state stays HARD (protocols 5.1), and a recurrence within the recovery hold continues
+    # the same ticket (design.md).
+    hard = absorbed_reason is not None or status is _OPEN or status is _RECOVERING
+    hard = hard or _confirmed(result, attempt, policy)
+    if status is _RESOLVED and not hard:
+        return _resolved_attempt(incident, result, policy, attempt)
+    state_type = _HARD if hard else _SOFT
+    changes: Changes = {
+        "check_state": state,
+        "state_type": state_type,
+        "last_seen": result.timestamp,
+        "occurrences": incident.occurrences + 1,
+        "attempt": attempt,
+        "last_output": result.output,
+        "long_output": result.long_output,
+        "perfdata": result.perfdata,
+        "labels": result.labels or incident.labels,
+    }
+    kind = _enter_problem(incident, state, hard, now, changes)
+    priority, reason = incident.priority, incident.reason
+    if state is not reason.state:
+        priority, reason = evaluate(
+            incident.host, incident.service, changes["labels"], state, policy.priority
+        )
+        changes["priority"], changes["reason"] = priority, reason
+    events: list[Event] = []
+    if hard:
+        changes["last_hard_state"] = state
+        _record_flap(incident, state, policy, now, changes, events)
+    if state is not previous or state_type is not incident.state_type:
+        changes["history"] = _history(
+            incident.history, StateChange(result.timestamp, state, state_type), policy
+        )
+    if absorbed_reason is not None and not incident.suppressed:
+        changes["suppressed"], changes["suppressed_reason"] = True, absorbed_reason
+        events.append(_suppressed_event(absorbed_reason, now))
+    updated = replace(incident, **changes)
+    events.insert(0, _problem_event(kind, incident, updated, now))
+    # A pending incident has no ticket yet: its first priority travels with `opened`.
+    if priority is not incident.priority and status is not _PENDING:
+        reprioritised = Event(EventKind.PRIORITY_CHANGED, now, _priority_detail(incident, updated))
+        events.insert(1, reprioritised)
+    return Transition(updated, tuple(events))
+
+
+def _enter_problem(
+    incident: Incident, state: CheckState, hard: bool, now: datetime, changes: Changes
+) -> EventKind:
+    """The status move a non-OK result causes, written into `changes`; returns its event kind."""
+    status = incident.status
+    if status is _PENDING:
+        if hard:
+            changes["status"], changes["opened_at"] = _OPEN, now
+            return EventKind.OPENED
+    elif status is _RECOVERING:
+        changes["status"] = _OPEN
+        changes["recovering_since"] = changes["recovery_due"] = None
+        return EventKind.RECURRED
+    elif status is _RESOLVED:
+        changes["status"], changes["reopen_count"] = _OPEN, incident.reopen_count + 1
+        changes["resolved_at"] = changes["reopen_until"] = changes["recovering_since"] = None
+        return EventKind.REOPENED
+    if state is incident.check_state:
+        return EventKind.DEDUPLICATED
+    return EventKind.STATE_CHANGED
+
+
+def _resolved_attempt(
+    incident: Incident, result: CheckResult, policy: LifecyclePolicy, attempt: int
+) -> Transition:
+    """A SOFT problem on a resolved incident: it stays resolved, but the attempt counts."""
+    state = result.state
+    changes: Changes = {
+        "check_state": state,
+        "state_type": _SOFT,
+        "attempt": attempt,
+        "last_seen": result.timestamp,
+        "last_output": result.output,
+        "long_output": result.long_output,
+        "perfdata": result.perfdata,
+    }
+    if state is not incident.check_state or incident.state_type is not _SOFT:
+        changes["history"] = _history(
+            incident.history, StateChange(result.timestamp, state, _SOFT), policy
+        )
+    return Transition(replace(incident, **changes))
+
+
+def _ok(
+    incident: Incident,
+    result: CheckResult,
+    policy: LifecyclePolicy,
+    now: datetime,
+    host_problem: Incident | None,
+) -> Transition:
+    """An OK result on an existing incident: soft recovery, recovery hold, or nothing."""
+    status = incident.status
+    if status is _PENDING:
+        # A soft recovery: the problem was never confirmed, so no incident remains.
+        return _DISCARDED
+    state = result.state
+    state_type = result.state_type or _HARD
+    if status is _RESOLVED:
+        return _resolved_ok(incident, result, policy, now, state_type)
+    changes: Changes = {
+        "check_state": state,
+        "state_type": state_type,
+        "attempt": 1,
+        "last_seen": result.timestamp,
+        "last_output": result.output,
+        "long_output": result.long_output,
+        "perfdata": result.perfdata,
+    }
+    if state_type is _HARD:
+        changes["last_hard_state"] = state
+    if state is not incident.check_state or state_type is not incident.state_type:
+        changes["history"] = _history(
+            incident.history, StateChange(result.timestamp, state, state_type), policy
+        )
+    events: list[Event] = []
+    flapping = _record_flap(incident, state, policy, now, changes, events)
+    # A flapping incident stays open through its OK swings; it starts recovering once the
+    # flapping stops (on this result or a later one).
+    if status is _OPEN and not flapping:
+        due = now + policy.recovery_hold
+        changes["status"] = _RECOVERING
+        changes["recovering_since"], changes["recovery_due"] = now, due
+        detail: Detail = {
+            "state": state.value,
+            "recovery_due": due.isoformat(),
+            "output": result.output[:OUTPUT_LIMIT],
+        }
+        events.append(Event(EventKind.RECOVERING, now, detail))
+    absorbed_reason = _absorbed_reason(host_problem, result)
+    if absorbed_reason is not None and not incident.suppressed:
+        changes["suppressed"], changes["suppressed_reason"] = True, absorbed_reason
+        events.append(_suppressed_event(absorbed_reason, now))
+    return Transition(replace(incident, **changes), tuple(events))
+
+
+def _resolved_ok(
+    incident: Incident,
+    result: CheckResult,
+    policy: LifecyclePolicy,
+    now: datetime,
+    state_type: StateType,
+) -> Transition:
+    """OK on a resolved incident: no change, beyond ending a counted SOFT streak.
+
+    The OK is still recorded for flap detection, so a reopening much later is measured on a
+    buffer that has aged; once the buffer holds only OKs this is the same incident, untouched.
+    """
+    state = result.state
+    changes: Changes = {}
+    events: list[Event] = []
+    _record_flap(incident, state, policy, now, changes, events)
+    if state is not incident.check_state or state_type is not incident.state_type:
+        changes["check_state"], changes["state_type"], changes["attempt"] = state, state_type, 1
+        changes["history"] = _history(
+            incident.history, StateChange(result.timestamp, state, state_type), policy
+        )
+    if not changes:
+        return Transition(incident)
+    return Transition(replace(incident, **changes), tuple(events))
+
+
+def _record_flap(
+    incident: Incident,
+    state: CheckState,
+    policy: LifecyclePolicy,
+    now: datetime,
+    changes: Changes,
+    events: list[Event],
+) -> bool:
+    """Record `state` for flap detection into `changes` and `events`; returns the new flag."""
+    history = incident.flap_history
+    pct = incident.percent_state_change
+    # When every recorded state equals `state` (0% and the newest is `state`), appending it
+    # changes nothing the measure can see, since a short buffer counts as padded with its
+    # oldest state: skip the copy, which keeps a steady problem's updates cheap.
+    if pct != 0.0 or not history or history[-1] is not state:
+        history = record(history, state)
+        pct = percent_state_change(history)
+        changes["flap_history"], changes["percent_state_change"] = history, pct
+    was_flapping = incident.flapping
+    flapping = next_flapping(was_flapping, pct, policy.flap_low, policy.flap_high)
+    if flapping is not was_flapping:
+        changes["flapping"] = flapping
+        kind = EventKind.FLAPPING_STARTED if flapping else EventKind.FLAPPING_STOPPED
+        detail: Detail = {"percent": round(pct, 2), "state": state.value}
+        detail["threshold"] = policy.flap_high if flapping else policy.flap_low
+        events.append(Event(kind, now, detail))
+    return flapping
+
+
+def _next_attempt(incident: Incident, result: CheckResult) -> int:
+    """The source's attempt if it sent one, else Nagios's counter: +1 within a non-OK streak."""
+    if result.attempt is not None:
+        return result.attempt
+    return 1 if incident.check_state.is_ok else incident.attempt + 1
+
+
+def _confirmed(result: CheckResult, attempt: int, policy: LifecyclePolicy) -> bool:
+    """Whether a non-OK result is HARD: the source's word, else attempts against the maximum."""
+    if result.state_type is not None:
+        return result.state_type is _HARD
+    if result.max_attempts is not None:
+        return attempt >= result.max_attempts
+    return attempt >= policy.open_after
+
+
+def _forced_attempt(attempt: int, result: CheckResult) -> int:
+    # Nagios forces a service to HARD with attempt = max_attempts while its host is down.
+    maximum = result.max_attempts
+    return attempt if maximum is None or attempt >= maximum else maximum
+
+
+def _history(
+    history: tuple[StateChange, ...], change: StateChange, policy: LifecyclePolicy
+) -> tuple[StateChange, ...]:
+    limit = policy.history_limit
+    if limit <= 0:
+        return ()
+    if len(history) < limit:
+        return (*history, change)
+    return (*history[len(history) - limit + 1 :], change)
+
+
+def _absorbed_reason(host_problem: Incident | None, result: CheckResult) -> str | None:
+    """Why a service result is absorbed by its host's problem; None when it is not."""
+    if host_problem is None or result.service is None:
+        return None
+    state = host_problem.check_state.value
+    return f"host {host_problem.host} is {state} (incident {host_problem.id})"
+
+
+def _suppressed_event(reason: str, now: datetime) -> Event:
+    return Event(EventKind.SUPPRESSED, now, {"reason": reason})
+
+
+def _problem_event(kind: EventKind, before: Incident, after: Incident, now: datetime) -> Event:
+    if kind is EventKind.OPENED:
+        return Event(kind, now, _opened_detail(after))
+    if kind is EventKind.DEDUPLICATED:
+        detail: Detail = {
+            "state": after.check_state.value,
+            "occurrences": after.occurrences,
+            "output": after.last_output[:OUTPUT_LIMIT],
+        }
+        return Event(kind, now, detail)
+    if kind is EventKind.STATE_CHANGED:
+        return Event(kind, now, _state_detail(before.check_state, after))
+    detail = _state_detail(before.check_state, after)
+    if kind is EventKind.REOPENED:
+        detail["reopen_count"] = after.reopen_count
+    return Event(kind, now, detail)
+
+
+def _state_detail(previous: CheckState | None, incident: Incident) -> Detail:
+    return {
+        "from": None if previous is None else previous.value,
+        "to": incident.check_state.value,
+        "state_type": incident.state_type.value,
+        "attempt": incident.attempt,
+        "output": incident.last_output[:OUTPUT_LIMIT],
+    }
+
+
+def _opened_detail(incident: Incident) -> Detail:
+    reason = incident.reason
+    return {
+        "state": incident.check_state.value,
+        "state_type": incident.state_type.value,
+        "attempt": incident.attempt,
+        "priority": incident.priority.value,
+        "impact": reason.impact.value,
+        "urgency": reason.urgency.value,
+        "rule": reason.rule,
+        "output": incident.last_output[:OUTPUT_LIMIT],
+    }
+
+
+def _priority_detail(before: Incident, after: Incident) -> Detail:
+    reason = after.reason
+    return {
+        "from": before.priority.value,
+        "to": after.priority.value,
+        "impact": reason.impact.value,
+        "urgency": reason.urgency.value,
+        "rule": reason.rule,
+        "state": reason.state.value,
+    }
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.isoformat()

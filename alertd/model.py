@@ -1,0 +1,223 @@
+"""Value types of the incident domain: check results, states, incidents and their events.
+
+Everything here is immutable data. Behaviour lives in `alertd.lifecycle` (pure) and the I/O
+around it (`alertd.engine`, `alertd.store`, `alertd.server`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+
+class CheckState(StrEnum):
+    """A check's state, in the vocabulary of the object it describes (service or host)."""
+
+    OK = "OK"
+    WARNING = "WARNING"
+    CRITICAL = "CRITICAL"
+    UNKNOWN = "UNKNOWN"
+    UP = "UP"
+    DOWN = "DOWN"
+    UNREACHABLE = "UNREACHABLE"
+
+    @property
+    def is_ok(self) -> bool:
+        return self in (CheckState.OK, CheckState.UP)
+
+    @property
+    def is_host_problem(self) -> bool:
+        return self in (CheckState.DOWN, CheckState.UNREACHABLE)
+
+
+SERVICE_STATES: tuple[CheckState, ...] = (
+    CheckState.OK,
+    CheckState.WARNING,
+    CheckState.CRITICAL,
+    CheckState.UNKNOWN,
+)
+HOST_STATES: tuple[CheckState, ...] = (CheckState.UP, CheckState.DOWN, CheckState.UNREACHABLE)
+
+
+class StateType(StrEnum):
+    SOFT = "SOFT"
+    HARD = "HARD"
+
+
+class Status(StrEnum):
+    """Where an incident stands in its lifecycle (design.md, "Incident lifecycle")."""
+
+    PENDING = "pending"
+    OPEN = "open"
+    RECOVERING = "recovering"
+    RESOLVED = "resolved"
+
+
+class Level(StrEnum):
+    """Impact and urgency share one three-step scale."""
+
+    HIGH = "high"
+    MEDIUM = "medium"
+    LOW = "low"
+
+
+class Priority(StrEnum):
+    URGENT = "urgent"
+    HIGH = "high"
+    MEDIUM = "medium"
+    LOW = "low"
+
+    @property
+    def rank(self) -> int:
+        """Freshdesk's numbering: 4 Urgent .. 1 Low; higher is more important."""
+        return _PRIORITY_RANK[self]
+
+
+_PRIORITY_RANK = {Priority.URGENT: 4, Priority.HIGH: 3, Priority.MEDIUM: 2, Priority.LOW: 1}
+
+
+class EventKind(StrEnum):
+    """Reason codes of the incident event log (the audit trail)."""
+
+    OPENED = "opened"
+    DEDUPLICATED = "deduplicated"
+    STATE_CHANGED = "state_changed"
+    RECURRED = "recurred"
+    REOPENED = "reopened"
+    RECOVERING = "recovering"
+    RESOLVED = "resolved"
+    PRIORITY_CHANGED = "priority_changed"
+    FLAPPING_STARTED = "flapping_started"
+    FLAPPING_STOPPED = "flapping_stopped"
+    SUPPRESSED = "suppressed"
+    UNSUPPRESSED = "unsuppressed"
+
+
+# A dedup key: (host, service); service is None for a host check.
+IncidentKey = tuple[str, str | None]
+
+
+def key_text(key: IncidentKey) -> str:
+    """The key as users read it: `host` or `host/service`."""
+    host, service = key
+    return host if service is None else f"{host}/{service}"
+
+
+@dataclass(frozen=True, slots=True)
+class CheckResult:
+    """One check result from any source, already validated and normalised."""
+
+    host: str
+    service: str | None
+    state: CheckState
+    timestamp: datetime
+    output: str = ""
+    long_output: str = ""
+    perfdata: str = ""
+    state_type: StateType | None = None
+    attempt: int | None = None
+    max_attempts: int | None = None
+    labels: Mapping[str, str] = field(default_factory=dict)
+    source: str = "api"
+
+    @property
+    def key(self) -> IncidentKey:
+        return (self.host, self.service)
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One entry of an incident's audit trail."""
+
+    kind: EventKind
+    at: datetime
+    detail: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class StateChange:
+    """One entry of the bounded history of state changes kept on an incident."""
+
+    at: datetime
+    state: CheckState
+    state_type: StateType
+
+
+@dataclass(frozen=True, slots=True)
+class PriorityReason:
+    """Why an incident has its priority: the impact rule that matched and the urgency's source."""
+
+    impact: Level
+    urgency: Level
+    rule: str | None  # name of the impact rule that matched; None = default impact
+    state: CheckState  # the state the urgency was derived from
+
+
+@dataclass(frozen=True, slots=True)
+class Incident:
+    """One problem on one key, from first non-OK result to resolution (and reopenings)."""
+
+    id: int
+    host: str
+    service: str | None
+    status: Status
+    check_state: CheckState
+    state_type: StateType
+    priority: Priority
+    reason: PriorityReason
+    first_seen: datetime
+    last_seen: datetime
+    occurrences: int = 1
+    # Consecutive non-OK results and the Nagios-style attempt counter, for soft/hard emulation.
+    attempt: int = 1
+    last_hard_state: CheckState | None = None
+    last_output: str = ""
+    long_output: str = ""
+    perfdata: str = ""
+    labels: Mapping[str, str] = field(default_factory=dict)
+    opened_at: datetime | None = None
+    resolved_at: datetime | None = None
+    recovering_since: datetime | None = None
+    # Timers are data: when the recovery hold ends, and until when a resolved incident may reopen.
+    recovery_due: datetime | None = None
+    reopen_until: datetime | None = None
+    reopen_count: int = 0
+    flapping: bool = False
+    percent_state_change: float = 0.0
+    # Recorded states for flap detection, oldest first, at most 21 (Nagios's MAX_STATE_HISTORY).
+    flap_history: tuple[CheckState, ...] = ()
+    suppressed: bool = False
+    suppressed_reason: str | None = None
+    history: tuple[StateChange, ...] = ()
+
+    @property
+    def key(self) -> IncidentKey:
+        return (self.host, self.service)
+
+    @property
+    def impact(self) -> Level:
+        return self.reason.impact
+
+    @property
+    def urgency(self) -> Level:
+        return self.reason.urgency
+
+    @property
+    def is_host(self) -> bool:
+        return self.service is None
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """What applying one input to one incident produced: the incident after, and its events.
+
+    `incident` is None when no incident exists after the input (an OK for an unknown key, or a
+    pending problem that recovered before it was confirmed: `discarded` is then True).
+    """
+
+    incident: Incident | None
+    events: tuple[Event, ...] = ()
+    discarded: bool = False

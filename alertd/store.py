@@ -1,0 +1,252 @@
+"""The SQLite store: schema and migrations, the batched write transaction, and read queries.
+
+Two connections: one owned by the engine's single writer task (every write goes through
+`write`), one for reads (WAL lets readers run beside the writer). SQL lives here only; callers
+get model objects back.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import aiosqlite
+
+from alertd import codec
+from alertd.errors import StoreError
+from alertd.model import Event, Incident, Priority, Status
+
+# Each entry moves the schema one version up; `PRAGMA user_version` records where a file stands.
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE incidents (
+        id           INTEGER PRIMARY KEY,
+        host         TEXT NOT NULL,
+        service      TEXT,
+        status       TEXT NOT NULL,
+        check_state  TEXT NOT NULL,
+        priority     TEXT NOT NULL,
+        impact       TEXT NOT NULL,
+        urgency      TEXT NOT NULL,
+        occurrences  INTEGER NOT NULL,
+        first_seen   TEXT NOT NULL,
+        last_seen    TEXT NOT NULL,
+        opened_at    TEXT,
+        resolved_at  TEXT,
+        due_at       TEXT,
+        flapping     INTEGER NOT NULL,
+        suppressed   INTEGER NOT NULL,
+        last_output  TEXT NOT NULL,
+        body         TEXT NOT NULL
+    );
+    -- One unresolved incident per key, whatever a bug elsewhere might try.
+    CREATE UNIQUE INDEX incidents_one_unresolved ON incidents (host, ifnull(service, ''))
+        WHERE status != 'resolved';
+    CREATE INDEX incidents_status ON incidents (status, id);
+    CREATE INDEX incidents_resolved_at ON incidents (resolved_at) WHERE status = 'resolved';
+    CREATE TABLE events (
+        id           INTEGER PRIMARY KEY,
+        incident_id  INTEGER NOT NULL,
+        at           TEXT NOT NULL,
+        kind         TEXT NOT NULL,
+        detail       TEXT NOT NULL
+    );
+    CREATE INDEX events_incident ON events (incident_id, id);
+    """,
+)
+
+SYNCHRONOUS_MODES = ("FULL", "NORMAL")
+
+
+@dataclass(slots=True)
+class WriteBatch:
+    """Everything one group commit writes, in one transaction."""
+
+    upserts: list[tuple[Incident, datetime | None]] = field(default_factory=list)
+    deletes: list[int] = field(default_factory=list)
+    events: list[tuple[int, Event]] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.upserts or self.deletes or self.events)
+
+
+@dataclass(frozen=True, slots=True)
+class IncidentQuery:
+    status: Status | None = None
+    priority: Priority | None = None
+    host: str | None = None
+    limit: int = 100
+    # Keyset paging: incidents with an id below this one (newest first).
+    before_id: int | None = None
+
+
+_COLS = ", ".join(codec.INCIDENT_COLUMNS)
+_UPSERT = (
+    f"INSERT INTO incidents ({_COLS}) VALUES ({', '.join('?' * len(codec.INCIDENT_COLUMNS))}) "
+    "ON CONFLICT (id) DO UPDATE SET "
+    + ", ".join(f"{c} = excluded.{c}" for c in codec.INCIDENT_COLUMNS[1:])
+)
+
+
+class Store:
+    """Owns both SQLite connections. Create with `await Store.open(...)`, end with `close()`."""
+
+    def __init__(self, path: Path, writer: aiosqlite.Connection, reader: aiosqlite.Connection):
+        self.path = path
+        self._writer = writer
+        self._reader = reader
+
+    @classmethod
+    async def open(cls, path: Path, synchronous: str = "FULL") -> Store:
+        if synchronous not in SYNCHRONOUS_MODES:
+            raise StoreError(f"synchronous must be one of {SYNCHRONOUS_MODES}")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            writer = await aiosqlite.connect(path, isolation_level=None)
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreError(f"cannot open store {path}: {exc}") from exc
+        try:
+            await writer.execute("PRAGMA journal_mode=WAL")
+            await writer.execute(f"PRAGMA synchronous={synchronous}")
+            await writer.execute("PRAGMA busy_timeout=5000")
+            await _migrate(writer)
+            reader = await aiosqlite.connect(f"file:{path}?mode=ro", uri=True)
+            await reader.execute("PRAGMA busy_timeout=5000")
+        except (OSError, sqlite3.Error) as exc:
+            await writer.close()
+            raise StoreError(f"cannot prepare store {path}: {exc}") from exc
+        return cls(path, writer, reader)
+
+    async def close(self) -> None:
+        await self._reader.close()
+        await self._writer.close()
+
+    # -- writer side: only the engine's writer task calls these ---------------------------------
+
+    async def load_active(self, resolved_since: datetime) -> list[Incident]:
+        """Unresolved incidents, and resolved ones still inside their reopen window."""
+        cursor = await self._writer.execute(
+            f"SELECT {_COLS} FROM incidents WHERE status != 'resolved' "
+            f"UNION ALL SELECT {_COLS} FROM incidents WHERE status = 'resolved' "
+            "AND resolved_at >= ? ORDER BY id",
+            (codec.ts(resolved_since),),
+        )
+        rows = await cursor.fetchall()
+        return [codec.incident_from_row(r) for r in rows]
+
+    async def max_incident_id(self) -> int:
+        cursor = await self._writer.execute("SELECT ifnull(max(id), 0) FROM incidents")
+        row = await cursor.fetchone()
+        return int(row[0]) if row else 0
+
+    async def write(self, batch: WriteBatch) -> None:
+        """Write the batch in one transaction and commit it durably, or raise StoreError."""
+        db = self._writer
+        try:
+            await db.execute("BEGIN IMMEDIATE")
+            try:
+                if batch.deletes:
+                    ids = [(i,) for i in batch.deletes]
+                    await db.executemany("DELETE FROM events WHERE incident_id = ?", ids)
+                    await db.executemany("DELETE FROM incidents WHERE id = ?", ids)
+                if batch.upserts:
+                    await db.executemany(
+                        _UPSERT, [codec.incident_row(i, due) for i, due in batch.upserts]
+                    )
+                if batch.events:
+                    await db.executemany(
+                        "INSERT INTO events (incident_id, at, kind, detail) VALUES (?, ?, ?, ?)",
+                        [codec.event_row(i, e) for i, e in batch.events],
+                    )
+                await db.execute("COMMIT")
+            except BaseException:
+                await _rollback(db)
+                raise
+        except sqlite3.Error as exc:
+            raise StoreError(f"write failed: {exc}") from exc
+
+    async def check_writable(self) -> None:
+        """A cheap write transaction, for readiness checks."""
+        try:
+            await self._writer.execute("BEGIN IMMEDIATE")
+            await self._writer.execute("ROLLBACK")
+        except sqlite3.Error as exc:
+            raise StoreError(f"store not writable: {exc}") from exc
+
+    # -- reader side -----------------------------------------------------------------------------
+
+    async def list_incidents(self, query: IncidentQuery) -> list[Incident]:
+        where: list[str] = []
+        args: list[object] = []
+        for column, value in (
+            ("status", query.status and query.status.value),
+            ("priority", query.priority and query.priority.value),
+            ("host", query.host),
+        ):
+            if value is not None:
+                where.append(f"{column} = ?")
+                args.append(value)
+        if query.before_id is not None:
+            where.append("id < ?")
+            args.append(query.before_id)
+        sql = f"SELECT {_COLS} FROM incidents"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY id DESC LIMIT ?"
+        args.append(query.limit)
+        return [codec.incident_from_row(r) for r in await self._read(sql, args)]
+
+    async def get_incident(self, incident_id: int) -> Incident | None:
+        rows = await self._read(f"SELECT {_COLS} FROM incidents WHERE id = ?", [incident_id])
+        return codec.incident_from_row(rows[0]) if rows else None
+
+    async def events(self, incident_id: int, limit: int = 1000) -> list[Event]:
+        rows = await self._read(
+            "SELECT at, kind, detail FROM events WHERE incident_id = ? ORDER BY id LIMIT ?",
+            [incident_id, limit],
+        )
+        return [codec.event_from_row(*r) for r in rows]
+
+    async def _read(self, sql: str, args: Iterable[object]) -> Sequence[sqlite3.Row]:
+        try:
+            cursor = await self._reader.execute(sql, tuple(args))
+            return list(await cursor.fetchall())
+        except sqlite3.Error as exc:
+            raise StoreError(f"read failed: {exc}") from exc
+
+
+async def _migrate(db: aiosqlite.Connection) -> None:
+    cursor = await db.execute("PRAGMA user_version")
+    row = await cursor.fetchone()
+    version = int(row[0]) if row else 0
+    if version > len(MIGRATIONS):
+        raise StoreError(
+            f"store schema version {version} is newer than this alertd knows "
+            f"({len(MIGRATIONS)}); upgrade alertd"
+        )
+    for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+        await db.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in _statements(script):
+                await db.execute(statement)
+            await db.execute(f"PRAGMA user_version = {number}")
+            await db.execute("COMMIT")
+        except BaseException:
+            await _rollback(db)
+            raise
+
+
+def _statements(script: str) -> list[str]:
+    # executescript would COMMIT on its own; split so a migration stays one transaction.
+    lines = [ln for ln in script.splitlines() if not ln.strip().startswith("--")]
+    return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
+
+
+async def _rollback(db: aiosqlite.Connection) -> None:
+    # No transaction open (BEGIN itself failed) means nothing to undo.
+    with contextlib.suppress(sqlite3.Error):
+        await db.execute("ROLLBACK")

@@ -1,0 +1,150 @@
+"""Ingest benchmark: results/s and latency of POST /api/v1/results against a real daemon.
+
+Starts `alertd run` as its own process (SQLite in a temp dir, synchronous=FULL unless told
+otherwise), waits until it is ready, then drives it with wrk (Debian package `wrk`; a C load
+generator, so the client is not the bottleneck) from the same machine. Two workloads:
+
+  single  one result per request, 64 connections
+  batch   1,000 results per request, 8 connections
+
+Each over a key space of 10,000 services where `--failing` percent of them are CRITICAL (every
+result for them updates an incident row) and the rest OK; `--failing 100` is the worst case.
+
+    ./run bench                      # both workloads, 10 s each
+    ./run bench --duration 30 --failing 100 --synchronous NORMAL
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+KEYS = 10_000
+LUA = r"""
+local bodies = {}
+local n = 0
+local f = io.open("%(bodies)s")
+for line in f:lines() do n = n + 1; bodies[n] = line end
+f:close()
+local i = 0
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+request = function()
+  i = i %% n + 1
+  return wrk.format(nil, "/api/v1/results", nil, bodies[i])
+end
+"""
+
+
+def result(n: int, failing_pct: int) -> dict[str, object]:
+    key = n % KEYS
+    failing = key % 100 < failing_pct
+    return {
+        "host": f"host-{key // 10:04d}",
+        "service": f"svc-{key % 10}",
+        "state": "CRITICAL" if failing else "OK",
+        "output": "CRITICAL - bench" if failing else "OK - bench",
+        "perfdata": "time=0.012s;1;2;0",
+    }
+
+
+def write_bodies(path: Path, per_request: int, count: int, failing_pct: int) -> None:
+    with path.open("w") as out:
+        n = 0
+        for _ in range(count):
+            items = [result(n + i, failing_pct) for i in range(per_request)]
+            n += per_request
+            body = items[0] if per_request == 1 else items
+            out.write(json.dumps(body, separators=(",", ":")) + "\n")
+
+
+def start_daemon(tmp: Path, port: int, synchronous: str) -> subprocess.Popen[bytes]:
+    config = tmp / "bench.toml"
+    config.write_text(
+        f'[server]\nlisten = "127.0.0.1:{port}"\n'
+        f'[store]\npath = "{tmp / "bench.db"}"\nsynchronous = "{synchronous}"\n'
+        '[log]\nlevel = "warning"\n'
+    )
+    alertd = Path(sys.executable).with_name("alertd")
+    proc = subprocess.Popen([str(alertd), "run", "--config", str(config)])
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1) as r:
+                if r.status == 200:
+                    return proc
+        except OSError:
+            time.sleep(0.1)
+    proc.kill()
+    raise SystemExit("daemon did not become ready in 20 s")
+
+
+def run_wrk(port: int, script: Path, connections: int, seconds: int) -> dict[str, float]:
+    out = subprocess.run(
+        ["wrk", "-t", "1", "-c", str(connections), "-d", f"{seconds}s", "--latency",
+         "-s", str(script), f"http://127.0.0.1:{port}"],
+        check=True, capture_output=True, text=True,
+    ).stdout  # fmt: skip
+    figures = {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))}  # type: ignore[union-attr]
+    for pct in ("50", "99"):
+        m = re.search(rf"^\s+{pct}%\s+([\d.]+)(us|ms|s)", out, re.M)
+        if m:
+            scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}[m.group(2)]
+            figures[f"p{pct}_ms"] = float(m.group(1)) * scale
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    figures["non_2xx"] = float(errors.group(1)) if errors else 0.0
+    return figures
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--duration", type=int, default=10, help="seconds per workload")
+    parser.add_argument("--failing", type=int, default=10, help="percent of keys CRITICAL (0-100)")
+    parser.add_argument("--synchronous", default="FULL", choices=["FULL", "NORMAL"])
+    parser.add_argument("--port", type=int, default=18780)
+    parser.add_argument("--only", choices=["single", "batch"], help="run one workload")
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        raise SystemExit("bench needs wrk: apt-get install wrk")
+
+    workloads = [("single", 1, 64, KEYS), ("batch", 1000, 8, 50)]
+    print(f"alertd ingest benchmark: {os.cpu_count()} cores, synchronous={args.synchronous}, "
+          f"{args.failing}% of {KEYS} keys failing, {args.duration}s per workload")  # fmt: skip
+    with tempfile.TemporaryDirectory(prefix="alertd-bench-") as tmp_name:
+        tmp = Path(tmp_name)
+        daemon = start_daemon(tmp, args.port, args.synchronous)
+        try:
+            for name, per_request, connections, count in workloads:
+                if args.only and args.only != name:
+                    continue
+                bodies = tmp / f"{name}.jsonl"
+                write_bodies(bodies, per_request, count, args.failing)
+                script = tmp / f"{name}.lua"
+                script.write_text(LUA % {"bodies": bodies})
+                f = run_wrk(args.port, script, connections, args.duration)
+                print(
+                    f"{name:>6}: {f['rps'] * per_request:>10,.0f} results/s  "
+                    f"{f['rps']:>9,.0f} requests/s  p50 {f.get('p50_ms', 0):7.2f} ms  "
+                    f"p99 {f.get('p99_ms', 0):7.2f} ms  ({per_request} per request, "
+                    f"{connections} connections, non-2xx {f['non_2xx']:.0f})"
+                )
+        finally:
+            daemon.send_signal(signal.SIGTERM)
+            daemon.wait(timeout=30)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,226 @@
+"""alertd's own JSON ingestion format (`POST /api/v1/results`) -> validated `CheckResult`s.
+
+Pure: takes the decoded JSON and the receive time, returns results or raises `InputError`
+naming every bad item and field, so a client can fix a whole batch from one answer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from alertd.errors import InputError, ItemProblem
+from alertd.model import HOST_STATES, SERVICE_STATES, CheckResult, CheckState, StateType
+
+MAX_NAME = 255
+MAX_TEXT = 65_536
+MAX_LABELS = 64
+
+FIELDS = frozenset(
+    {
+        "host",
+        "service",
+        "state",
+        "output",
+        "long_output",
+        "perfdata",
+        "state_type",
+        "attempt",
+        "max_attempts",
+        "timestamp",
+        "labels",
+    }
+)
+_SERVICE_BY_NAME = {s.value: s for s in SERVICE_STATES}
+_HOST_BY_NAME = {s.value: s for s in HOST_STATES}
+
+
+class _Bad(Exception):
+    """One field problem inside one item; collected, never escapes this module."""
+
+    def __init__(self, field: str, message: str) -> None:
+        self.field = field
+        self.message = message
+
+
+def parse_results(payload: Any, now: datetime, max_items: int) -> list[CheckResult]:
+    """Validate one result object or an array of them; all-or-nothing."""
+    items = payload if isinstance(payload, list) else [payload]
+    if not items:
+        raise InputError("empty batch: send one result object or a non-empty array")
+    if len(items) > max_items:
+        raise InputError(f"too many results in one request: {len(items)} > {max_items}")
+    results: list[CheckResult] = []
+    problems: list[ItemProblem] = []
+    for index, item in enumerate(items):
+        try:
+            results.append(_parse_item(item, now))
+        except _Bad as bad:
+            problems.append(ItemProblem(index, bad.field, bad.message))
+        except _Many as many:
+            problems.extend(ItemProblem(index, b.field, b.message) for b in many.problems)
+    if problems:
+        invalid = len({p.index for p in problems})
+        noun = "result" if invalid == 1 else "results"
+        raise InputError(f"{invalid} invalid {noun}; nothing was stored", problems)
+    return results
+
+
+class _Many(Exception):
+    def __init__(self, problems: list[_Bad]) -> None:
+        self.problems = problems
+
+
+def _parse_item(item: Any, now: datetime) -> CheckResult:
+    if not isinstance(item, dict):
+        raise _Bad("", f"expected a JSON object, got {_kind(item)}")
+    problems: list[_Bad] = [_Bad(k, "unknown field") for k in item if k not in FIELDS]
+    values: dict[str, Any] = {}
+    for name, parse in _PARSERS:
+        try:
+            values[name] = parse(item, now)
+        except _Bad as bad:
+            problems.append(bad)
+    if "service" in values:  # the state's vocabulary depends on whether this is a host check
+        try:
+            values["state"] = _state(item, values["service"])
+        except _Bad as bad:
+            problems.append(bad)
+    if problems:
+        raise _Many(problems)
+    attempt, max_attempts = values["attempt"], values["max_attempts"]
+    if attempt is not None and max_attempts is not None and attempt > max_attempts:
+        raise _Bad("attempt", f"attempt {attempt} is greater than max_attempts {max_attempts}")
+    return CheckResult(**values)
+
+
+def _host(item: Mapping[str, Any], _now: datetime) -> str:
+    if "host" not in item:
+        raise _Bad("host", "required")
+    return _name(item["host"], "host")
+
+
+def _service(item: Mapping[str, Any], _now: datetime) -> str | None:
+    value = item.get("service")
+    return None if value is None else _name(value, "service")
+
+
+def _name(value: Any, field: str) -> str:
+    if not isinstance(value, str):
+        raise _Bad(field, f"expected a string, got {_kind(value)}")
+    stripped = value.strip()
+    if not stripped:
+        raise _Bad(field, "must not be empty")
+    if len(stripped) > MAX_NAME:
+        raise _Bad(field, f"longer than {MAX_NAME} characters")
+    return stripped
+
+
+def _state(item: Mapping[str, Any], service: str | None) -> CheckState:
+    if "state" not in item:
+        raise _Bad("state", "required")
+    value = item["state"]
+    names, kind = (_HOST_BY_NAME, "host") if service is None else (_SERVICE_BY_NAME, "service")
+    ordered = list(names.values())
+    if isinstance(value, int) and not isinstance(value, bool):
+        if 0 <= value < len(ordered):
+            return ordered[value]
+    elif isinstance(value, str) and value.strip().upper() in names:
+        return names[value.strip().upper()]
+    allowed = ", ".join(names) + f" or 0-{len(ordered) - 1}"
+    raise _Bad("state", f"{value!r} is not a {kind} state; expected {allowed}")
+
+
+def _text(field: str) -> Any:
+    def parse(item: Mapping[str, Any], _now: datetime) -> str:
+        value = item.get(field)
+        if value is None:
+            return ""
+        if not isinstance(value, str):
+            raise _Bad(field, f"expected a string, got {_kind(value)}")
+        if len(value) > MAX_TEXT:
+            raise _Bad(field, f"longer than {MAX_TEXT} characters")
+        return value
+
+    return parse
+
+
+def _state_type(item: Mapping[str, Any], _now: datetime) -> StateType | None:
+    value = item.get("state_type")
+    if value is None:
+        return None
+    if isinstance(value, str) and value.upper() in ("SOFT", "HARD"):
+        return StateType(value.upper())
+    raise _Bad("state_type", f"{value!r} is not SOFT or HARD")
+
+
+def _count(field: str) -> Any:
+    def parse(item: Mapping[str, Any], _now: datetime) -> int | None:
+        value = item.get(field)
+        if value is None:
+            return None
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise _Bad(field, f"expected an integer, got {_kind(value)}")
+        if not 1 <= value <= 1000:
+            raise _Bad(field, f"{value} is out of range 1-1000")
+        return value
+
+    return parse
+
+
+def _timestamp(item: Mapping[str, Any], now: datetime) -> datetime:
+    value = item.get("timestamp")
+    if value is None:
+        return now
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        try:
+            return datetime.fromtimestamp(value, UTC)
+        except (OverflowError, OSError, ValueError) as exc:
+            raise _Bad("timestamp", f"epoch seconds out of range: {value}") from exc
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError as exc:
+            raise _Bad("timestamp", f"{value!r} is not an RFC 3339 time") from exc
+        if parsed.tzinfo is None:
+            raise _Bad("timestamp", f"{value!r} has no UTC offset (add Z or +00:00)")
+        return parsed.astimezone(UTC)
+    raise _Bad("timestamp", f"expected RFC 3339 string or epoch seconds, got {_kind(value)}")
+
+
+def _labels(item: Mapping[str, Any], _now: datetime) -> Mapping[str, str]:
+    value = item.get("labels")
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise _Bad("labels", f"expected an object of strings, got {_kind(value)}")
+    if len(value) > MAX_LABELS:
+        raise _Bad("labels", f"more than {MAX_LABELS} labels")
+    for name, label in value.items():
+        if not isinstance(label, str):
+            raise _Bad(f"labels.{name}", f"expected a string, got {_kind(label)}")
+        if len(label) > MAX_TEXT:
+            raise _Bad(f"labels.{name}", f"longer than {MAX_TEXT} characters")
+    return value
+
+
+_PARSERS: tuple[tuple[str, Any], ...] = (
+    ("host", _host),
+    ("service", _service),
+    ("output", _text("output")),
+    ("long_output", _text("long_output")),
+    ("perfdata", _text("perfdata")),
+    ("state_type", _state_type),
+    ("attempt", _count("attempt")),
+    ("max_attempts", _count("max_attempts")),
+    ("timestamp", _timestamp),
+    ("labels", _labels),
+)
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    return {bool: "a boolean", int: "a number", float: "a number", str: "a string",
+            list: "an array", dict: "an object"}.get(type(value), type(value).__name__)  # fmt: skip
