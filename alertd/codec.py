@@ -6,9 +6,10 @@ this module is the only place that knows both shapes.
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 from typing import Any
+
+import orjson
 
 from alertd.model import (
     CheckState,
@@ -25,10 +26,14 @@ from alertd.model import (
 
 
 def ts(value: datetime | None) -> str | None:
-    """RFC 3339 UTC with a `Z`, the form every API and the store use."""
+    """RFC 3339 UTC with a `Z` and fixed width (microseconds always), so stored times sort as
+    text. orjson formats a datetime ~7x faster than isoformat, and this runs per timestamp."""
     if value is None:
         return None
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    if value.tzinfo is not UTC:
+        value = value.astimezone(UTC)
+    text = orjson.dumps(value, option=orjson.OPT_UTC_Z)[1:-1].decode()
+    return text if value.microsecond else f"{text[:-1]}.000000Z"
 
 
 def parse_ts(value: str | None) -> datetime | None:
@@ -64,34 +69,39 @@ INCIDENT_COLUMNS = (
 
 
 def incident_row(incident: Incident, due: datetime | None) -> tuple[Any, ...]:
-    """The incident as a row in `INCIDENT_COLUMNS` order."""
+    """The incident as a row in `INCIDENT_COLUMNS` order.
+
+    Runs once per changed incident per commit, so it leans on orjson (which writes enums and
+    datetimes natively) rather than building an intermediate dict of strings.
+    """
     body = {
-        "state_type": incident.state_type.value,
+        "state_type": incident.state_type,
         "reason_rule": incident.reason.rule,
-        "reason_state": incident.reason.state.value,
+        "reason_state": incident.reason.state,
         "attempt": incident.attempt,
-        "last_hard_state": incident.last_hard_state and incident.last_hard_state.value,
+        "last_hard_state": incident.last_hard_state,
         "long_output": incident.long_output,
         "perfdata": incident.perfdata,
-        "labels": dict(incident.labels),
-        "recovering_since": ts(incident.recovering_since),
-        "recovery_due": ts(incident.recovery_due),
-        "reopen_until": ts(incident.reopen_until),
+        "labels": incident.labels if type(incident.labels) is dict else dict(incident.labels),
+        "recovering_since": incident.recovering_since,
+        "recovery_due": incident.recovery_due,
+        "reopen_until": incident.reopen_until,
         "reopen_count": incident.reopen_count,
         "percent_state_change": incident.percent_state_change,
-        "flap_history": [s.value for s in incident.flap_history],
+        "flap_history": incident.flap_history,
         "suppressed_reason": incident.suppressed_reason,
-        "history": [[ts(h.at), h.state.value, h.state_type.value] for h in incident.history],
+        "history": [(h.at, h.state, h.state_type) for h in incident.history],
     }
     return (
         incident.id,
         incident.host,
         incident.service,
-        incident.status.value,
-        incident.check_state.value,
-        incident.priority.value,
-        incident.reason.impact.value,
-        incident.reason.urgency.value,
+        # StrEnum members are str: sqlite3 stores them as their text, no `.value` lookup needed.
+        incident.status,
+        incident.check_state,
+        incident.priority,
+        incident.reason.impact,
+        incident.reason.urgency,
         incident.occurrences,
         ts(incident.first_seen),
         ts(incident.last_seen),
@@ -101,7 +111,7 @@ def incident_row(incident: Incident, due: datetime | None) -> tuple[Any, ...]:
         int(incident.flapping),
         int(incident.suppressed),
         incident.last_output,
-        json.dumps(body, separators=(",", ":")),
+        orjson.dumps(body, option=orjson.OPT_UTC_Z).decode(),
     )
 
 
@@ -110,7 +120,7 @@ def incident_from_row(row: Any) -> Incident:
     (id_, host, service, status, check_state, priority, impact, urgency, occurrences,
      first_seen, last_seen, opened_at, resolved_at, _due, flapping, suppressed, last_output,
      body_text) = row  # fmt: skip
-    body = json.loads(body_text)
+    body = orjson.loads(body_text)
     last_hard = body["last_hard_state"]
     return Incident(
         id=id_,
@@ -157,13 +167,13 @@ def event_row(incident_id: int, event: Event) -> tuple[int, str | None, str, str
     return (
         incident_id,
         ts(event.at),
-        event.kind.value,
-        json.dumps(event.detail, separators=(",", ":")),
+        event.kind,
+        orjson.dumps(event.detail).decode(),
     )
 
 
 def event_from_row(at: str, kind: str, detail: str) -> Event:
-    return Event(kind=EventKind(kind), at=_req_ts(at), detail=json.loads(detail))
+    return Event(kind=EventKind(kind), at=_req_ts(at), detail=orjson.loads(detail))
 
 
 def incident_json(incident: Incident, *, key_text: str) -> dict[str, Any]:

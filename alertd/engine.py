@@ -23,6 +23,7 @@ from alertd.clock import Clock
 from alertd.errors import StoreError
 from alertd.model import (
     CheckResult,
+    CheckState,
     Event,
     EventKind,
     Incident,
@@ -34,6 +35,8 @@ from alertd.policy import LifecyclePolicy
 from alertd.store import Store, WriteBatch
 
 log = structlog.get_logger(__name__)
+
+OK_STATES = frozenset({CheckState.OK, CheckState.UP})
 
 # Longest the writer sleeps with nothing queued: bounds the cost of a missed wake-up.
 MAX_IDLE_SECONDS = 30.0
@@ -226,8 +229,10 @@ class Engine:
         return incident if _is_host_problem(incident) else None
 
     def _apply(self, batch: _Batch, result: CheckResult, now: datetime) -> None:
-        key = result.key
-        before = self._get(batch, key)
+        key = (result.host, result.service)
+        before = batch.staged[key] if key in batch.staged else self._cache.get(key)
+        if before is None and result.state in OK_STATES:
+            return  # the common case: all is well and nothing was wrong before
         host_problem = None if result.service is None else self._host_problem(batch, result.host)
         transition = lifecycle.apply(
             before, result, self.policy, now, new_id=self._next_id, host_problem=host_problem

@@ -10,7 +10,6 @@ stored on the incident that `tick` fires and `due_at` reports to the scheduler.
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -85,8 +84,8 @@ def tick(incident: Incident, policy: LifecyclePolicy, now: datetime) -> Transiti
         "recovery_due": due.isoformat(),
         "reopen_until": reopen_until.isoformat(),
     }
-    resolved = replace(
-        incident, status=_RESOLVED, resolved_at=now, recovery_due=None, reopen_until=reopen_until
+    resolved = incident._replace(
+        status=_RESOLVED, resolved_at=now, recovery_due=None, reopen_until=reopen_until
     )
     return Transition(resolved, (Event(EventKind.RESOLVED, now, detail),))
 
@@ -111,7 +110,7 @@ def suppress(incident: Incident, reason: str, now: datetime) -> Transition:
     if incident.suppressed and incident.suppressed_reason == reason:
         return Transition(incident)
     detail: Detail = {"reason": reason, "replaces": incident.suppressed_reason}
-    suppressed = replace(incident, suppressed=True, suppressed_reason=reason)
+    suppressed = incident._replace(suppressed=True, suppressed_reason=reason)
     return Transition(suppressed, (Event(EventKind.SUPPRESSED, now, detail),))
 
 
@@ -120,7 +119,7 @@ def unsuppress(incident: Incident, now: datetime) -> Transition:
     if not incident.suppressed:
         return Transition(incident)
     detail: Detail = {"reason": incident.suppressed_reason}
-    lifted = replace(incident, suppressed=False, suppressed_reason=None)
+    lifted = incident._replace(suppressed=False, suppressed_reason=None)
     return Transition(lifted, (Event(EventKind.UNSUPPRESSED, now, detail),))
 
 
@@ -237,7 +236,7 @@ def _problem(
     if absorbed_reason is not None and not incident.suppressed:
         changes["suppressed"], changes["suppressed_reason"] = True, absorbed_reason
         events.append(_suppressed_event(absorbed_reason, now))
-    updated = replace(incident, **changes)
+    updated = incident._replace(**changes)
     events.insert(0, _problem_event(kind, incident, updated, now))
     # A pending incident has no ticket yet: its first priority travels with `opened`.
     if priority is not incident.priority and status is not _PENDING:
@@ -286,7 +285,7 @@ def _resolved_attempt(
         changes["history"] = _history(
             incident.history, StateChange(result.timestamp, state, _SOFT), policy
         )
-    return Transition(replace(incident, **changes))
+    return Transition(incident._replace(**changes))
 
 
 def _ok(
@@ -338,7 +337,7 @@ def _ok(
     if absorbed_reason is not None and not incident.suppressed:
         changes["suppressed"], changes["suppressed_reason"] = True, absorbed_reason
         events.append(_suppressed_event(absorbed_reason, now))
-    return Transition(replace(incident, **changes), tuple(events))
+    return Transition(incident._replace(**changes), tuple(events))
 
 
 def _resolved_ok(
@@ -364,7 +363,7 @@ def _resolved_ok(
         )
     if not changes:
         return Transition(incident)
-    return Transition(replace(incident, **changes), tuple(events))
+    return Transition(incident._replace(**changes), tuple(events))
 
 
 def _record_flap(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -304,7 +303,7 @@ def test_ok_on_resolved_incident_changes_nothing() -> None:
         incident.last_seen,
         incident.history,
     )
-    quiet = replace(incident, flap_history=(OK,), percent_state_change=0.0)
+    quiet = incident._replace(flap_history=(OK,), percent_state_change=0.0)
     assert step(quiet, OK, T0 + MINUTE).incident is quiet
 
 
@@ -376,7 +375,7 @@ def test_flapping_incident_stays_open_until_flapping_stops() -> None:
 
 def test_tick_does_not_resolve_a_flapping_incident() -> None:
     """A recovering incident that flaps has no due timer and a tick leaves it alone."""
-    incident = replace(recovering(T0), flapping=True)
+    incident = recovering(T0)._replace(flapping=True)
     assert due_at(incident) is None
     assert tick(incident, POLICY, T0 + HOLD * 10).incident is incident
 
