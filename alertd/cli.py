@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from collections.abc import Callable, Coroutine
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from typing import Any
 
 from alertd import logs
 from alertd.config import load_config, summary
@@ -52,6 +54,15 @@ def main(argv: list[str] | None = None) -> int:
     raise AssertionError(args.command)  # argparse rejects anything else
 
 
+def _event_loop_runner() -> Callable[[Coroutine[Any, Any, None]], None]:
+    # uvloop serves ~25% more single-result requests per second (README, "Performance").
+    try:
+        import uvloop
+    except ImportError:  # not built for this platform: the standard loop works the same
+        return asyncio.run
+    return uvloop.run
+
+
 def _check_config(path: Path) -> int:
     try:
         config = load_config(path)
@@ -74,7 +85,7 @@ def _run(path: Path | None) -> int:
         return 1
     logs.configure(config.log.level)
     try:
-        asyncio.run(run(config))
+        _event_loop_runner()(run(config))
     except StoreError as exc:
         print(f"alertd: {exc}", file=sys.stderr)
         return 1

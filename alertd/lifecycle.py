@@ -62,11 +62,47 @@ def apply(
         if result.state.is_ok:
             return _NOTHING
         return _create(result, policy, now, new_id, host_problem)
+    if host_problem is None and _is_plain_repeat(incident, result):
+        return _repeat(incident, result, now)
     if result.state.is_ok:
         return _ok(incident, result, policy, now, host_problem)
     if incident.status is _RESOLVED and not _may_reopen(incident, now):
         return _create(result, policy, now, new_id, host_problem)
     return _problem(incident, result, policy, now, host_problem)
+
+
+def _is_plain_repeat(incident: Incident, result: CheckResult) -> bool:
+    """The commonest input: the same HARD problem again on an open incident, changing nothing
+    but counters and output (no state, priority, flap or suppression change is possible)."""
+    state = result.state
+    history = incident.flap_history
+    return (
+        incident.status is _OPEN
+        and state is incident.check_state
+        and incident.state_type is _HARD
+        and result.state_type is not _SOFT
+        and state is incident.reason.state
+        and incident.percent_state_change == 0.0
+        and not incident.flapping
+        and bool(history)
+        and history[-1] is state
+    )
+
+
+def _repeat(incident: Incident, result: CheckResult, now: datetime) -> Transition:
+    """`_problem` for a plain repeat, without its general bookkeeping (hot path)."""
+    attempt = incident.attempt + 1 if result.attempt is None else result.attempt
+    repeated = incident._replace(
+        last_seen=result.timestamp,
+        occurrences=incident.occurrences + 1,
+        attempt=attempt,
+        last_output=result.output,
+        long_output=result.long_output,
+        perfdata=result.perfdata,
+        labels=result.labels or incident.labels,
+    )
+    # No detail: the engine folds a commit's repeats into one event with their count.
+    return Transition(repeated, (Event(EventKind.DEDUPLICATED, now),))
 
 
 def tick(incident: Incident, policy: LifecyclePolicy, now: datetime) -> Transition:
@@ -444,15 +480,10 @@ def _problem_event(kind: EventKind, before: Incident, after: Incident, now: date
     if kind is EventKind.OPENED:
         return Event(kind, now, _opened_detail(after))
     if kind is EventKind.DEDUPLICATED:
-        detail: Detail = {
-            "state": after.check_state.value,
-            "occurrences": after.occurrences,
-            "output": after.last_output[:OUTPUT_LIMIT],
-        }
-        return Event(kind, now, detail)
+        return Event(kind, now)  # folded into a counted event by the engine, like `_repeat`
     if kind is EventKind.STATE_CHANGED:
         return Event(kind, now, _state_detail(before.check_state, after))
-    detail = _state_detail(before.check_state, after)
+    detail: Detail = _state_detail(before.check_state, after)
     if kind is EventKind.REOPENED:
         detail["reopen_count"] = after.reopen_count
     return Event(kind, now, detail)
