@@ -1,0 +1,104 @@
+"""The one writer: group commit, failure isolation, and timers driven by the clock."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from alertd.clock import ManualClock
+from alertd.engine import Engine
+from alertd.errors import StoreError
+from alertd.model import CheckResult, CheckState, Status
+from alertd.policy import LifecyclePolicy
+from alertd.store import Store
+
+
+def crit(host: str, clock: ManualClock, service: str = "HTTP") -> CheckResult:
+    return CheckResult(host, service, CheckState.CRITICAL, clock.now(), output="down")
+
+
+@pytest.fixture
+async def engine(tmp_path: Path, clock: ManualClock) -> AsyncIterator[Engine]:
+    store = await Store.open(tmp_path / "alertd.db")
+    engine = Engine(store, LifecyclePolicy(), clock)
+    await engine.start()
+    yield engine
+    await engine.stop()
+    await store.close()
+
+
+async def test_concurrent_submissions_share_one_commit(engine: Engine, clock: ManualClock) -> None:
+    """Fifty requests that arrive together are written in one transaction, not fifty."""
+    await asyncio.gather(*(engine.submit([crit(f"h{n}", clock)]) for n in range(50)))
+    assert engine.last_batch is not None
+    assert engine.last_batch.submissions == 50
+    assert engine.last_batch.incidents_written == 50
+    assert engine.active_incidents == 50
+
+
+async def test_a_failed_commit_fails_its_waiters_and_changes_nothing(
+    engine: Engine, clock: ManualClock, tmp_path: Path
+) -> None:
+    """When SQLite refuses the transaction, every waiter gets StoreError and memory stays as
+    it was, so a retry of the same results is applied once, not twice."""
+    with sqlite3.connect(tmp_path / "alertd.db") as db:
+        db.execute(
+            "CREATE TRIGGER poison BEFORE INSERT ON incidents WHEN NEW.host = 'poison' "
+            "BEGIN SELECT RAISE(ABORT, 'disk says no'); END"
+        )
+    await engine.submit([crit("web", clock)])
+    outcomes = await asyncio.gather(
+        engine.submit([crit("web", clock), crit("poison", clock)]),
+        engine.submit([crit("web", clock)]),
+        return_exceptions=True,
+    )
+    assert all(isinstance(o, StoreError) for o in outcomes)
+    assert "disk says no" in str(outcomes[0])
+    web = engine.cached(("web", "HTTP"))
+    assert web is not None and web.occurrences == 1
+    assert engine.cached(("poison", "HTTP")) is None
+
+    await engine.submit([crit("web", clock)])  # the writer survived and goes on
+    with sqlite3.connect(tmp_path / "alertd.db") as db:
+        assert db.execute("SELECT occurrences FROM incidents").fetchall() == [(2,)]
+
+
+async def test_host_down_absorbs_and_releases_its_services(
+    engine: Engine, clock: ManualClock
+) -> None:
+    """Services of a DOWN host are suppressed, also those already open; UP releases them."""
+    await engine.submit([crit("db", clock, "MySQL")])
+    down = CheckResult("db", None, CheckState.DOWN, clock.now(), output="no ping")
+    await engine.submit([down, crit("db", clock, "Disk")])
+    mysql, disk = engine.cached(("db", "MySQL")), engine.cached(("db", "Disk"))
+    assert mysql is not None and mysql.suppressed
+    assert disk is not None and disk.suppressed
+    assert mysql.suppressed_reason == "host db is DOWN (incident 2)"
+
+    await engine.submit([CheckResult("db", None, CheckState.UP, clock.now())])
+    mysql = engine.cached(("db", "MySQL"))
+    assert mysql is not None and not mysql.suppressed and mysql.status is Status.OPEN
+
+
+async def test_resolved_incidents_leave_memory_when_their_reopen_window_ends(
+    engine: Engine, clock: ManualClock
+) -> None:
+    """Memory holds only live incidents: a resolved one is dropped after its reopen window."""
+    await engine.submit([crit("web", clock)])
+    await engine.submit([CheckResult("web", "HTTP", CheckState.OK, clock.now())])
+    clock.advance(timedelta(minutes=5))
+    await engine.run_timers()
+    resolved = engine.cached(("web", "HTTP"))
+    assert resolved is not None and resolved.status is Status.RESOLVED
+    clock.advance(timedelta(hours=24))
+    await engine.run_timers()
+    assert engine.cached(("web", "HTTP")) is None
+    assert engine.active_incidents == 0
+    await engine.submit([crit("web", clock)])  # after the window: a new incident
+    fresh = engine.cached(("web", "HTTP"))
+    assert fresh is not None and fresh.id == 2
