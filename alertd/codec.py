@@ -91,6 +91,11 @@ def incident_row(incident: Incident, due: datetime | None) -> tuple[Any, ...]:
         "flap_history": incident.flap_history,
         "suppressed_reason": incident.suppressed_reason,
         "history": [(h.at, h.state, h.state_type) for h in incident.history],
+        "acknowledged": incident.acknowledged,
+        "ack_author": incident.ack_author,
+        "ack_comment": incident.ack_comment,
+        "ack_sticky": incident.ack_sticky,
+        "ack_source": incident.ack_source,
     }
     return (
         incident.id,
@@ -160,6 +165,11 @@ def incident_from_row(row: Any) -> Incident:
             StateChange(at=_req_ts(at), state=CheckState(st), state_type=StateType(tp))
             for at, st, tp in body["history"]
         ),
+        acknowledged=body.get("acknowledged", False),
+        ack_author=body.get("ack_author"),
+        ack_comment=body.get("ack_comment"),
+        ack_sticky=body.get("ack_sticky", False),
+        ack_source=body.get("ack_source"),
     )
 
 
@@ -202,6 +212,9 @@ def incident_json(incident: Incident, *, key_text: str) -> dict[str, Any]:
         "percent_state_change": round(incident.percent_state_change, 2),
         "suppressed": incident.suppressed,
         "suppressed_reason": incident.suppressed_reason,
+        "acknowledged": incident.acknowledged,
+        "ack_author": incident.ack_author,
+        "ack_comment": incident.ack_comment,
         "last_output": incident.last_output,
         "long_output": incident.long_output,
         "perfdata": incident.perfdata,

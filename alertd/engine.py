@@ -18,7 +18,7 @@ from datetime import datetime
 
 import structlog
 
-from alertd import lifecycle
+from alertd import lifecycle, notices
 from alertd.clock import Clock
 from alertd.errors import StoreError
 from alertd.model import (
@@ -28,6 +28,7 @@ from alertd.model import (
     EventKind,
     Incident,
     IncidentKey,
+    Notice,
     Status,
     Transition,
 )
@@ -42,9 +43,13 @@ OK_STATES = frozenset({CheckState.OK, CheckState.UP})
 MAX_IDLE_SECONDS = 30.0
 
 
+# What handlers submit: check results, and notices (acks, downtimes, ...) in arrival order.
+Input = CheckResult | Notice
+
+
 @dataclass(slots=True)
 class _Submission:
-    results: Sequence[CheckResult]
+    results: Sequence[Input]
     done: asyncio.Future[None]
 
 
@@ -131,7 +136,7 @@ class Engine:
 
     # -- API for handlers ------------------------------------------------------------------------
 
-    async def submit(self, results: Sequence[CheckResult]) -> None:
+    async def submit(self, results: Sequence[Input]) -> None:
         """Return once `results` are committed to disk; raise StoreError if they could not be."""
         if self._closing or not self.running:
             raise StoreError("engine is not running (shutting down)")
@@ -228,7 +233,13 @@ class Engine:
         incident = self._get(batch, (host, None))
         return incident if _is_host_problem(incident) else None
 
-    def _apply(self, batch: _Batch, result: CheckResult, now: datetime) -> None:
+    def _apply(self, batch: _Batch, result: CheckResult | Notice, now: datetime) -> None:
+        if type(result) is Notice:
+            key = result.key
+            before = self._get(batch, key)
+            self._stage(batch, key, before, notices.annotate(before, result, self.policy, now))
+            return
+        assert type(result) is CheckResult
         key = (result.host, result.service)
         before = batch.staged[key] if key in batch.staged else self._cache.get(key)
         if before is None and result.state in OK_STATES:

@@ -121,8 +121,13 @@ def tick(incident: Incident, policy: LifecyclePolicy, now: datetime) -> Transiti
         "reopen_until": reopen_until.isoformat(),
     }
     resolved = incident._replace(
-        status=_RESOLVED, resolved_at=now, recovery_due=None, reopen_until=reopen_until
+        status=_RESOLVED,
+        resolved_at=now,
+        recovery_due=None,
+        reopen_until=reopen_until,
+        **_NO_ACK,
     )
+    # A resolved incident is acknowledged no more: if it reopens, someone must look again.
     return Transition(resolved, (Event(EventKind.RESOLVED, now, detail),))
 
 
@@ -272,6 +277,8 @@ def _problem(
     if absorbed_reason is not None and not incident.suppressed:
         changes["suppressed"], changes["suppressed_reason"] = True, absorbed_reason
         events.append(_suppressed_event(absorbed_reason, now))
+    if state is not previous:
+        _end_ack(incident, state, now, changes, events)
     updated = incident._replace(**changes)
     events.insert(0, _problem_event(kind, incident, updated, now))
     # A pending incident has no ticket yet: its first priority travels with `opened`.
@@ -373,6 +380,8 @@ def _ok(
     if absorbed_reason is not None and not incident.suppressed:
         changes["suppressed"], changes["suppressed_reason"] = True, absorbed_reason
         events.append(_suppressed_event(absorbed_reason, now))
+    if state is not incident.check_state:
+        _end_ack(incident, state, now, changes, events)
     return Transition(incident._replace(**changes), tuple(events))
 
 
@@ -400,6 +409,29 @@ def _resolved_ok(
     if not changes:
         return Transition(incident)
     return Transition(incident._replace(**changes), tuple(events))
+
+
+_NO_ACK: Changes = {
+    "acknowledged": False,
+    "ack_author": None,
+    "ack_comment": None,
+    "ack_sticky": False,
+    "ack_source": None,
+}
+
+
+def _end_ack(
+    incident: Incident, state: CheckState, now: datetime, changes: Changes, events: list[Event]
+) -> None:
+    """Nagios's rule for acks that came from Nagios: a normal ack ends on any change of state,
+    a sticky one when the check is OK again. Other acks last until the incident resolves."""
+    if not incident.acknowledged or incident.ack_source != "nagios":
+        return
+    if incident.ack_sticky and not state.is_ok:
+        return
+    changes.update(_NO_ACK)
+    detail: Detail = {"reason": "state changed", "state": state.value}
+    events.append(Event(EventKind.UNACKNOWLEDGED, now, detail))
 
 
 def _record_flap(

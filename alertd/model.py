@@ -95,6 +95,23 @@ class EventKind(StrEnum):
     FLAPPING_STOPPED = "flapping_stopped"
     SUPPRESSED = "suppressed"
     UNSUPPRESSED = "unsuppressed"
+    ACKNOWLEDGED = "acknowledged"
+    UNACKNOWLEDGED = "unacknowledged"
+    NOTE = "note"
+
+
+class NoticeKind(StrEnum):
+    """What a notice (an input that is not a check result) says about a key."""
+
+    ACKNOWLEDGED = "acknowledged"
+    UNACKNOWLEDGED = "unacknowledged"
+    FLAPPING_STARTED = "flapping_started"
+    FLAPPING_STOPPED = "flapping_stopped"
+    FLAPPING_DISABLED = "flapping_disabled"
+    DOWNTIME_STARTED = "downtime_started"
+    DOWNTIME_ENDED = "downtime_ended"
+    DOWNTIME_CANCELLED = "downtime_cancelled"
+    CUSTOM = "custom"
 
 
 NO_LABELS: Mapping[str, str] = MappingProxyType({})
@@ -127,6 +144,24 @@ class CheckResult(NamedTuple):
     attempt: int | None = None
     max_attempts: int | None = None
     labels: Mapping[str, str] = NO_LABELS
+    source: str = "api"
+
+    @property
+    def key(self) -> IncidentKey:
+        return (self.host, self.service)
+
+
+class Notice(NamedTuple):
+    """Something a monitoring system says about a key that is not a check result: an
+    acknowledgement, a downtime, flapping as it detected it, or a custom comment."""
+
+    kind: NoticeKind
+    host: str
+    service: str | None
+    at: datetime
+    author: str = ""
+    comment: str = ""
+    sticky: bool = False
     source: str = "api"
 
     @property
@@ -201,6 +236,13 @@ class Incident(NamedTuple):
     suppressed: bool = False
     suppressed_reason: str | None = None
     history: tuple[StateChange, ...] = ()
+    acknowledged: bool = False
+    ack_author: str | None = None
+    ack_comment: str | None = None
+    # Nagios's rules for its own acks: a normal one ends on any state change, a sticky one
+    # only at OK. Acks from elsewhere (API, helpdesk) end at recovery.
+    ack_sticky: bool = False
+    ack_source: str | None = None
 
     @property
     def key(self) -> IncidentKey:

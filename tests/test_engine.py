@@ -13,7 +13,7 @@ import pytest
 from alertd.clock import ManualClock
 from alertd.engine import Engine
 from alertd.errors import StoreError
-from alertd.model import CheckResult, CheckState, Status
+from alertd.model import CheckResult, CheckState, Notice, NoticeKind, Status
 from alertd.policy import LifecyclePolicy
 from alertd.store import Store
 
@@ -102,3 +102,18 @@ async def test_resolved_incidents_leave_memory_when_their_reopen_window_ends(
     await engine.submit([crit("web", clock)])  # after the window: a new incident
     fresh = engine.cached(("web", "HTTP"))
     assert fresh is not None and fresh.id == 2
+
+
+async def test_notices_go_through_the_same_commit_and_are_stored(
+    engine: Engine, clock: ManualClock, tmp_path: Path
+) -> None:
+    """An ack submitted beside results is applied in order and is on disk after submit."""
+    ack = Notice(NoticeKind.ACKNOWLEDGED, "web", "HTTP", clock.now(), "bob", "looking", True)
+    await engine.submit([crit("web", clock), ack])
+    store = await Store.open(tmp_path / "alertd.db")
+    try:
+        stored = await store.get_incident(1)
+    finally:
+        await store.close()
+    assert stored is not None and stored.acknowledged
+    assert (stored.ack_author, stored.ack_comment, stored.ack_sticky) == ("bob", "looking", True)

@@ -1,0 +1,82 @@
+"""Notices applied to incidents, purely: acknowledgements, downtimes, flapping, comments.
+
+A notice is what a monitoring system says about a key besides its check results (Nagios's
+ACKNOWLEDGEMENT, DOWNTIMESTART, FLAPPINGSTART, CUSTOM notifications; an API ack). It changes
+flags and leaves an event in the audit trail; it never opens or resolves an incident. A notice
+for a key without a live incident changes nothing here (maintenance windows that outlive
+incidents are silences, which the engine keeps separately).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from alertd.model import Event, EventKind, Incident, Notice, NoticeKind, Status, Transition
+from alertd.policy import LifecyclePolicy
+
+DOWNTIME_PREFIX = "downtime"
+_NOTHING = Transition(None)
+
+
+def annotate(
+    incident: Incident | None, notice: Notice, policy: LifecyclePolicy, now: datetime
+) -> Transition:
+    """Apply one notice to the incident of its key (None if the key has none)."""
+    if incident is None:
+        return _NOTHING
+    kind = notice.kind
+    who: dict[str, Any] = {"author": notice.author, "comment": notice.comment,
+                           "source": notice.source}  # fmt: skip
+    if kind is NoticeKind.ACKNOWLEDGED:
+        acked = incident._replace(
+            acknowledged=True,
+            ack_author=notice.author or None,
+            ack_comment=notice.comment or None,
+            ack_sticky=notice.sticky,
+            ack_source=notice.source,
+        )
+        detail = {**who, "sticky": notice.sticky}
+        return Transition(acked, (Event(EventKind.ACKNOWLEDGED, now, detail),))
+    if kind is NoticeKind.UNACKNOWLEDGED:
+        if not incident.acknowledged:
+            return Transition(incident)
+        cleared = incident._replace(
+            acknowledged=False, ack_author=None, ack_comment=None, ack_sticky=False,
+            ack_source=None,
+        )  # fmt: skip
+        return Transition(cleared, (Event(EventKind.UNACKNOWLEDGED, now, who),))
+    if kind is NoticeKind.DOWNTIME_STARTED:
+        reason = f"{DOWNTIME_PREFIX} by {notice.author or 'unknown'}: {notice.comment}".rstrip(": ")
+        if incident.suppressed and incident.suppressed_reason == reason:
+            return Transition(incident)
+        down = incident._replace(suppressed=True, suppressed_reason=reason)
+        detail = {**who, "reason": reason, "replaces": incident.suppressed_reason}
+        return Transition(down, (Event(EventKind.SUPPRESSED, now, detail),))
+    if kind in (NoticeKind.DOWNTIME_ENDED, NoticeKind.DOWNTIME_CANCELLED):
+        reason = incident.suppressed_reason or ""
+        if not incident.suppressed or not reason.startswith(DOWNTIME_PREFIX):
+            return Transition(incident)
+        up = incident._replace(suppressed=False, suppressed_reason=None)
+        detail = {**who, "reason": reason, "ended": kind.value}
+        return Transition(up, (Event(EventKind.UNSUPPRESSED, now, detail),))
+    if kind is NoticeKind.FLAPPING_STARTED:
+        if incident.flapping:
+            return Transition(incident)
+        event = Event(EventKind.FLAPPING_STARTED, now, {**who, "detected_by": notice.source})
+        return Transition(incident._replace(flapping=True), (event,))
+    if kind in (NoticeKind.FLAPPING_STOPPED, NoticeKind.FLAPPING_DISABLED):
+        if not incident.flapping:
+            return Transition(incident)
+        detail = {**who, "detected_by": notice.source, "ended": kind.value}
+        events = [Event(EventKind.FLAPPING_STOPPED, now, detail)]
+        changes: dict[str, Any] = {"flapping": False}
+        # As with alertd's own detection: an incident kept open by flapping starts recovering
+        # once the flapping stops while the check is OK.
+        if incident.status is Status.OPEN and incident.check_state.is_ok:
+            due = now + policy.recovery_hold
+            changes.update(status=Status.RECOVERING, recovering_since=now, recovery_due=due)
+            detail = {"state": incident.check_state.value, "recovery_due": due.isoformat()}
+            events.append(Event(EventKind.RECOVERING, now, detail))
+        return Transition(incident._replace(**changes), tuple(events))
+    return Transition(incident, (Event(EventKind.NOTE, now, who),))
