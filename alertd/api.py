@@ -7,6 +7,7 @@ turned into responses here (`alertd.server.errors_middleware` does that).
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from typing import Any
 
 from aiohttp import web
@@ -14,8 +15,8 @@ from aiohttp import web
 from alertd import codec
 from alertd.errors import InputError, NotFoundError, PayloadTooLarge, UnsupportedMedia
 from alertd.model import Priority, Status, key_text
-from alertd.server import CLOCK, CONFIG, ENGINE, STORE
-from alertd.store import IncidentQuery
+from alertd.server import CLOCK, CONFIG, DISPATCHER, ENGINE, STORE
+from alertd.store import IncidentQuery, OutboxRow, Redrive
 from connectors.native import parse_results
 
 MAX_PAGE = 1000
@@ -26,6 +27,9 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/api/v1/results", post_results)
     app.router.add_get("/api/v1/incidents", list_incidents)
     app.router.add_get("/api/v1/incidents/{id}", show_incident)
+    app.router.add_get("/api/v1/outbox", list_outbox)
+    app.router.add_post("/api/v1/outbox/retry", retry_outbox)
+    app.router.add_post("/api/v1/outbox/{id}/retry", retry_outbox)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
 
@@ -88,7 +92,75 @@ async def show_incident(request: web.Request) -> web.Response:
         raise NotFoundError(f"incident {request.match_info['id']}")
     body = codec.incident_json(incident, key_text=key_text(incident.key))
     body["events"] = [codec.event_json(e) for e in await store.events(incident.id)]
+    link = await store.ticket_of(incident.id)
+    helpdesk = request.app[CONFIG].helpdesk
+    body["ticket"] = None
+    if link is not None and helpdesk is not None:
+        url = f"{helpdesk.url}/a/tickets/{link.ticket_id}"
+        body["ticket"] = {"id": link.ticket_id, "url": url}
+    body["ticket_operations"] = [_op_json(op) for op in await store.ops_of(incident.id)]
     return web.json_response(body)
+
+
+OUTBOX_STATES = ("pending", "done", "dead")
+
+
+async def list_outbox(request: web.Request) -> web.Response:
+    """Ticket operations, newest first; `state=dead` lists the dead letters."""
+    state = request.query.get("state") or None
+    if state is not None and state not in OUTBOX_STATES:
+        raise InputError(
+            f"query parameter state: {state!r} is not one of {', '.join(OUTBOX_STATES)}"
+        )
+    limit = _int(request.query.get("limit"), "limit", default=100, low=1, high=MAX_PAGE)
+    before = _int(request.query.get("before"), "before", default=None, low=1, high=None)
+    store = request.app[STORE]
+    ops = await store.ops(state, limit, before)
+    stats = await store.outbox_stats()
+    return web.json_response(
+        {
+            "operations": [_op_json(op) for op in ops],
+            "next_before": ops[-1].id if len(ops) == limit else None,
+            "counts": {k: stats[k] for k in OUTBOX_STATES},
+        }
+    )
+
+
+async def retry_outbox(request: web.Request) -> web.Response:
+    """Send dead letters again: one (`/outbox/{id}/retry`) or all (`/outbox/retry`)."""
+    store = request.app[STORE]
+    if "id" in request.match_info:
+        raw = request.match_info["id"]
+        op = await store.op(int(raw)) if raw.isdigit() else None
+        if op is None or op.state != "dead":
+            raise NotFoundError(f"dead-lettered operation {raw}")
+        ops = [op]
+    else:
+        ops, before = [], None
+        while True:  # every dead letter, a page at a time
+            page = await store.ops("dead", MAX_PAGE, before)
+            ops += page
+            if len(page) < MAX_PAGE:
+                break
+            before = page[-1].id
+    await request.app[ENGINE].submit([Redrive(op.id) for op in ops])
+    return web.json_response({"requeued": [op.id for op in ops]})
+
+
+def _op_json(op: OutboxRow) -> dict[str, Any]:
+    return {
+        "id": op.id,
+        "incident_id": op.incident_id,
+        "op": op.op,
+        "state": op.state,
+        "priority": op.priority,
+        "attempts": op.attempts,
+        "next_attempt_at": codec.ts(op.next_attempt_at),
+        "created_at": codec.ts(op.created_at),
+        "updated_at": codec.ts(op.updated_at),
+        "last_error": op.last_error,
+        "payload": op.payload,
+    }
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -103,9 +175,31 @@ async def readyz(request: web.Request) -> web.Response:
         await request.app[STORE].check_writable()
     except Exception as exc:  # any failure here is the answer, not an error of the probe
         problems.append(str(exc))
+    if DISPATCHER in request.app:
+        problems += await _helpdesk_problems(request)
     if problems:
         return web.json_response({"status": "not ready", "problems": problems}, status=503)
     return web.json_response({"status": "ready"})
+
+
+# An operation pending longer than this means delivery is stuck (helpdesk down, key refused).
+OUTBOX_STUCK = timedelta(minutes=15)
+
+
+async def _helpdesk_problems(request: web.Request) -> list[str]:
+    problems = []
+    health = request.app[DISPATCHER].health
+    if not health.authorised:
+        problems.append(f"helpdesk refuses alertd's API key: {health.last_error}")
+    oldest = (await request.app[STORE].outbox_stats())["oldest_pending"]
+    now = request.app[CLOCK].now()
+    if oldest is not None and now - oldest > OUTBOX_STUCK:
+        age = int((now - oldest).total_seconds())
+        problems.append(
+            f"outbox stuck: oldest pending ticket operation is {age}s old "
+            f"(last error: {health.last_error})"
+        )
+    return problems
 
 
 def _enum(kind: Any, value: str | None, name: str) -> Any:

@@ -42,8 +42,17 @@ def parse_ts(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value)
 
 
-def _req_ts(value: str) -> datetime:
+def req_ts(value: str) -> datetime:
     return datetime.fromisoformat(value)
+
+
+def dumps(value: Any) -> str:
+    """Compact JSON for stored documents (orjson writes enums and datetimes natively)."""
+    return orjson.dumps(value, option=orjson.OPT_UTC_Z).decode()
+
+
+def loads(text: str | bytes) -> Any:
+    return orjson.loads(text)
 
 
 INCIDENT_COLUMNS = (
@@ -96,6 +105,10 @@ def incident_row(incident: Incident, due: datetime | None) -> tuple[Any, ...]:
         "ack_comment": incident.ack_comment,
         "ack_sticky": incident.ack_sticky,
         "ack_source": incident.ack_source,
+        "ticket_requested": incident.ticket_requested,
+        "summary_from": incident.summary_from,
+        "summary_due": incident.summary_due,
+        "summary_last_at": incident.summary_last_at,
     }
     return (
         incident.id,
@@ -141,8 +154,8 @@ def incident_from_row(row: Any) -> Incident:
             rule=body["reason_rule"],
             state=CheckState(body["reason_state"]),
         ),
-        first_seen=_req_ts(first_seen),
-        last_seen=_req_ts(last_seen),
+        first_seen=req_ts(first_seen),
+        last_seen=req_ts(last_seen),
         occurrences=occurrences,
         attempt=body["attempt"],
         last_hard_state=CheckState(last_hard) if last_hard else None,
@@ -162,7 +175,7 @@ def incident_from_row(row: Any) -> Incident:
         suppressed=bool(suppressed),
         suppressed_reason=body["suppressed_reason"],
         history=tuple(
-            StateChange(at=_req_ts(at), state=CheckState(st), state_type=StateType(tp))
+            StateChange(at=req_ts(at), state=CheckState(st), state_type=StateType(tp))
             for at, st, tp in body["history"]
         ),
         acknowledged=body.get("acknowledged", False),
@@ -170,6 +183,10 @@ def incident_from_row(row: Any) -> Incident:
         ack_comment=body.get("ack_comment"),
         ack_sticky=body.get("ack_sticky", False),
         ack_source=body.get("ack_source"),
+        ticket_requested=body.get("ticket_requested", False),
+        summary_from=body.get("summary_from", 0),
+        summary_due=parse_ts(body.get("summary_due")),
+        summary_last_at=parse_ts(body.get("summary_last_at")),
     )
 
 
@@ -183,7 +200,7 @@ def event_row(incident_id: int, event: Event) -> tuple[int, str | None, str, str
 
 
 def event_from_row(at: str, kind: str, detail: str) -> Event:
-    return Event(kind=EventKind(kind), at=_req_ts(at), detail=orjson.loads(detail))
+    return Event(kind=EventKind(kind), at=req_ts(at), detail=orjson.loads(detail))
 
 
 def incident_json(incident: Incident, *, key_text: str) -> dict[str, Any]:

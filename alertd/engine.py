@@ -33,7 +33,8 @@ from alertd.model import (
     Transition,
 )
 from alertd.policy import LifecyclePolicy
-from alertd.store import Store, WriteBatch
+from alertd.store import NewOp, OutboxUpdate, Redrive, Store, TicketLink, WriteBatch
+from alertd.tickets import PlannedOp, TicketPlanner
 
 log = structlog.get_logger(__name__)
 
@@ -43,8 +44,9 @@ OK_STATES = frozenset({CheckState.OK, CheckState.UP})
 MAX_IDLE_SECONDS = 30.0
 
 
-# What handlers submit: check results, and notices (acks, downtimes, ...) in arrival order.
-Input = CheckResult | Notice
+# What the writer takes: check results and notices (acks, downtimes, ...) from handlers, in
+# arrival order, and the outbox dispatcher's delivery records.
+Input = CheckResult | Notice | OutboxUpdate | TicketLink | Redrive
 
 
 @dataclass(slots=True)
@@ -84,6 +86,7 @@ class Engine:
         *,
         max_batch: int = 20_000,
         max_queue: int = 10_000,
+        planner: TicketPlanner | None = None,
     ) -> None:
         self._store = store
         self.policy = policy
@@ -98,6 +101,9 @@ class Engine:
         self._task: asyncio.Task[None] | None = None
         self._closing = False
         self.last_batch: BatchStats | None = None
+        self._planner = planner
+        # Set after a commit that queued ticket operations: the dispatcher's doorbell.
+        self.outbox_ready = asyncio.Event()
 
     # -- lifecycle of the engine itself ----------------------------------------------------------
 
@@ -183,7 +189,7 @@ class Engine:
         while self._timers:
             due, incident_id, key = self._timers[0]
             current = self._cache.get(key)
-            if current is None or current.id != incident_id or lifecycle.due_at(current) != due:
+            if current is None or current.id != incident_id or self._due(current) != due:
                 heapq.heappop(self._timers)  # stale entry: the incident moved on
                 continue
             wait = (due - self._clock.now()).total_seconds()
@@ -202,6 +208,7 @@ class Engine:
                     self._apply(batch, result, now)
             self._finish(batch, now)
             if batch.write:
+                batch.write.at = now
                 await self._store.write(batch.write)
         except Exception as exc:
             log.error("commit_failed", error=str(exc), submissions=len(subs))
@@ -211,6 +218,8 @@ class Engine:
                     sub.done.set_exception(failure)
             return
         self._publish(batch, now)
+        if batch.write.new_ops or batch.write.redrive:
+            self.outbox_ready.set()
         for sub in subs:
             if not sub.done.done():
                 sub.done.set_result(None)
@@ -233,22 +242,31 @@ class Engine:
         incident = self._get(batch, (host, None))
         return incident if _is_host_problem(incident) else None
 
-    def _apply(self, batch: _Batch, result: CheckResult | Notice, now: datetime) -> None:
-        if type(result) is Notice:
-            key = result.key
-            before = self._get(batch, key)
-            self._stage(batch, key, before, notices.annotate(before, result, self.policy, now))
+    def _apply(self, batch: _Batch, item: Input, now: datetime) -> None:
+        if type(item) is not CheckResult:
+            self._apply_other(batch, item, now)
             return
-        assert type(result) is CheckResult
-        key = (result.host, result.service)
+        key = (item.host, item.service)
         before = batch.staged[key] if key in batch.staged else self._cache.get(key)
-        if before is None and result.state in OK_STATES:
+        if before is None and item.state in OK_STATES:
             return  # the common case: all is well and nothing was wrong before
-        host_problem = None if result.service is None else self._host_problem(batch, result.host)
+        host_problem = None if item.service is None else self._host_problem(batch, item.host)
         transition = lifecycle.apply(
-            before, result, self.policy, now, new_id=self._next_id, host_problem=host_problem
+            before, item, self.policy, now, new_id=self._next_id, host_problem=host_problem
         )
         self._stage(batch, key, before, transition)
+
+    def _apply_other(self, batch: _Batch, item: Input, now: datetime) -> None:
+        if type(item) is Notice:
+            key = item.key
+            before = self._get(batch, key)
+            self._stage(batch, key, before, notices.annotate(before, item, self.policy, now))
+        elif type(item) is OutboxUpdate:
+            batch.write.op_updates.append(item)
+        elif type(item) is TicketLink:
+            batch.write.tickets.append(item)
+        elif type(item) is Redrive:
+            batch.write.redrive.append(item.row_id)
 
     def _stage(
         self, batch: _Batch, key: IncidentKey, before: Incident | None, transition: Transition
@@ -299,23 +317,56 @@ class Engine:
             incident = self._get(batch, key)
             if incident is None or incident.id != incident_id:
                 continue
-            due = lifecycle.due_at(incident)
+            due = self._due(incident)
             if due is None or due > now:
                 continue
             if not lifecycle.is_active(incident, now):
                 batch.expired.append(key)  # reopen window over: nothing left to do in memory
                 continue
             self._stage(batch, key, incident, lifecycle.tick(incident, self.policy, now))
+            incident = self._get(batch, key)
+            summary_due = incident.summary_due if incident is not None else None
+            if self._planner is not None and summary_due is not None and summary_due <= now:
+                assert incident is not None
+                summed, ops = self._planner.summary(incident, now)
+                self._stage(batch, key, incident, Transition(summed))
+                self._queue_ops(batch, summed.id, ops, now)
 
     def _finish(self, batch: _Batch, now: datetime) -> None:
-        """Turn the staged view into rows: one upsert per changed incident, coalesced dedups."""
+        """Turn the staged view into rows: one upsert per changed incident, coalesced dedups,
+        and the ticket operations the changes imply (same transaction: the outbox)."""
+        by_incident: dict[int, list[Event]] = {}
+        for incident_id, event in batch.write.events:
+            by_incident.setdefault(incident_id, []).append(event)
         for incident_id, (count, at) in batch.dedup_counts.items():
-            batch.write.events.append(
-                (incident_id, Event(EventKind.DEDUPLICATED, at, {"count": count}))
-            )
-        for incident in batch.staged.values():
-            if incident is not None:
-                batch.write.upserts.append((incident, lifecycle.due_at(incident)))
+            event = Event(EventKind.DEDUPLICATED, at, {"count": count})
+            batch.write.events.append((incident_id, event))
+            by_incident.setdefault(incident_id, []).append(event)
+        for key, incident in batch.staged.items():
+            if incident is None:
+                continue
+            events = by_incident.get(incident.id)
+            if self._planner is not None and events:
+                incident, ops = self._planner.plan(incident, events, now)
+                batch.staged[key] = incident  # same key: the dict does not change size
+                self._queue_ops(batch, incident.id, ops, now)
+            batch.write.upserts.append((incident, self._due(incident)))
+
+    def _queue_ops(
+        self, batch: _Batch, incident_id: int, ops: list[PlannedOp], now: datetime
+    ) -> None:
+        batch.write.new_ops.extend(
+            NewOp(incident_id, op.op.value, op.payload, op.priority, op.not_before or now)
+            for op in ops
+        )
+
+    def _due(self, incident: Incident) -> datetime | None:
+        """The incident's earliest timer: lifecycle's, or its ticket summary note's."""
+        due = lifecycle.due_at(incident)
+        summary = incident.summary_due if self._planner is not None else None
+        if summary is None:
+            return due
+        return summary if due is None or summary < due else due
 
     def _publish(self, batch: _Batch, now: datetime) -> None:
         """After a successful commit: the staged view becomes the cache."""
@@ -333,10 +384,10 @@ class Engine:
         self._cache[incident.key] = incident
         if incident.service is not None:
             self._services_by_host.setdefault(incident.host, set()).add(incident.service)
-        due = lifecycle.due_at(incident)
+        due = self._due(incident)
         # Push a timer only when it changed, so repeated results do not grow the heap.
         if due is not None and (
-            previous is None or previous.id != incident.id or lifecycle.due_at(previous) != due
+            previous is None or previous.id != incident.id or self._due(previous) != due
         ):
             heapq.heappush(self._timers, (due, incident.id, incident.key))
 

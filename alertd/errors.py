@@ -79,3 +79,36 @@ class NotFoundError(AlertdError):
 
 class StoreError(AlertdError):
     """The store failed; the operation was not (or not wholly) done."""
+
+
+class HelpdeskError(AlertdError):
+    def __init__(self, message: str, *, status: int | None = None, body: str = "") -> None:
+        self.status = status
+        self.body = body
+        super().__init__(message)
+
+
+class TransientError(HelpdeskError):
+    pass
+
+
+class RateLimited(TransientError):
+    def __init__(self, retry_after: float, *, body: str = "") -> None:
+        self.retry_after = retry_after
+        super().__init__(f"rate limited: retry after {retry_after:g}s", status=429, body=body)
+
+
+class OutcomeUnknown(TransientError):
+    pass
+
+
+class AuthFailed(HelpdeskError):
+    pass
+
+
+class PermanentError(HelpdeskError):
+    pass
+
+
+class TicketGone(PermanentError):
+    pass

@@ -243,6 +243,12 @@ class Incident(NamedTuple):
     # only at OK. Acks from elsewhere (API, helpdesk) end at recovery.
     ack_sticky: bool = False
     ack_source: str | None = None
+    # Helpdesk bookkeeping (alertd.tickets): whether a ticket create was queued, and the
+    # recurrence summary note: occurrences already reported, when the next note is due.
+    ticket_requested: bool = False
+    summary_from: int = 0
+    summary_due: datetime | None = None
+    summary_last_at: datetime | None = None
 
     @property
     def key(self) -> IncidentKey:

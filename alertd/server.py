@@ -7,18 +7,24 @@ JSON answer in exactly one middleware.
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
+import aiohttp
 import structlog
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
 from alertd.clock import Clock, SystemClock
-from alertd.config import Config
+from alertd.config import Config, HelpdeskConfig
 from alertd.engine import Engine
 from alertd.errors import AlertdError, AuthError, InputError, NotFoundError, StoreError
+from alertd.outbox import Dispatcher
+from alertd.ratelimit import RateLimiter
 from alertd.store import Store
+from alertd.tickets import TicketPlanner
+from connectors.freshdesk import FreshdeskClient
 
 log = structlog.get_logger(__name__)
 
@@ -26,6 +32,7 @@ CONFIG = web.AppKey("config", Config)
 CLOCK = web.AppKey("clock", Clock)
 STORE = web.AppKey("store", Store)
 ENGINE = web.AppKey("engine", Engine)
+DISPATCHER = web.AppKey("dispatcher", Dispatcher)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -117,13 +124,43 @@ async def _store_and_engine(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG]
     store = await Store.open(config.store.path, config.store.synchronous)
     try:
-        engine = Engine(store, config.lifecycle, app[CLOCK])
+        planner = None
+        if config.helpdesk is not None:
+            planner = TicketPlanner(config.helpdesk, config.lifecycle.recovery_hold)
+        engine = Engine(store, config.lifecycle, app[CLOCK], planner=planner)
         await engine.start()
         app[STORE] = store
         app[ENGINE] = engine
         try:
-            yield
+            if config.helpdesk is None or planner is None:
+                yield
+            else:
+                async with _dispatching(app, store, engine, planner, config.helpdesk):
+                    yield
         finally:
             await engine.stop()
     finally:
         await store.close()
+
+
+@contextlib.asynccontextmanager
+async def _dispatching(
+    app: web.Application,
+    store: Store,
+    engine: Engine,
+    planner: TicketPlanner,
+    helpdesk: HelpdeskConfig,
+) -> AsyncIterator[None]:
+    """The helpdesk side: one ClientSession for the process, the client, the dispatcher."""
+    timeout = aiohttp.ClientTimeout(total=helpdesk.timeout.total_seconds())
+    async with aiohttp.ClientSession(timeout=timeout, raise_for_status=False) as session:
+        limiter = RateLimiter(helpdesk.rate_limit_per_minute)
+        client = FreshdeskClient(session, helpdesk, limiter)
+        dispatcher = Dispatcher(store, engine, client, planner, helpdesk, app[CLOCK])
+        app[DISPATCHER] = dispatcher
+        dispatcher.start()
+        try:
+            yield
+        finally:
+            # Before the engine stops: the dispatcher records its last outcomes through it.
+            await dispatcher.stop()

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import aiosqlite
 
@@ -57,9 +58,86 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX events_incident ON events (incident_id, id);
     """,
+    """
+    -- Ticket operations, written in the same transaction as the incident change they follow
+    -- from, delivered by the dispatcher (alertd.outbox) in id order per incident.
+    CREATE TABLE outbox (
+        id               INTEGER PRIMARY KEY,
+        incident_id      INTEGER NOT NULL,
+        op               TEXT NOT NULL,
+        payload          TEXT NOT NULL,
+        priority         INTEGER NOT NULL,
+        state            TEXT NOT NULL,
+        attempts         INTEGER NOT NULL DEFAULT 0,
+        -- 1 while an attempt was sent whose outcome alertd does not know (crash, timeout):
+        -- the next attempt looks for the effect before repeating it.
+        started          INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at  TEXT NOT NULL,
+        created_at       TEXT NOT NULL,
+        updated_at       TEXT NOT NULL,
+        last_error       TEXT
+    );
+    CREATE INDEX outbox_queue ON outbox (state, incident_id, id);
+    CREATE TABLE tickets (
+        incident_id      INTEGER PRIMARY KEY,
+        ticket_id        INTEGER NOT NULL,
+        priority_sent    INTEGER,
+        created_at       TEXT NOT NULL
+    );
+    """,
 )
 
 SYNCHRONOUS_MODES = ("FULL", "NORMAL")
+
+
+class OutboxRow(NamedTuple):
+    """One ticket operation as stored."""
+
+    id: int
+    incident_id: int
+    op: str
+    payload: dict[str, Any]
+    priority: int
+    state: str  # pending | done | dead
+    attempts: int
+    started: bool
+    next_attempt_at: datetime
+    created_at: datetime
+    updated_at: datetime
+    last_error: str | None
+
+
+class NewOp(NamedTuple):
+    incident_id: int
+    op: str
+    payload: dict[str, Any]
+    priority: int
+    not_before: datetime
+
+
+class OutboxUpdate(NamedTuple):
+    """The dispatcher's record of an attempt: the row's new delivery state."""
+
+    row_id: int
+    state: str
+    attempts: int
+    started: bool
+    next_attempt_at: datetime
+    last_error: str | None
+
+
+class Redrive(NamedTuple):
+    """Send a dead-lettered operation again (`alertd outbox retry`)."""
+
+    row_id: int
+
+
+class TicketLink(NamedTuple):
+    """Which helpdesk ticket an incident has (set on create, changed on re-create)."""
+
+    incident_id: int
+    ticket_id: int
+    priority_sent: int | None
 
 
 @dataclass(slots=True)
@@ -69,9 +147,17 @@ class WriteBatch:
     upserts: list[tuple[Incident, datetime | None]] = field(default_factory=list)
     deletes: list[int] = field(default_factory=list)
     events: list[tuple[int, Event]] = field(default_factory=list)
+    new_ops: list[NewOp] = field(default_factory=list)
+    op_updates: list[OutboxUpdate] = field(default_factory=list)
+    tickets: list[TicketLink] = field(default_factory=list)
+    redrive: list[int] = field(default_factory=list)  # dead rows to send again; [] = none
+    at: datetime | None = None  # the commit's time, for created_at / updated_at stamps
 
     def __bool__(self) -> bool:
-        return bool(self.upserts or self.deletes or self.events)
+        return bool(
+            self.upserts or self.deletes or self.events or self.new_ops or self.op_updates
+            or self.tickets or self.redrive
+        )  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,12 +248,50 @@ class Store:
                         "INSERT INTO events (incident_id, at, kind, detail) VALUES (?, ?, ?, ?)",
                         [codec.event_row(i, e) for i, e in batch.events],
                     )
+                await self._write_outbox(batch, now=codec.ts(batch.at))
                 await db.execute("COMMIT")
             except BaseException:
                 await _rollback(db)
                 raise
         except sqlite3.Error as exc:
             raise StoreError(f"write failed: {exc}") from exc
+
+    async def _write_outbox(self, batch: WriteBatch, now: str | None) -> None:
+        db = self._writer
+        if batch.new_ops:
+            await db.executemany(
+                "INSERT INTO outbox (incident_id, op, payload, priority, state, next_attempt_at, "
+                "created_at, updated_at) VALUES (?, ?, ?, ?, 'pending', ?, ?, ?)",
+                [
+                    (o.incident_id, o.op, codec.dumps(o.payload), o.priority,
+                     codec.ts(o.not_before), now, now)
+                    for o in batch.new_ops
+                ],
+            )  # fmt: skip
+        if batch.op_updates:
+            await db.executemany(
+                "UPDATE outbox SET state = ?, attempts = ?, started = ?, next_attempt_at = ?, "
+                "last_error = ?, updated_at = ? WHERE id = ?",
+                [
+                    (u.state, u.attempts, int(u.started), codec.ts(u.next_attempt_at),
+                     u.last_error, now, u.row_id)
+                    for u in batch.op_updates
+                ],
+            )  # fmt: skip
+        if batch.tickets:
+            await db.executemany(
+                "INSERT INTO tickets (incident_id, ticket_id, priority_sent, created_at) "
+                "VALUES (?, ?, ?, ?) ON CONFLICT (incident_id) DO UPDATE SET "
+                "ticket_id = excluded.ticket_id, "
+                "priority_sent = coalesce(excluded.priority_sent, priority_sent)",
+                [(t.incident_id, t.ticket_id, t.priority_sent, now) for t in batch.tickets],
+            )
+        if batch.redrive:
+            await db.executemany(
+                "UPDATE outbox SET state = 'pending', attempts = 0, next_attempt_at = ?, "
+                "updated_at = ? WHERE id = ? AND state = 'dead'",
+                [(now, now, row_id) for row_id in batch.redrive],
+            )
 
     async def check_writable(self) -> None:
         """A cheap write transaction, for readiness checks."""
@@ -211,12 +335,87 @@ class Store:
         )
         return [codec.event_from_row(*r) for r in rows]
 
+    # -- outbox (reader side; writes go through the engine's writer) ---------------------------
+
+    async def due_ops(self, now: datetime, limit: int) -> list[OutboxRow]:
+        """The first pending operation of each incident, if due; highest priority first."""
+        rows = await self._read(
+            f"SELECT {_OUTBOX_COLS} FROM outbox o WHERE o.state = 'pending' "
+            "AND o.next_attempt_at <= ? AND NOT EXISTS (SELECT 1 FROM outbox p WHERE "
+            "p.state = 'pending' AND p.incident_id = o.incident_id AND p.id < o.id) "
+            "ORDER BY o.priority DESC, o.id LIMIT ?",
+            [codec.ts(now), limit],
+        )
+        return [_outbox_row(r) for r in rows]
+
+    async def next_op_due(self) -> datetime | None:
+        rows = await self._read(
+            "SELECT min(next_attempt_at) FROM outbox WHERE state = 'pending'", []
+        )
+        return codec.parse_ts(rows[0][0]) if rows and rows[0][0] else None
+
+    async def ops(
+        self, state: str | None = None, limit: int = 100, before_id: int | None = None
+    ) -> list[OutboxRow]:
+        where: list[str] = []
+        args: list[object] = []
+        if state is not None:
+            where.append("state = ?")
+            args.append(state)
+        if before_id is not None:
+            where.append("id < ?")
+            args.append(before_id)
+        sql = f"SELECT {_OUTBOX_COLS} FROM outbox"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        rows = await self._read(sql + " ORDER BY id DESC LIMIT ?", [*args, limit])
+        return [_outbox_row(r) for r in rows]
+
+    async def op(self, row_id: int) -> OutboxRow | None:
+        rows = await self._read(f"SELECT {_OUTBOX_COLS} FROM outbox WHERE id = ?", [row_id])
+        return _outbox_row(rows[0]) if rows else None
+
+    async def ops_of(self, incident_id: int) -> list[OutboxRow]:
+        rows = await self._read(
+            f"SELECT {_OUTBOX_COLS} FROM outbox WHERE incident_id = ? ORDER BY id", [incident_id]
+        )
+        return [_outbox_row(r) for r in rows]
+
+    async def outbox_stats(self) -> dict[str, Any]:
+        """Rows by state and the creation time of the oldest pending one."""
+        rows = await self._read("SELECT state, count(*) FROM outbox GROUP BY state", [])
+        oldest = await self._read("SELECT min(created_at) FROM outbox WHERE state = 'pending'", [])
+        counts = {"pending": 0, "done": 0, "dead": 0, **{r[0]: r[1] for r in rows}}
+        return {**counts, "oldest_pending": codec.parse_ts(oldest[0][0]) if oldest else None}
+
+    async def ticket_of(self, incident_id: int) -> TicketLink | None:
+        rows = await self._read(
+            "SELECT incident_id, ticket_id, priority_sent FROM tickets WHERE incident_id = ?",
+            [incident_id],
+        )
+        return TicketLink(*rows[0]) if rows else None
+
     async def _read(self, sql: str, args: Iterable[object]) -> Sequence[sqlite3.Row]:
         try:
             cursor = await self._reader.execute(sql, tuple(args))
             return list(await cursor.fetchall())
         except sqlite3.Error as exc:
             raise StoreError(f"read failed: {exc}") from exc
+
+
+_OUTBOX_COLS = (
+    "id, incident_id, op, payload, priority, state, attempts, started, next_attempt_at, "
+    "created_at, updated_at, last_error"
+)
+
+
+def _outbox_row(r: Any) -> OutboxRow:
+    return OutboxRow(
+        id=r[0], incident_id=r[1], op=r[2], payload=codec.loads(r[3]), priority=r[4],
+        state=r[5], attempts=r[6], started=bool(r[7]),
+        next_attempt_at=codec.req_ts(r[8]), created_at=codec.req_ts(r[9]),
+        updated_at=codec.req_ts(r[10]), last_error=r[11],
+    )  # fmt: skip
 
 
 async def _migrate(db: aiosqlite.Connection) -> None:

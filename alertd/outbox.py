@@ -1,0 +1,361 @@
+"""The outbox dispatcher: delivers queued ticket operations to the helpdesk, exactly once.
+
+A boring loop. Each round takes the first pending operation of up to `concurrency` incidents
+(highest priority first; an incident's operations strictly in order, so nothing goes before its
+create), sends them concurrently through the rate-limited client, and records every outcome in
+one commit through the engine's single writer. What it records decides what happens next:
+
+- success: done (and the ticket id, for a create);
+- 429: no count against the operation; all calls wait out Retry-After (the limiter);
+- 5xx, timeout, connection error: retried with exponential backoff and jitter, persisted in the
+  row (attempts, next_attempt_at), so restarts keep the schedule;
+- 401/403: the helpdesk refuses the key: alertd reports not ready and retries slowly;
+- a known ticket answers 404 (deleted, archived): a new ticket naming the old one, or a dead
+  letter, as configured;
+- other 4xx: dead letter, with the helpdesk's answer, until re-driven.
+
+Exactly once: before a create or a note is sent, the row is marked `started` (committed). If
+the outcome is then unknown (timeout, dropped connection, crash), the next attempt first looks
+for the effect: the ticket by its unique tag (listing recent tickets, since search lags), the
+note by the marker every note carries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import structlog
+
+from alertd.clock import Clock
+from alertd.config import HelpdeskConfig
+from alertd.engine import Engine, Input
+from alertd.errors import (
+    AuthFailed,
+    HelpdeskError,
+    OutcomeUnknown,
+    PermanentError,
+    RateLimited,
+    TicketGone,
+)
+from alertd.store import OutboxRow, OutboxUpdate, Store, TicketLink
+from alertd.tickets import Op, TicketPlanner
+from connectors.freshdesk import FreshdeskClient
+
+log = structlog.get_logger(__name__)
+
+BACKOFF_FIRST = timedelta(seconds=30)
+BACKOFF_MAX = timedelta(hours=1)
+AUTH_RETRY = timedelta(minutes=5)
+WAIT_FOR_TICKET = timedelta(minutes=10)
+IDLE = 30.0  # longest sleep with nothing due (new rows ring the engine's doorbell anyway)
+MARKER = "alertd-op-"
+
+
+@dataclass
+class HelpdeskHealth:
+    """What readiness and metrics need to know about the helpdesk."""
+
+    authorised: bool = True
+    last_error: str | None = None
+    last_success: datetime | None = None
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        store: Store,
+        engine: Engine,
+        client: FreshdeskClient,
+        planner: TicketPlanner,
+        config: HelpdeskConfig,
+        clock: Clock,
+    ) -> None:
+        self._store = store
+        self._engine = engine
+        self._client = client
+        self._planner = planner
+        self._config = config
+        self._clock = clock
+        self.health = HelpdeskHealth()
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self._random = random.Random()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="alertd-outbox")
+
+    async def stop(self, grace: float = 10.0) -> None:
+        """Let the round in flight finish and record its outcomes (at most `grace` seconds),
+        then end the loop. What is cut off stays `started`: the next run looks before it acts."""
+        if self._task is None:
+            return
+        self._stopping = True
+        self._engine.outbox_ready.set()
+        try:
+            await asyncio.wait_for(asyncio.shield(self._task), grace)
+        except TimeoutError:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        self._task = None
+
+    async def _run(self) -> None:
+        while not self._stopping:
+            try:
+                delivered = await self.run_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a boring loop: log, pause, go on
+                log.exception("outbox_round_failed")
+                delivered = 0
+                await asyncio.sleep(5)
+            if not delivered and not self._stopping:
+                await self._wait()
+
+    async def _wait(self) -> None:
+        ready = self._engine.outbox_ready
+        ready.clear()
+        due = await self._store.next_op_due()
+        timeout = IDLE
+        if due is not None:
+            timeout = min(IDLE, max(0.0, (due - self._clock.now()).total_seconds()))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(ready.wait(), timeout)
+
+    async def run_once(self) -> int:
+        """One round: deliver what is due now, record the outcomes; returns how many were due."""
+        rows = await self._store.due_ops(self._clock.now(), self._config.concurrency)
+        if not rows:
+            return 0
+        # Record the intent before any create or note leaves, so a crash in between is
+        # recognised afterwards as "maybe done": look before repeating.
+        starting = [r for r in rows if r.op in (Op.CREATE, Op.NOTE, Op.UPDATE) and not r.started]
+        if starting:
+            await self._engine.submit(
+                [
+                    _update(r, "pending", True, r.next_attempt_at, None, r.last_error)
+                    for r in starting
+                ]
+            )
+        outcomes = await asyncio.gather(*(self._attempt(r) for r in rows))
+        await self._engine.submit([item for items in outcomes for item in items])
+        return len(rows)
+
+    async def _attempt(self, row: OutboxRow) -> list[Input]:
+        now = self._clock.now()
+        try:
+            items = await self._deliver(row)
+        except RateLimited as exc:
+            # Not the operation's fault: try again when the helpdesk allows, attempt uncounted.
+            return [
+                _update(
+                    row,
+                    "pending",
+                    row.started,
+                    now + timedelta(seconds=exc.retry_after),
+                    row.attempts,
+                    str(exc),
+                )
+            ]
+        except AuthFailed as exc:
+            self.health.authorised = False
+            self.health.last_error = str(exc)
+            log.error(
+                "helpdesk_auth_failed",
+                error=str(exc),
+                status=exc.status,
+                hint="check helpdesk.api_key_env / api_key_file and the agent's rights",
+            )
+            return [
+                _update(row, "pending", row.started, now + AUTH_RETRY, row.attempts + 1, str(exc))
+            ]
+        except TicketGone as exc:
+            if self._config.on_missing_ticket == "recreate":
+                return await self._recreate_then(row, now)
+            return [self._dead(row, exc)]
+        except PermanentError as exc:
+            return [self._dead(row, exc)]
+        except HelpdeskError as exc:  # transient: back off, persisted
+            self.health.last_error = str(exc)
+            started = row.started or isinstance(exc, OutcomeUnknown)
+            delay = self._backoff(row.attempts + 1)
+            log.warning(
+                "helpdesk_retry",
+                op=row.op,
+                row=row.id,
+                incident_id=row.incident_id,
+                attempts=row.attempts + 1,
+                error=str(exc),
+                in_seconds=delay.seconds,
+            )
+            return [_update(row, "pending", started, now + delay, row.attempts + 1, str(exc))]
+        self.health.authorised = True
+        self.health.last_success = now
+        return items
+
+    def _dead(self, row: OutboxRow, exc: HelpdeskError) -> OutboxUpdate:
+        error = f"{exc} {exc.body}".strip()
+        log.error(
+            "outbox_dead_letter",
+            op=row.op,
+            row=row.id,
+            incident_id=row.incident_id,
+            status=exc.status,
+            error=error,
+        )
+        return _update(row, "dead", False, self._clock.now(), row.attempts + 1, error)
+
+    def _backoff(self, attempts: int) -> timedelta:
+        base: timedelta = min(BACKOFF_FIRST * 2 ** min(attempts - 1, 16), BACKOFF_MAX)
+        return base * self._random.uniform(0.8, 1.2)
+
+    # -- one operation --------------------------------------------------------------------------
+
+    async def _deliver(self, row: OutboxRow) -> list[Input]:
+        link = await self._store.ticket_of(row.incident_id)
+        if row.op == Op.CREATE:
+            return await self._create(row, link)
+        if link is None:
+            # Its create is dead-lettered (or was never possible): wait for a re-drive.
+            error = "waiting for this incident's ticket: its create has not succeeded"
+            return [
+                _update(
+                    row,
+                    "pending",
+                    row.started,
+                    self._clock.now() + WAIT_FOR_TICKET,
+                    row.attempts,
+                    error,
+                )
+            ]
+        if row.op == Op.UPDATE:
+            return await self._update(row, link)
+        await self._note(row, link.ticket_id, row.payload["body"])
+        return [_done(row, self._clock.now())]
+
+    async def _create(self, row: OutboxRow, link: TicketLink | None) -> list[Input]:
+        now = self._clock.now()
+        if link is not None:  # recorded already (a re-drive of a create that had succeeded)
+            return [_done(row, now)]
+        tag = row.payload["tags"][-1]
+        if row.started:
+            found = await self._client.find_by_tag(tag, row.created_at - timedelta(minutes=5))
+            if found is not None:
+                log.info(
+                    "ticket_found_after_unknown_outcome",
+                    ticket_id=found["id"],
+                    tag=tag,
+                    incident_id=row.incident_id,
+                )
+                return [
+                    TicketLink(row.incident_id, int(found["id"]), row.payload["priority"]),
+                    _done(row, now),
+                ]
+        ticket = await self._client.create_ticket(self._client.create_body(row.payload))
+        log.info(
+            "ticket_created",
+            ticket_id=ticket.get("id"),
+            incident_id=row.incident_id,
+            priority=row.payload["priority"],
+        )
+        return [
+            TicketLink(row.incident_id, int(ticket["id"]), row.payload["priority"]),
+            _done(row, now),
+        ]
+
+    async def _update(self, row: OutboxRow, link: TicketLink) -> list[Input]:
+        fields = dict(row.payload["fields"])
+        note: str | None = row.payload.get("note")
+        items: list[Input] = []
+        if "priority" in fields and row.payload.get("lowers") and self._config.keep_agent_priority:
+            current = await self._client.view_ticket(link.ticket_id)
+            by_hand = (
+                link.priority_sent is not None and current.get("priority") != link.priority_sent
+            )
+            if by_hand and int(current.get("priority") or 0) > fields["priority"]:
+                # An agent raised it by hand: their judgement beats the matrix.
+                del fields["priority"]
+                note = (note or "") + "<p>The priority an agent set by hand was kept.</p>"
+        if fields:
+            await self._client.update_ticket(link.ticket_id, fields)
+            if "priority" in fields:
+                items.append(TicketLink(link.incident_id, link.ticket_id, fields["priority"]))
+        if note:
+            await self._note(row, link.ticket_id, note)
+        return [*items, _done(row, self._clock.now())]
+
+    async def _note(self, row: OutboxRow, ticket_id: int, body: str) -> None:
+        marker = f"{MARKER}{row.id}"
+        if row.started and await self._has_note(ticket_id, marker):
+            return  # the earlier attempt did reach the ticket
+        stamped = f'{body}<p style="color:#888;font-size:smaller">alertd · {marker}</p>'
+        await self._client.add_note(ticket_id, stamped, private=not self._config.public_notes)
+
+    async def _has_note(self, ticket_id: int, marker: str) -> bool:
+        for page in range(1, 51):
+            entries = await self._client.conversations(ticket_id, page)
+            if any(marker in str(e.get("body", "")) for e in entries):
+                return True
+            if len(entries) < 100:
+                return False
+        return False
+
+    async def _recreate_then(self, row: OutboxRow, now: datetime) -> list[Input]:
+        """The ticket is gone (deleted or archived): open a new one naming it, then go on."""
+        old = await self._store.ticket_of(row.incident_id)
+        incident = await self._store.get_incident(row.incident_id)
+        if old is None or incident is None:
+            return [self._dead(row, PermanentError("ticket gone and incident unknown"))]
+        intro = (
+            f"<p>This incident's earlier ticket #{old.ticket_id} no longer exists (deleted or "
+            "archived); alertd opened this one to go on tracking it.</p>"
+        )
+        payload: dict[str, Any] = {
+            "subject": self._planner.subject(incident),
+            "priority": incident.priority.rank,
+            "tags": [*self._config.tags, self._planner.tag(incident)],
+            "impact": incident.reason.impact.value,
+            "urgency": incident.reason.urgency.value,
+        }
+        body = self._client.create_body(payload, intro + self._planner.description(incident))
+        try:
+            ticket = await self._client.create_ticket(body)
+        except HelpdeskError as exc:
+            delay = self._backoff(row.attempts + 1)
+            return [_update(row, "pending", row.started, now + delay, row.attempts + 1, str(exc))]
+        log.warning(
+            "ticket_recreated",
+            old_ticket_id=old.ticket_id,
+            ticket_id=ticket.get("id"),
+            incident_id=row.incident_id,
+        )
+        link = TicketLink(row.incident_id, int(ticket["id"]), incident.priority.rank)
+        # The operation itself goes on the new ticket in the next round (still pending, due now).
+        return [link, _update(row, "pending", False, now, row.attempts, "ticket re-created")]
+
+
+def _update(
+    row: OutboxRow,
+    state: str,
+    started: bool,
+    at: datetime,
+    attempts: int | None = None,
+    error: str | None = None,
+) -> OutboxUpdate:
+    return OutboxUpdate(
+        row_id=row.id,
+        state=state,
+        attempts=row.attempts if attempts is None else attempts,
+        started=started,
+        next_attempt_at=at,
+        last_error=error,
+    )
+
+
+def _done(row: OutboxRow, now: datetime) -> OutboxUpdate:
+    return _update(row, "done", False, now, row.attempts + 1, None)

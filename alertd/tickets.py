@@ -1,0 +1,349 @@
+"""What the helpdesk agent sees: incident changes -> ticket operations, rendered. Pure.
+
+The engine calls `TicketPlanner.plan` for every incident a commit changes, with the events of
+that commit; the operations it returns are written to the outbox in the same transaction. The
+dispatcher (`alertd.outbox`) later sends them. Rendering happens here, at plan time, so the
+outbox holds exactly what will be sent and an audit can read it.
+
+Rules (issue "Helpdesk tickets", section 2): a ticket is created when an incident opens (not
+while suppressed: a host-down or maintenance incident surfaces when released); every change of
+state, priority, flapping, suppression or acknowledgement is one private note; repeats are
+summed up in at most one note per `note_interval`; resolution resolves the ticket and a
+reopening reopens the same one.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+from urllib.parse import quote
+
+from alertd.config import HelpdeskConfig
+from alertd.model import Event, EventKind, Incident, Status
+
+SUBJECT_MAX = 255
+OUTPUT_IN_SUBJECT = 120
+STATUS_OPEN = 2
+
+
+class Op(StrEnum):
+    CREATE = "create"  # payload: subject, description, priority, tags, impact, urgency
+    UPDATE = "update"  # payload: fields (ticket fields to PUT), note (HTML or None), lowers
+    NOTE = "note"  # payload: body (HTML)
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedOp:
+    op: Op
+    payload: dict[str, Any]
+    priority: int  # the incident's priority rank when planned: the dispatcher serves high first
+    not_before: datetime | None = None
+
+
+@dataclass(slots=True)
+class _Plan:
+    incident: Incident
+    ops: list[PlannedOp] = field(default_factory=list)
+
+
+class TicketPlanner:
+    def __init__(self, config: HelpdeskConfig, recovery_hold: timedelta) -> None:
+        self.config = config
+        self.recovery_hold = recovery_hold
+
+    def plan(
+        self, incident: Incident, events: Sequence[Event], now: datetime
+    ) -> tuple[Incident, list[PlannedOp]]:
+        """The ticket operations `events` imply for `incident` (its state after them)."""
+        plan = _Plan(incident)
+        for event in events:
+            self._on_event(plan, event, now)
+        return plan.incident, _compact(plan.ops)
+
+    def summary(self, incident: Incident, now: datetime) -> tuple[Incident, list[PlannedOp]]:
+        """The recurrence summary note that fell due (an engine timer)."""
+        cleared = incident._replace(summary_due=None)
+        new = incident.occurrences - incident.summary_from
+        if not incident.ticket_requested or incident.status is not Status.OPEN or new <= 0:
+            return cleared, []
+        since = incident.summary_last_at or incident.opened_at or incident.first_seen
+        body = _p(
+            f"{new} more {_plural(new, 'occurrence')} since {_when(since)} "
+            f"({incident.occurrences} in all). Latest: {incident.check_state.value}"
+        ) + _output(incident.last_output)
+        note = self._note(incident, body)
+        return cleared._replace(summary_from=incident.occurrences, summary_last_at=now), [note]
+
+    # -- events -> operations -------------------------------------------------------------------
+
+    def _on_event(self, plan: _Plan, event: Event, now: datetime) -> None:
+        incident, kind = plan.incident, event.kind
+        if not incident.ticket_requested:
+            # A ticket appears once a problem is confirmed and nobody muted it.
+            # Only a problem still failing gets one: a service that recovered while its host
+            # was down, or during maintenance, needs nobody's attention.
+            opening = kind in (EventKind.OPENED, EventKind.REOPENED, EventKind.UNSUPPRESSED)
+            if opening and not incident.suppressed and incident.status is Status.OPEN:
+                self._create(plan, now)
+            return
+        handler = _HANDLERS.get(kind)
+        if handler is not None:
+            handler(self, plan, event, now)
+
+    def _create(self, plan: _Plan, now: datetime) -> None:
+        incident = plan.incident
+        payload = {
+            "subject": self.subject(incident),
+            "description": self.description(incident),
+            "priority": incident.priority.rank,
+            "tags": [*self.config.tags, self.tag(incident)],
+            "impact": incident.reason.impact.value,
+            "urgency": incident.reason.urgency.value,
+        }
+        plan.ops.append(PlannedOp(Op.CREATE, payload, incident.priority.rank))
+        plan.incident = incident._replace(
+            ticket_requested=True,
+            summary_from=incident.occurrences,
+            summary_last_at=now,
+            summary_due=None,
+        )
+
+    def _repeat(self, plan: _Plan, event: Event, now: datetime) -> None:
+        incident = plan.incident
+        if incident.summary_due is None and incident.status is Status.OPEN:
+            last = incident.summary_last_at or now
+            plan.incident = incident._replace(
+                summary_due=max(now, last + self.config.note_interval)
+            )
+
+    def _state_note(self, plan: _Plan, event: Event, now: datetime) -> None:
+        incident = plan.incident
+        lead = {
+            EventKind.STATE_CHANGED: f"State changed from {event.detail.get('from')} to "
+            f"{event.detail.get('to')}.",
+            EventKind.RECURRED: f"The problem is back before the recovery was confirmed: "
+            f"{incident.check_state.value}.",
+        }[event.kind]
+        plan.ops.append(self._note(incident, _p(lead) + _output(incident.last_output)))
+
+    def _priority(self, plan: _Plan, event: Event, now: datetime) -> None:
+        incident, d = plan.incident, event.detail
+        rule = f', rule "{d["rule"]}"' if d.get("rule") else ""
+        body = _p(
+            f"Priority changed from {str(d['from']).title()} to {str(d['to']).title()}: impact "
+            f"{d['impact']} x urgency {d['urgency']} (state {d['state']}{rule})."
+        )
+        lowers = incident.priority.rank < _rank(str(d["from"]))
+        payload = {"fields": {"priority": incident.priority.rank}, "note": body, "lowers": lowers}
+        plan.ops.append(PlannedOp(Op.UPDATE, payload, incident.priority.rank))
+
+    def _recovering(self, plan: _Plan, event: Event, now: datetime) -> None:
+        incident = plan.incident
+        body = _p(
+            f"Recovered at {_when(now)}: {incident.check_state.value}. The ticket will be "
+            f"resolved if the check stays OK for {_span(self.recovery_hold)}."
+        ) + _output(incident.last_output)
+        plan.ops.append(self._note(incident, body))
+
+    def _resolved(self, plan: _Plan, event: Event, now: datetime) -> None:
+        incident = plan.incident
+        since = incident.recovering_since or now
+        body = _p(
+            f"Recovered at {_when(since)}, OK for {_span(now - since)}: resolved by alertd. "
+            "If the problem comes back, this ticket is reopened."
+        )
+        fields = {"status": self.config.resolve_status}
+        plan.ops.append(
+            PlannedOp(Op.UPDATE, {"fields": fields, "note": body}, incident.priority.rank)
+        )
+        plan.incident = incident._replace(summary_due=None)
+
+    def _reopened(self, plan: _Plan, event: Event, now: datetime) -> None:
+        incident = plan.incident
+        body = _p(
+            f"The problem came back at {_when(now)} ({incident.check_state.value}), "
+            f"after the ticket was resolved: reopened (reopening {incident.reopen_count})."
+        ) + _output(incident.last_output)
+        fields = {"status": STATUS_OPEN, "priority": incident.priority.rank}
+        plan.ops.append(
+            PlannedOp(Op.UPDATE, {"fields": fields, "note": body}, incident.priority.rank)
+        )
+        plan.incident = incident._replace(
+            summary_from=incident.occurrences, summary_last_at=now, summary_due=None
+        )
+
+    def _flag_note(self, plan: _Plan, event: Event, now: datetime) -> None:
+        d = event.detail
+        who = f" by {d['author']}" if d.get("author") else ""
+        comment = f": {d['comment']}" if d.get("comment") else ""
+        text = {
+            EventKind.FLAPPING_STARTED: "The check started flapping (changing state often); "
+            "alertd keeps the ticket open until it settles.",
+            EventKind.FLAPPING_STOPPED: "The check stopped flapping.",
+            EventKind.SUPPRESSED: f"Suppressed: {d.get('reason')}.",
+            EventKind.UNSUPPRESSED: f"No longer suppressed ({d.get('reason')}).",
+            EventKind.ACKNOWLEDGED: f"Acknowledged{who}{comment}.",
+            EventKind.UNACKNOWLEDGED: "Acknowledgement ended"
+            + (f" ({d['reason']})." if d.get("reason") else "."),
+            EventKind.NOTE: f"Comment{who}{comment}.",
+        }[event.kind]
+        plan.ops.append(self._note(plan.incident, _p(text)))
+
+    def _note(self, incident: Incident, body: str) -> PlannedOp:
+        return PlannedOp(Op.NOTE, {"body": body}, incident.priority.rank)
+
+    # -- rendering ------------------------------------------------------------------------------
+
+    def tag(self, incident: Incident) -> str:
+        """The unique per-incident tag that makes creates findable after an unknown outcome."""
+        return f"alertd-{self.config.instance}-{incident.id}"
+
+    def subject(self, incident: Incident) -> str:
+        output = (
+            incident.last_output.strip().splitlines()[0] if incident.last_output.strip() else ""
+        )
+        if len(output) > OUTPUT_IN_SUBJECT:
+            output = output[: OUTPUT_IN_SUBJECT - 1] + "…"
+        text = self.config.subject_template.format_map(_fields(incident, output))
+        return text[:SUBJECT_MAX]
+
+    def description(self, incident: Incident) -> str:
+        r = incident.reason
+        rule = f', rule "{r.rule}"' if r.rule else ", default impact"
+        service = incident.service or "(host check)"
+        priority = (
+            f"{incident.priority.value.title()}: impact {r.impact.value} x "
+            f"urgency {r.urgency.value}{rule}"
+        )
+        rows = [
+            ("Host", incident.host),
+            ("Service", service),
+            ("State", f"{incident.check_state.value} ({incident.state_type.value})"),
+            ("Priority", priority),
+            ("First seen", _when(incident.first_seen)),
+            ("Occurrences", str(incident.occurrences)),
+            ("Incident", f"alertd #{incident.id} ({self.tag(incident)})"),
+        ]
+        if incident.perfdata:
+            rows.insert(3, ("Performance data", incident.perfdata))
+        table = "".join(
+            f'<tr><th align="left">{html.escape(k)}</th><td>{html.escape(v)}</td></tr>'
+            for k, v in rows
+        )
+        parts = [
+            _p(f"{incident.check_state.value} on {incident.host} / {service}"),
+            _output(incident.last_output),
+        ]
+        if incident.long_output:
+            parts.append(f"<pre>{html.escape(incident.long_output)}</pre>")
+        parts.append(f"<table>{table}</table>")
+        link = self.monitoring_link(incident)
+        if link:
+            parts.append(f'<p><a href="{html.escape(link)}">Open in monitoring</a></p>')
+        parts.append(
+            _p(
+                "Updates: alertd adds a private note on every change of state or priority and "
+                f"sums up repeats at most every {_span(self.config.note_interval)}. It resolves "
+                f"this ticket once the check has been OK for {_span(self.recovery_hold)}, and "
+                "reopens it if the problem returns."
+            )
+        )
+        return "".join(parts)
+
+    def monitoring_link(self, incident: Incident) -> str:
+        template = self.config.monitoring_url
+        if not template:
+            return ""
+        quoted = {k: quote(str(v), safe="") for k, v in _fields(incident, "").items()}
+        return template.format_map(quoted)
+
+
+_HANDLERS = {
+    EventKind.DEDUPLICATED: TicketPlanner._repeat,
+    EventKind.STATE_CHANGED: TicketPlanner._state_note,
+    EventKind.RECURRED: TicketPlanner._state_note,
+    EventKind.PRIORITY_CHANGED: TicketPlanner._priority,
+    EventKind.RECOVERING: TicketPlanner._recovering,
+    EventKind.RESOLVED: TicketPlanner._resolved,
+    EventKind.REOPENED: TicketPlanner._reopened,
+    EventKind.FLAPPING_STARTED: TicketPlanner._flag_note,
+    EventKind.FLAPPING_STOPPED: TicketPlanner._flag_note,
+    EventKind.SUPPRESSED: TicketPlanner._flag_note,
+    EventKind.UNSUPPRESSED: TicketPlanner._flag_note,
+    EventKind.ACKNOWLEDGED: TicketPlanner._flag_note,
+    EventKind.UNACKNOWLEDGED: TicketPlanner._flag_note,
+    EventKind.NOTE: TicketPlanner._flag_note,
+}
+
+
+def _compact(ops: list[PlannedOp]) -> list[PlannedOp]:
+    """One commit's notes and updates for an incident as one operation: a state change that
+    also changes the priority is one ticket update with one note, not two calls (the helpdesk's
+    rate limit is shared by the whole account)."""
+    if len(ops) < 2:
+        return ops
+    out: list[PlannedOp] = []
+    for op in ops:
+        last = out[-1] if out else None
+        if last is None or op.op is Op.CREATE or last.op is Op.CREATE:
+            out.append(op)
+            continue
+        fields = {**last.payload.get("fields", {}), **op.payload.get("fields", {})}
+        notes = [n for o in (last, op) if (n := o.payload.get("note") or o.payload.get("body"))]
+        if fields:
+            lowers = bool(last.payload.get("lowers") or op.payload.get("lowers"))
+            payload = {"fields": fields, "note": "".join(notes), "lowers": lowers}
+            merged = PlannedOp(Op.UPDATE, payload, max(last.priority, op.priority))
+        else:
+            merged = PlannedOp(Op.NOTE, {"body": "".join(notes)}, max(last.priority, op.priority))
+        out[-1] = merged
+    return out
+
+
+def _fields(incident: Incident, output: str) -> dict[str, object]:
+    return {
+        "state": incident.check_state.value,
+        "host": incident.host,
+        "service": incident.service or "",
+        "slash_service": f" / {incident.service}" if incident.service else "",
+        "output": output,
+        "priority": incident.priority.value.title(),
+        "id": incident.id,
+        "status": incident.status.value,
+    }
+
+
+def _rank(priority: str) -> int:
+    return {"urgent": 4, "high": 3, "medium": 2, "low": 1}.get(priority, 0)
+
+
+def _p(text: str) -> str:
+    return f"<p>{html.escape(text)}</p>"
+
+
+def _output(output: str) -> str:
+    return f"<pre>{html.escape(output)}</pre>" if output else ""
+
+
+def _when(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _span(delta: timedelta) -> str:
+    seconds = int(delta.total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    if seconds >= 3600:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    if seconds >= 60:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds}s"
+
+
+def _plural(n: int, noun: str) -> str:
+    return noun if n == 1 else noun + "s"
