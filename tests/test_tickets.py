@@ -42,7 +42,7 @@ def test_an_opened_incident_becomes_one_readable_ticket() -> None:
             POLICY,
             T0,
             new_id=7,
-        )  # fmt: skip
+        )
     )
     (create,) = ops
     assert create.op is Op.CREATE
