@@ -12,6 +12,7 @@ import pytest
 
 from alertd.config import (
     AuthConfig,
+    HelpdeskConfig,
     LogConfig,
     ServerConfig,
     StoreConfig,
@@ -386,6 +387,29 @@ CONTRACT_KEYS = {
         "history_limit",
     },
     "priority": {"default_impact", "unknown_urgency", "matrix", "rules"},
+    "helpdesk": {
+        "kind",
+        "url",
+        "api_key_file",
+        "api_key_env",
+        "requester_email",
+        "source",
+        "type",
+        "group_id",
+        "tags",
+        "custom_fields",
+        "resolve_status",
+        "subject_template",
+        "monitoring_url",
+        "rate_limit_per_minute",
+        "note_interval",
+        "concurrency",
+        "timeout",
+        "keep_agent_priority",
+        "on_missing_ticket",
+        "instance",
+        "public_notes",
+    },
 }
 
 SETTING = re.compile(r"^# (?=\[|[A-Za-z_][\w.]*\s*=)", re.MULTILINE)
@@ -401,6 +425,7 @@ def test_example_file_matches_defaults(tmp_path: Path) -> None:
 
     path = write(tmp_path, uncommented)
     write(tmp_path, "## the example names this file; no tokens in it\n", name="tokens")
+    write(tmp_path, "example-key\n", name="helpdesk.key")
     env = {"STATE_DIRECTORY": "/var/lib/alertd"}  # where the example's store path points
     config = load_config(path, env)
     defaults = load_config(None, env)
@@ -415,3 +440,45 @@ def test_example_file_matches_defaults(tmp_path: Path) -> None:
     assert (rule.name, rule.impact) == ("databases", Level.HIGH)
     priority = replace(config.lifecycle.priority, rules=())
     assert replace(config.lifecycle, priority=priority) == defaults.lifecycle
+
+    helpdesk = config.helpdesk
+    assert helpdesk is not None and defaults.helpdesk is None  # no table: no tickets
+    assert (helpdesk.api_key, helpdesk.group_id) == ("example-key", 42)
+    assert dict(helpdesk.custom_fields) == {"cf_origin": "monitoring"}
+    example_only = {
+        "url": helpdesk.url,
+        "api_key": "example-key",
+        "api_key_source": helpdesk.api_key_source,
+        "requester_email": helpdesk.requester_email,
+        "group_id": 42,
+        "custom_fields": helpdesk.custom_fields,
+        "monitoring_url": helpdesk.monitoring_url,
+    }
+    assert helpdesk == replace(HelpdeskConfig(**example_only))
+
+
+def test_helpdesk_problems_are_named_and_the_key_stays_secret(tmp_path: Path) -> None:
+    """A [helpdesk] table is checked whole: URL, requester, key source, enums, templates; the
+    API key, read from the environment, never shows in a problem, summary or repr."""
+    path = write(
+        tmp_path,
+        '[helpdesk]\nurl = "acme.freshdesk.com"\nrequester_email = "noc"\nsource = 4\n'
+        'resolve_status = 3\nsubject_template = "{host} {severity}"\nkind = "zendesk"\n',
+    )
+    problems = problems_of(path, {})
+    assert set(problems) == {
+        "helpdesk.url", "helpdesk.requester_email", "helpdesk.api_key_env", "helpdesk.source",
+        "helpdesk.resolve_status", "helpdesk.subject_template", "helpdesk.kind",
+    }  # fmt: skip
+    assert "ALERTD_HELPDESK_API_KEY is not set" in problems["helpdesk.api_key_env"]
+    assert "unknown field {severity}" in problems["helpdesk.subject_template"]
+
+    good = write(
+        tmp_path,
+        '[helpdesk]\nurl = "https://acme.freshdesk.com/"\nrequester_email = "noc@example.com"\n'
+        'api_key_env = "FD_KEY"\n',
+    )
+    config = load_config(good, {"FD_KEY": "sup3r-s3cret-key"})
+    assert config.helpdesk is not None and config.helpdesk.api_key == "sup3r-s3cret-key"
+    assert config.helpdesk.url == "https://acme.freshdesk.com"
+    assert "sup3r" not in repr(config) + summary(config)
