@@ -9,6 +9,7 @@ server provably never received. Facts: ../shared/protocols.md section 1.
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Mapping
 from datetime import datetime
@@ -47,7 +48,9 @@ class FreshdeskClient:
         self._config = config
         self._limiter = limiter
         # Basic auth: the API key is the user name; the password is ignored ("X" by custom).
-        self._auth = aiohttp.BasicAuth(config.api_key, "X")
+        # Built by hand: aiohttp.BasicAuth is deprecated from aiohttp 3.14 on.
+        token = base64.b64encode(f"{config.api_key}:X".encode()).decode()
+        self._headers = {"Accept": "application/json", "Authorization": f"Basic {token}"}
         self._base = f"{config.url}/api/v2"
         self.requests_sent = 0
 
@@ -198,15 +201,13 @@ class FreshdeskClient:
     ) -> Any:
         await self._limiter.acquire()
         self.requests_sent += 1
-        headers = {"Accept": "application/json"}
         try:
             async with self._session.request(
                 method,
                 self._base + path,
                 json=body,
                 params=params,
-                auth=self._auth,
-                headers=headers,
+                headers=self._headers,
             ) as response:
                 text = await response.text()
                 self._limiter.observe(
