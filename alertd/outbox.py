@@ -84,6 +84,7 @@ class Dispatcher:
         self.health = HelpdeskHealth()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
+        self._round = asyncio.Lock()
         self._random = random.Random()
 
     def start(self) -> None:
@@ -127,8 +128,19 @@ class Dispatcher:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(ready.wait(), timeout)
 
+    async def drain(self, max_rounds: int = 1000) -> None:
+        """Deliver until nothing is due now (tests and tools; the loop does this by itself)."""
+        for _ in range(max_rounds):
+            if not await self.run_once():
+                return
+
     async def run_once(self) -> int:
         """One round: deliver what is due now, record the outcomes; returns how many were due."""
+        # One round at a time, whoever calls: two rounds could send the same operation twice.
+        async with self._round:
+            return await self._round_unlocked()
+
+    async def _round_unlocked(self) -> int:
         rows = await self._store.due_ops(self._clock.now(), self._config.concurrency)
         if not rows:
             return 0
@@ -182,7 +194,8 @@ class Dispatcher:
             return [self._dead(row, exc)]
         except HelpdeskError as exc:  # transient: back off, persisted
             self.health.last_error = str(exc)
-            started = row.started or isinstance(exc, OutcomeUnknown)
+            # A 5xx or a lost answer may hide an effect: look for it before the next try.
+            started = row.started or exc.status is not None or isinstance(exc, OutcomeUnknown)
             delay = self._backoff(row.attempts + 1)
             log.warning(
                 "helpdesk_retry",

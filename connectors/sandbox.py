@@ -189,6 +189,7 @@ class Sandbox:
         self._now: Callable[[], float] = _steady_wall_clock()
         self._faults: deque[_Fault] = deque()
         self._drops = 0
+        self._stalls: deque[float] = deque()
         self._window = _RateWindow()
         self._ticket_ids = itertools.count(1)
         self._note_ids = itertools.count(1)
@@ -215,6 +216,11 @@ class Sandbox:
                 f"fail_next needs count >= 0 and an error status, got {count}, {status}"
             )
         self._faults.extend([_Fault(status, retry_after)] * count)
+
+    def stall_after_create(self, seconds: float, count: int = 1) -> None:
+        """The next `count` creates store the ticket, then wait `seconds` before answering (a
+        slow helpdesk; long enough to kill the client between sending and hearing back)."""
+        self._stalls.extend([seconds] * count)
 
     def drop_after_create(self, count: int = 1) -> None:
         """Let the next `count` valid creates store their ticket, then close without answering."""
@@ -1114,6 +1120,8 @@ async def _create_ticket(request: web.Request) -> web.Response:
     sandbox = request.app[SANDBOX]
     _Params(request, ()).done()
     ticket = sandbox._create(await _json_object(request))
+    if sandbox._stalls:
+        await asyncio.sleep(sandbox._stalls.popleft())
     if sandbox._take_drop():
         raise _DropConnection
     return web.json_response(sandbox._render(ticket, ()), status=201)

@@ -1,0 +1,383 @@
+"""End to end: check results over HTTP -> incidents -> outbox -> the sandbox helpdesk.
+
+The helpdesk is `connectors.sandbox`, a real aiohttp server on loopback that validates like
+Freshdesk; alertd is the real app. The clock is manual: tests move it instead of sleeping.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+
+from alertd.clock import ManualClock
+from alertd.server import DISPATCHER, ENGINE
+from connectors import freshdesk
+from connectors.sandbox import SANDBOX, Sandbox, SandboxOptions, create_app
+from tests.conftest import MakeClient
+
+KEY = "sandbox-key-0123"
+CRIT = {"host": "web-01", "service": "HTTP", "state": "CRITICAL", "output": "connection refused"}
+Client = TestClient[web.Request, web.Application]
+
+
+@pytest.fixture(autouse=True)
+def quick_retries(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(freshdesk, "RETRY_INITIAL", 0.01)
+
+
+@pytest.fixture
+async def sandbox(
+    aiohttp_server: Callable[[web.Application], Awaitable[TestServer]], clock: ManualClock
+) -> tuple[Sandbox, str]:
+    app = create_app(SandboxOptions(api_key=KEY, rate_limit_per_minute=1000))
+    server = await aiohttp_server(app)
+    app[SANDBOX].set_clock(lambda: clock.now().timestamp())
+    return app[SANDBOX], str(server.make_url("")).rstrip("/")
+
+
+@pytest.fixture
+def start(
+    make_client: MakeClient, sandbox: tuple[Sandbox, str], tmp_path: Path
+) -> Callable[..., Awaitable[Client]]:
+    """An alertd app whose [helpdesk] is the sandbox (extra TOML lines go in that table)."""
+    (tmp_path / "helpdesk.key").write_text(KEY)
+
+    async def start(extra: str = "", key_file: str = "helpdesk.key") -> Client:
+        return await make_client(
+            f'[helpdesk]\nurl = "{sandbox[1]}"\nrequester_email = "noc@example.com"\n'
+            f'api_key_file = "{tmp_path / key_file}"\nnote_interval = "10m"\n{extra}'
+        )
+
+    return start
+
+
+async def post(client: Client, results: Any) -> None:
+    response = await client.post("/api/v1/results", json=results)
+    assert response.status == 202, await response.text()
+
+
+async def deliver(client: Client) -> None:
+    await client.app[ENGINE].run_timers()
+    await client.app[DISPATCHER].drain()
+
+
+def calls(sandbox: Sandbox) -> list[str]:
+    """The helpdesk calls made, as `METHOD /path` without the /api/v2 prefix."""
+    return [f"{r.method} {r.path.removeprefix('/api/v2')}" for r in sandbox.requests]
+
+
+def notes_text(sandbox: Sandbox, ticket_id: int) -> list[str]:
+    return [n["body"] for n in sandbox.notes.get(ticket_id, [])]
+
+
+async def test_a_thousand_repeats_make_one_ticket_and_one_summary(
+    start: Callable[..., Awaitable[Client]], sandbox: tuple[Sandbox, str], clock: ManualClock
+) -> None:
+    """1,000 duplicate results are one ticket; later repeats are summed up in one note per
+    note_interval, never a note per result."""
+    helpdesk, _ = sandbox
+    client = await start()
+    await post(client, [CRIT] * 1000)
+    await deliver(client)
+    ((ticket_id, ticket),) = helpdesk.tickets.items()
+    assert ticket["subject"] == "[CRITICAL] web-01 / HTTP: connection refused"
+    assert (ticket["priority"], ticket["status"], ticket["type"]) == (3, 2, "Incident")
+    assert ticket["tags"] == ["alertd", "alertd-main-1"]
+    assert "Occurrences</th><td>1000" in ticket["description"]
+
+    for _ in range(5):
+        await post(client, [CRIT] * 100)
+        clock.advance(timedelta(minutes=1))
+        await deliver(client)
+    assert notes_text(helpdesk, ticket_id) == []  # the summary is not due yet
+    clock.advance(timedelta(minutes=10))
+    await deliver(client)
+    (summary,) = notes_text(helpdesk, ticket_id)
+    assert "500 more occurrences" in summary and "(1500 in all)" in summary
+    assert calls(helpdesk) == ["POST /tickets", f"POST /tickets/{ticket_id}/notes"]
+
+
+async def test_the_ticket_follows_priority_recovery_resolution_and_reopening(
+    start: Callable[..., Awaitable[Client]], sandbox: tuple[Sandbox, str], clock: ManualClock
+) -> None:
+    """A raised priority reaches the ticket; recovery notes; the hold resolves it; a recurrence
+    reopens the same ticket; every operation in order."""
+    helpdesk, _ = sandbox
+    client = await start()
+    await post(client, {**CRIT, "state": "WARNING"})
+    await deliver(client)
+    (ticket_id,) = helpdesk.tickets
+    assert helpdesk.tickets[ticket_id]["priority"] == 2
+
+    await post(client, CRIT)
+    await deliver(client)
+    assert helpdesk.tickets[ticket_id]["priority"] == 3
+    await post(client, {**CRIT, "state": "OK", "output": "HTTP OK"})
+    await deliver(client)
+    clock.advance(timedelta(minutes=5))
+    await deliver(client)
+    assert helpdesk.tickets[ticket_id]["status"] == 4
+    clock.advance(timedelta(hours=1))
+    await post(client, CRIT)
+    await deliver(client)
+
+    assert list(helpdesk.tickets) == [ticket_id]
+    assert helpdesk.tickets[ticket_id]["status"] == 2
+    t = f"/tickets/{ticket_id}"
+    assert calls(helpdesk) == [
+        "POST /tickets",
+        f"PUT {t}", f"POST {t}/notes",  # priority Medium -> High, with the reason
+        f"POST {t}/notes",  # recovering
+        f"PUT {t}", f"POST {t}/notes",  # resolved
+        f"PUT {t}", f"POST {t}/notes",  # reopened
+    ]  # fmt: skip
+    notes = notes_text(helpdesk, ticket_id)
+    assert "Priority changed from Medium to High" in notes[0]
+    assert "stays OK for 5m" in notes[1]
+    assert "resolved by alertd" in notes[2]
+    assert "reopened" in notes[3]
+    assert all(n["private"] for n in helpdesk.notes[ticket_id])
+
+
+async def test_a_priority_an_agent_raised_is_not_lowered(
+    start: Callable[..., Awaitable[Client]], sandbox: tuple[Sandbox, str]
+) -> None:
+    """When an agent set the priority by hand, alertd's lower priority only adds a note."""
+    helpdesk, _ = sandbox
+    client = await start()
+    await post(client, CRIT)
+    await deliver(client)
+    (ticket_id,) = helpdesk.tickets
+    helpdesk.agent_update(ticket_id, priority=4)
+    await post(client, {**CRIT, "state": "WARNING"})
+    await deliver(client)
+    assert helpdesk.tickets[ticket_id]["priority"] == 4
+    assert "priority an agent set by hand was kept" in notes_text(helpdesk, ticket_id)[-1]
+
+
+async def test_429_stops_every_call_until_retry_after(
+    start: Callable[..., Awaitable[Client]], sandbox: tuple[Sandbox, str], clock: ManualClock
+) -> None:
+    """After a 429 nothing is sent before Retry-After has passed; then delivery goes on."""
+    helpdesk, _ = sandbox
+    client = await start()
+    helpdesk.fail_next(1, 429, retry_after=1)
+    await post(client, CRIT)
+    await deliver(client)
+    assert [r.status for r in helpdesk.requests] == [429]
+    started = time.monotonic()
+    clock.advance(timedelta(seconds=1))
+    await deliver(client)
+    assert time.monotonic() - started >= 0.9  # the limiter waited out Retry-After
+    assert [r.status for r in helpdesk.requests] == [429, 201]
+    ops = await (await client.get("/api/v1/outbox")).json()
+    assert ops["operations"][0]["attempts"] == 1  # the 429 did not count as a failed attempt
+
+
+async def test_helpdesk_down_then_back_delivers_everything_in_order(
+    start: Callable[..., Awaitable[Client]], sandbox: tuple[Sandbox, str], clock: ManualClock
+) -> None:
+    """5xx answers for a while: operations wait with backoff, then all arrive, in order, once."""
+    helpdesk, _ = sandbox
+    client = await start()
+    helpdesk.fail_next(6, 503)
+    await post(client, {**CRIT, "state": "WARNING"})
+    await post(client, CRIT)
+    await post(client, {**CRIT, "state": "OK"})
+    for _ in range(12):
+        await deliver(client)
+        clock.advance(timedelta(hours=1))
+    (ticket_id,) = helpdesk.tickets
+    ok = [c for c, r in zip(calls(helpdesk), helpdesk.requests, strict=True) if r.status < 300]
+    t = f"/tickets/{ticket_id}"
+    assert [c for c in ok if not c.startswith("GET")] == [
+        "POST /tickets",
+        f"PUT {t}", f"POST {t}/notes",  # WARNING -> CRITICAL: priority, with the reason
+        f"POST {t}/notes",  # recovering
+        f"PUT {t}", f"POST {t}/notes",  # resolved (the hours passed)
+    ]  # fmt: skip
+    # Each failed create was followed by a look for the ticket before the next try.
+    assert calls(helpdesk).count("GET /tickets") >= calls(helpdesk).count("POST /tickets") - 1
+    counts = (await (await client.get("/api/v1/outbox")).json())["counts"]
+    assert counts == {"pending": 0, "done": 4, "dead": 0}
+
+
+async def test_a_create_whose_answer_was_lost_is_found_not_repeated(
+    start: Callable[..., Awaitable[Client]], sandbox: tuple[Sandbox, str], clock: ManualClock
+) -> None:
+    """The helpdesk stores the ticket but the answer never arrives: the retry finds the ticket
+    by its tag (listing recent tickets) instead of creating a second one."""
+    helpdesk, _ = sandbox
+    client = await start()
+    helpdesk.drop_after_create(1)
+    await post(client, CRIT)
+    await deliver(client)
+    assert len(helpdesk.tickets) == 1 and helpdesk.requests[0].status is None
+    clock.advance(timedelta(hours=1))
+    await post(client, {**CRIT, "state": "WARNING"})
+    await deliver(client)
+    (ticket_id,) = helpdesk.tickets
+    assert calls(helpdesk).count("POST /tickets") == 1
+    assert "GET /tickets" in calls(helpdesk)
+    assert helpdesk.tickets[ticket_id]["priority"] == 2  # later operations reached it
+
+
+async def test_a_refused_request_is_a_dead_letter_until_redriven(
+    start: Callable[..., Awaitable[Client]], sandbox: tuple[Sandbox, str]
+) -> None:
+    """A 400 parks the create with the helpdesk's answer; once fixed, a re-drive sends it."""
+    helpdesk, _ = sandbox
+    client = await start('type = "Alert"\n')
+    await post(client, CRIT)
+    await deliver(client)
+    dead = await (await client.get("/api/v1/outbox", params={"state": "dead"})).json()
+    (op,) = dead["operations"]
+    assert op["op"] == "create" and "invalid_value" in op["last_error"]
+    assert "type" in op["last_error"]
+    assert helpdesk.tickets == {}
+
+    helpdesk.options.ticket_types = (*helpdesk.options.ticket_types, "Alert")
+    response = await client.post(f"/api/v1/outbox/{op['id']}/retry")
+    assert await response.json() == {"requeued": [op["id"]]}
+    await deliver(client)
+    assert len(helpdesk.tickets) == 1
+    assert (await (await client.get("/api/v1/outbox")).json())["counts"]["dead"] == 0
+
+
+async def test_a_refused_api_key_makes_alertd_not_ready(
+    start: Callable[..., Awaitable[Client]], sandbox: tuple[Sandbox, str], tmp_path: Path
+) -> None:
+    """401 from the helpdesk: /readyz says why, and the operation waits instead of dying."""
+    (tmp_path / "wrong.key").write_text("not-the-key")
+    client = await start(key_file="wrong.key")
+    assert (await client.get("/readyz")).status == 200
+    await post(client, CRIT)
+    await deliver(client)
+    response = await client.get("/readyz")
+    assert response.status == 503
+    (problem,) = (await response.json())["problems"]
+    assert "refuses alertd's API key" in problem and "not-the-key" not in problem
+    counts = (await (await client.get("/api/v1/outbox")).json())["counts"]
+    assert counts["pending"] == 1 and counts["dead"] == 0
+
+
+async def test_a_deleted_ticket_is_replaced_by_one_that_names_it(
+    start: Callable[..., Awaitable[Client]], sandbox: tuple[Sandbox, str]
+) -> None:
+    """A PUT on a ticket an agent deleted (404) opens a new ticket naming the old one, and the
+    update goes on the new ticket."""
+    helpdesk, _ = sandbox
+    client = await start()
+    await post(client, {**CRIT, "state": "WARNING"})
+    await deliver(client)
+    (old,) = helpdesk.tickets
+    helpdesk.delete(old)
+    await post(client, CRIT)
+    await deliver(client)
+    (new,) = helpdesk.tickets
+    assert new != old
+    assert f"earlier ticket #{old} no longer exists" in helpdesk.tickets[new]["description"]
+    assert helpdesk.tickets[new]["priority"] == 3
+    detail = await (await client.get("/api/v1/incidents/1")).json()
+    assert detail["ticket"]["id"] == new
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def test_sigkill_during_a_create_loses_nothing_and_duplicates_nothing(
+    aiohttp_server: Callable[[web.Application], Awaitable[TestServer]], tmp_path: Path
+) -> None:
+    """alertd killed with SIGKILL while the helpdesk is creating its ticket: after a restart
+    the ticket is found and adopted, and the operations after it are delivered."""
+    app = create_app(SandboxOptions(api_key=KEY))
+    helpdesk = app[SANDBOX]
+    server = await aiohttp_server(app)
+    port = free_port()
+    (tmp_path / "key").write_text(KEY)
+    config = tmp_path / "alertd.toml"
+    config.write_text(
+        f'[server]\nlisten = "127.0.0.1:{port}"\n[store]\npath = "{tmp_path / "a.db"}"\n'
+        f'[helpdesk]\nurl = "{str(server.make_url("")).rstrip("/")}"\n'
+        f'requester_email = "noc@example.com"\napi_key_file = "{tmp_path / "key"}"\n'
+    )
+    base = f"http://127.0.0.1:{port}"
+
+    def daemon() -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            [sys.executable, "-m", "alertd.cli", "run", "--config", str(config)],
+            stderr=subprocess.DEVNULL,
+        )
+
+    async def http(method: str, path: str, body: Any = None) -> Any:
+        def call() -> Any:
+            data = None if body is None else json.dumps(body).encode()
+            request = urllib.request.Request(
+                base + path, data, {"Content-Type": "application/json"}, method=method
+            )
+            with urllib.request.urlopen(request, timeout=5) as response:
+                return json.loads(response.read())
+
+        return await asyncio.to_thread(call)
+
+    async def until(check: Callable[[], Awaitable[bool]], what: str) -> None:
+        deadline = time.monotonic() + 20
+        while not await check():
+            assert time.monotonic() < deadline, f"timed out waiting for {what}"
+            await asyncio.sleep(0.05)
+
+    async def up() -> bool:
+        try:
+            await http("GET", "/healthz")
+            return True
+        except OSError:
+            return False
+
+    helpdesk.stall_after_create(3.0)
+    proc = daemon()
+    try:
+        await until(up, "alertd to start")
+        await http("POST", "/api/v1/results", CRIT)
+
+        async def created() -> bool:
+            return len(helpdesk.tickets) == 1
+
+        await until(created, "the sandbox to store the ticket")
+        proc.send_signal(signal.SIGKILL)  # mid-request: alertd never hears the answer
+        proc.wait(timeout=10)
+        with sqlite3.connect(tmp_path / "a.db") as db:
+            assert db.execute("SELECT state, started FROM outbox").fetchall() == [("pending", 1)]
+
+        proc = daemon()
+        await until(up, "alertd to restart")
+        await http("POST", "/api/v1/results", {**CRIT, "state": "OK"})
+
+        async def delivered() -> bool:
+            counts = (await http("GET", "/api/v1/outbox"))["counts"]
+            return bool(counts == {"pending": 0, "done": 2, "dead": 0})
+
+        await until(delivered, "the outbox to drain")
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
+    (ticket_id,) = helpdesk.tickets
+    assert calls(helpdesk).count("POST /tickets") == 1
+    assert len(helpdesk.notes[ticket_id]) == 1  # the recovery note reached the one ticket
