@@ -109,6 +109,7 @@ def incident_row(incident: Incident, due: datetime | None) -> tuple[Any, ...]:
         "summary_from": incident.summary_from,
         "summary_due": incident.summary_due,
         "summary_last_at": incident.summary_last_at,
+        "ticket_due": incident.ticket_due,
     }
     return (
         incident.id,
@@ -187,6 +188,7 @@ def incident_from_row(row: Any) -> Incident:
         summary_from=body.get("summary_from", 0),
         summary_due=parse_ts(body.get("summary_due")),
         summary_last_at=parse_ts(body.get("summary_last_at")),
+        ticket_due=parse_ts(body.get("ticket_due")),
     )
 
 

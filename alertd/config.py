@@ -100,6 +100,7 @@ class HelpdeskConfig:
     monitoring_url: str = ""
     rate_limit_per_minute: int = 100
     note_interval: timedelta = timedelta(minutes=30)
+    release_grace: timedelta = timedelta(minutes=2)
     concurrency: int = 4
     timeout: timedelta = timedelta(seconds=30)
     keep_agent_priority: bool = True
@@ -473,7 +474,8 @@ def _split_tokens(text: str) -> list[str]:
 _HELPDESK_KEYS = (
     "kind", "url", "api_key_env", "api_key_file", "requester_email", "source", "type",
     "group_id", "tags", "custom_fields", "resolve_status", "subject_template", "monitoring_url",
-    "rate_limit_per_minute", "note_interval", "concurrency", "timeout", "keep_agent_priority",
+    "rate_limit_per_minute", "note_interval", "release_grace", "concurrency", "timeout",
+    "keep_agent_priority",
     "on_missing_ticket", "instance", "public_notes",
 )  # fmt: skip
 _SOURCES = (1, 2, 3, 7, 9, 10)  # Freshdesk's ticket sources (protocols.md 1.2)
@@ -523,6 +525,7 @@ def _helpdesk(t: _Table, base: Path | None, env: Mapping[str, str]) -> HelpdeskC
         monitoring_url=monitoring_url,
         rate_limit_per_minute=_int(t, "rate_limit_per_minute", d.rate_limit_per_minute, 1),
         note_interval=_duration(t, "note_interval", d.note_interval),
+        release_grace=_duration(t, "release_grace", d.release_grace),
         concurrency=_int(t, "concurrency", d.concurrency, 1),
         timeout=_duration(t, "timeout", d.timeout),
         keep_agent_priority=_bool(t, "keep_agent_priority", d.keep_agent_priority),

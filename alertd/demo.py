@@ -1,24 +1,33 @@
-"""`alertd demo`: a real daemon on loopback, fed a scripted morning of check results over HTTP.
+"""`alertd demo`: a real daemon and a local Freshdesk-compatible helpdesk on loopback, fed a
+scripted morning of check results over HTTP; prints the tickets as an agent would see them.
 
-Everything goes through the public API a monitoring system would use, so what the demo prints
-is what a user would see. Nothing outside a temporary directory is touched.
+Everything goes through the public interfaces (alertd's HTTP API in, the helpdesk's API out),
+so what the demo prints is what a user would get. Nothing outside a temporary directory is
+touched, and it exits by itself.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import html
+import re
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+from aiohttp import web
 
 from alertd import logs
 from alertd.config import load_config
 from alertd.daemon import serving
+from connectors.sandbox import SANDBOX, Sandbox, SandboxOptions, create_app
 
+DEMO_KEY = "demo-api-key"
+PRIORITY = {1: "Low", 2: "Medium", 3: "High", 4: "Urgent"}
+STATUS = {2: "Open", 3: "Pending", 4: "Resolved", 5: "Closed"}
 DEMO_CONFIG = """
 [lifecycle]
 recovery_hold = "2s"      # short, so the demo can show a recovery being confirmed
@@ -28,112 +37,130 @@ name = "databases"
 impact = "high"
 labels = { hostgroups = "*databases*" }
 
-[[priority.rules]]
-name = "test boxes"
-impact = "low"
-host = "test-*"
+[helpdesk]
+url = "@URL@"
+requester_email = "monitoring@example.com"
+note_interval = "2s"      # short, so the demo can show a summary of repeats
+release_grace = "1s"      # services released by their host's recovery: still failing after 1s?
+monitoring_url = "https://nagios.example.com/cgi-bin/extinfo.cgi?type=2&host={host}&service={service}"
 """
 
 
 async def run_demo(store: Path | None) -> int:
     logs.configure("warning")
     with tempfile.TemporaryDirectory(prefix="alertd-demo-") as tmp:
-        config_path = Path(tmp) / "demo.toml"
-        config_path.write_text(DEMO_CONFIG)
-        config = load_config(config_path, env={})
-        config = dataclasses.replace(
-            config,
-            server=dataclasses.replace(config.server, port=0),
-            store=dataclasses.replace(config.store, path=store or Path(tmp) / "alertd.db"),
-        )
-        async with serving(config) as url, aiohttp.ClientSession(base_url=url) as http:
-            print(f"alertd demo: daemon listening on {url}, store {config.store.path}\n")
-            await _script(http)
+        helpdesk_app = create_app(SandboxOptions(api_key=DEMO_KEY))
+        runner = web.AppRunner(helpdesk_app, access_log=None)
+        await runner.setup()
+        try:
+            site = web.TCPSite(runner, "127.0.0.1", 0)
+            await site.start()
+            host, port = runner.addresses[0][:2]
+            helpdesk_url = f"http://{host}:{port}"
+            config_path = Path(tmp) / "demo.toml"
+            config_path.write_text(DEMO_CONFIG.replace("@URL@", helpdesk_url))
+            config = load_config(config_path, env={"ALERTD_HELPDESK_API_KEY": DEMO_KEY})
+            config = dataclasses.replace(
+                config,
+                server=dataclasses.replace(config.server, port=0),
+                store=dataclasses.replace(config.store, path=store or Path(tmp) / "alertd.db"),
+            )
+            async with serving(config) as url, aiohttp.ClientSession(base_url=url) as http:
+                print(f"alertd demo: daemon on {url}, store {config.store.path}")
+                print(f"             a local Freshdesk-compatible helpdesk on {helpdesk_url}\n")
+                await _script(http)
+                await _drained(http)
+                _print_tickets(helpdesk_app[SANDBOX])
+                await _print_summary(http)
+        finally:
+            await runner.cleanup()
+    print("\nDone. `./run alertd run` starts a daemon of your own; README.md says how to feed it.")
     return 0
 
 
-async def _post(http: aiohttp.ClientSession, results: list[dict[str, Any]]) -> int:
+async def _post(http: aiohttp.ClientSession, results: Any) -> None:
     async with http.post("/api/v1/results", json=results) as response:
-        body = await response.json()
         if response.status != 202:
-            raise RuntimeError(f"demo post refused: {response.status} {body}")
-        return int(body["accepted"])
+            raise RuntimeError(f"demo post refused: {response.status} {await response.text()}")
 
 
 async def _script(http: aiohttp.ClientSession) -> None:
-    http_check = {"host": "web-01", "service": "HTTP", "labels": {"hostgroups": "web"}}
-    step("web-01/HTTP fails; Nagios retries it (SOFT 1/3, 2/3) before it is confirmed (HARD 3/3)")
-    for attempt in (1, 2, 3):
-        await _post(http, [{**http_check, "state": "CRITICAL", "attempt": attempt,
-                            "max_attempts": 3, "output": "connection refused"}])  # fmt: skip
-        await show(http, "web-01", "HTTP")
+    web01 = {"host": "web-01", "service": "HTTP", "labels": {"hostgroups": "web"}}
+    step("09:00 web-01/HTTP turns WARNING (slow), then CRITICAL, and keeps failing")
+    await _post(http, {**web01, "state": "WARNING", "output": "HTTP WARNING: 2.9 s response"})
+    await asyncio.sleep(0.3)
+    await _post(http, {**web01, "state": "CRITICAL", "output": "connection refused"})
+    for _ in range(5):
+        await _post(http, [{**web01, "state": "CRITICAL", "output": "connection refused"}] * 10)
+        await asyncio.sleep(0.5)
+    print("   52 results so far: one incident, one ticket")
 
-    step("1,000 more identical results arrive in one request: still one incident")
-    started = time.perf_counter()
-    await _post(http, [{**http_check, "state": 2, "output": "connection refused"}] * 1000)
-    print(f"  committed in {1000 * (time.perf_counter() - started):.1f} ms")
-    await show(http, "web-01", "HTTP")
-
-    step("db-01 goes DOWN (hostgroup databases: high impact), then its MySQL check fails too")
+    step("09:05 db-01 goes DOWN; its five services fail with it (absorbed: no ticket storm)")
     db = {"host": "db-01", "labels": {"hostgroups": "databases,linux"}}
-    await _post(http, [{**db, "state": "DOWN", "output": "PING CRITICAL - 100% loss"}])
-    await _post(http, [{**db, "service": "MySQL", "state": "CRITICAL", "output": "can't connect"}])
-    await show(http, "db-01", None)
-    await show(http, "db-01", "MySQL")
+    await _post(http, {**db, "state": "DOWN", "output": "PING CRITICAL - 100% packet loss"})
+    services = ["MySQL", "Disk /", "Load", "SSH", "Backup"]
+    await _post(http, [{**db, "service": s, "state": "CRITICAL", "output": "timeout"}
+                       for s in services])  # fmt: skip
 
-    step("a WARNING on a test box: low impact, medium urgency")
-    await _post(http, [{"host": "test-07", "service": "Disk /", "state": "WARNING",
-                        "output": "DISK WARNING - 91% used"}])  # fmt: skip
-    await show(http, "test-07", "Disk /")
+    step("09:06 app-01/Queue flaps between OK and CRITICAL")
+    for n in range(12):
+        state = "CRITICAL" if n % 2 == 0 else "OK"
+        await _post(http, {"host": "app-01", "service": "Queue", "state": state,
+                           "output": f"queue depth {'9000' if n % 2 == 0 else '12'}"})  # fmt: skip
 
-    step("web-01/HTTP recovers; alertd holds it as 'recovering' for 2s before resolving it")
-    await _post(http, [{**http_check, "state": "OK", "output": "HTTP OK: 200 in 0.01s"}])
-    await show(http, "web-01", "HTTP")
-    await asyncio.sleep(2.5)  # the hold is a timer inside the daemon; we only wait
-    await show(http, "web-01", "HTTP")
+    step("09:10 web-01/HTTP recovers; alertd waits 2s of OK before resolving the ticket")
+    await _post(http, {**web01, "state": "OK", "output": "HTTP OK: 200 in 0.04 s"})
+    await asyncio.sleep(2.5)
 
-    step("db-01 comes back UP: MySQL is released from the host incident and surfaces on its own")
-    await _post(http, [{**db, "state": "UP", "output": "PING OK"}])
-    await show(http, "db-01", None)
-    await show(http, "db-01", "MySQL")
+    step("09:12 db-01 is back UP; rechecked, MySQL and Backup still fail and get tickets")
+    await _post(http, {**db, "state": "UP", "output": "PING OK"})
+    await _post(http, [{**db, "service": s, "state": "OK", "output": "OK"}
+                       for s in ("Disk /", "Load", "SSH")])  # fmt: skip
+    await asyncio.sleep(1.5)
 
-    step("all incidents (GET /api/v1/incidents)")
+    step("09:20 web-01/HTTP fails again, within the reopen window: the same ticket reopens")
+    await _post(http, {**web01, "state": "CRITICAL", "output": "502 Bad Gateway"})
+
+
+async def _drained(http: aiohttp.ClientSession) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        async with http.get("/api/v1/outbox") as response:
+            if (await response.json())["counts"]["pending"] == 0:
+                return
+        await asyncio.sleep(0.2)
+    print("   (some ticket operations are still pending)")
+
+
+def _print_tickets(helpdesk: Sandbox) -> None:
+    step("the helpdesk, as an agent sees it")
+    for ticket_id, ticket in sorted(helpdesk.tickets.items()):
+        priority, status = PRIORITY[ticket["priority"]], STATUS.get(ticket["status"], "?")
+        print(f"\n   #{ticket_id}  {priority:<6} {status:<8} {ticket['subject']}")
+        print(f"        tags: {', '.join(ticket['tags'])}")
+        for note in helpdesk.notes.get(ticket_id, []):
+            stamp = str(note["created_at"])[11:19]
+            print(f"        {stamp}  {_text(note['body'])}")
+
+
+async def _print_summary(http: aiohttp.ClientSession) -> None:
     async with http.get("/api/v1/incidents") as response:
         incidents = (await response.json())["incidents"]
-    print(f"  {'id':>3}  {'key':<16} {'status':<11} {'state':<9} {'priority':<8} "
-          f"{'occurrences':>11}  suppressed")  # fmt: skip
-    for inc in incidents:
-        print(f"  {inc['id']:>3}  {inc['key']:<16} {inc['status']:<11} {inc['check_state']:<9} "
-              f"{inc['priority']:<8} {inc['occurrences']:>11}  {inc['suppressed']}")  # fmt: skip
+    step("the incidents behind them (GET /api/v1/incidents)")
+    print(f"   {'id':>3}  {'key':<14} {'status':<11} {'state':<9} {'priority':<8} "
+          f"{'occurrences':>11}  note")  # fmt: skip
+    for inc in reversed(incidents):
+        note = "flapping" if inc["flapping"] else inc["suppressed_reason"] or ""
+        print(f"   {inc['id']:>3}  {inc['key']:<14} {inc['status']:<11} {inc['check_state']:<9} "
+              f"{inc['priority']:<8} {inc['occurrences']:>11}  {note}")  # fmt: skip
 
-    first = incidents[-1]["id"]
-    step(f"the audit trail of incident {first} (GET /api/v1/incidents/{first})")
-    async with http.get(f"/api/v1/incidents/{first}") as response:
-        for event in (await response.json())["events"]:
-            print(f"  {event['at']}  {event['kind']:<17} {_detail(event['detail'])}")
-    print("\nDone. Run `alertd run` to start a daemon you can post to yourself.")
+
+def _text(body: str) -> str:
+    """A note's HTML as one line of text, without alertd's delivery marker."""
+    body = re.sub(r'<p style="color:#888[^>]*>.*?</p>', "", body)
+    text = html.unescape(re.sub(r"<[^>]+>", " ", body))
+    return re.sub(r"\s+", " ", text).strip()
 
 
 def step(text: str) -> None:
     print(f"\n== {text}")
-
-
-async def show(http: aiohttp.ClientSession, host: str, service: str | None) -> None:
-    async with http.get("/api/v1/incidents", params={"host": host}) as response:
-        incidents = (await response.json())["incidents"]
-    match = [i for i in incidents if i["service"] == service]
-    key = host if service is None else f"{host}/{service}"
-    if not match:
-        print(f"  {key}: no incident")
-        return
-    inc = match[0]
-    extra = f", suppressed: {inc['suppressed_reason']}" if inc["suppressed"] else ""
-    print(
-        f"  {key}: incident {inc['id']} {inc['status']}, {inc['check_state']} "
-        f"({inc['state_type']}), priority {inc['priority']} (impact {inc['impact']} "
-        f"x urgency {inc['urgency']}), occurrences {inc['occurrences']}{extra}"
-    )
-
-
-def _detail(detail: dict[str, Any]) -> str:
-    return ", ".join(f"{k}={v}" for k, v in detail.items() if k != "output")

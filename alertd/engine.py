@@ -324,13 +324,19 @@ class Engine:
                 batch.expired.append(key)  # reopen window over: nothing left to do in memory
                 continue
             self._stage(batch, key, incident, lifecycle.tick(incident, self.policy, now))
+            if self._planner is not None:
+                self._fire_ticket_timers(batch, key, now, self._planner)
+
+    def _fire_ticket_timers(
+        self, batch: _Batch, key: IncidentKey, now: datetime, planner: TicketPlanner
+    ) -> None:
+        for timer, fire in (("ticket_due", planner.release), ("summary_due", planner.summary)):
             incident = self._get(batch, key)
-            summary_due = incident.summary_due if incident is not None else None
-            if self._planner is not None and summary_due is not None and summary_due <= now:
-                assert incident is not None
-                summed, ops = self._planner.summary(incident, now)
-                self._stage(batch, key, incident, Transition(summed))
-                self._queue_ops(batch, summed.id, ops, now)
+            due: datetime | None = getattr(incident, timer, None)
+            if incident is not None and due is not None and due <= now:
+                updated, ops = fire(incident, now)
+                self._stage(batch, key, incident, Transition(updated))
+                self._queue_ops(batch, updated.id, ops, now)
 
     def _finish(self, batch: _Batch, now: datetime) -> None:
         """Turn the staged view into rows: one upsert per changed incident, coalesced dedups,
@@ -361,12 +367,12 @@ class Engine:
         )
 
     def _due(self, incident: Incident) -> datetime | None:
-        """The incident's earliest timer: lifecycle's, or its ticket summary note's."""
+        """The incident's earliest timer: lifecycle's, or one of its ticket's."""
         due = lifecycle.due_at(incident)
-        summary = incident.summary_due if self._planner is not None else None
-        if summary is None:
+        if self._planner is None:
             return due
-        return summary if due is None or summary < due else due
+        timers = [t for t in (due, incident.summary_due, incident.ticket_due) if t is not None]
+        return min(timers) if timers else None
 
     def _publish(self, batch: _Batch, now: datetime) -> None:
         """After a successful commit: the staged view becomes the cache."""

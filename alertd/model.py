@@ -249,6 +249,8 @@ class Incident(NamedTuple):
     summary_from: int = 0
     summary_due: datetime | None = None
     summary_last_at: datetime | None = None
+    # A service released by its host's recovery gets its ticket only if still failing then.
+    ticket_due: datetime | None = None
 
     @property
     def key(self) -> IncidentKey:

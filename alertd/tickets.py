@@ -80,16 +80,33 @@ class TicketPlanner:
 
     # -- events -> operations -------------------------------------------------------------------
 
+    def release(self, incident: Incident, now: datetime) -> tuple[Incident, list[PlannedOp]]:
+        """The grace after a release fell due (an engine timer): a ticket if still failing."""
+        cleared = incident._replace(ticket_due=None)
+        if incident.ticket_requested or incident.suppressed or incident.status is not Status.OPEN:
+            return cleared, []
+        plan = _Plan(cleared)
+        self._create(plan, now)
+        return plan.incident, plan.ops
+
     def _on_event(self, plan: _Plan, event: Event, now: datetime) -> None:
         incident, kind = plan.incident, event.kind
         if not incident.ticket_requested:
-            # A ticket appears once a problem is confirmed and nobody muted it.
-            # Only a problem still failing gets one: a service that recovered while its host
-            # was down, or during maintenance, needs nobody's attention.
-            opening = kind in (EventKind.OPENED, EventKind.REOPENED, EventKind.UNSUPPRESSED)
-            if opening and not incident.suppressed and incident.status is Status.OPEN:
+            # A ticket appears once a problem is confirmed and nobody muted it. Only a problem
+            # still failing gets one: a service that recovered while its host was down, or
+            # during maintenance, needs nobody's attention.
+            if incident.suppressed or incident.status is not Status.OPEN:
+                return
+            if kind in (EventKind.OPENED, EventKind.REOPENED):
                 self._create(plan, now)
+            elif kind is EventKind.UNSUPPRESSED and incident.ticket_due is None:
+                # Released (its host is back, its maintenance over): services are rechecked
+                # in the next minute or two, so wait that long before calling anyone.
+                due = now + self.config.release_grace
+                plan.incident = incident._replace(ticket_due=due)
             return
+        if incident.flapping and kind in _SWINGS:
+            return  # the flapping note said it: no note per swing
         handler = _HANDLERS.get(kind)
         if handler is not None:
             handler(self, plan, event, now)
@@ -110,6 +127,7 @@ class TicketPlanner:
             summary_from=incident.occurrences,
             summary_last_at=now,
             summary_due=None,
+            ticket_due=None,
         )
 
     def _repeat(self, plan: _Plan, event: Event, now: datetime) -> None:
@@ -128,7 +146,12 @@ class TicketPlanner:
             EventKind.RECURRED: f"The problem is back before the recovery was confirmed: "
             f"{incident.check_state.value}.",
         }[event.kind]
-        plan.ops.append(self._note(incident, _p(lead) + _output(incident.last_output)))
+        body = _p(lead) + _output(incident.last_output)
+        # The subject names the state: keep it true, so the ticket list does not mislead.
+        fields = {"subject": self.subject(incident)}
+        plan.ops.append(
+            PlannedOp(Op.UPDATE, {"fields": fields, "note": body}, incident.priority.rank)
+        )
 
     def _priority(self, plan: _Plan, event: Event, now: datetime) -> None:
         incident, d = plan.incident, event.detail
@@ -168,7 +191,11 @@ class TicketPlanner:
             f"The problem came back at {_when(now)} ({incident.check_state.value}), "
             f"after the ticket was resolved: reopened (reopening {incident.reopen_count})."
         ) + _output(incident.last_output)
-        fields = {"status": STATUS_OPEN, "priority": incident.priority.rank}
+        fields = {
+            "status": STATUS_OPEN,
+            "priority": incident.priority.rank,
+            "subject": self.subject(incident),
+        }
         plan.ops.append(
             PlannedOp(Op.UPDATE, {"fields": fields, "note": body}, incident.priority.rank)
         )
@@ -261,6 +288,9 @@ class TicketPlanner:
         quoted = {k: quote(str(v), safe="") for k, v in _fields(incident, "").items()}
         return template.format_map(quoted)
 
+
+# Events that a flapping check produces on every swing.
+_SWINGS = frozenset({EventKind.STATE_CHANGED, EventKind.RECURRED, EventKind.RECOVERING})
 
 _HANDLERS = {
     EventKind.DEDUPLICATED: TicketPlanner._repeat,

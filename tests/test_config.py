@@ -403,6 +403,7 @@ CONTRACT_KEYS = {
         "monitoring_url",
         "rate_limit_per_minute",
         "note_interval",
+        "release_grace",
         "concurrency",
         "timeout",
         "keep_agent_priority",

@@ -79,7 +79,11 @@ def test_priority_recovery_resolution_and_reopening_reach_the_same_ticket() -> N
     incident, _ = opened()
     incident, (up,) = planned(apply(incident, result(CheckState.WARNING), POLICY, T0, new_id=9))
     assert up.op is Op.UPDATE  # state note and priority change: one call, not two
-    assert up.payload["fields"] == {"priority": 2} and up.payload["lowers"] is True
+    assert up.payload["fields"] == {
+        "subject": "[WARNING] web-01 / HTTP: connection refused",  # the subject stays true
+        "priority": 2,
+    }
+    assert up.payload["lowers"] is True
     assert "State changed from CRITICAL to WARNING" in up.payload["note"]
     assert "Priority changed from High to Medium" in up.payload["note"]
 
@@ -96,7 +100,11 @@ def test_priority_recovery_resolution_and_reopening_reach_the_same_ticket() -> N
     back = apply(incident, result(CheckState.CRITICAL), POLICY, later, new_id=8)
     incident, ops = planned(back, 60)
     assert [o.op for o in ops] == [Op.UPDATE]
-    assert ops[0].payload["fields"] == {"status": 2, "priority": 3}
+    assert ops[0].payload["fields"] == {
+        "status": 2,
+        "priority": 3,
+        "subject": "[CRITICAL] web-01 / HTTP: connection refused",
+    }
     assert incident.id == 7
 
 
@@ -110,9 +118,12 @@ def test_suppressed_problems_get_no_ticket_until_released() -> None:
     assert ops == [] and not incident.ticket_requested
 
     released, ops = planned(unsuppress(incident, T0))
-    assert [o.op for o in ops] == [Op.CREATE] and released.ticket_requested
+    assert ops == [] and released.ticket_due == T0 + CONFIG.release_grace  # services recheck
+    created, ops = PLANNER.release(released, T0 + CONFIG.release_grace)
+    assert [o.op for o in ops] == [Op.CREATE] and created.ticket_requested
+    assert created.ticket_due is None
 
-    recovered = apply(incident, result(CheckState.OK), POLICY, T0, new_id=99)
+    recovered = apply(released, result(CheckState.OK), POLICY, T0, new_id=99)
     assert recovered.incident is not None
-    _, ops = planned(unsuppress(recovered.incident, T0))
-    assert ops == []
+    _, ops = PLANNER.release(recovered.incident, T0 + CONFIG.release_grace)
+    assert ops == []  # recovered within the grace: nobody is called
