@@ -8,7 +8,8 @@ AlertdError
 │   ├── UnsupportedMedia     415: body is not of an accepted content type
 │   └── NrdpRefusal          NRDP's own refusal: HTTP 200 with <status>-1</status>
 ├── NotFoundError        404: no such incident (or other object)
-└── StoreError           the store could not do what was asked (disk full, corrupt file, ...)
+├── StoreError           the store could not do what was asked (disk full, corrupt file, ...)
+└── SpoolError           `alertd notify` found no usable spool directory
 """
 
 from __future__ import annotations
@@ -93,3 +94,7 @@ class NotFoundError(AlertdError):
 
 class StoreError(AlertdError):
     """The store failed; the operation was not (or not wholly) done."""
+
+
+class SpoolError(AlertdError):
+    """No directory where `alertd notify` can keep undelivered notifications."""
