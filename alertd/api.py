@@ -24,7 +24,10 @@ JSON_TYPES = ("application/json",)
 
 
 def add_routes(app: web.Application) -> None:
+    from alertd import inputs  # it reuses read_json from here
+
     app.router.add_post("/api/v1/results", post_results)
+    inputs.add_routes(app)
     app.router.add_get("/api/v1/incidents", list_incidents)
     app.router.add_get("/api/v1/incidents/{id}", show_incident)
     app.router.add_get("/api/v1/outbox", list_outbox)

@@ -36,6 +36,7 @@ from alertd.policy import (
 
 DEFAULTS_FILE = "<defaults>"
 DEFAULT_TOKENS_ENV = "ALERTD_TOKENS"
+DEFAULT_NRDP_TOKENS_ENV = "ALERTD_NRDP_TOKENS"
 LOG_LEVELS = ("debug", "info", "warning", "error")
 SYNCHRONOUS_MODES = ("FULL", "NORMAL")
 
@@ -70,6 +71,34 @@ class AuthConfig:
         return (
             f"AuthConfig(tokens=<{len(self.tokens)} hidden>, token_sources={self.token_sources!r})"
         )
+
+
+# What a firing alert's severity label becomes: a check state, or None to ignore the alert.
+SeverityAction = CheckState | None
+SEVERITY_ACTIONS = ("CRITICAL", "WARNING", "UNKNOWN", "ignore")
+# kube-prometheus's vocabulary (critical, warning, info, none); "none" is its always-firing
+# Watchdog, which must not become a permanent incident, and "info" is informational.
+DEFAULT_SEVERITY_MAP: Mapping[str, SeverityAction] = MappingProxyType(
+    {
+        "critical": CheckState.CRITICAL,
+        "error": CheckState.CRITICAL,
+        "warning": CheckState.WARNING,
+        "info": None,
+        "none": None,
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class AlertmanagerConfig:
+    """How Alertmanager webhook alerts map onto incident keys and states."""
+
+    key_labels: tuple[str, ...] = ("alertname", "instance")
+    host_label: str = "host"
+    service_label: str = "alertname"
+    severity_label: str = "severity"
+    severity_map: Mapping[str, SeverityAction] = field(default_factory=lambda: DEFAULT_SEVERITY_MAP)
+    unmapped_severity: SeverityAction = CheckState.UNKNOWN
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +149,9 @@ class Config:
     auth: AuthConfig
     lifecycle: LifecyclePolicy
     log: LogConfig
+    # NRDP's own tokens (`token=` form field); NRDP clients cannot send a bearer header.
+    nrdp: AuthConfig = AuthConfig()
+    alertmanager: AlertmanagerConfig = AlertmanagerConfig()
     source: Path | None = None  # the file it was loaded from; None = built-in defaults
     helpdesk: HelpdeskConfig | None = None  # None: incidents only, no tickets
 
@@ -130,13 +162,18 @@ def load_config(path: Path | None, env: Mapping[str, str] | None = None) -> Conf
     file = DEFAULTS_FILE if path is None else str(path)
     problems = _Problems(file)
     root = _Table({} if path is None else _read_toml(path), "", problems)
-    root.check_keys(("server", "store", "auth", "log", "lifecycle", "priority", "helpdesk"))
+    root.check_keys(
+        ("server", "store", "auth", "nrdp", "alertmanager", "log", "lifecycle", "priority",
+         "helpdesk")
+    )  # fmt: skip
     # Relative paths in the file mean "next to the file", whatever the daemon's cwd is later.
     base = None if path is None else path.absolute().parent
     # Sections are read in the example file's order, so problems are listed in that order.
     server = _server(root.table("server"))
     store = _store(root.table("store"), base, env)
-    auth = _auth(root.table("auth"), base, env)
+    auth = _tokens(root.table("auth"), base, env, DEFAULT_TOKENS_ENV)
+    nrdp = _tokens(root.table("nrdp"), base, env, DEFAULT_NRDP_TOKENS_ENV)
+    alertmanager = _alertmanager(root.table("alertmanager"))
     log = _log(root.table("log"))
     lifecycle = _lifecycle(root.table("lifecycle"))
     priority = _priority(root.table("priority"))
@@ -147,6 +184,8 @@ def load_config(path: Path | None, env: Mapping[str, str] | None = None) -> Conf
         auth=auth,
         lifecycle=replace(lifecycle, priority=priority),
         log=log,
+        nrdp=nrdp,
+        alertmanager=alertmanager,
         source=path,
         helpdesk=helpdesk,
     )
@@ -190,6 +229,9 @@ def summary(config: Config) -> str:
     tokens = _count(len(config.auth.tokens), "auth token")
     if config.auth.tokens:
         tokens += f" ({', '.join(config.auth.token_sources)})"
+    if config.nrdp.tokens:
+        tokens += f", {_count(len(config.nrdp.tokens), 'NRDP token')}"
+        tokens += f" ({', '.join(config.nrdp.token_sources)})"
     rules = _count(len(config.lifecycle.priority.rules), "impact rule")
     return f"config OK: listen {host}:{server.port}, store {config.store.path}, {tokens}, {rules}"
 
@@ -409,9 +451,10 @@ def _beside(base: Path | None, given: str) -> Path:
     return path if base is None or path.is_absolute() else base / path
 
 
-def _auth(t: _Table, base: Path | None, env: Mapping[str, str]) -> AuthConfig:
+def _tokens(t: _Table, base: Path | None, env: Mapping[str, str], default_env: str) -> AuthConfig:
+    """Tokens of one section ([auth], [nrdp]) from its three sources: the list, a file, env."""
     t.check_keys(("tokens", "tokens_file", "tokens_env"))
-    found: list[tuple[str, list[str]]] = [("auth.tokens", _listed_tokens(t))]
+    found: list[tuple[str, list[str]]] = [(t.key("tokens"), _listed_tokens(t))]
     file = t.get("tokens_file", str, "a string (a file path)")
     if file == "":
         t.add("tokens_file", "must not be empty; leave it out for no tokens file")
@@ -419,7 +462,7 @@ def _auth(t: _Table, base: Path | None, env: Mapping[str, str]) -> AuthConfig:
         path = _beside(base, file)
         found.append((f"file {path}", _file_tokens(t, path)))
     name = t.get("tokens_env", str, "a string (an environment variable name)")
-    name = DEFAULT_TOKENS_ENV if name is None else name
+    name = default_env if name is None else name
     if name:  # tokens_env = "" switches the environment source off
         found.append((f"env {name}", _split_tokens(env.get(name, ""))))
     # A token may sit in two sources while being rotated; keep its first place only.
@@ -588,6 +631,68 @@ def _template_problem(template: str) -> str | None:
     if unknown:
         return f"unknown field {{{unknown[0]}}}; allowed: {', '.join(sorted(_TEMPLATE_FIELDS))}"
     return None
+
+
+def _alertmanager(t: _Table) -> AlertmanagerConfig:
+    t.check_keys(
+        ("key_labels", "host_label", "service_label", "severity_label", "severity_map",
+         "unmapped_severity")
+    )  # fmt: skip
+    default = AlertmanagerConfig()
+    key_labels = default.key_labels
+    raw = t.get("key_labels", list, "an array of label names")
+    if raw is not None:
+        if not raw or not all(isinstance(v, str) and _LABEL_NAME.fullmatch(v) for v in raw):
+            t.add("key_labels", "expected a non-empty array of Prometheus label names")
+        else:
+            key_labels = tuple(dict.fromkeys(raw))
+    severity_map = dict(default.severity_map)
+    given = t.table("severity_map")
+    for severity in given.data:
+        action = _severity_action(given, severity)
+        if action is not _BAD:
+            severity_map[severity.lower()] = action
+    unmapped = _severity_action(t, "unmapped_severity", default.unmapped_severity)
+    return AlertmanagerConfig(
+        key_labels=key_labels,
+        host_label=_label_name(t, "host_label", default.host_label),
+        service_label=_label_name(t, "service_label", default.service_label),
+        severity_label=_label_name(t, "severity_label", default.severity_label),
+        severity_map=MappingProxyType(severity_map),
+        unmapped_severity=default.unmapped_severity if unmapped is _BAD else unmapped,
+    )
+
+
+_LABEL_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _label_name(t: _Table, name: str, default: str) -> str:
+    value = t.get(name, str, "a label name")
+    if value is None:
+        return default
+    if not _LABEL_NAME.fullmatch(value):
+        t.add(name, f"not a Prometheus label name: {value!r}")
+        return default
+    return value
+
+
+# Marks a severity action given but wrong (already reported); distinct from None = "ignore".
+_BAD: SeverityAction = CheckState.OK
+
+
+def _severity_action(t: _Table, name: str, default: SeverityAction = None) -> SeverityAction:
+    """A state for a severity, None for "ignore", or `_BAD` if the value is wrong (reported)."""
+    if name not in t.data:
+        return default
+    value = t.get(name, str, f"a string, one of {', '.join(SEVERITY_ACTIONS)}")
+    if value is None:
+        return _BAD
+    if value.lower() == "ignore":
+        return None
+    if value.upper() not in SEVERITY_ACTIONS:
+        t.add(name, f"expected one of {', '.join(SEVERITY_ACTIONS)}, got {value!r}")
+        return _BAD
+    return CheckState(value.upper())
 
 
 def _log(t: _Table) -> LogConfig:

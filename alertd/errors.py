@@ -5,9 +5,11 @@ AlertdError
 ├── InputError           a request we refuse; carries the HTTP status and per-item details
 │   ├── AuthError            401: missing or wrong credentials
 │   ├── PayloadTooLarge      413: body over the configured limit
-│   └── UnsupportedMedia     415: body is not of an accepted content type
+│   ├── UnsupportedMedia     415: body is not of an accepted content type
+│   └── NrdpRefusal          NRDP's own refusal: HTTP 200 with <status>-1</status>
 ├── NotFoundError        404: no such incident (or other object)
-└── StoreError           the store could not do what was asked (disk full, corrupt file, ...)
+├── StoreError           the store could not do what was asked (disk full, corrupt file, ...)
+└── SpoolError           `alertd notify` found no usable spool directory
 """
 
 from __future__ import annotations
@@ -71,6 +73,19 @@ class UnsupportedMedia(InputError):
     status = 415
 
 
+class NrdpRefusal(InputError):
+    """A refused NRDP request. NRDP clients read `<status>` from the body, never the HTTP
+    status, so this is answered 200 in NRDP's shape (XML or JSON, as the request chose)."""
+
+    status = 200
+
+    def __init__(self, code: str, information: str = "", fmt: str = "xml") -> None:
+        self.code = code  # NRDP's message constant: BAD TOKEN, BAD XML, ...
+        self.information = information
+        self.fmt = fmt
+        super().__init__(f"{code}: {information}" if information else code)
+
+
 class NotFoundError(AlertdError):
     def __init__(self, what: str) -> None:
         self.what = what
@@ -112,3 +127,7 @@ class PermanentError(HelpdeskError):
 
 class TicketGone(PermanentError):
     pass
+
+
+class SpoolError(AlertdError):
+    """No directory where `alertd notify` can keep undelivered notifications."""

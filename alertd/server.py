@@ -19,11 +19,19 @@ from aiohttp.typedefs import Middleware
 from alertd.clock import Clock, SystemClock
 from alertd.config import Config, HelpdeskConfig
 from alertd.engine import Engine
-from alertd.errors import AlertdError, AuthError, InputError, NotFoundError, StoreError
+from alertd.errors import (
+    AlertdError,
+    AuthError,
+    InputError,
+    NotFoundError,
+    NrdpRefusal,
+    StoreError,
+)
 from alertd.outbox import Dispatcher
 from alertd.ratelimit import RateLimiter
 from alertd.store import Store
 from alertd.tickets import TicketPlanner
+from connectors import nrdp
 from connectors.freshdesk import FreshdeskClient
 
 log = structlog.get_logger(__name__)
@@ -47,6 +55,9 @@ def error_response(
 async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
+    except NrdpRefusal as exc:
+        body, content_type = nrdp.refusal(exc)
+        return web.Response(text=body, content_type=content_type)
     except InputError as exc:
         details = [d.as_json() for d in exc.details]
         response = (
@@ -97,13 +108,18 @@ def _require_token(header: str, secrets: Sequence[bytes]) -> None:
         raise AuthError("missing Authorization header: send 'Authorization: Bearer <token>'")
     if scheme.lower() != "bearer" or not presented.strip():
         raise AuthError("Authorization header must be 'Bearer <token>'")
-    candidate = presented.strip().encode()
+    if not token_matches(presented.strip(), secrets):
+        raise AuthError("invalid token")
+
+
+def token_matches(presented: str, secrets: Sequence[bytes]) -> bool:
+    """Whether `presented` is one of `secrets`, compared in constant time."""
+    candidate = presented.encode()
     # Compare with every token, without stopping early, so timing says nothing of which matched.
     matched = False
     for secret in secrets:
         matched |= hmac.compare_digest(candidate, secret)
-    if not matched:
-        raise AuthError("invalid token")
+    return matched
 
 
 def build_app(config: Config, *, clock: Clock | None = None) -> web.Application:

@@ -6,6 +6,7 @@ generator, so the client is not the bottleneck) from the same machine. Two workl
 
   single  one result per request, 64 connections
   batch   1,000 results per request, 8 connections
+  nrdp    1,000 results per request as NRDP submitcheck (form-encoded XML), 8 connections
 
 Each over a key space of 10,000 services where `--failing` percent of them are CRITICAL (every
 result for them updates an incident row) and the rest OK; `--failing 100` is the worst case.
@@ -26,10 +27,13 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 import urllib.request
 from pathlib import Path
+from xml.sax.saxutils import escape
 
 KEYS = 10_000
+NRDP_TOKEN = "bench-token"
 LUA = r"""
 local bodies = {}
 local n = 0
@@ -38,10 +42,10 @@ for line in f:lines() do n = n + 1; bodies[n] = line end
 f:close()
 local i = 0
 wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Content-Type"] = "%(content_type)s"
 request = function()
   i = i %% n + 1
-  return wrk.format(nil, "/api/v1/results", nil, bodies[i])
+  return wrk.format(nil, "%(path)s", nil, bodies[i])
 end
 """
 
@@ -58,14 +62,42 @@ def result(n: int, failing_pct: int) -> dict[str, object]:
     }
 
 
-def write_bodies(path: Path, per_request: int, count: int, failing_pct: int) -> None:
+def nrdp_body(items: list[dict[str, object]]) -> str:
+    """What send_nrdp_py2.py / send_nrdp.php send: a form with properly encoded XML."""
+    checks = "".join(
+        f"<checkresult type='service' checktype='1'><hostname>{i['host']}</hostname>"
+        f"<servicename>{i['service']}</servicename><state>{2 if i['state'] == 'CRITICAL' else 0}"
+        f"</state><output>{escape(str(i['output']))}|{i['perfdata']}</output></checkresult>"
+        for i in items
+    )
+    xml = f"<?xml version='1.0'?>\n<checkresults>{checks}</checkresults>"
+    return urllib.parse.urlencode({"token": NRDP_TOKEN, "cmd": "submitcheck", "xml": xml})
+
+
+def write_bodies(path: Path, kind: str, per_request: int, count: int, failing_pct: int) -> None:
     with path.open("w") as out:
         n = 0
         for _ in range(count):
             items = [result(n + i, failing_pct) for i in range(per_request)]
             n += per_request
+            if kind == "nrdp":
+                out.write(nrdp_body(items) + "\n")
+                continue
             body = items[0] if per_request == 1 else items
             out.write(json.dumps(body, separators=(",", ":")) + "\n")
+
+
+def check_nrdp(port: int, bodies: Path) -> None:
+    """wrk counts only HTTP codes, and NRDP refuses with 200: check one answer's <status>."""
+    body = bodies.read_text().split("\n", 1)[0].encode()
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/nrdp/", body,
+        {"Content-Type": "application/x-www-form-urlencoded"},
+    )  # fmt: skip
+    with urllib.request.urlopen(request, timeout=30) as response:
+        answer = response.read().decode()
+    if "<status>0</status>" not in answer:
+        raise SystemExit(f"NRDP refused the bench body:\n{answer}")
 
 
 def start_daemon(tmp: Path, port: int, synchronous: str) -> subprocess.Popen[bytes]:
@@ -73,7 +105,7 @@ def start_daemon(tmp: Path, port: int, synchronous: str) -> subprocess.Popen[byt
     config.write_text(
         f'[server]\nlisten = "127.0.0.1:{port}"\n'
         f'[store]\npath = "{tmp / "bench.db"}"\nsynchronous = "{synchronous}"\n'
-        '[log]\nlevel = "warning"\n'
+        f'[nrdp]\ntokens = ["{NRDP_TOKEN}"]\n[log]\nlevel = "warning"\n'
     )
     alertd = Path(sys.executable).with_name("alertd")
     proc = subprocess.Popen([str(alertd), "run", "--config", str(config)])
@@ -114,25 +146,34 @@ def main() -> int:
     parser.add_argument("--failing", type=int, default=10, help="percent of keys CRITICAL (0-100)")
     parser.add_argument("--synchronous", default="FULL", choices=["FULL", "NORMAL"])
     parser.add_argument("--port", type=int, default=18780)
-    parser.add_argument("--only", choices=["single", "batch"], help="run one workload")
+    parser.add_argument("--only", choices=["single", "batch", "nrdp"], help="run one workload")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("bench needs wrk: apt-get install wrk")
 
-    workloads = [("single", 1, 64, KEYS), ("batch", 1000, 8, 50)]
+    json_type, form_type = "application/json", "application/x-www-form-urlencoded"
+    workloads = [
+        ("single", "/api/v1/results", json_type, 1, 64, KEYS),
+        ("batch", "/api/v1/results", json_type, 1000, 8, 50),
+        ("nrdp", "/nrdp/", form_type, 1000, 8, 50),
+    ]
     print(f"alertd ingest benchmark: {os.cpu_count()} cores, synchronous={args.synchronous}, "
           f"{args.failing}% of {KEYS} keys failing, {args.duration}s per workload")  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="alertd-bench-") as tmp_name:
         tmp = Path(tmp_name)
         daemon = start_daemon(tmp, args.port, args.synchronous)
         try:
-            for name, per_request, connections, count in workloads:
+            for name, path, content_type, per_request, connections, count in workloads:
                 if args.only and args.only != name:
                     continue
-                bodies = tmp / f"{name}.jsonl"
-                write_bodies(bodies, per_request, count, args.failing)
+                bodies = tmp / f"{name}.lines"
+                write_bodies(bodies, name, per_request, count, args.failing)
+                if name == "nrdp":
+                    check_nrdp(args.port, bodies)
                 script = tmp / f"{name}.lua"
-                script.write_text(LUA % {"bodies": bodies})
+                script.write_text(
+                    LUA % {"bodies": bodies, "path": path, "content_type": content_type}
+                )
                 f = run_wrk(args.port, script, connections, args.duration)
                 print(
                     f"{name:>6}: {f['rps'] * per_request:>10,.0f} results/s  "

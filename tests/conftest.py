@@ -15,6 +15,8 @@ from alertd.config import Config, load_config
 from alertd.server import build_app
 
 START = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
+# Real captures from real peers (../shared/samples/README.md); CI has shared/ beside the clone.
+SAMPLES = Path(__file__).parents[1].parent / "shared" / "samples"
 
 MakeClient = Callable[..., Awaitable[TestClient[web.Request, web.Application]]]
 

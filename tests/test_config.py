@@ -377,6 +377,15 @@ CONTRACT_KEYS = {
     "server": {"listen", "max_body_bytes", "max_results_per_request"},
     "store": {"path", "synchronous"},
     "auth": {"tokens", "tokens_file", "tokens_env"},
+    "nrdp": {"tokens", "tokens_file", "tokens_env"},
+    "alertmanager": {
+        "key_labels",
+        "host_label",
+        "service_label",
+        "severity_label",
+        "unmapped_severity",
+        "severity_map",
+    },
     "log": {"level"},
     "lifecycle": {
         "open_after",
@@ -427,16 +436,19 @@ def test_example_file_matches_defaults(tmp_path: Path) -> None:
     path = write(tmp_path, uncommented)
     write(tmp_path, "## the example names this file; no tokens in it\n", name="tokens")
     write(tmp_path, "example-key\n", name="helpdesk.key")
+    write(tmp_path, "## the example names this file too\n", name="nrdp-tokens")
     env = {"STATE_DIRECTORY": "/var/lib/alertd"}  # where the example's store path points
     config = load_config(path, env)
     defaults = load_config(None, env)
 
-    assert (config.server, config.store, config.auth, config.log) == (
+    assert (config.server, config.store, config.auth, config.log, config.nrdp) == (
         defaults.server,
         defaults.store,
         defaults.auth,
         defaults.log,
+        defaults.nrdp,
     )
+    assert config.alertmanager == defaults.alertmanager
     (rule,) = config.lifecycle.priority.rules
     assert (rule.name, rule.impact) == ("databases", Level.HIGH)
     priority = replace(config.lifecycle.priority, rules=())
@@ -483,3 +495,36 @@ def test_helpdesk_problems_are_named_and_the_key_stays_secret(tmp_path: Path) ->
     assert config.helpdesk is not None and config.helpdesk.api_key == "sup3r-s3cret-key"
     assert config.helpdesk.url == "https://acme.freshdesk.com"
     assert "sup3r" not in repr(config) + summary(config)
+
+
+def test_nrdp_tokens_and_alertmanager_mapping(tmp_path: Path) -> None:
+    """[nrdp] reads tokens like [auth] (its own env var); [alertmanager] merges severities over
+    the defaults; every wrong value is named by its dotted key."""
+    write(tmp_path, "nrdp-file-token\n", name="nrdp-tokens")
+    good = write(tmp_path, (
+        '[nrdp]\ntokens = ["nrdp-listed"]\ntokens_file = "nrdp-tokens"\n'
+        '[alertmanager]\nkey_labels = ["alertname", "cluster"]\nhost_label = "node"\n'
+        'unmapped_severity = "ignore"\n[alertmanager.severity_map]\nPage = "CRITICAL"\n'
+        'info = "WARNING"\n'
+    ))  # fmt: skip
+    config = load_config(good, {"ALERTD_NRDP_TOKENS": "nrdp-env", "ALERTD_TOKENS": "api"})
+    assert config.nrdp.tokens == ("nrdp-listed", "nrdp-file-token", "nrdp-env")
+    assert config.auth.tokens == ("api",)
+    am = config.alertmanager
+    assert (am.key_labels, am.host_label, am.unmapped_severity) == (
+        ("alertname", "cluster"), "node", None,
+    )  # fmt: skip
+    assert am.severity_map["page"] is CheckState.CRITICAL
+    assert am.severity_map["info"] is CheckState.WARNING
+    assert am.severity_map["warning"] is CheckState.WARNING  # default kept
+    assert am.severity_map["none"] is None
+    assert "1 NRDP token" not in summary(config) and "3 NRDP tokens" in summary(config)
+
+    bad = write(tmp_path, (
+        '[alertmanager]\nkey_labels = []\nhost_label = "my-host"\nunmapped_severity = "LOUD"\n'
+        'severity_map = { critical = 2 }\n'
+    ), name="bad.toml")  # fmt: skip
+    assert set(problems_of(bad)) == {
+        "alertmanager.key_labels", "alertmanager.host_label", "alertmanager.unmapped_severity",
+        "alertmanager.severity_map.critical",
+    }  # fmt: skip

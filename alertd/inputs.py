@@ -1,0 +1,96 @@
+"""HTTP routes of the monitoring inputs: NRDP, Nagios/Opsview macro sets, Alertmanager webhooks.
+
+Thin like `alertd.api`: decode -> parse (connectors) -> `engine.submit` (returns after the
+durable commit) -> answer in the peer's terms. NRDP lives outside `/api/`, so the bearer-token
+middleware does not apply: it checks its own `token=` field against `[nrdp]` tokens.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from alertd.api import read_json
+from alertd.errors import NrdpRefusal, UnsupportedMedia
+from alertd.server import CLOCK, CONFIG, ENGINE, token_matches
+from connectors import nrdp
+from connectors.alertmanager import parse_webhook
+from connectors.nagios import parse_payload
+
+FORM = "application/x-www-form-urlencoded"
+NRDP_USAGE = "alertd NRDP endpoint: cmd=hello, cmd=submitcheck or cmd=submitcmd with token=\n"
+
+
+def add_routes(app: web.Application) -> None:
+    for path in ("/nrdp", "/nrdp/"):
+        app.router.add_get(path, nrdp_request)
+        app.router.add_post(path, nrdp_request)
+    app.router.add_post("/api/v1/nagios", post_nagios)
+    app.router.add_post("/api/v1/alertmanager", post_alertmanager)
+
+
+async def nrdp_request(request: web.Request) -> web.Response:
+    body = await request.read() if request.method == "POST" else b""
+    # Undecodable bytes (a plugin printing Latin-1) must not cost the whole batch.
+    form = nrdp.decode_form(request.rel_url.raw_query_string, body.decode("utf-8", "replace"))
+    fmt = nrdp.reply_format(form)
+    cmd = nrdp.first(form, "cmd").lower()
+    if not cmd:
+        return web.Response(text=NRDP_USAGE, content_type="text/plain")
+    if cmd == "hello":  # answered without a token, as NRDP does
+        return _answer(nrdp.hello(fmt))
+    _check_nrdp_token(request, nrdp.first(form, "token"), fmt)
+    config = request.app[CONFIG]
+    now = request.app[CLOCK].now()
+    limit = config.server.max_results_per_request
+    if cmd == "submitcheck":
+        results = nrdp.parse_submitcheck(form, now, limit)
+        await request.app[ENGINE].submit(results)
+        return _answer(nrdp.processed(fmt, len(results)))
+    if cmd in ("submitcmd", "submitrawcmd"):
+        await request.app[ENGINE].submit(nrdp.parse_submitcmd(form, now, limit))
+        return _answer(nrdp.reply(fmt, 0, "OK"))
+    return web.Response(text="No command specified or request handler", content_type="text/plain")
+
+
+def _check_nrdp_token(request: web.Request, token: str, fmt: str) -> None:
+    """NRDP's order: a missing token first, then a server without tokens, then a wrong one."""
+    if not token:
+        raise NrdpRefusal("NO TOKEN", "", fmt)
+    tokens = request.app[CONFIG].nrdp.tokens
+    if not tokens:
+        raise NrdpRefusal("NO TOKENS", "no NRDP tokens configured ([nrdp] in alertd's config)", fmt)
+    if not token_matches(token, [t.encode() for t in tokens]):
+        raise NrdpRefusal("BAD TOKEN", "", fmt)
+
+
+def _answer(reply: tuple[str, str]) -> web.Response:
+    body, content_type = reply
+    return web.Response(text=body, content_type=content_type)
+
+
+async def post_nagios(request: web.Request) -> web.Response:
+    if request.content_type == FORM:
+        form = await request.post()
+        payload: object = {k: v for k, v in form.items() if isinstance(v, str)}
+    elif request.content_type == "application/json":
+        payload = await read_json(request)
+    else:
+        shown = request.content_type or "none"
+        raise UnsupportedMedia(f"Content-Type must be application/json or {FORM}, got {shown}")
+    config = request.app[CONFIG]
+    now = request.app[CLOCK].now()
+    items = parse_payload(payload, now, config.server.max_results_per_request)
+    await request.app[ENGINE].submit(items)
+    return web.json_response({"accepted": len(items)}, status=202)
+
+
+async def post_alertmanager(request: web.Request) -> web.Response:
+    """200 only after the commit; Alertmanager retries 5xx (a failed commit) and drops 4xx."""
+    payload = await read_json(request)
+    config = request.app[CONFIG]
+    now = request.app[CLOCK].now()
+    results, ignored = parse_webhook(
+        payload, config.alertmanager, now, config.server.max_results_per_request
+    )
+    await request.app[ENGINE].submit(results)
+    return web.json_response({"accepted": len(results), "ignored": ignored})

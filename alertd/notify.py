@@ -1,0 +1,280 @@
+"""`alertd notify`: hand one Nagios/Opsview notification or OCSP/OCHP result to the daemon.
+
+Nagios execs this once per notification, so it imports only the standard library (no aiohttp,
+no structlog) and prints exactly one line, which is what ends up in nagios.log. It reads the
+`NAGIOS_*` environment (enable_environment_macros=1, or Opsview's fixed subset), or the same
+values as options for a Nagios without environment macros; options win over the environment.
+
+Delivery: POST the macro set as JSON to `<url>/api/v1/nagios` with a bearer token, retrying
+briefly. If the daemon cannot take it, the notification is **spooled** (one file, written
+atomically) and delivered, oldest first, by the next run before its own notification.
+
+Exit codes (documented in the README):
+  0  delivered (and any spooled notifications with it)
+  1  spooled: the daemon was unreachable or failed; nothing is lost, the next run delivers it
+  2  needs the admin: refused as malformed (not spooled), refused for auth/config (spooled,
+     delivered once fixed), a usage error, or the spool itself failed (the notification is lost)
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+from alertd.errors import SpoolError
+from alertd.spool import Spool
+
+EXIT_DELIVERED, EXIT_SPOOLED, EXIT_ATTENTION = 0, 1, 2
+DEFAULT_URL = "http://127.0.0.1:8780"
+TOKEN_ENV = "ALERTD_TOKEN"
+PREFIX = "NAGIOS_"
+# Spooled notifications delivered per run at most this long, so that a big backlog cannot
+# push the run past Nagios's notification_timeout (30 s by default).
+DRAIN_SECONDS = 10.0
+
+# option -> macro; {OBJ} is SERVICE when a service is named, else HOST.
+OPTIONS = {
+    "type": "NOTIFICATIONTYPE",
+    "host": "HOSTNAME",
+    "service": "SERVICEDESC",
+    "state": "{OBJ}STATE",
+    "state_type": "{OBJ}STATETYPE",
+    "attempt": "{OBJ}ATTEMPT",
+    "max_attempts": "MAX{OBJ}ATTEMPTS",
+    "output": "{OBJ}OUTPUT",
+    "long_output": "LONG{OBJ}OUTPUT",
+    "perfdata": "{OBJ}PERFDATA",
+    "author": "NOTIFICATIONAUTHOR",
+    "comment": "NOTIFICATIONCOMMENT",
+    "hostgroups": "HOSTGROUPNAMES",
+    "servicegroups": "SERVICEGROUPNAMES",
+    "time": "TIMET",
+}
+
+
+class Refused(Exception):
+    """The daemon answered, and not with a 2xx."""
+
+    def __init__(self, status: int, message: str) -> None:
+        self.status = status
+        self.message = message
+        super().__init__(f"{status} {message}")
+
+    @property
+    def malformed(self) -> bool:
+        # 400 = this notification itself is invalid: resending it can never succeed.
+        return self.status == 400
+
+    @property
+    def transient(self) -> bool:
+        return self.status >= 500 or self.status == 429
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="alertd notify",
+        description="Send one Nagios/Opsview notification or OCSP/OCHP result to alertd.",
+    )
+    parser.add_argument("--url", help=f"daemon base URL (default $ALERTD_URL or {DEFAULT_URL})")
+    parser.add_argument(
+        "--token-file", type=Path, help=f"file holding the token (else ${TOKEN_ENV})"
+    )
+    parser.add_argument("--spool-dir", type=Path, help="where undelivered notifications wait")
+    parser.add_argument("--timeout", type=float, default=5.0, help="seconds per attempt (5)")
+    parser.add_argument("--retries", type=int, default=2, help="retries after a failure (2)")
+    macros = parser.add_argument_group("macros (for Nagios without enable_environment_macros)")
+    for option, macro in OPTIONS.items():
+        shown = "$" + macro.replace("{OBJ}", "SERVICE") + "$"
+        macros.add_argument("--" + option.replace("_", "-"), dest=option, metavar="V", help=shown)
+    macros.add_argument(
+        "--macro", action="append", default=[], metavar="NAME=VALUE",
+        help="any other macro, e.g. _HOSTRACK=$_HOSTRACK$ (repeatable)",
+    )  # fmt: skip
+    return parser
+
+
+def main(argv: list[str] | None, env: Mapping[str, str]) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        macros = collect(args, env)
+        token = read_token(args.token_file, env)
+        spool = Spool.open(args.spool_dir, env)
+    except (ValueError, OSError, SpoolError) as exc:
+        return say(EXIT_ATTENTION, f"not sent: {exc}")
+    url = (args.url or env.get("ALERTD_URL") or DEFAULT_URL).rstrip("/") + "/api/v1/nagios"
+    body = json.dumps(macros, separators=(",", ":")).encode()
+    what = describe(macros)
+    sender = Sender(url, token, args.timeout)
+
+    drained, blocked = drain(spool, sender)
+    if blocked is not None:  # the daemon is not taking anything: keep our place in line
+        return spool_it(spool, body, what, blocked)
+    backlog = f" (+{drained} from spool)" if drained else ""
+    try:
+        sender.send(body, retries=max(args.retries, 0))
+    except Refused as exc:
+        if exc.malformed:
+            return say(EXIT_ATTENTION, f"{what} refused as malformed, not spooled: {exc.message}")
+        return spool_it(spool, body, what, exc)
+    except OSError as exc:
+        return spool_it(spool, body, what, exc)
+    return say(EXIT_DELIVERED, f"delivered {what}{backlog}")
+
+
+def collect(args: argparse.Namespace, env: Mapping[str, str]) -> dict[str, str]:
+    """The macro set: NAGIOS_* from the environment, overridden by options."""
+    macros = {k: v for k, v in env.items() if k.startswith(PREFIX) and v}
+    given = {option: getattr(args, option) for option in OPTIONS}
+    service = given["service"]
+    if service is None:
+        service = macros.get(PREFIX + "SERVICEDESC")
+    obj = "SERVICE" if service else "HOST"
+    for option, value in given.items():
+        if value is not None:
+            macros[PREFIX + OPTIONS[option].replace("{OBJ}", obj)] = value
+    for item in args.macro:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise ValueError(f"--macro expects NAME=VALUE, got {item!r}")
+        macros[PREFIX + name.strip().removeprefix(PREFIX).strip("$")] = value
+    if not macros.get(PREFIX + "HOSTNAME", "").strip():
+        raise ValueError(
+            "no host: set enable_environment_macros=1 in nagios.cfg, or pass --host '$HOSTNAME$'"
+        )
+    return {k: v for k, v in macros.items() if v}
+
+
+def read_token(path: Path | None, env: Mapping[str, str]) -> str:
+    if path is None:
+        return env.get(TOKEN_ENV, "").strip()
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise ValueError(f"cannot read token file {path}: {exc.strerror or exc}") from exc
+    tokens = [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+    if not tokens:
+        raise ValueError(f"token file {path} holds no token")
+    return tokens[0]
+
+
+def describe(macros: Mapping[str, str]) -> str:
+    kind = macros.get(PREFIX + "NOTIFICATIONTYPE") or "result"
+    host = macros.get(PREFIX + "HOSTNAME", "?")
+    service = macros.get(PREFIX + "SERVICEDESC")
+    return f"{kind} {host}/{service}" if service else f"{kind} {host}"
+
+
+class Sender:
+    def __init__(self, url: str, token: str, timeout: float) -> None:
+        self.url = url
+        self.token = token
+        self.timeout = timeout
+
+    def send(self, body: bytes, *, retries: int = 0) -> None:
+        """Deliver once, retrying transient failures `retries` times with a short backoff.
+        Raises Refused (the daemon said no) or OSError (it could not be reached)."""
+        for attempt in range(retries + 1):
+            try:
+                return self._post(body)
+            except Refused as exc:
+                if not exc.transient or attempt == retries:
+                    raise
+            except OSError:
+                if attempt == retries:
+                    raise
+            time.sleep(0.5 * 2**attempt)
+
+    def _post(self, body: bytes) -> None:
+        headers = {"Content-Type": "application/json", "User-Agent": "alertd-notify"}
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        request = urllib.request.Request(self.url, body, headers, method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout):
+                return
+        except urllib.error.HTTPError as exc:
+            raise Refused(exc.code, _error_text(exc)) from exc
+
+
+def _error_text(exc: urllib.error.HTTPError) -> str:
+    """The daemon's error and what it names ({"error": ..., "details": [...]}), on one line."""
+    with contextlib.suppress(OSError, ValueError, AttributeError, KeyError, TypeError):
+        body = json.loads(exc.read())
+        named = [f"{d['field']}: {d['message']}" for d in body.get("details", [])]
+        return "; ".join([str(body["error"]), *named])
+    return str(exc.reason)
+
+
+def drain(spool: Spool, sender: Sender) -> tuple[int, Exception | None]:
+    """Deliver spooled notifications, oldest first, one attempt each, for DRAIN_SECONDS at most.
+    Returns how many went, and the failure that stopped it (None: nothing blocks)."""
+    delivered = 0
+    deadline = time.monotonic() + DRAIN_SECONDS
+    with spool.locked() as owner:
+        if not owner:  # another run is draining; it keeps the order
+            return 0, None
+        for path in _until(spool.pending(), deadline):
+            try:
+                sender.send(path.read_bytes())
+            except Refused as exc:
+                if exc.malformed:
+                    spool.reject(path)
+                    continue
+                return delivered, exc
+            except OSError as exc:
+                return delivered, exc
+            spool.remove(path)
+            delivered += 1
+    return delivered, None
+
+
+def _until(paths: list[Path], deadline: float) -> Iterator[Path]:
+    for path in paths:
+        if time.monotonic() > deadline:
+            return
+        yield path
+
+
+def spool_it(spool: Spool, body: bytes, what: str, cause: Exception) -> int:
+    try:
+        spool.put(body)
+    except OSError as exc:
+        return say(EXIT_ATTENTION, f"{what} LOST: daemon unavailable ({reason(cause)}) and "
+                   f"cannot spool ({reason(exc)})")  # fmt: skip
+    waiting = len(spool.pending())
+    if isinstance(cause, Refused) and not cause.transient:
+        # Auth or configuration: spooled, but someone has to fix it before it can go.
+        return say(EXIT_ATTENTION, f"{what} refused ({reason(cause)}); spooled in {spool.path} "
+                   f"({waiting} waiting) until that is fixed")  # fmt: skip
+    return say(EXIT_SPOOLED, f"{what} spooled in {spool.path} ({waiting} waiting): daemon "
+               f"unavailable ({reason(cause)}); the next run delivers it")  # fmt: skip
+
+
+def reason(exc: Exception) -> str:
+    """A failure as one short phrase for nagios.log."""
+    if isinstance(exc, Refused):
+        return f"HTTP {exc.status}: {exc.message}"
+    if isinstance(exc, urllib.error.URLError):
+        inner = exc.reason
+        return getattr(inner, "strerror", None) or str(inner)
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    return getattr(exc, "strerror", None) or str(exc)
+
+
+def say(code: int, message: str) -> int:
+    print(f"alertd notify: {message}", flush=True)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:], os.environ))

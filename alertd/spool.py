@@ -1,0 +1,86 @@
+"""The notification spool of `alertd notify`: a directory of files waiting for the daemon.
+
+One file per notification, written atomically (temporary file, fsync, rename) so a crash
+never leaves half a notification; names sort by creation time, so delivery is oldest first.
+A file the daemon refuses as malformed moves to `rejected/` rather than blocking the queue.
+Standard library only: this runs in every notification command.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+from alertd.errors import SpoolError
+
+SYSTEM_DIR = Path("/var/spool/alertd")
+
+
+class Spool:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    @classmethod
+    def open(cls, given: Path | None, env: Mapping[str, str]) -> Spool:
+        """`given`, else /var/spool/alertd if usable, else the user's state directory."""
+        candidates = [given] if given is not None else [SYSTEM_DIR, _user_dir(env)]
+        problems = []
+        for path in candidates:
+            try:
+                path.mkdir(parents=True, exist_ok=True, mode=0o700)
+                if os.access(path, os.W_OK | os.X_OK):
+                    return cls(path)
+                problems.append(f"{path}: not writable")
+            except OSError as exc:
+                problems.append(f"{path}: {exc.strerror or exc}")
+        raise SpoolError("no usable spool directory: " + "; ".join(problems))
+
+    def put(self, body: bytes) -> Path:
+        name = f"{time.time_ns():020d}-{os.getpid()}.json"
+        tmp = self.path / f".{name}.tmp"
+        with open(tmp, "wb") as out:
+            out.write(body)
+            out.flush()
+            os.fsync(out.fileno())
+        final = self.path / name
+        os.replace(tmp, final)
+        return final
+
+    def pending(self) -> list[Path]:
+        return sorted(p for p in self.path.glob("*.json") if not p.name.startswith("."))
+
+    def remove(self, path: Path) -> None:
+        path.unlink(missing_ok=True)
+
+    def reject(self, path: Path) -> None:
+        rejected = self.path / "rejected"
+        rejected.mkdir(exist_ok=True, mode=0o700)
+        os.replace(path, rejected / path.name)
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[bool]:
+        """Whether this run owns the spool (one drainer at a time, so nothing goes twice)."""
+        with open(self.path / ".lock", "a") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                yield False
+                return
+            try:
+                yield True
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _user_dir(env: Mapping[str, str]) -> Path:
+    """The XDG state directory, as alertd.config.default_data_dir finds it (not imported from
+    there: config pulls in far more than a notification command should load)."""
+    xdg = env.get("XDG_STATE_HOME", "")
+    if xdg and Path(xdg).is_absolute():
+        return Path(xdg) / "alertd" / "spool"
+    home = env.get("HOME")
+    return (Path(home) if home else Path.home()) / ".local" / "state" / "alertd" / "spool"

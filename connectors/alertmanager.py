@@ -1,0 +1,137 @@
+"""Alertmanager webhook payloads (version 4, protocols.md 6.1) -> check results. Pure.
+
+Each alert becomes one HARD result (Prometheus's `for:` has already confirmed it):
+- **key**: service = the `service_label` (default `alertname`); host = the `host_label`
+  (default `host`) if the alert has it, else the first other key label it has (by default
+  `instance`), else `alertmanager`. Key labels used for neither are kept in the service name,
+  Prometheus-style (`DiskFull{mountpoint="/var"}`), so two distinct alerts never merge.
+- **state**: `resolved` -> OK; `firing` -> the `severity_label`'s value through
+  `severity_map` (critical -> CRITICAL, warning -> WARNING; info and none are ignored: none is
+  kube-prometheus's always-firing Watchdog), other or missing -> `unmapped_severity`.
+- **output**: the `summary` annotation (else `description`, else the alert name);
+  `description` is the long output. Labels are kept as labels, annotations as
+  `annotations.<name>`, plus `alertmanager.fingerprint` and `alertmanager.generator_url`.
+
+Unknown extra keys are allowed (newer Alertmanagers add fields); `endsAt` may be the zero time.
+Times are not used: a result is stamped when alertd receives it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from alertd.config import AlertmanagerConfig
+from alertd.errors import InputError, ItemProblem
+from alertd.model import CheckResult, CheckState, StateType
+from connectors.plugin_output import MAX_TEXT, BadValue, name
+
+SOURCE = "alertmanager"
+DEFAULT_HOST = "alertmanager"
+STATUSES = ("firing", "resolved")
+
+
+def parse_webhook(
+    payload: Any, config: AlertmanagerConfig, now: datetime, max_items: int
+) -> tuple[list[CheckResult], int]:
+    """(results, number of alerts ignored by severity); InputError names every bad alert."""
+    if not isinstance(payload, dict):
+        raise InputError("expected an Alertmanager webhook object (payload version 4)")
+    version = payload.get("version", "4")
+    if version != "4":
+        raise InputError(f'unsupported webhook payload version {version!r}; expected "4"')
+    alerts = payload.get("alerts")
+    if not isinstance(alerts, list):
+        raise InputError("alerts: expected an array of alerts")
+    if len(alerts) > max_items:
+        raise InputError(f"too many alerts in one request: {len(alerts)} > {max_items}")
+    results: list[CheckResult] = []
+    problems: list[ItemProblem] = []
+    ignored = 0
+    for index, alert in enumerate(alerts):
+        try:
+            result = _alert(alert, config, now)
+        except BadValue as bad:
+            problems.append(ItemProblem(index, bad.field, bad.message))
+            continue
+        if result is None:
+            ignored += 1
+        else:
+            results.append(result)
+    if problems:
+        invalid = len({p.index for p in problems})
+        noun = "alert" if invalid == 1 else "alerts"
+        raise InputError(f"{invalid} invalid {noun}; nothing was stored", problems)
+    return results, ignored
+
+
+def _alert(alert: Any, config: AlertmanagerConfig, now: datetime) -> CheckResult | None:
+    if not isinstance(alert, dict):
+        raise BadValue("", "expected an alert object")
+    status = alert.get("status")
+    if status not in STATUSES:
+        raise BadValue("status", f"expected firing or resolved, got {status!r}")
+    labels = _strings(alert.get("labels"), "labels")
+    if not labels:
+        raise BadValue("labels", "an alert needs at least one label")
+    annotations = _strings(alert.get("annotations") or {}, "annotations")
+    state = _state(status, labels, config)
+    if state is None:
+        return None
+    host, service = _key(labels, config)
+    summary = annotations.get("summary") or annotations.get("description") or ""
+    description = annotations.get("description", "") if annotations.get("summary") else ""
+    kept = dict(labels)
+    kept.update((f"annotations.{k}", v[:MAX_TEXT]) for k, v in annotations.items())
+    for field, label in (("fingerprint", "fingerprint"), ("generatorURL", "generator_url")):
+        value = alert.get(field)
+        if isinstance(value, str) and value:
+            kept[f"alertmanager.{label}"] = value
+    return CheckResult(
+        host=host,
+        service=service,
+        state=state,
+        timestamp=now,
+        output=(summary or labels.get("alertname", service)).strip()[:MAX_TEXT],
+        long_output=description.strip()[:MAX_TEXT],
+        state_type=StateType.HARD,
+        labels=kept,
+        source=SOURCE,
+    )
+
+
+def _strings(value: Any, field: str) -> dict[str, str]:
+    if not isinstance(value, dict):
+        raise BadValue(field, "expected an object of strings")
+    for key, item in value.items():
+        if not isinstance(item, str):
+            raise BadValue(f"{field}.{key}", "expected a string")
+    return value
+
+
+def _state(status: str, labels: Mapping[str, str], config: AlertmanagerConfig) -> CheckState | None:
+    if status == "resolved":
+        return CheckState.OK
+    severity = labels.get(config.severity_label, "").strip().lower()
+    if severity in config.severity_map:
+        return config.severity_map[severity]
+    return config.unmapped_severity
+
+
+def _key(labels: Mapping[str, str], config: AlertmanagerConfig) -> tuple[str, str]:
+    service_label = config.service_label if config.service_label in labels else "alertname"
+    service = name(labels.get(service_label), f"labels.{config.service_label}")
+    others = [k for k in config.key_labels if k != service_label and labels.get(k)]
+    if labels.get(config.host_label):
+        host_from = config.host_label
+    elif others:
+        host_from = others[0]
+    else:
+        host_from = ""
+    host = name(labels[host_from], f"labels.{host_from}") if host_from else DEFAULT_HOST
+    rest = [k for k in others if k != host_from]
+    if rest:
+        selector = ",".join(f'{k}="{labels[k]}"' for k in rest)
+        service = name(f"{service}{{{selector}}}", "labels")
+    return host, service
