@@ -44,6 +44,20 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser(
         "notify", add_help=False, help="send a Nagios/Opsview notification (see: notify --help)"
     )
+
+    sandbox = sub.add_parser(
+        "sandbox",
+        help="run a local Freshdesk-compatible helpdesk, to try alertd without an account",
+        description="A local helpdesk speaking Freshdesk API v2 and validating like it (auth, "
+        "content types, fields, enums, rate limit). Point [helpdesk] url at it; the API key is "
+        "the value of $ALERTD_SANDBOX_API_KEY (default sandbox-key).",
+    )
+    sandbox.add_argument(
+        "--listen", default="127.0.0.1:8781", help="host:port (default %(default)s)"
+    )
+    sandbox.add_argument(
+        "--rate-limit", type=int, default=200, help="requests per minute (default %(default)s)"
+    )
     return parser
 
 
@@ -64,7 +78,26 @@ def main(argv: list[str] | None = None) -> int:
         from alertd.demo import run_demo
 
         return asyncio.run(run_demo(args.store))
+    if args.command == "sandbox":
+        return _sandbox(args.listen, args.rate_limit)
     raise AssertionError(args.command)  # argparse rejects anything else
+
+
+def _sandbox(listen: str, rate_limit: int) -> int:
+    import asyncio
+    import contextlib
+
+    from connectors.sandbox import SandboxOptions, serve
+
+    host, _, port = listen.rpartition(":")
+    if not host or not port.isdigit():
+        print(f"alertd sandbox: --listen must be host:port, got {listen!r}", file=sys.stderr)
+        return 2
+    key = os.environ.get("ALERTD_SANDBOX_API_KEY", "sandbox-key")
+    options = SandboxOptions(api_key=key, rate_limit_per_minute=rate_limit)
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(serve(host.strip("[]"), int(port), options))
+    return 0
 
 
 def _event_loop_runner() -> Callable[[Coroutine[Any, Any, None]], None]:
