@@ -1,5 +1,7 @@
-"""Pacing of helpdesk calls: a token bucket at the configured budget, slowed by what the
-helpdesk reports (`X-RateLimit-*`), and stopped outright by a 429 until its Retry-After ends.
+"""Pacing of helpdesk calls: a token bucket at the configured budget for an even pace, a
+sliding one-minute window that never lets more than the budget through in any 60 seconds
+(so a burst cannot overrun a per-minute limit), slowed by what the helpdesk reports
+(`X-RateLimit-*`), and stopped outright by a 429 until its Retry-After ends.
 
 Freshdesk counts its limit per account and per minute, shared with every other integration
 of the account; alertd spends at most its configured share and never sends a request while a
@@ -10,7 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
+
+WINDOW = 60.0
 
 
 class RateLimiter:
@@ -30,6 +35,7 @@ class RateLimiter:
         self._clock = clock
         self._sleep = sleep
         self._updated = clock()
+        self._sent: deque[float] = deque()  # send times within the last WINDOW seconds
         self.paused_until = 0.0
 
     async def acquire(self) -> None:
@@ -39,9 +45,15 @@ class RateLimiter:
             if now < self.paused_until:
                 await self._sleep(self.paused_until - now)
                 continue
+            while self._sent and self._sent[0] <= now - WINDOW:
+                self._sent.popleft()
+            if len(self._sent) >= self.per_minute:
+                await self._sleep(self._sent[0] + WINDOW - now)
+                continue
             self._refill(now)
             if self._tokens >= 1.0:
                 self._tokens -= 1.0
+                self._sent.append(now)
                 return
             await self._sleep((1.0 - self._tokens) / self._rate)
 
