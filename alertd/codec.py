@@ -6,7 +6,7 @@ this module is the only place that knows both shapes.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -110,6 +110,12 @@ def incident_row(incident: Incident, due: datetime | None) -> tuple[Any, ...]:
         "summary_due": incident.summary_due,
         "summary_last_at": incident.summary_last_at,
         "ticket_due": incident.ticket_due,
+        "escalation_level": incident.escalation_level,
+        "escalation_since": incident.escalation_since,
+        "escalation_spent": incident.escalation_spent.total_seconds(),
+        "escalation_due": incident.escalation_due,
+        "update_due": incident.update_due,
+        "update_from": incident.update_from,
     }
     return (
         incident.id,
@@ -189,6 +195,12 @@ def incident_from_row(row: Any) -> Incident:
         summary_due=parse_ts(body.get("summary_due")),
         summary_last_at=parse_ts(body.get("summary_last_at")),
         ticket_due=parse_ts(body.get("ticket_due")),
+        escalation_level=body.get("escalation_level", 0),
+        escalation_since=parse_ts(body.get("escalation_since")),
+        escalation_spent=timedelta(seconds=body.get("escalation_spent", 0.0)),
+        escalation_due=parse_ts(body.get("escalation_due")),
+        update_due=parse_ts(body.get("update_due")),
+        update_from=body.get("update_from", 0),
     )
 
 
@@ -234,6 +246,9 @@ def incident_json(incident: Incident, *, key_text: str) -> dict[str, Any]:
         "acknowledged": incident.acknowledged,
         "ack_author": incident.ack_author,
         "ack_comment": incident.ack_comment,
+        "escalation_level": incident.escalation_level,
+        "next_escalation_at": ts(incident.escalation_due),
+        "next_update_at": ts(incident.update_due),
         "last_output": incident.last_output,
         "long_output": incident.long_output,
         "perfdata": incident.perfdata,

@@ -24,6 +24,12 @@ from types import MappingProxyType
 from typing import TypeVar
 
 from alertd.errors import ConfigError, ConfigProblem
+from alertd.escalation import (
+    DEFAULT_CADENCE,
+    DEFAULT_LEVELS,
+    EscalationLevel,
+    EscalationPolicy,
+)
 from alertd.model import CheckState, Level, Priority
 from alertd.policy import (
     DEFAULT_MATRIX,
@@ -154,6 +160,7 @@ class Config:
     alertmanager: AlertmanagerConfig = AlertmanagerConfig()
     source: Path | None = None  # the file it was loaded from; None = built-in defaults
     helpdesk: HelpdeskConfig | None = None  # None: incidents only, no tickets
+    escalation: EscalationPolicy = field(default_factory=EscalationPolicy)
 
 
 def load_config(path: Path | None, env: Mapping[str, str] | None = None) -> Config:
@@ -164,7 +171,7 @@ def load_config(path: Path | None, env: Mapping[str, str] | None = None) -> Conf
     root = _Table({} if path is None else _read_toml(path), "", problems)
     root.check_keys(
         ("server", "store", "auth", "nrdp", "alertmanager", "log", "lifecycle", "priority",
-         "helpdesk")
+         "helpdesk", "escalation", "updates")
     )  # fmt: skip
     # Relative paths in the file mean "next to the file", whatever the daemon's cwd is later.
     base = None if path is None else path.absolute().parent
@@ -178,6 +185,7 @@ def load_config(path: Path | None, env: Mapping[str, str] | None = None) -> Conf
     lifecycle = _lifecycle(root.table("lifecycle"))
     priority = _priority(root.table("priority"))
     helpdesk = _helpdesk(root.table("helpdesk"), base, env) if "helpdesk" in root.data else None
+    escalation = _escalation(root.table("escalation"), root.table("updates"))
     config = Config(
         server=server,
         store=store,
@@ -188,6 +196,7 @@ def load_config(path: Path | None, env: Mapping[str, str] | None = None) -> Conf
         alertmanager=alertmanager,
         source=path,
         helpdesk=helpdesk,
+        escalation=escalation,
     )
     if problems.items:
         raise ConfigError(problems.items)
@@ -578,6 +587,72 @@ def _helpdesk(t: _Table, base: Path | None, env: Mapping[str, str]) -> HelpdeskC
         instance=instance,
         public_notes=_bool(t, "public_notes", d.public_notes),
     )
+
+
+_LEVEL_KEYS = ("name", "after", "group_id", "responder_id", "priority", "note",
+               "notify_emails", "tags")  # fmt: skip
+
+
+def _escalation(t: _Table, updates: _Table) -> EscalationPolicy:
+    priorities = tuple(p.value for p in Priority)
+    t.check_keys(("stop_on_ack", *priorities))
+    levels = dict(DEFAULT_LEVELS)
+    for priority in Priority:
+        if priority.value in t.data:
+            levels[priority] = _levels(t, priority.value)
+    updates.check_keys(("public", *priorities))
+    cadence = dict(DEFAULT_CADENCE)
+    for priority in Priority:
+        text = updates.get(priority.value, str, 'a duration like "1h", or "none"')
+        if text is None:
+            continue
+        if text == "none":
+            cadence[priority] = None
+            continue
+        try:
+            cadence[priority] = parse_duration(text)
+        except ValueError as exc:
+            updates.add(priority.value, f'{exc}, or "none"')
+    return EscalationPolicy(
+        levels=MappingProxyType(levels),
+        stop_on_ack=_bool(t, "stop_on_ack", True),
+        cadence=MappingProxyType(cadence),
+        public_updates=_bool(updates, "public", False),
+    )
+
+
+def _levels(t: _Table, name: str) -> tuple[EscalationLevel, ...]:
+    raw = t.data[name]
+    if not isinstance(raw, list) or not all(isinstance(x, dict) for x in raw):
+        t.add(name, "expected an array of tables ([[escalation.<priority>]] levels)")
+        return ()
+    levels: list[EscalationLevel] = []
+    for n, data in enumerate(raw, 1):
+        level = _Table(data, f"{t.key(name)}[{n}]", t.problems)
+        level.check_keys(_LEVEL_KEYS)
+        after = _duration(level, "after", timedelta(0))
+        if "after" not in level.data:
+            level.add("after", "required: how long after opening this level fires")
+        elif levels and after <= levels[-1].after:
+            level.add("after", "levels must come in increasing order of `after`")
+        priority = level.get("priority", str, 'a string: "raise" or a priority')
+        if priority is not None and priority != "raise" and priority not in set(Priority):
+            level.add("priority", f'expected "raise" or one of {", ".join(Priority)}, '
+                                  f"got {priority!r}")  # fmt: skip
+            priority = None
+        levels.append(
+            EscalationLevel(
+                name=level.get("name", str, "a string") or f"level {n}",
+                after=after,
+                group_id=level.get("group_id", int, "an integer (a group id)"),
+                responder_id=level.get("responder_id", int, "an integer (an agent id)"),
+                priority=priority,
+                note=level.get("note", str, "a string") or "",
+                notify_emails=_strings(level, "notify_emails", ()),
+                tags=_strings(level, "tags", ()),
+            )
+        )
+    return tuple(levels)
 
 
 def _api_key(t: _Table, base: Path | None, env: Mapping[str, str]) -> tuple[str, str]:

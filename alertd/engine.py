@@ -330,13 +330,15 @@ class Engine:
     def _fire_ticket_timers(
         self, batch: _Batch, key: IncidentKey, now: datetime, planner: TicketPlanner
     ) -> None:
-        for timer, fire in (("ticket_due", planner.release), ("summary_due", planner.summary)):
-            incident = self._get(batch, key)
-            due: datetime | None = getattr(incident, timer, None)
-            if incident is not None and due is not None and due <= now:
-                updated, ops = fire(incident, now)
-                self._stage(batch, key, incident, Transition(updated))
-                self._queue_ops(batch, updated.id, ops, now)
+        incident = self._get(batch, key)
+        if incident is None or not any(
+            t is not None and t <= now for t in planner.timers(incident)
+        ):
+            return
+        updated, ops, events = planner.fire(incident, now)
+        self._stage(batch, key, incident, Transition(updated))
+        batch.write.events.extend((updated.id, e) for e in events)
+        self._queue_ops(batch, updated.id, ops, now)
 
     def _finish(self, batch: _Batch, now: datetime) -> None:
         """Turn the staged view into rows: one upsert per changed incident, coalesced dedups,
@@ -371,7 +373,7 @@ class Engine:
         due = lifecycle.due_at(incident)
         if self._planner is None:
             return due
-        timers = [t for t in (due, incident.summary_due, incident.ticket_due) if t is not None]
+        timers = [t for t in (due, *self._planner.timers(incident)) if t is not None]
         return min(timers) if timers else None
 
     def _publish(self, batch: _Batch, now: datetime) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from types import MappingProxyType
 from typing import Any, NamedTuple
@@ -98,6 +98,7 @@ class EventKind(StrEnum):
     ACKNOWLEDGED = "acknowledged"
     UNACKNOWLEDGED = "unacknowledged"
     NOTE = "note"
+    ESCALATED = "escalated"
 
 
 class NoticeKind(StrEnum):
@@ -112,6 +113,7 @@ class NoticeKind(StrEnum):
     DOWNTIME_ENDED = "downtime_ended"
     DOWNTIME_CANCELLED = "downtime_cancelled"
     CUSTOM = "custom"
+    ESCALATE = "escalate"  # a person asks for the next level now (relationship/customer)
 
 
 NO_LABELS: Mapping[str, str] = MappingProxyType({})
@@ -251,6 +253,14 @@ class Incident(NamedTuple):
     summary_last_at: datetime | None = None
     # A service released by its host's recovery gets its ticket only if still failing then.
     ticket_due: datetime | None = None
+    # Escalation (alertd.escalation): levels fired, and the clock that paces them, which runs
+    # only while the problem is open, unsuppressed and unacknowledged; situation updates.
+    escalation_level: int = 0
+    escalation_since: datetime | None = None
+    escalation_spent: timedelta = timedelta(0)
+    escalation_due: datetime | None = None
+    update_due: datetime | None = None
+    update_from: int = 0
 
     @property
     def key(self) -> IncidentKey:

@@ -79,4 +79,8 @@ def annotate(
             detail = {"state": incident.check_state.value, "recovery_due": due.isoformat()}
             events.append(Event(EventKind.RECOVERING, now, detail))
         return Transition(incident._replace(**changes), tuple(events))
+    if kind is NoticeKind.ESCALATE:
+        # The planner carries out the next level now; the event records who asked and why.
+        detail = {**who, "manual": True}
+        return Transition(incident, (Event(EventKind.ESCALATED, now, detail),))
     return Transition(incident, (Event(EventKind.NOTE, now, who),))

@@ -285,6 +285,11 @@ class Dispatcher:
         fields = dict(row.payload["fields"])
         note: str | None = row.payload.get("note")
         items: list[Input] = []
+        add_tags: list[str] = row.payload.get("add_tags", [])
+        if add_tags:
+            # A PUT's tags replace the ticket's: keep what agents added.
+            current = await self._client.view_ticket(link.ticket_id)
+            fields["tags"] = list(dict.fromkeys([*(current.get("tags") or []), *add_tags]))
         if "priority" in fields and row.payload.get("lowers") and self._config.keep_agent_priority:
             current = await self._client.view_ticket(link.ticket_id)
             by_hand = (
@@ -307,7 +312,10 @@ class Dispatcher:
         if row.started and await self._has_note(ticket_id, marker):
             return  # the earlier attempt did reach the ticket
         stamped = f'{body}<p style="color:#888;font-size:smaller">alertd · {marker}</p>'
-        await self._client.add_note(ticket_id, stamped, private=not self._config.public_notes)
+        private = row.payload.get("private", not self._config.public_notes)
+        await self._client.add_note(
+            ticket_id, stamped, private=private, notify_emails=row.payload.get("notify_emails", ())
+        )
 
     async def _has_note(self, ticket_id: int, marker: str) -> bool:
         for page in range(1, 51):

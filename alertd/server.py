@@ -142,7 +142,9 @@ async def _store_and_engine(app: web.Application) -> AsyncIterator[None]:
     try:
         planner = None
         if config.helpdesk is not None:
-            planner = TicketPlanner(config.helpdesk, config.lifecycle.recovery_hold)
+            planner = TicketPlanner(
+                config.helpdesk, config.lifecycle.recovery_hold, config.escalation
+            )
         engine = Engine(store, config.lifecycle, app[CLOCK], planner=planner)
         await engine.start()
         app[STORE] = store

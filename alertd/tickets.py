@@ -15,14 +15,16 @@ reopening reopens the same one.
 from __future__ import annotations
 
 import html
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 from urllib.parse import quote
 
+from alertd import escalation
 from alertd.config import HelpdeskConfig
+from alertd.escalation import EscalationLevel, EscalationPolicy
 from alertd.model import Event, EventKind, Incident, Status
 
 SUBJECT_MAX = 255
@@ -50,10 +52,20 @@ class _Plan:
     ops: list[PlannedOp] = field(default_factory=list)
 
 
+# What a timer of the planner returns: the incident after it, operations, audit events.
+Fired = tuple[Incident, list[PlannedOp], tuple[Event, ...]]
+
+
 class TicketPlanner:
-    def __init__(self, config: HelpdeskConfig, recovery_hold: timedelta) -> None:
+    def __init__(
+        self,
+        config: HelpdeskConfig,
+        recovery_hold: timedelta,
+        escalation: EscalationPolicy | None = None,
+    ) -> None:
         self.config = config
         self.recovery_hold = recovery_hold
+        self.escalation = escalation or EscalationPolicy()
 
     def plan(
         self, incident: Incident, events: Sequence[Event], now: datetime
@@ -62,32 +74,124 @@ class TicketPlanner:
         plan = _Plan(incident)
         for event in events:
             self._on_event(plan, event, now)
-        return plan.incident, _compact(plan.ops)
+        return escalation.sync(plan.incident, self.escalation, now), _compact(plan.ops)
 
-    def summary(self, incident: Incident, now: datetime) -> tuple[Incident, list[PlannedOp]]:
+    def timers(self, incident: Incident) -> tuple[datetime | None, ...]:
+        return (
+            incident.ticket_due, incident.summary_due, incident.escalation_due,
+            incident.update_due,
+        )  # fmt: skip
+
+    def fire(self, incident: Incident, now: datetime) -> Fired:
+        """Every ticket timer of the incident that is due at `now` (an engine wake-up)."""
+        ops: list[PlannedOp] = []
+        events: list[Event] = []
+        timers: tuple[tuple[str, Callable[[Incident, datetime], Fired]], ...] = (
+            ("ticket_due", self.release),
+            ("summary_due", self.summary),
+            ("escalation_due", self._escalate_on_time),
+            ("update_due", self.situation),
+        )
+        for name, timer in timers:
+            due: datetime | None = getattr(incident, name)
+            if due is not None and due <= now:
+                incident, more_ops, more_events = timer(incident, now)
+                ops += more_ops
+                events += more_events
+        return escalation.sync(incident, self.escalation, now), _compact(ops), tuple(events)
+
+    def summary(self, incident: Incident, now: datetime) -> Fired:
         """The recurrence summary note that fell due (an engine timer)."""
         cleared = incident._replace(summary_due=None)
         new = incident.occurrences - incident.summary_from
         if not incident.ticket_requested or incident.status is not Status.OPEN or new <= 0:
-            return cleared, []
+            return cleared, [], ()
         since = incident.summary_last_at or incident.opened_at or incident.first_seen
         body = _p(
             f"{new} more {_plural(new, 'occurrence')} since {_when(since)} "
             f"({incident.occurrences} in all). Latest: {incident.check_state.value}"
         ) + _output(incident.last_output)
         note = self._note(incident, body)
-        return cleared._replace(summary_from=incident.occurrences, summary_last_at=now), [note]
+        summed = cleared._replace(summary_from=incident.occurrences, summary_last_at=now)
+        return summed, [note], ()
 
     # -- events -> operations -------------------------------------------------------------------
 
-    def release(self, incident: Incident, now: datetime) -> tuple[Incident, list[PlannedOp]]:
+    def release(self, incident: Incident, now: datetime) -> Fired:
         """The grace after a release fell due (an engine timer): a ticket if still failing."""
         cleared = incident._replace(ticket_due=None)
         if incident.ticket_requested or incident.suppressed or incident.status is not Status.OPEN:
-            return cleared, []
+            return cleared, [], ()
         plan = _Plan(cleared)
         self._create(plan, now)
-        return plan.incident, plan.ops
+        return plan.incident, plan.ops, ()
+
+    def situation(self, incident: Incident, now: datetime) -> Fired:
+        """The situation update that fell due: where things stand, and when the next comes."""
+        cadence = self.escalation.cadence.get(incident.priority)
+        if incident.status is not Status.OPEN or not incident.ticket_requested or not cadence:
+            return incident._replace(update_due=None), [], ()
+        opened = incident.opened_at or incident.first_seen
+        new = incident.occurrences - incident.update_from
+        level = incident.escalation_level
+        reached = (
+            self.escalation.levels.get(incident.priority, ())[level - 1].name if level else None
+        )
+        upcoming = escalation.next_level(incident, self.escalation)
+        lines = [
+            f"Situation update: {incident.check_state.value} for {_span(now - opened)} "
+            f"(open since {_when(opened)}).",
+            f"{new} {_plural(new, 'occurrence')} since the last update "
+            f"({incident.occurrences} in all).",
+            f"Escalation: {reached or 'tier 1 (not escalated)'}"
+            + (
+                f"; next: {upcoming.name} at {_when(incident.escalation_due)}."
+                if upcoming is not None and incident.escalation_due is not None
+                else "."
+            ),
+            f"Next update in {_span(cadence)}.",
+        ]
+        body = "".join(_p(line) for line in lines) + _output(incident.last_output)
+        note = PlannedOp(
+            Op.NOTE,
+            {"body": body, "private": not self.escalation.public_updates},
+            incident.priority.rank,
+        )
+        updated = incident._replace(update_due=now + cadence, update_from=incident.occurrences)
+        return updated, [note], ()
+
+    def _escalate_on_time(self, incident: Incident, now: datetime) -> Fired:
+        level = escalation.next_level(incident, self.escalation)
+        if level is None or not escalation.clock_runs(incident, self.escalation):
+            return incident._replace(escalation_due=None), [], ()
+        ran = incident.escalation_spent + (now - (incident.escalation_since or now))
+        reason = f"open and unacknowledged for {_span(ran)}"
+        return self._escalate(incident, level, reason, now, manual=False)
+
+    def _escalate(
+        self, incident: Incident, level: EscalationLevel, reason: str, now: datetime, *,
+        manual: bool,
+    ) -> Fired:  # fmt: skip
+        """Carry out one level: the ticket's group, agent, priority and tags, and a note."""
+        fields: dict[str, Any] = {}
+        if level.group_id is not None:
+            fields["group_id"] = level.group_id
+        if level.responder_id is not None:
+            fields["responder_id"] = level.responder_id
+        priority = escalation.raised(incident.priority, level.priority)
+        if priority is not incident.priority:
+            fields["priority"] = priority.rank
+        text = level.note or f"Escalated to {level.name}: {reason}."
+        payload: dict[str, Any] = {"fields": fields, "note": _p(text), "lowers": False}
+        if level.tags:
+            payload["add_tags"] = list(level.tags)
+        if level.notify_emails:
+            payload["notify_emails"] = list(level.notify_emails)
+        op = PlannedOp(Op.UPDATE, payload, max(priority.rank, incident.priority.rank))
+        detail: dict[str, Any] = {"level": incident.escalation_level + 1, "name": level.name,
+                                  "reason": reason, "manual": manual}  # fmt: skip
+        event = Event(EventKind.ESCALATED, now, detail)
+        return incident._replace(escalation_level=incident.escalation_level + 1), [op], (event,)
 
     def _on_event(self, plan: _Plan, event: Event, now: datetime) -> None:
         incident, kind = plan.incident, event.kind
@@ -203,6 +307,19 @@ class TicketPlanner:
             summary_from=incident.occurrences, summary_last_at=now, summary_due=None
         )
 
+    def _manual_escalation(self, plan: _Plan, event: Event, now: datetime) -> None:
+        if not event.detail.get("manual") or "level" in event.detail:
+            return  # a timer's own event: already carried out
+        incident = plan.incident
+        level = escalation.next_level(incident, self.escalation) or EscalationLevel(
+            name="manual escalation", after=timedelta(0)
+        )
+        who = event.detail.get("author") or "someone"
+        reason = f"asked by {who}: {event.detail.get('comment') or 'no reason given'}"
+        updated, ops, _ = self._escalate(incident, level, reason, now, manual=True)
+        plan.incident = updated
+        plan.ops += ops
+
     def _flag_note(self, plan: _Plan, event: Event, now: datetime) -> None:
         d = event.detail
         who = f" by {d['author']}" if d.get("author") else ""
@@ -307,6 +424,7 @@ _HANDLERS = {
     EventKind.ACKNOWLEDGED: TicketPlanner._flag_note,
     EventKind.UNACKNOWLEDGED: TicketPlanner._flag_note,
     EventKind.NOTE: TicketPlanner._flag_note,
+    EventKind.ESCALATED: TicketPlanner._manual_escalation,
 }
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -98,11 +98,21 @@ class FreshdeskClient:
         )
         return _object(result, "update_ticket")
 
-    async def add_note(self, ticket_id: int, body_html: str, *, private: bool) -> dict[str, Any]:
+    async def add_note(
+        self,
+        ticket_id: int,
+        body_html: str,
+        *,
+        private: bool,
+        notify_emails: Sequence[str] = (),
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {"body": body_html, "private": private}
+        if notify_emails:
+            body["notify_emails"] = list(notify_emails)  # agents to alert, e.g. a director
         result = await self._call(
             "POST",
             f"/tickets/{ticket_id}/notes",
-            body={"body": body_html, "private": private},
+            body=body,
             operation="add_note",
             ticket_id=ticket_id,
         )

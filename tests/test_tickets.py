@@ -67,7 +67,7 @@ def test_repeats_make_at_most_one_summary_note_per_interval() -> None:
         )
         assert ops == []
     assert incident.summary_due == T0 + CONFIG.note_interval
-    summed, (note,) = PLANNER.summary(incident, T0 + CONFIG.note_interval)
+    summed, (note,), _ = PLANNER.summary(incident, T0 + CONFIG.note_interval)
     assert "1000 more occurrences" in note.payload["body"]
     assert "(1001 in all)" in note.payload["body"]
     assert summed.summary_due is None and summed.summary_from == 1001
@@ -119,11 +119,11 @@ def test_suppressed_problems_get_no_ticket_until_released() -> None:
 
     released, ops = planned(unsuppress(incident, T0))
     assert ops == [] and released.ticket_due == T0 + CONFIG.release_grace  # services recheck
-    created, ops = PLANNER.release(released, T0 + CONFIG.release_grace)
+    created, ops, _ = PLANNER.release(released, T0 + CONFIG.release_grace)
     assert [o.op for o in ops] == [Op.CREATE] and created.ticket_requested
     assert created.ticket_due is None
 
     recovered = apply(released, result(CheckState.OK), POLICY, T0, new_id=99)
     assert recovered.incident is not None
-    _, ops = PLANNER.release(recovered.incident, T0 + CONFIG.release_grace)
+    _, ops, _ = PLANNER.release(recovered.incident, T0 + CONFIG.release_grace)
     assert ops == []  # recovered within the grace: nobody is called
