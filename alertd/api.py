@@ -13,8 +13,14 @@ from typing import Any
 from aiohttp import web
 
 from alertd import codec
-from alertd.errors import InputError, NotFoundError, PayloadTooLarge, UnsupportedMedia
-from alertd.model import Priority, Status, key_text
+from alertd.errors import (
+    Conflict,
+    InputError,
+    NotFoundError,
+    PayloadTooLarge,
+    UnsupportedMedia,
+)
+from alertd.model import Incident, Notice, NoticeKind, Priority, Status, key_text
 from alertd.server import CLOCK, CONFIG, DISPATCHER, ENGINE, STORE
 from alertd.store import IncidentQuery, OutboxRow, Redrive
 from connectors.native import parse_results
@@ -30,6 +36,9 @@ def add_routes(app: web.Application) -> None:
     inputs.add_routes(app)
     app.router.add_get("/api/v1/incidents", list_incidents)
     app.router.add_get("/api/v1/incidents/{id}", show_incident)
+    app.router.add_post("/api/v1/incidents/{id}/ack", acknowledge)
+    app.router.add_delete("/api/v1/incidents/{id}/ack", acknowledge)
+    app.router.add_post("/api/v1/incidents/{id}/escalate", escalate)
     app.router.add_get("/api/v1/outbox", list_outbox)
     app.router.add_post("/api/v1/outbox/retry", retry_outbox)
     app.router.add_post("/api/v1/outbox/{id}/retry", retry_outbox)
@@ -103,6 +112,66 @@ async def show_incident(request: web.Request) -> web.Response:
         body["ticket"] = {"id": link.ticket_id, "url": url}
     body["ticket_operations"] = [_op_json(op) for op in await store.ops_of(incident.id)]
     return web.json_response(body)
+
+
+async def acknowledge(request: web.Request) -> web.Response:
+    """POST: someone is on it (stops the escalation clock); DELETE: nobody is, after all."""
+    incident = await _live_incident(request)
+    ack = request.method == "POST"
+    body = await read_json(request) if request.can_read_body else {}
+    author, comment = _text_field(body, "author"), _text_field(body, "comment")
+    sticky = body.get("sticky", False) if isinstance(body, dict) else False
+    if not isinstance(sticky, bool):
+        raise InputError("sticky: expected true or false")
+    kind = NoticeKind.ACKNOWLEDGED if ack else NoticeKind.UNACKNOWLEDGED
+    now = request.app[CLOCK].now()
+    notice = Notice(kind, incident.host, incident.service, now, author, comment, sticky, "api")
+    return await _after_notice(request, notice)
+
+
+async def escalate(request: web.Request) -> web.Response:
+    """Relationship or customer escalation by hand: the next level now, with the reason."""
+    incident = await _live_incident(request)
+    body = await read_json(request)
+    reason = _text_field(body, "reason")
+    if not reason:
+        raise InputError("reason: required (why this incident is escalated by hand)")
+    now = request.app[CLOCK].now()
+    notice = Notice(NoticeKind.ESCALATE, incident.host, incident.service, now,
+                    _text_field(body, "author"), reason, False, "api")  # fmt: skip
+    return await _after_notice(request, notice)
+
+
+async def _live_incident(request: web.Request) -> Incident:
+    raw = request.match_info["id"]
+    live = None
+    if raw.isdigit():
+        stored = await request.app[STORE].get_incident(int(raw))
+        if stored is not None:
+            live = request.app[ENGINE].cached(stored.key)
+            if live is None or live.id != stored.id or live.status is Status.RESOLVED:
+                raise Conflict(f"incident {raw} is {stored.status.value}: nothing to act on")
+    if live is None:
+        raise NotFoundError(f"incident {raw}")
+    return live
+
+
+async def _after_notice(request: web.Request, notice: Notice) -> web.Response:
+    await request.app[ENGINE].submit([notice])
+    incident = request.app[ENGINE].cached(notice.key)
+    assert incident is not None  # live a moment ago, and notices never end an incident
+    return web.json_response(codec.incident_json(incident, key_text=key_text(incident.key)))
+
+
+def _text_field(body: Any, name: str, limit: int = 4096) -> str:
+    if not isinstance(body, dict):
+        raise InputError("body: expected a JSON object")
+    value = body.get(name, "")
+    if not isinstance(value, str):
+        raise InputError(f"{name}: expected a string")
+    if len(value) > limit:
+        raise InputError(f"{name}: longer than {limit} characters")
+    return value.strip()
 
 
 OUTBOX_STATES = ("pending", "done", "dead")

@@ -136,6 +136,7 @@ class HelpdeskConfig:
     rate_limit_per_minute: int = 100
     note_interval: timedelta = timedelta(minutes=30)
     release_grace: timedelta = timedelta(minutes=2)
+    poll_interval: timedelta = timedelta(minutes=1)
     concurrency: int = 4
     timeout: timedelta = timedelta(seconds=30)
     keep_agent_priority: bool = True
@@ -526,7 +527,8 @@ def _split_tokens(text: str) -> list[str]:
 _HELPDESK_KEYS = (
     "kind", "url", "api_key_env", "api_key_file", "requester_email", "source", "type",
     "group_id", "tags", "custom_fields", "resolve_status", "subject_template", "monitoring_url",
-    "rate_limit_per_minute", "note_interval", "release_grace", "concurrency", "timeout",
+    "rate_limit_per_minute", "note_interval", "release_grace", "poll_interval", "concurrency",
+    "timeout",
     "keep_agent_priority",
     "on_missing_ticket", "instance", "public_notes",
 )  # fmt: skip
@@ -578,6 +580,7 @@ def _helpdesk(t: _Table, base: Path | None, env: Mapping[str, str]) -> HelpdeskC
         rate_limit_per_minute=_int(t, "rate_limit_per_minute", d.rate_limit_per_minute, 1),
         note_interval=_duration(t, "note_interval", d.note_interval),
         release_grace=_duration(t, "release_grace", d.release_grace),
+        poll_interval=_duration(t, "poll_interval", d.poll_interval),
         concurrency=_int(t, "concurrency", d.concurrency, 1),
         timeout=_duration(t, "timeout", d.timeout),
         keep_agent_priority=_bool(t, "keep_agent_priority", d.keep_agent_priority),

@@ -278,7 +278,7 @@ class Engine:
             batch.staged[key] = None
             batch.write.deletes.append(before.id)
             batch.dedup_counts.pop(before.id, None)
-        elif after is not before:
+        elif after is not before or transition.events:  # events need planning too
             batch.staged[key] = after
         if after is None:
             return

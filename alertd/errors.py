@@ -73,6 +73,12 @@ class UnsupportedMedia(InputError):
     status = 415
 
 
+class Conflict(InputError):
+    """409: the request is fine, but the object is not in a state that allows it."""
+
+    status = 409
+
+
 class NrdpRefusal(InputError):
     """A refused NRDP request. NRDP clients read `<status>` from the body, never the HTTP
     status, so this is answered 200 in NRDP's shape (XML or JSON, as the request chose)."""

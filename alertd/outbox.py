@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -42,6 +43,7 @@ from alertd.errors import (
     RateLimited,
     TicketGone,
 )
+from alertd.model import Notice, NoticeKind, Status
 from alertd.store import OutboxRow, OutboxUpdate, Store, TicketLink
 from alertd.tickets import Op, TicketPlanner
 from connectors.freshdesk import FreshdeskClient
@@ -54,6 +56,10 @@ AUTH_RETRY = timedelta(minutes=5)
 WAIT_FOR_TICKET = timedelta(minutes=10)
 IDLE = 30.0  # longest sleep with nothing due (new rows ring the engine's doorbell anyway)
 MARKER = "alertd-op-"
+STATUS_PENDING = 3
+POLL_FIRST = timedelta(hours=24)  # at start, look this far back for tickets taken meanwhile
+POLL_OVERLAP = timedelta(minutes=1)  # list timestamps are seconds: look back a little
+POLL_PAGES = 10
 
 
 @dataclass
@@ -85,6 +91,9 @@ class Dispatcher:
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self._round = asyncio.Lock()
+        self._poll_every = config.poll_interval.total_seconds()
+        self._next_poll = 0.0
+        self._polled_since: datetime | None = None
         self._random = random.Random()
 
     def start(self) -> None:
@@ -109,6 +118,8 @@ class Dispatcher:
         while not self._stopping:
             try:
                 delivered = await self.run_once()
+                if self._poll_due():
+                    await self.poll_taken_tickets()
             except asyncio.CancelledError:
                 raise
             except Exception:  # a boring loop: log, pause, go on
@@ -125,6 +136,8 @@ class Dispatcher:
         timeout = IDLE
         if due is not None:
             timeout = min(IDLE, max(0.0, (due - self._clock.now()).total_seconds()))
+        if self._poll_every:
+            timeout = min(timeout, max(0.0, self._next_poll - time.monotonic()))
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(ready.wait(), timeout)
 
@@ -226,6 +239,72 @@ class Dispatcher:
     def _backoff(self, attempts: int) -> timedelta:
         base: timedelta = min(BACKOFF_FIRST * 2 ** min(attempts - 1, 16), BACKOFF_MAX)
         return base * self._random.uniform(0.8, 1.2)
+
+    # -- tickets agents have taken -------------------------------------------------------------
+
+    def _poll_due(self) -> bool:
+        return bool(self._poll_every) and time.monotonic() >= self._next_poll
+
+    async def poll_taken_tickets(self) -> int:
+        """Acknowledge incidents whose ticket an agent took (a responder assigned, or status
+        Pending), found by listing tickets changed since the last look: no webhook needed.
+        Returns how many incidents were acknowledged."""
+        self._next_poll = time.monotonic() + self._poll_every
+        now = self._clock.now()
+        since, self._polled_since = self._polled_since or now - POLL_FIRST, now - POLL_OVERLAP
+        prefix = f"alertd-{self._config.instance}-"
+        notices: list[Input] = []
+        try:
+            for page in range(1, POLL_PAGES + 1):
+                tickets = await self._client.list_tickets(since, page)
+                for ticket in tickets:
+                    notice = await self._taken(ticket, prefix, now)
+                    if notice is not None:
+                        notices.append(notice)
+                if len(tickets) < 100:
+                    break
+        except HelpdeskError as exc:
+            self._polled_since = since  # look at the same span again next time
+            log.warning("helpdesk_poll_failed", error=str(exc))
+            return 0
+        if notices:
+            await self._engine.submit(notices)
+        return len(notices)
+
+    async def _taken(self, ticket: dict[str, Any], prefix: str, now: datetime) -> Notice | None:
+        ids = [t[len(prefix) :] for t in ticket.get("tags") or [] if str(t).startswith(prefix)]
+        if not ids or not ids[0].isdigit():
+            return None
+        responder, pending = ticket.get("responder_id"), ticket.get("status") == STATUS_PENDING
+        if responder is None and not pending:
+            return None
+        stored = await self._store.get_incident(int(ids[0]))
+        live = self._engine.cached(stored.key) if stored is not None else None
+        if live is None or live.id != int(ids[0]) or live.acknowledged:
+            return None
+        if live.status is Status.RESOLVED:
+            return None
+        if not pending and responder == await self._responder_alertd_set(live.id):
+            return None  # alertd's own escalation assigned this agent: not yet taken
+        how = "set to Pending" if pending else f"assigned to agent {responder}"
+        author = f"agent {responder}" if responder else "helpdesk"
+        comment = f"ticket #{ticket.get('id')} {how} in the helpdesk"
+        return Notice(
+            NoticeKind.ACKNOWLEDGED,
+            live.host,
+            live.service,
+            now,
+            author,
+            comment,
+            False,
+            "helpdesk",
+        )
+
+    async def _responder_alertd_set(self, incident_id: int) -> int | None:
+        for op in reversed(await self._store.ops_of(incident_id)):
+            if op.state == "done" and "responder_id" in op.payload.get("fields", {}):
+                return int(op.payload["fields"]["responder_id"])
+        return None
 
     # -- one operation --------------------------------------------------------------------------
 

@@ -232,6 +232,7 @@ class TicketPlanner:
             summary_last_at=now,
             summary_due=None,
             ticket_due=None,
+            update_from=incident.occurrences,  # the description already counts these
         )
 
     def _repeat(self, plan: _Plan, event: Event, now: datetime) -> None:

@@ -8,11 +8,14 @@ from pathlib import Path
 
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestClient
+from aiohttp.test_utils import TestClient, TestServer
 
 from alertd.clock import ManualClock
 from alertd.config import Config, load_config
 from alertd.server import build_app
+from connectors import freshdesk
+from connectors.sandbox import SANDBOX, Sandbox, SandboxOptions, create_app
+from tests.support import KEY, Client
 
 START = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 # Real captures from real peers (../shared/samples/README.md); CI has shared/ beside the clone.
@@ -48,3 +51,40 @@ async def make_client(
         return await aiohttp_client(build_app(make_config(toml), clock=clock))
 
     yield make
+
+
+@pytest.fixture
+def quick_retries(monkeypatch: pytest.MonkeyPatch) -> None:
+    """In-process helpdesk retries after milliseconds, not half seconds."""
+    monkeypatch.setattr(freshdesk, "RETRY_INITIAL", 0.01)
+
+
+@pytest.fixture
+async def sandbox(
+    aiohttp_server: Callable[[web.Application], Awaitable[TestServer]],
+    clock: ManualClock,
+    quick_retries: None,
+) -> tuple[Sandbox, str]:
+    """The sandbox helpdesk on loopback, on the test's clock; (state, base URL)."""
+    app = create_app(SandboxOptions(api_key=KEY, rate_limit_per_minute=1000))
+    server = await aiohttp_server(app)
+    app[SANDBOX].set_clock(lambda: clock.now().timestamp())
+    return app[SANDBOX], str(server.make_url("")).rstrip("/")
+
+
+@pytest.fixture
+def start(
+    make_client: MakeClient, sandbox: tuple[Sandbox, str], tmp_path: Path
+) -> Callable[..., Awaitable[Client]]:
+    """An alertd app whose [helpdesk] is the sandbox (extra TOML lines go in that table)."""
+    (tmp_path / "helpdesk.key").write_text(KEY)
+
+    async def start(extra: str = "", key_file: str = "helpdesk.key") -> Client:
+        return await make_client(
+            f'[helpdesk]\nurl = "{sandbox[1]}"\nrequester_email = "noc@example.com"\n'
+            f'api_key_file = "{tmp_path / key_file}"\nnote_interval = "10m"\n'
+            # Tests poll for taken tickets themselves (poll_taken_tickets), not on a timer.
+            f'poll_interval = "0s"\n{extra}'
+        )
+
+    return start

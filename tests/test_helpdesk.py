@@ -20,69 +20,12 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestServer
 
 from alertd.clock import ManualClock
-from alertd.server import DISPATCHER, ENGINE
-from connectors import freshdesk
 from connectors.sandbox import SANDBOX, Sandbox, SandboxOptions, create_app
-from tests.conftest import MakeClient
-
-KEY = "sandbox-key-0123"
-CRIT = {"host": "web-01", "service": "HTTP", "state": "CRITICAL", "output": "connection refused"}
-Client = TestClient[web.Request, web.Application]
-
-
-@pytest.fixture(autouse=True)
-def quick_retries(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(freshdesk, "RETRY_INITIAL", 0.01)
-
-
-@pytest.fixture
-async def sandbox(
-    aiohttp_server: Callable[[web.Application], Awaitable[TestServer]], clock: ManualClock
-) -> tuple[Sandbox, str]:
-    app = create_app(SandboxOptions(api_key=KEY, rate_limit_per_minute=1000))
-    server = await aiohttp_server(app)
-    app[SANDBOX].set_clock(lambda: clock.now().timestamp())
-    return app[SANDBOX], str(server.make_url("")).rstrip("/")
-
-
-@pytest.fixture
-def start(
-    make_client: MakeClient, sandbox: tuple[Sandbox, str], tmp_path: Path
-) -> Callable[..., Awaitable[Client]]:
-    """An alertd app whose [helpdesk] is the sandbox (extra TOML lines go in that table)."""
-    (tmp_path / "helpdesk.key").write_text(KEY)
-
-    async def start(extra: str = "", key_file: str = "helpdesk.key") -> Client:
-        return await make_client(
-            f'[helpdesk]\nurl = "{sandbox[1]}"\nrequester_email = "noc@example.com"\n'
-            f'api_key_file = "{tmp_path / key_file}"\nnote_interval = "10m"\n{extra}'
-        )
-
-    return start
-
-
-async def post(client: Client, results: Any) -> None:
-    response = await client.post("/api/v1/results", json=results)
-    assert response.status == 202, await response.text()
-
-
-async def deliver(client: Client) -> None:
-    await client.app[ENGINE].run_timers()
-    await client.app[DISPATCHER].drain()
-
-
-def calls(sandbox: Sandbox) -> list[str]:
-    """The helpdesk calls made, as `METHOD /path` without the /api/v2 prefix."""
-    return [f"{r.method} {r.path.removeprefix('/api/v2')}" for r in sandbox.requests]
-
-
-def notes_text(sandbox: Sandbox, ticket_id: int) -> list[str]:
-    return [n["body"] for n in sandbox.notes.get(ticket_id, [])]
+from tests.support import CRIT, KEY, Client, calls, deliver, notes_text, post
 
 
 async def test_a_thousand_repeats_make_one_ticket_and_one_summary(

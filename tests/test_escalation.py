@@ -1,0 +1,153 @@
+"""Escalation, acknowledgement and situation updates, end to end with the sandbox helpdesk.
+
+Timers run on the manual clock: each test moves time and lets the engine and dispatcher act.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+
+from alertd.clock import ManualClock
+from alertd.server import DISPATCHER
+from connectors.sandbox import Sandbox
+from tests.support import CRIT, Client, calls, deliver, notes_text, post
+
+ESCALATION = """
+[[escalation.high]]
+name = "tier 2"
+after = "30m"
+group_id = 12
+responder_id = 7
+tags = ["tier-2"]
+[[escalation.high]]
+name = "director"
+after = "2h"
+priority = "urgent"
+notify_emails = ["director@example.com"]
+[updates]
+high = "none"
+"""
+
+
+async def later(client: Client, clock: ManualClock, minutes: float) -> None:
+    clock.advance(timedelta(minutes=minutes))
+    await deliver(client)
+
+
+async def test_levels_fire_once_on_time_ack_stops_the_clock_and_restarts_lose_nothing(
+    start: Callable[..., Awaitable[Client]], sandbox: tuple[Sandbox, str], clock: ManualClock,
+    tmp_path: object,
+) -> None:  # fmt: skip
+    """Tier 2 at 30 minutes, not before; an ack stops the clock (time acked does not count);
+    after a restart the next level still comes once, at its time, with its actions."""
+    helpdesk, _ = sandbox
+    client = await start(ESCALATION)
+    await post(client, CRIT)
+    await deliver(client)
+    (ticket_id,) = helpdesk.tickets
+    await later(client, clock, 29)
+    assert helpdesk.tickets[ticket_id]["group_id"] is None
+    await later(client, clock, 1)
+    ticket = helpdesk.tickets[ticket_id]
+    assert (ticket["group_id"], ticket["responder_id"]) == (12, 7)
+    assert "tier-2" in ticket["tags"] and "alertd" in ticket["tags"]
+    assert (
+        "Escalated to tier 2: open and unacknowledged for 30m"
+        in notes_text(helpdesk, ticket_id)[-1]
+    )
+
+    await later(client, clock, 60)  # the clock has run 1h30m
+    ack = await client.post("/api/v1/incidents/1/ack", json={"author": "alice", "comment": "on it"})
+    assert ack.status == 200 and (await ack.json())["acknowledged"] is True
+    await later(client, clock, 300)  # acknowledged: no director however long it takes
+    assert helpdesk.tickets[ticket_id]["priority"] == 3
+    await client.close()
+
+    client = await start(ESCALATION)  # a restart between levels
+    unack = await client.delete("/api/v1/incidents/1/ack")
+    assert (await unack.json())["next_escalation_at"] is not None
+    await later(client, clock, 29)
+    assert helpdesk.tickets[ticket_id]["priority"] == 3
+    await later(client, clock, 1)  # 1h30m + 30m = 2h of clock
+    assert helpdesk.tickets[ticket_id]["priority"] == 4
+    (director,) = [r for r in helpdesk.requests if r.path.endswith("/notes")][-1:]
+    assert director.body is not None
+    assert director.body["notify_emails"] == ["director@example.com"]
+    await later(client, clock, 600)
+    events = (await (await client.get("/api/v1/incidents/1")).json())["events"]
+    assert [e["detail"]["name"] for e in events if e["kind"] == "escalated"] == [
+        "tier 2",
+        "director",
+    ]
+
+
+async def test_manual_escalation_carries_the_reason(
+    start: Callable[..., Awaitable[Client]], sandbox: tuple[Sandbox, str]
+) -> None:
+    """`POST /incidents/{id}/escalate` runs the next level now and says who asked and why."""
+    helpdesk, _ = sandbox
+    client = await start(ESCALATION)
+    await post(client, CRIT)
+    await deliver(client)
+    refused = await client.post("/api/v1/incidents/1/escalate", json={"author": "bob"})
+    assert refused.status == 400 and "reason" in (await refused.json())["error"]
+    response = await client.post(
+        "/api/v1/incidents/1/escalate", json={"author": "bob", "reason": "the CEO called"}
+    )
+    assert response.status == 200
+    assert (await response.json())["escalation_level"] == 1
+    await deliver(client)
+    (ticket_id,) = helpdesk.tickets
+    assert helpdesk.tickets[ticket_id]["group_id"] == 12
+    assert "asked by bob: the CEO called" in notes_text(helpdesk, ticket_id)[-1]
+    assert (await client.post("/api/v1/incidents/99/escalate", json={"reason": "x"})).status == 404
+
+
+async def test_situation_updates_come_at_the_cadence_and_stop_at_recovery(
+    start: Callable[..., Awaitable[Client]], sandbox: tuple[Sandbox, str], clock: ManualClock
+) -> None:
+    """An open High incident gets an update every hour, saying where things stand; none
+    once it recovers."""
+    helpdesk, _ = sandbox
+    client = await start('[escalation]\nhigh = []\n[updates]\nhigh = "1h"\n')
+    await post(client, CRIT)
+    await deliver(client)
+    (ticket_id,) = helpdesk.tickets
+    await later(client, clock, 59)
+    assert notes_text(helpdesk, ticket_id) == []
+    await post(client, [CRIT] * 4)
+    await later(client, clock, 1)
+    (update,) = [t for t in notes_text(helpdesk, ticket_id) if "Situation update" in t]
+    assert "Situation update: CRITICAL for 1h" in update
+    assert "4 occurrences since the last update (5 in all)" in update
+    assert "Next update in 1h" in update
+    assert all(n["private"] for n in helpdesk.notes[ticket_id])
+    await later(client, clock, 60)
+    assert sum("Situation update" in t for t in notes_text(helpdesk, ticket_id)) == 2
+    await post(client, {**CRIT, "state": "OK"})
+    await later(client, clock, 180)
+    texts = notes_text(helpdesk, ticket_id)
+    assert sum("Situation update" in t for t in texts) == 2  # none after the recovery
+
+
+async def test_an_agent_taking_the_ticket_acknowledges_the_incident(
+    start: Callable[..., Awaitable[Client]], sandbox: tuple[Sandbox, str], clock: ManualClock
+) -> None:
+    """A responder assigned by an agent (not by alertd's escalation) acknowledges the
+    incident, found by polling changed tickets; the escalation clock stops."""
+    helpdesk, _ = sandbox
+    client = await start(ESCALATION)
+    await post(client, CRIT)
+    await later(client, clock, 30)  # tier 2 assigns agent 7: that is not an ack
+    dispatcher = client.app[DISPATCHER]
+    assert await dispatcher.poll_taken_tickets() == 0
+    (ticket_id,) = helpdesk.tickets
+    helpdesk.agent_update(ticket_id, responder_id=42)
+    clock.advance(timedelta(minutes=1))
+    assert await dispatcher.poll_taken_tickets() == 1
+    detail = await (await client.get("/api/v1/incidents/1")).json()
+    assert detail["acknowledged"] is True and detail["ack_author"] == "agent 42"
+    assert detail["next_escalation_at"] is None
+    assert await dispatcher.poll_taken_tickets() == 0  # once
+    assert any(c.startswith("GET /tickets") for c in calls(helpdesk))
