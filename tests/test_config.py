@@ -396,6 +396,8 @@ CONTRACT_KEYS = {
         "history_limit",
     },
     "priority": {"default_impact", "unknown_urgency", "matrix", "rules"},
+    "escalation": {"stop_on_ack", "urgent"},
+    "updates": {"urgent", "high", "medium", "low", "public"},
     "helpdesk": {
         "kind",
         "url",
@@ -413,6 +415,7 @@ CONTRACT_KEYS = {
         "rate_limit_per_minute",
         "note_interval",
         "release_grace",
+        "poll_interval",
         "concurrency",
         "timeout",
         "keep_agent_priority",
@@ -453,6 +456,20 @@ def test_example_file_matches_defaults(tmp_path: Path) -> None:
     assert (rule.name, rule.impact) == ("databases", Level.HIGH)
     priority = replace(config.lifecycle.priority, rules=())
     assert replace(config.lifecycle, priority=priority) == defaults.lifecycle
+
+    (director,) = config.escalation.levels[Priority.URGENT]
+    assert (director.name, director.after, director.priority) == (
+        "director",
+        timedelta(hours=1),
+        "raise",
+    )
+    assert director.notify_emails == ("director@example.com",)
+    levels = {
+        **config.escalation.levels,
+        Priority.URGENT: defaults.escalation.levels[Priority.URGENT],
+    }
+    assert levels == dict(defaults.escalation.levels)
+    assert replace(config.escalation, levels=defaults.escalation.levels) == defaults.escalation
 
     helpdesk = config.helpdesk
     assert helpdesk is not None and defaults.helpdesk is None  # no table: no tickets
