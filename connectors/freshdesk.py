@@ -80,7 +80,6 @@ class FreshdeskClient:
         if c.kind == "freshservice":
             body["impact"] = _LEVEL[payload["impact"]]
             body["urgency"] = _LEVEL[payload["urgency"]]
-            del body["source"], body["type"]  # Freshservice's incidents carry neither
         return body
 
     async def create_ticket(self, body: Mapping[str, Any]) -> dict[str, Any]:

@@ -324,3 +324,16 @@ async def test_sigkill_during_a_create_loses_nothing_and_duplicates_nothing(
     (ticket_id,) = helpdesk.tickets
     assert calls(helpdesk).count("POST /tickets") == 1
     assert len(helpdesk.notes[ticket_id]) == 1  # the recovery note reached the one ticket
+
+
+async def test_freshservice_gets_impact_and_urgency_natively(
+    start: Callable[..., Awaitable[Client]], sandbox: tuple[Sandbox, str]
+) -> None:
+    """With kind = "freshservice" the ticket carries the incident's impact and urgency (1-3)."""
+    helpdesk, _ = sandbox
+    helpdesk.options.flavour = "freshservice"
+    client = await start('kind = "freshservice"\n')
+    await post(client, {**CRIT, "state": "WARNING"})
+    await deliver(client)
+    (ticket,) = helpdesk.tickets.values()
+    assert (ticket["impact"], ticket["urgency"], ticket["priority"]) == (2, 2, 2)
