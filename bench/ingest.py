@@ -23,6 +23,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -111,6 +112,8 @@ def start_daemon(tmp: Path, port: int, synchronous: str) -> subprocess.Popen[byt
     proc = subprocess.Popen([str(alertd), "run", "--config", str(config)])
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
+        if proc.poll() is not None:  # e.g. the port is taken: never measure another daemon
+            raise SystemExit(f"alertd exited with {proc.returncode} before it was ready")
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1) as r:
                 if r.status == 200:
@@ -145,9 +148,13 @@ def main() -> int:
     parser.add_argument("--duration", type=int, default=10, help="seconds per workload")
     parser.add_argument("--failing", type=int, default=10, help="percent of keys CRITICAL (0-100)")
     parser.add_argument("--synchronous", default="FULL", choices=["FULL", "NORMAL"])
-    parser.add_argument("--port", type=int, default=18780)
+    parser.add_argument("--port", type=int, default=0, help="default: a free port")
     parser.add_argument("--only", choices=["single", "batch", "nrdp"], help="run one workload")
     args = parser.parse_args()
+    if not args.port:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            args.port = probe.getsockname()[1]
     if shutil.which("wrk") is None:
         raise SystemExit("bench needs wrk: apt-get install wrk")
 
