@@ -64,6 +64,7 @@ class _Batch:
     expired: list[IncidentKey] = field(default_factory=list)
     write: WriteBatch = field(default_factory=WriteBatch)
     dedup_counts: dict[int, tuple[int, datetime]] = field(default_factory=dict)
+    timers_taken: list[tuple[datetime, int, IncidentKey]] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,6 +212,16 @@ class Engine:
                 batch.write.at = now
                 await self._store.write(batch.write)
         except Exception as exc:
+            # Nothing was published: memory is as before, and the timers taken go back.
+            for entry in batch.timers_taken:
+                heapq.heappush(self._timers, entry)
+            if len(subs) > 1:
+                # Shared fate is the price of group commit, not of a bad input: try each
+                # submission alone, so only the one that cannot be committed fails.
+                log.warning("commit_failed_retrying_alone", error=str(exc), submissions=len(subs))
+                for sub in subs:
+                    await self._commit_batch([sub])
+                return
             log.error("commit_failed", error=str(exc), submissions=len(subs))
             failure = exc if isinstance(exc, StoreError) else StoreError(f"commit failed: {exc}")
             for sub in subs:
@@ -313,7 +324,9 @@ class Engine:
 
     def _fire_timers(self, batch: _Batch, now: datetime) -> None:
         while self._timers and self._timers[0][0] <= now:
-            _, incident_id, key = heapq.heappop(self._timers)
+            entry = heapq.heappop(self._timers)
+            batch.timers_taken.append(entry)
+            _, incident_id, key = entry
             incident = self._get(batch, key)
             if incident is None or incident.id != incident_id:
                 continue

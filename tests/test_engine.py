@@ -41,31 +41,32 @@ async def test_concurrent_submissions_share_one_commit(engine: Engine, clock: Ma
     assert engine.active_incidents == 50
 
 
-async def test_a_failed_commit_fails_its_waiters_and_changes_nothing(
+async def test_a_commit_that_fails_fails_only_its_own_submission(
     engine: Engine, clock: ManualClock, tmp_path: Path
 ) -> None:
-    """When SQLite refuses the transaction, every waiter gets StoreError and memory stays as
-    it was, so a retry of the same results is applied once, not twice."""
+    """When SQLite refuses a group commit, each submission is retried alone: the one that
+    cannot be stored gets StoreError and leaves memory as it was (so its retry counts once);
+    the others, which shared its transaction by chance, are committed."""
     with sqlite3.connect(tmp_path / "alertd.db") as db:
         db.execute(
             "CREATE TRIGGER poison BEFORE INSERT ON incidents WHEN NEW.host = 'poison' "
             "BEGIN SELECT RAISE(ABORT, 'disk says no'); END"
         )
     await engine.submit([crit("web", clock)])
-    outcomes = await asyncio.gather(
+    bad, good = await asyncio.gather(
         engine.submit([crit("web", clock), crit("poison", clock)]),
         engine.submit([crit("web", clock)]),
         return_exceptions=True,
     )
-    assert all(isinstance(o, StoreError) for o in outcomes)
-    assert "disk says no" in str(outcomes[0])
+    assert isinstance(bad, StoreError) and "disk says no" in str(bad)
+    assert good is None
     web = engine.cached(("web", "HTTP"))
-    assert web is not None and web.occurrences == 1
+    assert web is not None and web.occurrences == 2
     assert engine.cached(("poison", "HTTP")) is None
 
     await engine.submit([crit("web", clock)])  # the writer survived and goes on
     with sqlite3.connect(tmp_path / "alertd.db") as db:
-        assert db.execute("SELECT occurrences FROM incidents").fetchall() == [(2,)]
+        assert db.execute("SELECT occurrences FROM incidents").fetchall() == [(3,)]
 
 
 async def test_host_down_absorbs_and_releases_its_services(
