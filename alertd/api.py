@@ -6,6 +6,7 @@ turned into responses here (`alertd.server.errors_middleware` does that).
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -14,16 +15,29 @@ from aiohttp import web
 from alertd import codec
 from alertd.errors import InputError, NotFoundError, PayloadTooLarge, UnsupportedMedia
 from alertd.model import Priority, Status, key_text
-from alertd.server import CLOCK, CONFIG, ENGINE, STORE
+from alertd.server import (
+    CLOCK,
+    CONFIG,
+    ENGINE,
+    INGEST_SOURCES,
+    METRICS,
+    READINESS,
+    STORE,
+    ReadinessCheck,
+)
 from alertd.store import IncidentQuery
 from connectors.native import parse_results
 
 MAX_PAGE = 1000
 JSON_TYPES = ("application/json",)
+# A readiness check that has not answered by then is a failed check, not a hung probe.
+READINESS_TIMEOUT = 2.0
+SOURCE = "api"  # the input name of the native JSON endpoint, in metrics and logs
 
 
 def add_routes(app: web.Application) -> None:
     app.router.add_post("/api/v1/results", post_results)
+    app[INGEST_SOURCES]["/api/v1/results"] = SOURCE
     app.router.add_get("/api/v1/incidents", list_incidents)
     app.router.add_get("/api/v1/incidents/{id}", show_incident)
     app.router.add_get("/healthz", healthz)
@@ -58,6 +72,7 @@ async def post_results(request: web.Request) -> web.Response:
     now = request.app[CLOCK].now()
     results = parse_results(payload, now, config.server.max_results_per_request)
     await request.app[ENGINE].submit(results)
+    request.app[METRICS].results_accepted(SOURCE, results)
     return web.json_response({"accepted": len(results)}, status=202)
 
 
@@ -96,16 +111,25 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    problems: list[str] = []
-    if not request.app[ENGINE].running:
-        problems.append("writer task is not running")
+    """Every registered check, run concurrently: 200 if all pass, else 503 naming each failure."""
+    checks = request.app[READINESS].copy()  # a check added meanwhile waits for the next probe
+    answers = await asyncio.gather(*(_run_check(c) for c in checks))
+    results = {c.name: answer or "ok" for c, answer in zip(checks, answers, strict=True)}
+    problems = [f"{c.name}: {answer}" for c, answer in zip(checks, answers, strict=True) if answer]
+    if problems or not checks:  # no checks registered yet: the app is still starting
+        problems = problems or ["starting: no readiness checks registered yet"]
+        body = {"status": "not ready", "problems": problems, "checks": results}
+        return web.json_response(body, status=503)
+    return web.json_response({"status": "ready", "checks": results})
+
+
+async def _run_check(check: ReadinessCheck) -> str | None:
     try:
-        await request.app[STORE].check_writable()
-    except Exception as exc:  # any failure here is the answer, not an error of the probe
-        problems.append(str(exc))
-    if problems:
-        return web.json_response({"status": "not ready", "problems": problems}, status=503)
-    return web.json_response({"status": "ready"})
+        return await asyncio.wait_for(check.probe(), READINESS_TIMEOUT)
+    except TimeoutError:
+        return f"no answer within {READINESS_TIMEOUT:g}s"
+    except Exception as exc:  # a failing probe is the answer, not an error of /readyz
+        return f"check failed: {type(exc).__name__}: {exc}"
 
 
 def _enum(kind: Any, value: str | None, name: str) -> Any:

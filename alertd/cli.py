@@ -6,20 +6,12 @@ import argparse
 import asyncio
 import sys
 from collections.abc import Callable, Coroutine
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-from alertd import logs
+from alertd import logs, version
 from alertd.config import load_config, summary
 from alertd.errors import ConfigError, StoreError
-
-
-def _version() -> str:
-    try:
-        return version("alertd")
-    except PackageNotFoundError:
-        return "unknown"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -27,7 +19,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="alertd",
         description="Turn monitoring check results into deduplicated, prioritised incidents.",
     )
-    parser.add_argument("--version", action="version", version=f"alertd {_version()}")
+    parser.add_argument("--version", action="version", version=f"alertd {version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = sub.add_parser("run", help="run the daemon (defaults: 127.0.0.1:8780, local SQLite)")

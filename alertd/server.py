@@ -1,33 +1,87 @@
-"""The aiohttp application: resource ownership, authentication, and the one error -> HTTP map.
+"""The aiohttp application: resource ownership, authentication, request ids, the one error ->
+HTTP map, and the registries other components plug into (readiness checks, reload hooks).
 
 Routes live in `alertd.api`; this module wires them to an app whose `cleanup_ctx` owns the
 store and the engine (teardown runs iff setup finished), and turns every `AlertdError` into a
-JSON answer in exactly one middleware.
+JSON answer in exactly one middleware. Settings a SIGHUP reload may change (tokens, lifecycle
+policy) are read through `LIVE` on every use, never captured at build time.
 """
 
 from __future__ import annotations
 
 import hmac
+import re
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
 
 import structlog
 from aiohttp import web
-from aiohttp.typedefs import Middleware
+from prometheus_client import CollectorRegistry
+from prometheus_client.aiohttp import make_aiohttp_handler
 
+from alertd import incident_log, version
 from alertd.clock import Clock, SystemClock
 from alertd.config import Config
-from alertd.engine import Engine
-from alertd.errors import AlertdError, AuthError, InputError, NotFoundError, StoreError
-from alertd.store import Store
+from alertd.engine import BatchHook, BatchStats, Engine, Input
+from alertd.errors import (
+    AlertdError,
+    AuthError,
+    InputError,
+    NotFoundError,
+    PayloadTooLarge,
+    StoreError,
+    UnsupportedMedia,
+)
+from alertd.metrics import Metrics
+from alertd.store import Store, WriteBatch
 
 log = structlog.get_logger(__name__)
 
-CONFIG = web.AppKey("config", Config)
+
+class Live:
+    """The reloadable view of the configuration: replaced whole by a reload, read per use."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.tokens: tuple[bytes, ...] = ()
+        self.set(config)
+
+    def set(self, config: Config) -> None:
+        self.config = config
+        self.tokens = tuple(t.encode() for t in config.auth.tokens)
+
+
+# A readiness probe answers None when fine, or the reason it is not (shown in /readyz).
+ReadinessProbe = Callable[[], Awaitable[str | None]]
+# A reload hook applies the reloadable parts of (old, new) config to its component.
+ReloadHook = Callable[[Config, Config], None]
+
+
+@dataclass(frozen=True, slots=True)
+class ReadinessCheck:
+    name: str
+    probe: ReadinessProbe
+
+
+CONFIG = web.AppKey("config", Config)  # the configuration the app was built with
+LIVE = web.AppKey("live", Live)  # the configuration in force now (after reloads)
 CLOCK = web.AppKey("clock", Clock)
 STORE = web.AppKey("store", Store)
 ENGINE = web.AppKey("engine", Engine)
+METRICS = web.AppKey("metrics", Metrics)
+# Components append their checks here (in their cleanup_ctx); /readyz runs them all.
+READINESS: web.AppKey[list[ReadinessCheck]] = web.AppKey("readiness")
+# Components append a hook here to take their part of a reloaded configuration.
+RELOAD_HOOKS: web.AppKey[list[ReloadHook]] = web.AppKey("reload_hooks")
+# Ingest routes: path -> input source name, so refusals are counted per source.
+INGEST_SOURCES: web.AppKey[dict[str, str]] = web.AppKey("ingest_sources")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+# An incoming X-Request-Id is kept if it looks like an id (a proxy's or the client's); anything
+# else, e.g. text that would garble a log line, is replaced by our own.
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:/+=@-]{1,128}")
 
 
 def error_response(
@@ -37,10 +91,55 @@ def error_response(
 
 
 @web.middleware
+async def request_id_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Bind a request id into every log line of the request, and echo it in the answer."""
+    incoming = request.headers.get("X-Request-Id", "")
+    request_id = incoming if _REQUEST_ID.fullmatch(incoming) else uuid.uuid4().hex
+    with structlog.contextvars.bound_contextvars(request_id=request_id):
+        response = await handler(request)
+        log.debug("request_done", method=request.method, path=request.path,
+                  status=response.status)  # fmt: skip
+    response.headers["X-Request-Id"] = request_id
+    return response
+
+
+def _reject_reason(exc: BaseException) -> str:
+    if isinstance(exc, AuthError):
+        return "unauthorized"
+    if isinstance(exc, PayloadTooLarge | web.HTTPRequestEntityTooLarge):
+        return "too_large"
+    if isinstance(exc, UnsupportedMedia):
+        return "unsupported_media"
+    if isinstance(exc, StoreError):
+        return "store_unavailable"
+    return "invalid"
+
+
+@web.middleware
 async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
-    except InputError as exc:
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise  # redirects and the like are answers, not errors
+        response = _error_answer(request, exc)
+        _count_refusal(request, exc)
+        return response
+    except AlertdError as exc:
+        response = _error_answer(request, exc)
+        _count_refusal(request, exc)
+        return response
+
+
+def _count_refusal(request: web.Request, exc: BaseException) -> None:
+    source = request.app[INGEST_SOURCES].get(request.path)
+    if source is not None:
+        request.app[METRICS].ingest_rejected(source, _reject_reason(exc))
+
+
+def _error_answer(request: web.Request, exc: AlertdError | web.HTTPException) -> web.Response:
+    """The JSON answer for an error: the one place errors become HTTP."""
+    if isinstance(exc, InputError):
         details = [d.as_json() for d in exc.details]
         response = (
             error_response(exc.status, exc.message, details=details)
@@ -48,40 +147,38 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
             else error_response(exc.status, exc.message)
         )
         if isinstance(exc, AuthError):
+            # The message says what was wrong with the header, never what it contained.
+            log.info("auth_failed", path=request.path, remote=request.remote, reason=exc.message)
             response.headers["WWW-Authenticate"] = 'Bearer realm="alertd"'
         return response
-    except NotFoundError as exc:
+    if isinstance(exc, NotFoundError):
         return error_response(404, str(exc))
-    except StoreError as exc:
+    if isinstance(exc, StoreError):
         log.error("store_unavailable", error=str(exc), path=request.path)
         return error_response(
             503,
             "could not commit to the store; nothing from this request was accepted, retry",
             headers={"Retry-After": "5"},
         )
-    except web.HTTPRequestEntityTooLarge:
+    if isinstance(exc, web.HTTPRequestEntityTooLarge):
         limit = request.app[CONFIG].server.max_body_bytes
         return error_response(413, f"request body too large: limit is {limit} bytes")
-    except web.HTTPException as exc:
-        if exc.status >= 400:
-            return error_response(exc.status, exc.reason)
-        raise
-    except AlertdError as exc:
-        log.error("request_failed", error=str(exc), path=request.path)
-        return error_response(500, "internal error")
+    if isinstance(exc, web.HTTPException):
+        return error_response(exc.status, exc.reason)
+    log.error("request_failed", error=str(exc), path=request.path)
+    return error_response(500, "internal error")
 
 
-def auth_middleware(tokens: Sequence[str]) -> Middleware:
-    """Bearer-token check for `/api/`; no tokens configured = open (the daemon warns at start)."""
-    secrets = [t.encode() for t in tokens]
+@web.middleware
+async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Bearer-token check for `/api/`; no tokens configured = open (the daemon warns at start).
 
-    @web.middleware
-    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if secrets and request.path.startswith("/api/"):
-            _require_token(request.headers.get("Authorization", ""), secrets)
-        return await handler(request)
-
-    return middleware
+    Tokens are read from `LIVE` per request, so a reload that rotates them takes effect at once.
+    """
+    secrets = request.app[LIVE].tokens
+    if secrets and request.path.startswith("/api/"):
+        _require_token(request.headers.get("Authorization", ""), secrets)
+    return await handler(request)
 
 
 def _require_token(header: str, secrets: Sequence[bytes]) -> None:
@@ -99,31 +196,87 @@ def _require_token(header: str, secrets: Sequence[bytes]) -> None:
         raise AuthError("invalid token")
 
 
-def build_app(config: Config, *, clock: Clock | None = None) -> web.Application:
+def build_app(
+    config: Config, *, clock: Clock | None = None, registry: CollectorRegistry | None = None
+) -> web.Application:
+    """The app for `config`. Metrics go to `registry` (default: a fresh one for this app)."""
     from alertd import api  # routes import this module's keys
 
     app = web.Application(
         client_max_size=config.server.max_body_bytes,
-        middlewares=[errors_middleware, auth_middleware(config.auth.tokens)],
+        middlewares=[request_id_middleware, errors_middleware, auth_middleware],
     )
     app[CONFIG] = config
+    app[LIVE] = Live(config)
     app[CLOCK] = clock or SystemClock()
+    metrics = Metrics(CollectorRegistry() if registry is None else registry, version=version())
+    app[METRICS] = metrics
+    app[READINESS] = []
+    app[RELOAD_HOOKS] = []
+    app[INGEST_SOURCES] = {}
     app.cleanup_ctx.append(_store_and_engine)
     api.add_routes(app)
+    # No token: Prometheus scrapes it like the probes. It holds counts, never incident data;
+    # expose the listener beyond loopback only to the monitoring network (README, "Metrics").
+    app.router.add_get("/metrics", make_aiohttp_handler(metrics.registry))
     return app
+
+
+def _batch_hook(metrics: Metrics) -> BatchHook:
+    def on_batch(stats: BatchStats, write: WriteBatch, inputs: Sequence[Sequence[Input]]) -> None:
+        # Runs in the writer task after the commit: a bug here must not stop the writer.
+        try:
+            metrics.observe_batch(stats, write)
+            incident_log.log_changes(write, inputs)
+        except Exception:
+            log.exception("batch_hook_failed")
+
+    return on_batch
 
 
 async def _store_and_engine(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG]
     store = await Store.open(config.store.path, config.store.synchronous)
     try:
-        engine = Engine(store, config.lifecycle, app[CLOCK])
+        metrics = app[METRICS]
+        engine = Engine(store, config.lifecycle, app[CLOCK], on_batch=_batch_hook(metrics))
         await engine.start()
         app[STORE] = store
         app[ENGINE] = engine
+        app[READINESS].append(ReadinessCheck("writer", _writer_probe(engine)))
+        app[READINESS].append(ReadinessCheck("store", _store_probe(store)))
+        app[RELOAD_HOOKS].append(_policy_hook(engine))
+        metrics.watch(engine)
         try:
             yield
         finally:
+            metrics.watch(None)
             await engine.stop()
     finally:
         await store.close()
+
+
+def _writer_probe(engine: Engine) -> ReadinessProbe:
+    async def probe() -> str | None:
+        return None if engine.running else "writer task is not running"
+
+    return probe
+
+
+def _store_probe(store: Store) -> ReadinessProbe:
+    async def probe() -> str | None:
+        try:
+            await store.check_writable()
+        except StoreError as exc:
+            return str(exc)
+        return None
+
+    return probe
+
+
+def _policy_hook(engine: Engine) -> ReloadHook:
+    def apply(old: Config, new: Config) -> None:
+        # The writer reads `policy` once per input between awaits, so a batch never mixes two.
+        engine.policy = new.lifecycle
+
+    return apply
