@@ -21,12 +21,27 @@ def free_port() -> int:
 
 
 def start(config: Path, env: Mapping[str, str] | None = None) -> subprocess.Popen[str]:
-    """`alertd run --config config`, stderr captured (JSON log lines), the test's env + `env`."""
+    """`alertd run --config config` with the test's env + `env`; its stderr (JSON log lines)
+    goes to `log_file(config)`, not a pipe: a full pipe would stall the daemon's event loop."""
     full = {k: v for k, v in os.environ.items() if k not in ("NOTIFY_SOCKET", "ALERTD_TOKENS")}
     full.update(env or {})
-    return subprocess.Popen(
-        [*ALERTD, "run", "--config", str(config)], stderr=subprocess.PIPE, text=True, env=full
-    )
+    with log_file(config).open("w") as stderr:
+        return subprocess.Popen(
+            [*ALERTD, "run", "--config", str(config)], stderr=stderr, text=True, env=full
+        )
+
+
+def log_file(config: Path) -> Path:
+    return config.with_suffix(".log")
+
+
+def stop(proc: subprocess.Popen[str], timeout: float = 30.0) -> int:
+    """Wait for the process to exit (killing it after `timeout`); its exit code."""
+    try:
+        return proc.wait(timeout)
+    finally:
+        proc.kill()
+        proc.wait()
 
 
 def wait_ready(base: str, proc: subprocess.Popen[str], timeout: float = 15.0) -> None:

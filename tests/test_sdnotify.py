@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from alertd.sdnotify import Notifier, ping_watchdog, watchdog_interval
-from tests.proc import free_port, start
+from tests.proc import free_port, log_file, start, stop
 
 
 class Manager:
@@ -167,11 +167,11 @@ def test_daemon_under_systemd_ready_watchdog_reload_and_stop(tmp_path: Path) -> 
 
         proc.send_signal(signal.SIGTERM)
         manager.until("STOPPING")
-        _, stderr = proc.communicate(timeout=20)
     finally:
-        proc.kill()
+        returncode = stop(proc)
         manager.sock.close()
-    assert proc.returncode == 0
+    assert returncode == 0
+    stderr = log_file(config).read_text()
     logged = [json.loads(line) for line in stderr.splitlines()]
     events = [e["event"] for e in logged]
     (problem,) = [e for e in logged if e["event"] == "config_problem"]
