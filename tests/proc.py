@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 ALERTD = [sys.executable, "-m", "alertd.cli"]
@@ -20,14 +20,20 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start(config: Path, env: Mapping[str, str] | None = None) -> subprocess.Popen[str]:
+def start(
+    config: Path, env: Mapping[str, str] | None = None, python: Sequence[str] = ALERTD[:1]
+) -> subprocess.Popen[str]:
     """`alertd run --config config` with the test's env + `env`; its stderr (JSON log lines)
-    goes to `log_file(config)`, not a pipe: a full pipe would stall the daemon's event loop."""
+    goes to `log_file(config)`, not a pipe: a full pipe would stall the daemon's event loop.
+    `python` is the interpreter command (a wrapper that sets up the process, then execs)."""
     full = {k: v for k, v in os.environ.items() if k not in ("NOTIFY_SOCKET", "ALERTD_TOKENS")}
     full.update(env or {})
     with log_file(config).open("w") as stderr:
         return subprocess.Popen(
-            [*ALERTD, "run", "--config", str(config)], stderr=stderr, text=True, env=full
+            [*python, *ALERTD[1:], "run", "--config", str(config)],
+            stderr=stderr,
+            text=True,
+            env=full,
         )
 
 
