@@ -1,7 +1,7 @@
 """HTTP routes: the native ingestion endpoint, the incident read API and health checks.
 
 Handlers stay thin: decode -> parse (connectors) -> engine -> answer. Errors are raised, never
-turned into responses here (`alertd.server.errors_middleware` does that).
+turned into responses here (`alertd.server.request_middleware` does that).
 """
 
 from __future__ import annotations

@@ -94,6 +94,7 @@ class Metrics:
             ["source", "state"],
             registry=registry,
         )
+        self._received_children: dict[tuple[str, str], Counter] = {}
         self._rejected = Counter(
             "alertd_ingest_rejected",
             "Ingest requests refused whole (none of their results stored), by input and reason.",
@@ -197,9 +198,20 @@ class Metrics:
     def results_accepted(self, source: str, results: Sequence[object]) -> None:
         """`results` (from input `source`) are committed. Items without a state count as
         `state="notice"` (acknowledgements, downtimes, comments)."""
+        if len(results) == 1:  # the common case: one result per request
+            self._received_child(source, str(getattr(results[0], "state", "notice"))).inc()
+            return
         tally = Tally(str(getattr(r, "state", "notice")) for r in results)
         for state, count in tally.items():
-            self._received.labels(source, state).inc(count)
+            self._received_child(source, state).inc(count)
+
+    def _received_child(self, source: str, state: str) -> Counter:
+        # labels() validates and locks on every call; a dict lookup is ~20x cheaper per request.
+        key = (source, state)
+        child = self._received_children.get(key)
+        if child is None:
+            child = self._received_children[key] = self._received.labels(source, state)
+        return child
 
     def ingest_rejected(self, source: str, reason: str) -> None:
         """An ingest request from input `source` was refused whole; `reason` is one of
