@@ -1,13 +1,13 @@
 """HTTP routes: the native ingestion endpoint, the incident read API and health checks.
 
 Handlers stay thin: decode -> parse (connectors) -> engine -> answer. Errors are raised, never
-turned into responses here (`alertd.server.errors_middleware` does that).
+turned into responses here (`alertd.server.request_middleware` does that).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
-from datetime import timedelta
 from typing import Any
 
 from aiohttp import web
@@ -21,12 +21,24 @@ from alertd.errors import (
     UnsupportedMedia,
 )
 from alertd.model import Incident, Notice, NoticeKind, Priority, Status, key_text
-from alertd.server import CLOCK, CONFIG, DISPATCHER, ENGINE, STORE
+from alertd.server import (
+    CLOCK,
+    CONFIG,
+    ENGINE,
+    INGEST_SOURCES,
+    METRICS,
+    READINESS,
+    STORE,
+    ReadinessCheck,
+)
 from alertd.store import IncidentQuery, OutboxRow, Redrive
 from connectors.native import parse_results
 
 MAX_PAGE = 1000
 JSON_TYPES = ("application/json",)
+# A readiness check that has not answered by then is a failed check, not a hung probe.
+READINESS_TIMEOUT = 2.0
+SOURCE = "api"  # the input name of the native JSON endpoint, in metrics and logs
 
 
 def add_routes(app: web.Application) -> None:
@@ -34,6 +46,7 @@ def add_routes(app: web.Application) -> None:
 
     app.router.add_post("/api/v1/results", post_results)
     inputs.add_routes(app)
+    app[INGEST_SOURCES]["/api/v1/results"] = SOURCE
     app.router.add_get("/api/v1/incidents", list_incidents)
     app.router.add_get("/api/v1/incidents/{id}", show_incident)
     app.router.add_post("/api/v1/incidents/{id}/ack", acknowledge)
@@ -74,6 +87,7 @@ async def post_results(request: web.Request) -> web.Response:
     now = request.app[CLOCK].now()
     results = parse_results(payload, now, config.server.max_results_per_request)
     await request.app[ENGINE].submit(results)
+    request.app[METRICS].results_accepted(SOURCE, results)
     return web.json_response({"accepted": len(results)}, status=202)
 
 
@@ -240,38 +254,25 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    problems: list[str] = []
-    if not request.app[ENGINE].running:
-        problems.append("writer task is not running")
+    """Every registered check, run concurrently: 200 if all pass, else 503 naming each failure."""
+    checks = request.app[READINESS].copy()  # a check added meanwhile waits for the next probe
+    answers = await asyncio.gather(*(_run_check(c) for c in checks))
+    results = {c.name: answer or "ok" for c, answer in zip(checks, answers, strict=True)}
+    problems = [f"{c.name}: {answer}" for c, answer in zip(checks, answers, strict=True) if answer]
+    if problems or not checks:  # no checks registered yet: the app is still starting
+        problems = problems or ["starting: no readiness checks registered yet"]
+        body = {"status": "not ready", "problems": problems, "checks": results}
+        return web.json_response(body, status=503)
+    return web.json_response({"status": "ready", "checks": results})
+
+
+async def _run_check(check: ReadinessCheck) -> str | None:
     try:
-        await request.app[STORE].check_writable()
-    except Exception as exc:  # any failure here is the answer, not an error of the probe
-        problems.append(str(exc))
-    if DISPATCHER in request.app:
-        problems += await _helpdesk_problems(request)
-    if problems:
-        return web.json_response({"status": "not ready", "problems": problems}, status=503)
-    return web.json_response({"status": "ready"})
-
-
-# An operation pending longer than this means delivery is stuck (helpdesk down, key refused).
-OUTBOX_STUCK = timedelta(minutes=15)
-
-
-async def _helpdesk_problems(request: web.Request) -> list[str]:
-    problems = []
-    health = request.app[DISPATCHER].health
-    if not health.authorised:
-        problems.append(f"helpdesk refuses alertd's API key: {health.last_error}")
-    oldest = (await request.app[STORE].outbox_stats())["oldest_pending"]
-    now = request.app[CLOCK].now()
-    if oldest is not None and now - oldest > OUTBOX_STUCK:
-        age = int((now - oldest).total_seconds())
-        problems.append(
-            f"outbox stuck: oldest pending ticket operation is {age}s old "
-            f"(last error: {health.last_error})"
-        )
-    return problems
+        return await asyncio.wait_for(check.probe(), READINESS_TIMEOUT)
+    except TimeoutError:
+        return f"no answer within {READINESS_TIMEOUT:g}s"
+    except Exception as exc:  # a failing probe is the answer, not an error of /readyz
+        return f"check failed: {type(exc).__name__}: {exc}"
 
 
 def _enum(kind: Any, value: str | None, name: str) -> Any:

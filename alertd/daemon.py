@@ -1,29 +1,52 @@
-"""Running the server as a process: bind, announce, wait for a signal, shut down cleanly."""
+"""Running the server as a process: bind, tell systemd, serve, reload on SIGHUP, stop cleanly.
+
+The order matters to systemd (`Type=notify`): READY=1 goes out only once the listener is
+bound and the store is open; WATCHDOG=1 is sent from the event loop for the whole run;
+SIGHUP is bracketed by RELOADING=1 and READY=1 (`Type=notify-reload`); SIGTERM/SIGINT send
+STOPPING=1, stop accepting, let in-flight requests finish, commit what is queued, close.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 
 import structlog
 from aiohttp import web
 
+from alertd import reload as reloading
 from alertd.clock import Clock
 from alertd.config import Config
-from alertd.server import build_app
+from alertd.sdnotify import Notifier, watchdog, watchdog_interval
+from alertd.server import ENGINE, build_app
 
 log = structlog.get_logger(__name__)
+
+# In-flight requests get this long to finish at shutdown; below systemd's TimeoutStopSec=30s
+# so that the commit of what they queued and the store's close still fit.
+SHUTDOWN_TIMEOUT = 15.0
+# How often the STATUS= line (active incidents) is refreshed.
+STATUS_INTERVAL = 30.0
 
 
 @asynccontextmanager
 async def serving(config: Config, *, clock: Clock | None = None) -> AsyncIterator[str]:
     """Serve until the block exits; yields the base URL actually bound (port 0 picks one)."""
-    app = build_app(config, clock=clock)
+    async with serving_app(build_app(config, clock=clock), config) as url:
+        yield url
+
+
+@asynccontextmanager
+async def serving_app(app: web.Application, config: Config) -> AsyncIterator[str]:
+    """Serve `app` (built from `config`) until the block exits; yields the bound base URL."""
     # No access log: one line per check result would drown everything else.
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
-    await runner.setup()
+    runner = web.AppRunner(
+        app, access_log=None, handle_signals=False, shutdown_timeout=SHUTDOWN_TIMEOUT
+    )
+    await runner.setup()  # runs cleanup_ctx: the store is open and the writer runs after this
     try:
         site = web.TCPSite(runner, config.server.host, config.server.port, backlog=1024)
         await site.start()
@@ -36,15 +59,64 @@ async def serving(config: Config, *, clock: Clock | None = None) -> AsyncIterato
         await runner.cleanup()
 
 
-async def run(config: Config) -> None:
+async def run(config: Config, env: Mapping[str, str]) -> None:
+    """The daemon: serve `config` until SIGTERM/SIGINT; `env` is the process environment
+    (NOTIFY_SOCKET, WATCHDOG_USEC, WATCHDOG_PID; token sources on reload)."""
+    notifier = Notifier.from_env(env)
     stop = asyncio.Event()
+    hup = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, hup.set)
     if not config.auth.tokens:
         log.warning("auth_disabled", hint="set auth.tokens_file or ALERTD_TOKENS to require tokens")
-    async with serving(config) as url:
-        log.info("listening", url=url, store=str(config.store.path))
-        await stop.wait()
-        log.info("shutting_down")
+    try:
+        # Pings start before the store opens: a slow migration must not look like a hang.
+        async with watchdog(notifier, watchdog_interval(env, os.getpid())):
+            app = build_app(config)
+            async with serving_app(app, config) as url:
+                log.info("listening", url=url, store=str(config.store.path))
+                notifier.ready(_status(app, url))
+                await _serve(app, config, url, notifier, stop, hup, env)
+                log.info("shutting_down")
+                notifier.stopping("stopping: finishing requests, committing queued results")
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            loop.remove_signal_handler(sig)
+        notifier.close()
     log.info("stopped")
+
+
+async def _serve(
+    app: web.Application,
+    config: Config,
+    url: str,
+    notifier: Notifier,
+    stop: asyncio.Event,
+    hup: asyncio.Event,
+    env: Mapping[str, str],
+) -> None:
+    """Wait for a stop signal; meanwhile reload on SIGHUP and keep STATUS= current."""
+    while not stop.is_set():
+        waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(hup.wait())]
+        try:
+            await asyncio.wait(waiters, timeout=STATUS_INTERVAL, return_when="FIRST_COMPLETED")
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+        if stop.is_set():
+            return
+        if hup.is_set():
+            hup.clear()
+            notifier.reloading("reloading configuration")
+            report = await reloading.reload(app, config.source, env)
+            outcome = "reloaded" if report.applied else "reload FAILED, previous config kept"
+            notifier.ready(f"{outcome}; {_status(app, url)}")
+        else:
+            notifier.status(_status(app, url))
+
+
+def _status(app: web.Application, url: str) -> str:
+    engine = app[ENGINE]
+    return f"listening on {url}; {engine.active_incidents} active incidents, {engine.queued} queued"

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import heapq
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -76,6 +76,11 @@ class BatchStats:
     commit_seconds: float
 
 
+# Called after each successful commit with its stats, what it wrote, and the inputs it applied
+# (metrics and incident logs live outside the engine; the hook must not raise or block).
+BatchHook = Callable[[BatchStats, WriteBatch, Sequence[Sequence[Input]]], None]
+
+
 class Engine:
     """Owns the cache of active incidents and the store's write connection (through `Store`)."""
 
@@ -88,8 +93,10 @@ class Engine:
         max_batch: int = 20_000,
         max_queue: int = 10_000,
         planner: TicketPlanner | None = None,
+        on_batch: BatchHook | None = None,
     ) -> None:
         self._store = store
+        self._on_batch = on_batch
         self.policy = policy
         self._clock = clock
         self._max_batch = max_batch
@@ -140,6 +147,11 @@ class Engine:
     @property
     def queued(self) -> int:
         return self._queue.qsize()
+
+    def incidents(self) -> Iterable[Incident]:
+        """The cached incidents (active ones, and resolved ones that may still reopen), read-only;
+        iterate without awaiting in between."""
+        return self._cache.values()
 
     # -- API for handlers ------------------------------------------------------------------------
 
@@ -241,6 +253,8 @@ class Engine:
             events_written=len(batch.write.events),
             commit_seconds=loop.time() - started,
         )
+        if self._on_batch is not None:
+            self._on_batch(self.last_batch, batch.write, [s.results for s in subs])
 
     # -- applying inputs to the staged view ------------------------------------------------------
 

@@ -43,6 +43,7 @@ from alertd.errors import (
     RateLimited,
     TicketGone,
 )
+from alertd.metrics import Metrics
 from alertd.model import Notice, NoticeKind, Status
 from alertd.store import OutboxRow, OutboxUpdate, Store, TicketLink
 from alertd.tickets import Op, TicketPlanner
@@ -80,7 +81,10 @@ class Dispatcher:
         planner: TicketPlanner,
         config: HelpdeskConfig,
         clock: Clock,
+        *,
+        metrics: Metrics | None = None,
     ) -> None:
+        self._metrics = metrics
         self._store = store
         self._engine = engine
         self._client = client
@@ -130,6 +134,7 @@ class Dispatcher:
                 await self._wait()
 
     async def _wait(self) -> None:
+        await self._report()  # the oldest pending age keeps growing while nothing is sent
         ready = self._engine.outbox_ready
         ready.clear()
         due = await self._store.next_op_due()
@@ -168,8 +173,24 @@ class Dispatcher:
                 ]
             )
         outcomes = await asyncio.gather(*(self._attempt(r) for r in rows))
-        await self._engine.submit([item for items in outcomes for item in items])
+        records = [item for items in outcomes for item in items]
+        await self._engine.submit(records)
+        if self._metrics is not None:
+            dead = sum(1 for r in records if isinstance(r, OutboxUpdate) and r.state == "dead")
+            if dead:
+                self._metrics.dead_lettered(dead)
+        await self._report()
         return len(rows)
+
+    async def _report(self) -> None:
+        if self._metrics is None:
+            return
+        stats = await self._store.outbox_stats()
+        oldest = stats["oldest_pending"]
+        age = (self._clock.now() - oldest).total_seconds() if oldest is not None else 0.0
+        self._metrics.outbox_state(
+            pending=stats["pending"], oldest_pending_age=max(age, 0.0), dead_letters=stats["dead"]
+        )
 
     async def _attempt(self, row: OutboxRow) -> list[Input]:
         now = self._clock.now()

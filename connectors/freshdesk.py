@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -34,6 +35,7 @@ from alertd.errors import (
     TicketGone,
     TransientError,
 )
+from alertd.metrics import Metrics
 from alertd.ratelimit import RateLimiter
 
 # Freshservice takes impact and urgency natively, on a 1 (low) .. 3 (high) scale.
@@ -44,9 +46,15 @@ RETRY_INITIAL = 0.5  # seconds before the first in-process retry (tests shorten 
 
 class FreshdeskClient:
     def __init__(
-        self, session: aiohttp.ClientSession, config: HelpdeskConfig, limiter: RateLimiter
+        self,
+        session: aiohttp.ClientSession,
+        config: HelpdeskConfig,
+        limiter: RateLimiter,
+        *,
+        metrics: Metrics | None = None,
     ) -> None:
         self._session = session
+        self._metrics = metrics
         self._config = config
         self._limiter = limiter
         # Basic auth: the API key is the user name; the password is ignored ("X" by custom).
@@ -213,6 +221,39 @@ class FreshdeskClient:
     ) -> Any:
         await self._limiter.acquire()
         self.requests_sent += 1
+        started = time.monotonic()
+        outcome = "transient_error"
+        try:
+            answer = await self._send(method, path, operation, body, params, ticket_id)
+            outcome = "ok"
+            return answer
+        except RateLimited:
+            outcome = "rate_limited"
+            if self._metrics is not None:
+                self._metrics.helpdesk_rate_limited()
+            raise
+        except AuthFailed:
+            outcome = "auth_error"
+            raise
+        except PermanentError:
+            outcome = "permanent_error"
+            raise
+        except OutcomeUnknown:
+            outcome = "timeout"
+            raise
+        finally:
+            if self._metrics is not None:
+                self._metrics.helpdesk_request(operation, outcome, time.monotonic() - started)
+
+    async def _send(
+        self,
+        method: str,
+        path: str,
+        operation: str,
+        body: Mapping[str, Any] | None,
+        params: Mapping[str, str] | None,
+        ticket_id: int | None,
+    ) -> Any:
         try:
             async with self._session.request(
                 method,

@@ -10,6 +10,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
+from alertd import logs
 from alertd.clock import ManualClock
 from alertd.config import Config, load_config
 from alertd.server import build_app
@@ -18,6 +19,10 @@ from connectors.sandbox import SANDBOX, Sandbox, SandboxOptions, create_app
 from tests.support import KEY, Client
 
 START = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
+
+# As the daemon does: one configuration, logs on stderr (so tests reading stdout see only
+# what the commands themselves print).
+logs.configure("info")
 # Real captures from real peers (../shared/samples/README.md); CI has shared/ beside the clone.
 SAMPLES = Path(__file__).parents[1].parent / "shared" / "samples"
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import json
 import signal
 import socket
@@ -13,8 +15,11 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+import structlog
 
 from alertd.cli import main
+from alertd.config import Config, load_config
+from alertd.daemon import serving
 
 ALERTD = [sys.executable, "-m", "alertd.cli"]
 
@@ -82,3 +87,92 @@ def test_run_serves_until_sigterm_and_keeps_what_it_accepted(tmp_path: Path) -> 
     assert {"listening", "shutting_down", "stopped"} <= set(events)
     with sqlite3.connect(tmp_path / "a.db") as db:
         assert db.execute("SELECT host, occurrences FROM incidents").fetchall() == [("web-01", 3)]
+
+
+HELP_COMMANDS = [
+    ["run"],
+    ["check-config"],
+    ["incidents"],
+    ["incidents", "list"],
+    ["incidents", "show"],
+    ["demo"],
+]
+
+
+@pytest.mark.parametrize("command", HELP_COMMANDS, ids=" ".join)
+def test_every_command_has_help_with_an_example_or_explanation(
+    command: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--help of each command exits 0 and says more than the usage line."""
+    with pytest.raises(SystemExit) as exit_info:
+        main([*command, "--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    assert text.startswith(f"usage: alertd {' '.join(command)}")
+    assert len(text.splitlines()) > 6
+
+
+async def test_incidents_list_and_show_talk_to_a_running_daemon(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """list prints a table and show the detail with events; token from env or file; 401 and
+    an unreachable daemon are one clear line on stderr and exit 1."""
+    config_file = tmp_path / "alertd.toml"
+    config_file.write_text('[store]\npath = "a.db"\n[auth]\ntokens = ["cli-tok"]\n')
+    config = load_config(config_file, env={})
+    config = dataclasses.replace(config, server=dataclasses.replace(config.server, port=0))
+    (tmp_path / "token").write_text("cli-tok\n")
+    # The daemon's own logs are captured aside, so stdout holds only what the CLI printed.
+    with structlog.testing.capture_logs():
+        await _incidents_session(config, tmp_path, capsys)
+
+
+async def _incidents_session(
+    config: Config, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    async with serving(config) as url:
+        body = json.dumps(
+            [{"host": "db-01", "service": "MySQL", "state": "CRITICAL", "output": "down"}] * 2
+            + [{"host": "web-01", "state": "DOWN", "output": "PING CRITICAL"}]
+        ).encode()
+        request = urllib.request.Request(
+            f"{url}/api/v1/results",
+            body,
+            {"Content-Type": "application/json", "Authorization": "Bearer cli-tok"},
+        )
+        await asyncio.to_thread(urllib.request.urlopen, request)
+
+        def cli(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
+            code = main(["incidents", *args, "--url", url], env=env or {})
+            out, err = capsys.readouterr()
+            return code, out, err
+
+        code, out, _ = await asyncio.to_thread(cli, "list", env={"ALERTD_TOKEN": "cli-tok"})
+        assert code == 0
+        header, first, second = out.splitlines()
+        assert header.split()[:5] == ["ID", "PRIORITY", "STATUS", "STATE", "KEY"]
+        assert first.split()[:5] == ["2", "high", "open", "DOWN/HARD", "web-01"]
+        assert second.split()[:5] == ["1", "high", "open", "CRITICAL/HARD", "db-01/MySQL"]
+        assert second.rstrip().endswith("down")
+
+        token_file = str(tmp_path / "token")
+        code, out, _ = await asyncio.to_thread(cli, "show", "1", "--token-file", token_file)
+        assert code == 0
+        assert out.startswith("incident 1: db-01/MySQL\n")
+        assert "  occurrences   2" in out
+        assert "priority      high = impact medium (default impact) x urgency high" in out
+        assert "events (2):" in out and " opened " in out and " deduplicated " in out
+
+        code, out, _ = await asyncio.to_thread(cli, "list", "--json", "--token-file", token_file)
+        assert [i["id"] for i in json.loads(out)["incidents"]] == [2, 1]
+
+        code, out, err = await asyncio.to_thread(cli, "list")
+        assert code == 1 and out == ""
+        assert err.startswith("alertd: alertd refused the token (missing Authorization header")
+        assert "ALERTD_TOKEN" in err
+        code, _, err = await asyncio.to_thread(cli, "show", "99", "--token-file", token_file)
+        assert code == 1 and err == "alertd: alertd answered 404: incident 99 not found\n"
+
+    code = main(["incidents", "list", "--url", "http://127.0.0.1:9"], env={})
+    assert code == 1
+    assert capsys.readouterr().err.startswith("alertd: cannot reach alertd at http://127.0.0.1:9")

@@ -1,0 +1,83 @@
+"""A small blocking client of alertd's own HTTP API, for the command line (standard library only).
+
+Owns the URL, the bearer token and turning HTTP failures into `ApiClientError` with a message an
+operator can act on. The token is sent, never printed: no message here contains it.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from alertd.errors import AlertdError
+
+DEFAULT_URL = "http://127.0.0.1:8780"
+TOKEN_ENV = "ALERTD_TOKEN"
+
+
+class ApiClientError(AlertdError):
+    """The daemon could not be reached, or refused; `status` is the HTTP status if it answered."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        self.message = message
+        self.status = status
+        super().__init__(message)
+
+
+def read_token(token_file: Path | None, env_token: str | None) -> str | None:
+    """The token from `token_file` (first line that is not blank or a # comment), else the
+    environment's; None if neither gives one."""
+    if token_file is not None:
+        try:
+            lines = token_file.read_text(encoding="utf-8").splitlines()
+        except OSError as exc:
+            raise ApiClientError(f"cannot read token file {token_file}: {exc.strerror}") from exc
+        for line in lines:
+            if line.strip() and not line.strip().startswith("#"):
+                return line.strip()
+        raise ApiClientError(f"token file {token_file} holds no token")
+    return env_token or None
+
+
+class ApiClient:
+    def __init__(self, url: str, token: str | None, *, timeout: float = 10.0) -> None:
+        self.url = url.rstrip("/")
+        self._token = token
+        self._timeout = timeout
+
+    def __repr__(self) -> str:
+        return f"ApiClient(url={self.url!r}, token={'<hidden>' if self._token else None})"
+
+    def get(self, path: str, params: dict[str, str | int | None] | None = None) -> Any:
+        """GET `path` and return the decoded JSON answer, or raise ApiClientError."""
+        query = {k: str(v) for k, v in (params or {}).items() if v is not None}
+        url = self.url + path + (f"?{urllib.parse.urlencode(query)}" if query else "")
+        request = urllib.request.Request(url, headers={"Accept": "application/json"})
+        if self._token:
+            request.add_header("Authorization", f"Bearer {self._token}")
+        try:
+            with urllib.request.urlopen(request, timeout=self._timeout) as response:
+                return json.loads(response.read())
+        except urllib.error.HTTPError as exc:
+            raise ApiClientError(_refusal(exc), exc.code) from exc
+        except (urllib.error.URLError, OSError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise ApiClientError(
+                f"cannot reach alertd at {self.url}: {reason} (is it running? see --url)"
+            ) from exc
+        except json.JSONDecodeError as exc:
+            raise ApiClientError(f"{url} did not answer JSON: {exc.msg}") from exc
+
+
+def _refusal(exc: urllib.error.HTTPError) -> str:
+    try:
+        message = str(json.loads(exc.read())["error"])
+    except (ValueError, KeyError, TypeError, OSError):
+        message = exc.reason
+    if exc.code == 401:
+        return f"alertd refused the token ({message}); pass --token-file or set {TOKEN_ENV}"
+    return f"alertd answered {exc.code}: {message}"

@@ -1,0 +1,62 @@
+"""Helpers for tests that run `alertd run` as a real process (signals, sd_notify, shutdown)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+ALERTD = [sys.executable, "-m", "alertd.cli"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start(
+    config: Path, env: Mapping[str, str] | None = None, python: Sequence[str] = ALERTD[:1]
+) -> subprocess.Popen[str]:
+    """`alertd run --config config` with the test's env + `env`; its stderr (JSON log lines)
+    goes to `log_file(config)`, not a pipe: a full pipe would stall the daemon's event loop.
+    `python` is the interpreter command (a wrapper that sets up the process, then execs)."""
+    full = {k: v for k, v in os.environ.items() if k not in ("NOTIFY_SOCKET", "ALERTD_TOKENS")}
+    full.update(env or {})
+    with log_file(config).open("w") as stderr:
+        return subprocess.Popen(
+            [*python, *ALERTD[1:], "run", "--config", str(config)],
+            stderr=stderr,
+            text=True,
+            env=full,
+        )
+
+
+def log_file(config: Path) -> Path:
+    return config.with_suffix(".log")
+
+
+def stop(proc: subprocess.Popen[str], timeout: float = 30.0) -> int:
+    """Wait for the process to exit (killing it after `timeout`); its exit code."""
+    try:
+        return proc.wait(timeout)
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def wait_ready(base: str, proc: subprocess.Popen[str], timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            urllib.request.urlopen(f"{base}/readyz", timeout=1).close()
+            return
+        except OSError:
+            assert proc.poll() is None, "daemon exited before it was ready"
+            assert time.monotonic() < deadline, "daemon never became ready"
+            time.sleep(0.05)
