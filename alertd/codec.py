@@ -110,6 +110,8 @@ def incident_row(incident: Incident, due: datetime | None) -> tuple[Any, ...]:
         "summary_due": incident.summary_due,
         "summary_last_at": incident.summary_last_at,
         "ticket_due": incident.ticket_due,
+        "interval": incident.interval,
+        "stale": incident.stale,
     }
     return (
         incident.id,
@@ -189,6 +191,8 @@ def incident_from_row(row: Any) -> Incident:
         summary_due=parse_ts(body.get("summary_due")),
         summary_last_at=parse_ts(body.get("summary_last_at")),
         ticket_due=parse_ts(body.get("ticket_due")),
+        interval=body.get("interval"),
+        stale=body.get("stale", False),
     )
 
 
@@ -231,6 +235,8 @@ def incident_json(incident: Incident, *, key_text: str) -> dict[str, Any]:
         "percent_state_change": round(incident.percent_state_change, 2),
         "suppressed": incident.suppressed,
         "suppressed_reason": incident.suppressed_reason,
+        "stale": incident.stale,
+        "interval_seconds": None if incident.interval is None else round(incident.interval, 1),
         "acknowledged": incident.acknowledged,
         "ack_author": incident.ack_author,
         "ack_comment": incident.ack_comment,

@@ -98,6 +98,8 @@ class EventKind(StrEnum):
     ACKNOWLEDGED = "acknowledged"
     UNACKNOWLEDGED = "unacknowledged"
     NOTE = "note"
+    STALE = "stale"  # the check stopped reporting: no data is not OK
+    FRESH = "fresh"  # data came back after `stale`
 
 
 class NoticeKind(StrEnum):
@@ -251,6 +253,10 @@ class Incident(NamedTuple):
     summary_last_at: datetime | None = None
     # A service released by its host's recovery gets its ticket only if still failing then.
     ticket_due: datetime | None = None
+    # Staleness: the observed gap between results (seconds, smoothed) and whether the check
+    # has stopped reporting (alertd.lifecycle.stale_deadline).
+    interval: float | None = None
+    stale: bool = False
 
     @property
     def key(self) -> IncidentKey:
