@@ -1,4 +1,4 @@
-"""The `alertd` command: run the daemon, check a config file, run the demo, notify.
+"""The `alertd` command: run the daemon, check a config file, run the demo, notify, silences.
 
 `alertd notify` is exec'd by Nagios once per notification, so this module imports the heavy
 parts (asyncio, structlog, the config loader) only inside the commands that need them.
@@ -45,6 +45,10 @@ def build_parser() -> argparse.ArgumentParser:
         "notify", add_help=False, help="send a Nagios/Opsview notification (see: notify --help)"
     )
 
+    from alertd import silence_cli
+
+    silence_cli.add_parser(sub)
+
     sandbox = sub.add_parser(
         "sandbox",
         help="run a local Freshdesk-compatible helpdesk, to try alertd without an account",
@@ -80,6 +84,10 @@ def main(argv: list[str] | None = None) -> int:
         return asyncio.run(run_demo(args.store))
     if args.command == "sandbox":
         return _sandbox(args.listen, args.rate_limit)
+    if args.command == "silences":
+        from alertd import silence_cli
+
+        return silence_cli.main(args)
     raise AssertionError(args.command)  # argparse rejects anything else
 
 
