@@ -42,11 +42,13 @@ SOURCE = "api"  # the input name of the native JSON endpoint, in metrics and log
 
 
 def add_routes(app: web.Application) -> None:
-    from alertd import inputs  # it reuses read_json from here
+    from alertd import heartbeat_api, inputs, silence_api  # they reuse read_json from here
 
     app.router.add_post("/api/v1/results", post_results)
     inputs.add_routes(app)
     app[INGEST_SOURCES]["/api/v1/results"] = SOURCE
+    silence_api.add_routes(app)
+    heartbeat_api.add_routes(app)
     app.router.add_get("/api/v1/incidents", list_incidents)
     app.router.add_get("/api/v1/incidents/{id}", show_incident)
     app.router.add_post("/api/v1/incidents/{id}/ack", acknowledge)

@@ -1,5 +1,5 @@
 """The `alertd` command: run the daemon, check a config file, query incidents, run the demo,
-notify, run the sandbox helpdesk.
+notify, silences, run the sandbox helpdesk.
 
 Every subcommand has a --help written for the person who runs Nagios: what it does, what it
 needs, an example. Commands that query a running daemon use its HTTP API (`alertd.apiclient`).
@@ -119,6 +119,10 @@ def build_parser() -> argparse.ArgumentParser:
         "notify", add_help=False, help="send a Nagios/Opsview notification (see: notify --help)"
     )
 
+    from alertd import silence_cli
+
+    silence_cli.add_parser(sub)
+
     sandbox = sub.add_parser(
         "sandbox",
         help="run a local Freshdesk-compatible helpdesk, to try alertd without an account",
@@ -169,6 +173,10 @@ def main(argv: list[str] | None = None, env: Mapping[str, str] | None = None) ->
         return asyncio.run(run_demo(args.store))
     if args.command == "sandbox":
         return _sandbox(args.listen, args.rate_limit, env)
+    if args.command == "silences":
+        from alertd import silence_cli
+
+        return silence_cli.main(args)
     raise AssertionError(args.command)  # argparse rejects anything else
 
 

@@ -116,6 +116,8 @@ def incident_row(incident: Incident, due: datetime | None) -> tuple[Any, ...]:
         "escalation_due": incident.escalation_due,
         "update_due": incident.update_due,
         "update_from": incident.update_from,
+        "interval": incident.interval,
+        "stale": incident.stale,
     }
     return (
         incident.id,
@@ -201,6 +203,8 @@ def incident_from_row(row: Any) -> Incident:
         escalation_due=parse_ts(body.get("escalation_due")),
         update_due=parse_ts(body.get("update_due")),
         update_from=body.get("update_from", 0),
+        interval=body.get("interval"),
+        stale=body.get("stale", False),
     )
 
 
@@ -243,6 +247,8 @@ def incident_json(incident: Incident, *, key_text: str) -> dict[str, Any]:
         "percent_state_change": round(incident.percent_state_change, 2),
         "suppressed": incident.suppressed,
         "suppressed_reason": incident.suppressed_reason,
+        "stale": incident.stale,
+        "interval_seconds": None if incident.interval is None else round(incident.interval, 1),
         "acknowledged": incident.acknowledged,
         "ack_author": incident.ack_author,
         "ack_comment": incident.ack_comment,

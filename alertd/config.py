@@ -10,7 +10,6 @@ environment.
 from __future__ import annotations
 
 import difflib
-import fnmatch
 import os
 import re
 import string
@@ -781,8 +780,9 @@ def _log(t: _Table) -> LogConfig:
 def _lifecycle(t: _Table) -> LifecyclePolicy:
     """The lifecycle thresholds and timers; the caller adds the priority policy."""
     t.check_keys(
-        ("open_after", "recovery_hold", "reopen_window", "flap_low", "flap_high", "history_limit")
-    )
+        ("open_after", "recovery_hold", "reopen_window", "flap_low", "flap_high", "history_limit",
+         "stale_after")
+    )  # fmt: skip
     default = LifecyclePolicy()
     open_after = _int(t, "open_after", default.open_after, 1)
     recovery_hold = _duration(t, "recovery_hold", default.recovery_hold)
@@ -798,7 +798,22 @@ def _lifecycle(t: _Table) -> LifecyclePolicy:
         flap_low=default.flap_low if low is None else low,
         flap_high=default.flap_high if high is None else high,
         history_limit=_int(t, "history_limit", default.history_limit, 1),
+        stale_after=_stale_after(t),
     )
+
+
+# The engine looks for stale incidents at least this often; a shorter threshold is not kept.
+MIN_STALE_AFTER = timedelta(minutes=1)
+
+
+def _stale_after(t: _Table) -> timedelta | None:
+    """`"auto"` (None: from each check's observed interval) or a duration of a minute or more."""
+    if t.data.get("stale_after", "auto") == "auto":
+        return None
+    value = _duration(t, "stale_after", MIN_STALE_AFTER)
+    if value < MIN_STALE_AFTER:
+        t.add("stale_after", f'must be "auto" or at least 1m, got {t.data["stale_after"]!r}')
+    return max(value, MIN_STALE_AFTER)
 
 
 # --- priority --------------------------------------------------------------------------------
@@ -898,12 +913,8 @@ def _pattern(t: _Table, name: str) -> Pattern | None:
     source = t.get(name, str, 'a pattern string (a glob like "db-*", or "re:<regex>")')
     if source is None:
         return None
-    regex = source[3:] if source.startswith("re:") else fnmatch.translate(source)
-    if source in ("", "re:"):
-        t.add(name, "empty pattern")
-        return None
     try:
-        return Pattern(source, re.compile(regex))
-    except re.error as exc:
-        t.add(name, f"invalid regular expression {regex!r}: {exc}")
+        return Pattern.compile(source)
+    except ValueError as exc:
+        t.add(name, str(exc))
         return None

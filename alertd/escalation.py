@@ -94,7 +94,13 @@ def sync(incident: Incident, policy: EscalationPolicy, now: datetime) -> Inciden
         due = since + max(levels[incident.escalation_level].after - spent, timedelta(0))
     update_due = incident.update_due
     cadence = policy.cadence.get(incident.priority)
-    if incident.status is not Status.OPEN or not incident.ticket_requested or cadence is None:
+    # No updates while suppressed either: maintenance or a host outage calls nobody.
+    if (
+        incident.status is not Status.OPEN
+        or not incident.ticket_requested
+        or cadence is None
+        or incident.suppressed
+    ):
         update_due = None
     elif update_due is None:
         update_due = now + cadence

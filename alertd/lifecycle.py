@@ -10,7 +10,7 @@ stored on the incident that `tick` fires and `due_at` reports to the scheduler.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from alertd.flapping import next_flapping, percent_state_change, record
@@ -25,7 +25,7 @@ from alertd.model import (
     Status,
     Transition,
 )
-from alertd.policy import LifecyclePolicy
+from alertd.policy import STALE_FACTOR, STALE_MINIMUM, LifecyclePolicy
 from alertd.priority import evaluate
 
 # Longest check output copied into an event's detail; the incident keeps the full text.
@@ -62,6 +62,10 @@ def apply(
         if result.state.is_ok:
             return _NOTHING
         return _create(result, policy, now, new_id, host_problem)
+    if incident.stale:
+        fresh = incident._replace(stale=False)
+        after = apply(fresh, result, policy, now, new_id=new_id, host_problem=host_problem)
+        return _freshened(after, incident, result, now)
     if host_problem is None and _is_plain_repeat(incident, result):
         return _repeat(incident, result, now)
     if result.state.is_ok:
@@ -84,6 +88,7 @@ def _is_plain_repeat(incident: Incident, result: CheckResult) -> bool:
         and state is incident.reason.state
         and incident.percent_state_change == 0.0
         and not incident.flapping
+        and not incident.stale
         and bool(history)
         and history[-1] is state
     )
@@ -94,6 +99,7 @@ def _repeat(incident: Incident, result: CheckResult, now: datetime) -> Transitio
     attempt = incident.attempt + 1 if result.attempt is None else result.attempt
     repeated = incident._replace(
         last_seen=result.timestamp,
+        interval=_observed(incident, result),
         occurrences=incident.occurrences + 1,
         attempt=attempt,
         last_output=result.output,
@@ -114,6 +120,8 @@ def tick(incident: Incident, policy: LifecyclePolicy, now: datetime) -> Transiti
     due = incident.recovery_due
     if incident.status is not _RECOVERING or due is None or now < due or incident.flapping:
         return Transition(incident)
+    if incident.stale:
+        return Transition(incident)  # no data is not OK held: wait for a fresh OK
     reopen_until = now + policy.reopen_window
     detail: Detail = {
         "recovering_since": _iso(incident.recovering_since),
@@ -140,10 +148,65 @@ def due_at(incident: Incident) -> datetime | None:
     """
     status = incident.status
     if status is _RECOVERING:
-        return None if incident.flapping else incident.recovery_due
+        return None if incident.flapping or incident.stale else incident.recovery_due
     if status is _RESOLVED:
         return incident.reopen_until
     return None
+
+
+def stale_deadline(incident: Incident, policy: LifecyclePolicy) -> datetime | None:
+    """When an open or recovering incident whose check stays silent becomes stale; None if
+    it cannot (other status, already stale, or "auto" with no interval observed yet)."""
+    status = incident.status
+    if incident.stale or (status is not _OPEN and status is not _RECOVERING):
+        return None
+    after = policy.stale_after
+    if after is None:
+        if incident.interval is None:
+            return None
+        after = max(STALE_MINIMUM, timedelta(seconds=incident.interval * STALE_FACTOR))
+    return incident.last_seen + after
+
+
+def mark_stale(incident: Incident, now: datetime) -> Transition:
+    """The check stopped reporting: flag the incident (it is not resolved by silence)."""
+    detail: Detail = {
+        "last_seen": incident.last_seen.isoformat(),
+        "interval_seconds": None if incident.interval is None else round(incident.interval),
+        "status": incident.status.value,
+    }
+    return Transition(incident._replace(stale=True), (Event(EventKind.STALE, now, detail),))
+
+
+def _freshened(
+    transition: Transition, before: Incident, result: CheckResult, now: datetime
+) -> Transition:
+    """`transition` of a stale incident, announcing that data is back (if it is the same one)."""
+    after = transition.incident
+    if after is None or after.id != before.id:
+        return transition
+    detail: Detail = {
+        "silent_since": before.last_seen.isoformat(),
+        "state": result.state.value,
+        "output": result.output[:OUTPUT_LIMIT],
+    }
+    fresh = Event(EventKind.FRESH, now, detail)
+    return Transition(after, (fresh, *transition.events), transition.discarded)
+
+
+# Results closer than this are one batch of a spool or a retry, not the check's rhythm.
+_MIN_GAP = 1.0
+# Weight of the newest gap in the smoothed interval.
+_GAP_WEIGHT = 0.3
+
+
+def _observed(incident: Incident, result: CheckResult) -> float | None:
+    """The smoothed gap between the check's results, with `result` counted."""
+    gap = (result.timestamp - incident.last_seen).total_seconds()
+    previous = incident.interval
+    if gap < _MIN_GAP:
+        return previous
+    return gap if previous is None else previous + _GAP_WEIGHT * (gap - previous)
 
 
 def suppress(incident: Incident, reason: str, now: datetime) -> Transition:
@@ -252,6 +315,7 @@ def _problem(
         "check_state": state,
         "state_type": state_type,
         "last_seen": result.timestamp,
+        "interval": _observed(incident, result),
         "occurrences": incident.occurrences + 1,
         "attempt": attempt,
         "last_output": result.output,
@@ -352,6 +416,7 @@ def _ok(
         "state_type": state_type,
         "attempt": 1,
         "last_seen": result.timestamp,
+        "interval": _observed(incident, result),
         "last_output": result.output,
         "long_output": result.long_output,
         "perfdata": result.perfdata,

@@ -99,6 +99,8 @@ class EventKind(StrEnum):
     UNACKNOWLEDGED = "unacknowledged"
     NOTE = "note"
     ESCALATED = "escalated"
+    STALE = "stale"  # the check stopped reporting: no data is not OK
+    FRESH = "fresh"  # data came back after `stale`
 
 
 class NoticeKind(StrEnum):
@@ -261,6 +263,10 @@ class Incident(NamedTuple):
     escalation_due: datetime | None = None
     update_due: datetime | None = None
     update_from: int = 0
+    # Staleness: the observed gap between results (seconds, smoothed) and whether the check
+    # has stopped reporting (alertd.lifecycle.stale_deadline).
+    interval: float | None = None
+    stale: bool = False
 
     @property
     def key(self) -> IncidentKey:

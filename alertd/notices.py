@@ -1,10 +1,10 @@
 """Notices applied to incidents, purely: acknowledgements, downtimes, flapping, comments.
 
 A notice is what a monitoring system says about a key besides its check results (Nagios's
-ACKNOWLEDGEMENT, DOWNTIMESTART, FLAPPINGSTART, CUSTOM notifications; an API ack). It changes
-flags and leaves an event in the audit trail; it never opens or resolves an incident. A notice
-for a key without a live incident changes nothing here (maintenance windows that outlive
-incidents are silences, which the engine keeps separately).
+ACKNOWLEDGEMENT, FLAPPINGSTART, CUSTOM notifications; an API ack). It changes flags and leaves
+an event in the audit trail; it never opens or resolves an incident. A notice for a key without
+a live incident changes nothing here. Downtime notices are not handled here: the engine turns
+them into silences (alertd.silences), which outlive incidents and hold back new ones.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from typing import Any
 from alertd.model import Event, EventKind, Incident, Notice, NoticeKind, Status, Transition
 from alertd.policy import LifecyclePolicy
 
-DOWNTIME_PREFIX = "downtime"
 _NOTHING = Transition(None)
 
 
@@ -46,20 +45,6 @@ def annotate(
             ack_source=None,
         )  # fmt: skip
         return Transition(cleared, (Event(EventKind.UNACKNOWLEDGED, now, who),))
-    if kind is NoticeKind.DOWNTIME_STARTED:
-        reason = f"{DOWNTIME_PREFIX} by {notice.author or 'unknown'}: {notice.comment}".rstrip(": ")
-        if incident.suppressed and incident.suppressed_reason == reason:
-            return Transition(incident)
-        down = incident._replace(suppressed=True, suppressed_reason=reason)
-        detail = {**who, "reason": reason, "replaces": incident.suppressed_reason}
-        return Transition(down, (Event(EventKind.SUPPRESSED, now, detail),))
-    if kind in (NoticeKind.DOWNTIME_ENDED, NoticeKind.DOWNTIME_CANCELLED):
-        reason = incident.suppressed_reason or ""
-        if not incident.suppressed or not reason.startswith(DOWNTIME_PREFIX):
-            return Transition(incident)
-        up = incident._replace(suppressed=False, suppressed_reason=None)
-        detail = {**who, "reason": reason, "ended": kind.value}
-        return Transition(up, (Event(EventKind.UNSUPPRESSED, now, detail),))
     if kind is NoticeKind.FLAPPING_STARTED:
         if incident.flapping:
             return Transition(incident)

@@ -6,6 +6,7 @@ Built from configuration by `alertd.config`, consumed by `alertd.lifecycle` and
 
 from __future__ import annotations
 
+import fnmatch
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -41,6 +42,23 @@ class Pattern:
     def matches(self, value: str | None) -> bool:
         return value is not None and self.regex.fullmatch(value) is not None
 
+    @classmethod
+    def compile(cls, source: str) -> Pattern:
+        """Compile a glob or `re:<regex>`; ValueError names what is wrong."""
+        if source in ("", "re:"):
+            raise ValueError("empty pattern")
+        regex = source[3:] if source.startswith("re:") else fnmatch.translate(source)
+        try:
+            return cls(source, re.compile(regex))
+        except re.error as exc:
+            raise ValueError(f"invalid regular expression {regex!r}: {exc}") from exc
+
+    @classmethod
+    def exact(cls, value: str) -> Pattern:
+        """A pattern matching exactly `value`, whatever glob characters it holds."""
+        plain = not any(c in value for c in "*?[]") and not value.startswith("re:")
+        return cls.compile(value if plain else f"re:{re.escape(value)}")
+
 
 @dataclass(frozen=True, slots=True)
 class ImpactRule:
@@ -61,6 +79,10 @@ class PriorityPolicy:
     default_impact: Level = Level.MEDIUM
 
 
+STALE_FACTOR = 3
+STALE_MINIMUM = timedelta(minutes=5)
+
+
 @dataclass(frozen=True, slots=True)
 class LifecyclePolicy:
     # Consecutive non-OK results that confirm a problem when the source gives no state type.
@@ -72,4 +94,7 @@ class LifecyclePolicy:
     flap_high: float = 20.0
     # How many state changes an incident keeps in its history.
     history_limit: int = 50
+    # An open or recovering incident whose check has sent nothing for this long is stale;
+    # None = "auto": STALE_FACTOR x its observed interval, at least STALE_MINIMUM.
+    stale_after: timedelta | None = None
     priority: PriorityPolicy = field(default_factory=PriorityPolicy)

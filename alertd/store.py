@@ -11,15 +11,17 @@ import contextlib
 import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import aiosqlite
 
-from alertd import codec
+from alertd import codec, silences
 from alertd.errors import StoreError
+from alertd.heartbeats import Heartbeat
 from alertd.model import Event, Incident, Priority, Status
+from alertd.silences import Silence
 
 # Each entry moves the schema one version up; `PRAGMA user_version` records where a file stands.
 MIGRATIONS: tuple[str, ...] = (
@@ -83,6 +85,24 @@ MIGRATIONS: tuple[str, ...] = (
         ticket_id        INTEGER NOT NULL,
         priority_sent    INTEGER,
         created_at       TEXT NOT NULL
+    );
+    """,
+    """
+    -- Maintenance windows (alertd.silences); the document is `silences.to_document`.
+    CREATE TABLE silences (
+        id           INTEGER PRIMARY KEY,
+        starts_at    TEXT NOT NULL,
+        ends_at      TEXT,
+        source       TEXT NOT NULL,
+        body         TEXT NOT NULL
+    );
+    CREATE INDEX silences_ends_at ON silences (ends_at);
+    CREATE TABLE heartbeats (
+        name             TEXT PRIMARY KEY,
+        interval_seconds REAL NOT NULL,
+        last_beat        TEXT NOT NULL,
+        due              TEXT NOT NULL,
+        missed           INTEGER NOT NULL
     );
     """,
 )
@@ -151,12 +171,16 @@ class WriteBatch:
     op_updates: list[OutboxUpdate] = field(default_factory=list)
     tickets: list[TicketLink] = field(default_factory=list)
     redrive: list[int] = field(default_factory=list)  # dead rows to send again; [] = none
+    silences: list[Silence] = field(default_factory=list)  # new or changed (expired) ones
+    heartbeats: list[Heartbeat] = field(default_factory=list)
+    heartbeat_deletes: list[str] = field(default_factory=list)
     at: datetime | None = None  # the commit's time, for created_at / updated_at stamps
 
     def __bool__(self) -> bool:
         return bool(
             self.upserts or self.deletes or self.events or self.new_ops or self.op_updates
-            or self.tickets or self.redrive
+            or self.tickets or self.redrive or self.silences or self.heartbeats
+            or self.heartbeat_deletes
         )  # fmt: skip
 
 
@@ -249,6 +273,7 @@ class Store:
                         [codec.event_row(i, e) for i, e in batch.events],
                     )
                 await self._write_outbox(batch, now=codec.ts(batch.at))
+                await self._write_watch(batch)
                 await db.execute("COMMIT")
             except BaseException:
                 await _rollback(db)
@@ -292,6 +317,48 @@ class Store:
                 "updated_at = ? WHERE id = ? AND state = 'dead'",
                 [(now, now, row_id) for row_id in batch.redrive],
             )
+
+    async def _write_watch(self, batch: WriteBatch) -> None:
+        """Silences and heartbeats (alertd.silences, alertd.heartbeats)."""
+        db = self._writer
+        if batch.silences:
+            await db.executemany(
+                "INSERT INTO silences (id, starts_at, ends_at, source, body) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET "
+                "starts_at = excluded.starts_at, ends_at = excluded.ends_at, body = excluded.body",
+                [(s.id, codec.ts(s.starts_at), codec.ts(s.ends_at), s.source,
+                  codec.dumps(silences.to_document(s))) for s in batch.silences],
+            )  # fmt: skip
+        if batch.heartbeats:
+            await db.executemany(
+                "INSERT INTO heartbeats (name, interval_seconds, last_beat, due, missed) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET "
+                "interval_seconds = excluded.interval_seconds, last_beat = excluded.last_beat, "
+                "due = excluded.due, missed = excluded.missed",
+                [(h.name, h.interval.total_seconds(), codec.ts(h.last_beat), codec.ts(h.due),
+                  int(h.missed)) for h in batch.heartbeats],
+            )  # fmt: skip
+        if batch.heartbeat_deletes:
+            await db.executemany(
+                "DELETE FROM heartbeats WHERE name = ?", [(n,) for n in batch.heartbeat_deletes]
+            )
+
+    async def load_silences(self, now: datetime) -> list[Silence]:
+        """Silences not ended by `now` (active, future, recurring, or open-ended)."""
+        cursor = await self._writer.execute(
+            "SELECT body FROM silences WHERE ends_at IS NULL OR ends_at > ? ORDER BY id",
+            (codec.ts(now),),
+        )
+        return [silences.from_document(codec.loads(r[0])) for r in await cursor.fetchall()]
+
+    async def max_silence_id(self) -> int:
+        cursor = await self._writer.execute("SELECT ifnull(max(id), 0) FROM silences")
+        row = await cursor.fetchone()
+        return int(row[0]) if row else 0
+
+    async def load_heartbeats(self) -> list[Heartbeat]:
+        cursor = await self._writer.execute(f"SELECT {_HEARTBEAT_COLS} FROM heartbeats")
+        return [_heartbeat(r) for r in await cursor.fetchall()]
 
     async def check_writable(self) -> None:
         """A cheap write transaction, for readiness checks."""
@@ -395,6 +462,25 @@ class Store:
         )
         return TicketLink(*rows[0]) if rows else None
 
+    # -- silences and heartbeats (reader side) --------------------------------------------------
+
+    async def list_silences(self, ended_after: datetime | None) -> list[Silence]:
+        """Silences, newest first; with `ended_after`, only those not ended by then."""
+        sql, args = "SELECT body FROM silences", []
+        if ended_after is not None:
+            sql += " WHERE ends_at IS NULL OR ends_at > ?"
+            args.append(codec.ts(ended_after))
+        rows = await self._read(sql + " ORDER BY id DESC", args)
+        return [silences.from_document(codec.loads(r[0])) for r in rows]
+
+    async def get_silence(self, silence_id: int) -> Silence | None:
+        rows = await self._read("SELECT body FROM silences WHERE id = ?", [silence_id])
+        return silences.from_document(codec.loads(rows[0][0])) if rows else None
+
+    async def list_heartbeats(self) -> list[Heartbeat]:
+        rows = await self._read(f"SELECT {_HEARTBEAT_COLS} FROM heartbeats ORDER BY name", [])
+        return [_heartbeat(r) for r in rows]
+
     async def _read(self, sql: str, args: Iterable[object]) -> Sequence[sqlite3.Row]:
         try:
             cursor = await self._reader.execute(sql, tuple(args))
@@ -407,6 +493,16 @@ _OUTBOX_COLS = (
     "id, incident_id, op, payload, priority, state, attempts, started, next_attempt_at, "
     "created_at, updated_at, last_error"
 )
+
+
+_HEARTBEAT_COLS = "name, interval_seconds, last_beat, due, missed"
+
+
+def _heartbeat(r: Any) -> Heartbeat:
+    return Heartbeat(
+        name=r[0], interval=timedelta(seconds=r[1]), last_beat=codec.req_ts(r[2]),
+        due=codec.req_ts(r[3]), missed=bool(r[4]),
+    )  # fmt: skip
 
 
 def _outbox_row(r: Any) -> OutboxRow:

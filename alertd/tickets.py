@@ -26,6 +26,7 @@ from alertd import escalation
 from alertd.config import HelpdeskConfig
 from alertd.escalation import EscalationLevel, EscalationPolicy
 from alertd.model import Event, EventKind, Incident, Status
+from alertd.silences import MAINTENANCE
 
 SUBJECT_MAX = 255
 OUTPUT_IN_SUBJECT = 120
@@ -129,7 +130,12 @@ class TicketPlanner:
     def situation(self, incident: Incident, now: datetime) -> Fired:
         """The situation update that fell due: where things stand, and when the next comes."""
         cadence = self.escalation.cadence.get(incident.priority)
-        if incident.status is not Status.OPEN or not incident.ticket_requested or not cadence:
+        if (
+            incident.status is not Status.OPEN
+            or not incident.ticket_requested
+            or not cadence
+            or incident.suppressed
+        ):
             return incident._replace(update_due=None), [], ()
         opened = incident.opened_at or incident.first_seen
         new = incident.occurrences - incident.update_from
@@ -203,9 +209,12 @@ class TicketPlanner:
                 return
             if kind in (EventKind.OPENED, EventKind.REOPENED):
                 self._create(plan, now)
+            elif kind is EventKind.UNSUPPRESSED and _after_maintenance(event):
+                # The window is over and the check is still failing: call someone now.
+                self._create(plan, now)
             elif kind is EventKind.UNSUPPRESSED and incident.ticket_due is None:
-                # Released (its host is back, its maintenance over): services are rechecked
-                # in the next minute or two, so wait that long before calling anyone.
+                # Released because its host is back: services are rechecked in the next
+                # minute or two, so wait that long before calling anyone.
                 due = now + self.config.release_grace
                 plan.incident = incident._replace(ticket_due=due)
             return
@@ -338,6 +347,22 @@ class TicketPlanner:
         }[event.kind]
         plan.ops.append(self._note(plan.incident, _p(text)))
 
+    def _stale_note(self, plan: _Plan, event: Event, now: datetime) -> None:
+        incident, d = plan.incident, event.detail
+        if event.kind is EventKind.STALE:
+            seconds = d.get("interval_seconds")
+            every = f" (it reported every {_span(timedelta(seconds=seconds))})" if seconds else ""
+            text = (
+                f"No data from the check since {_when(incident.last_seen)}{every}. No data is "
+                "not OK: alertd keeps this ticket open until the check reports again."
+            )
+        else:
+            text = (
+                f"The check reports again ({d.get('state')}), after a silence since "
+                f"{_when(datetime.fromisoformat(str(d['silent_since'])))}."
+            )
+        plan.ops.append(self._note(incident, _p(text)))
+
     def _note(self, incident: Incident, body: str) -> PlannedOp:
         return PlannedOp(Op.NOTE, {"body": body}, incident.priority.rank)
 
@@ -426,7 +451,14 @@ _HANDLERS = {
     EventKind.UNACKNOWLEDGED: TicketPlanner._flag_note,
     EventKind.NOTE: TicketPlanner._flag_note,
     EventKind.ESCALATED: TicketPlanner._manual_escalation,
+    EventKind.STALE: TicketPlanner._stale_note,
+    EventKind.FRESH: TicketPlanner._stale_note,
 }
+
+
+def _after_maintenance(event: Event) -> bool:
+    """Whether an `unsuppressed` event ends a maintenance window (not a host's outage)."""
+    return str(event.detail.get("reason") or "").startswith(MAINTENANCE)
 
 
 def _compact(ops: list[PlannedOp]) -> list[PlannedOp]:

@@ -394,6 +394,7 @@ CONTRACT_KEYS = {
         "flap_low",
         "flap_high",
         "history_limit",
+        "stale_after",
     },
     "priority": {"default_impact", "unknown_urgency", "matrix", "rules"},
     "escalation": {"stop_on_ack", "urgent"},

@@ -72,18 +72,6 @@ def test_other_acks_last_until_resolution() -> None:
     assert not resolved.acknowledged
 
 
-def test_downtime_suppresses_and_its_end_releases() -> None:
-    """DOWNTIMESTART suppresses with a reason naming who; END or CANCELLED lifts it."""
-    down = annotate(open_incident(), notice(N.DOWNTIME_STARTED), POLICY, T0).incident
-    assert down is not None and down.suppressed
-    assert down.suppressed_reason == "downtime by alice: on it"
-    same = annotate(down, notice(N.DOWNTIME_STARTED), POLICY, T0)
-    assert same.incident is down and same.events == ()
-    up = annotate(down, notice(N.DOWNTIME_CANCELLED), POLICY, T0)
-    assert up.incident is not None and not up.incident.suppressed
-    assert kinds(up) == [EventKind.UNSUPPRESSED]
-
-
 def test_flapping_notices_set_the_flag_and_stopping_at_ok_starts_recovery() -> None:
     """Nagios's FLAPPINGSTART keeps the incident open through OK; FLAPPINGSTOP at OK recovers."""
     flapping = annotate(open_incident(), notice(N.FLAPPING_STARTED), POLICY, T0).incident

@@ -1,0 +1,78 @@
+"""Heartbeats: things that must check in regularly (a cron job, Nagios itself). Pure.
+
+`POST /api/v1/heartbeats/{name}` is a beat. A heartbeat is missed when no beat came for one
+and a half intervals; a miss is a synthetic CRITICAL result for the key
+(`alertd-heartbeat`, name), repeated every interval while the beats stay away (so the incident
+stays fresh and its summary counts the misses), and the next beat is an OK result for that key:
+the incident then recovers and resolves like any other.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import NamedTuple
+
+from alertd.model import CheckResult, CheckState, StateType
+from alertd.silences import format_duration
+
+HOST = "alertd-heartbeat"
+SOURCE = "heartbeat"
+# A beat may be this late (x interval) before it counts as missed: cron jitter, slow jobs.
+SLACK = 1.5
+
+
+class Heartbeat(NamedTuple):
+    name: str
+    interval: timedelta
+    last_beat: datetime
+    due: datetime  # when the next beat is missed (or, once missed, the next reminder)
+    missed: bool = False
+
+
+class Beat(NamedTuple):
+    """Engine input: `name` beat at `at`; `interval` None keeps the known one."""
+
+    name: str
+    interval: timedelta | None
+    at: datetime
+
+
+class HeartbeatRemove(NamedTuple):
+    """Engine input: forget heartbeat `name` (no more misses)."""
+
+    name: str
+
+
+def beat(previous: Heartbeat | None, item: Beat) -> tuple[Heartbeat, CheckResult | None]:
+    """The heartbeat after a beat, and the OK result that ends a miss (None if none was on)."""
+    interval = item.interval or (previous.interval if previous else None)
+    if interval is None:
+        raise ValueError(f"heartbeat {item.name}: the first beat must give an interval")
+    after = Heartbeat(item.name, interval, item.at, item.at + interval * SLACK)
+    if previous is None or not previous.missed:
+        return after, None
+    output = f"heartbeat from {item.name} received (expected every {format_duration(interval)})"
+    return after, _result(item.name, CheckState.OK, output, item.at)
+
+
+def miss(heartbeat: Heartbeat, now: datetime) -> tuple[Heartbeat, CheckResult]:
+    """The heartbeat after its due time passed without a beat, and the CRITICAL it means."""
+    output = (
+        f"no heartbeat from {heartbeat.name} since {heartbeat.last_beat:%Y-%m-%d %H:%M:%S} UTC "
+        f"(expected every {format_duration(heartbeat.interval)})"
+    )
+    after = heartbeat._replace(missed=True, due=now + heartbeat.interval)
+    return after, _result(heartbeat.name, CheckState.CRITICAL, output, now)
+
+
+def _result(name: str, state: CheckState, output: str, at: datetime) -> CheckResult:
+    return CheckResult(
+        host=HOST,
+        service=name,
+        state=state,
+        timestamp=at,
+        output=output,
+        state_type=StateType.HARD,
+        labels={"heartbeat": name},
+        source=SOURCE,
+    )
