@@ -22,9 +22,10 @@ TOKEN_ENV = "ALERTD_TOKEN"
 class ApiClientError(AlertdError):
     """The daemon could not be reached, or refused; `status` is the HTTP status if it answered."""
 
-    def __init__(self, message: str, status: int | None = None) -> None:
+    def __init__(self, message: str, status: int | None = None, details: Any = None) -> None:
         self.message = message
         self.status = status
+        self.details = details or []  # the daemon's per-field problems, for a 400
         super().__init__(message)
 
 
@@ -54,16 +55,32 @@ class ApiClient:
 
     def get(self, path: str, params: dict[str, str | int | None] | None = None) -> Any:
         """GET `path` and return the decoded JSON answer, or raise ApiClientError."""
+        return self.call("GET", path, params=params)
+
+    def call(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        params: dict[str, str | int | None] | None = None,
+    ) -> Any:
+        """Send `body` as JSON (if any); the decoded answer, or ApiClientError."""
         query = {k: str(v) for k, v in (params or {}).items() if v is not None}
         url = self.url + path + (f"?{urllib.parse.urlencode(query)}" if query else "")
-        request = urllib.request.Request(url, headers={"Accept": "application/json"})
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(
+            url, data=data, method=method, headers={"Accept": "application/json"}
+        )
+        if data is not None:
+            request.add_header("Content-Type", "application/json")
         if self._token:
             request.add_header("Authorization", f"Bearer {self._token}")
         try:
             with urllib.request.urlopen(request, timeout=self._timeout) as response:
-                return json.loads(response.read())
+                return json.loads(response.read() or b"null")
         except urllib.error.HTTPError as exc:
-            raise ApiClientError(_refusal(exc), exc.code) from exc
+            message, details = _refusal(exc)
+            raise ApiClientError(message, exc.code, details) from exc
         except (urllib.error.URLError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
             raise ApiClientError(
@@ -73,11 +90,12 @@ class ApiClient:
             raise ApiClientError(f"{url} did not answer JSON: {exc.msg}") from exc
 
 
-def _refusal(exc: urllib.error.HTTPError) -> str:
+def _refusal(exc: urllib.error.HTTPError) -> tuple[str, Any]:
     try:
-        message = str(json.loads(exc.read())["error"])
+        answer = json.loads(exc.read())
+        message, details = str(answer["error"]), answer.get("details")
     except (ValueError, KeyError, TypeError, OSError):
-        message = exc.reason
+        message, details = exc.reason, None
     if exc.code == 401:
-        return f"alertd refused the token ({message}); pass --token-file or set {TOKEN_ENV}"
-    return f"alertd answered {exc.code}: {message}"
+        return f"alertd refused the token ({message}); pass --token-file or set {TOKEN_ENV}", None
+    return f"alertd answered {exc.code}: {message}", details

@@ -95,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
                            description=CHECK_HELP, formatter_class=_FORMATTER)  # fmt: skip
     check.add_argument("--config", type=Path, required=True, help="TOML config file to check")
 
-    incidents = sub.add_parser("incidents", help="list or show incidents of a running daemon",
+    incidents = sub.add_parser("incidents", help="list, show, ack or escalate incidents",
                                description=INCIDENTS_HELP, formatter_class=_FORMATTER)  # fmt: skip
     inc_sub = incidents.add_subparsers(dest="action", required=True, metavar="ACTION")
     listing = inc_sub.add_parser("list", help="incidents, newest first, one per line",
@@ -108,7 +108,48 @@ def build_parser() -> argparse.ArgumentParser:
     show = inc_sub.add_parser("show", help="one incident with its audit trail",
                               description=SHOW_HELP, formatter_class=_FORMATTER)  # fmt: skip
     show.add_argument("id", type=int, help="incident id (first column of `incidents list`)")
-    for command in (listing, show):
+    ack = inc_sub.add_parser(
+        "ack", help="acknowledge: someone is on it (stops the escalation clock)",
+        description="Acknowledge an incident, as Nagios's 'Acknowledge this problem' does: "
+        "its ticket gets a note and escalation stops until the ack is withdrawn (unack) or the "
+        "incident resolves.\n\nexample:\n  alertd incidents ack 42 --comment 'disk ordered'",
+        formatter_class=_FORMATTER,
+    )  # fmt: skip
+    ack.add_argument("id", type=int, help="incident id")
+    ack.add_argument("--author", help="who (default: $USER)")
+    ack.add_argument("--comment", default="", help="what is being done")
+    unack = inc_sub.add_parser("unack", help="withdraw an acknowledgement")
+    unack.add_argument("id", type=int, help="incident id")
+    escalate = inc_sub.add_parser(
+        "escalate", help="escalate by hand now (relationship or customer escalation)",
+        description="Carry out the incident's next escalation level now (group, agent, "
+        "priority, note), with the reason on the ticket.\n\nexample:\n"
+        "  alertd incidents escalate 42 --reason 'customer called the director'",
+        formatter_class=_FORMATTER,
+    )  # fmt: skip
+    escalate.add_argument("id", type=int, help="incident id")
+    escalate.add_argument("--reason", required=True, help="why, for the ticket and the audit")
+    escalate.add_argument("--author", help="who (default: $USER)")
+    for command in (listing, show, ack, unack, escalate):
+        _client_options(command)
+
+    outbox = sub.add_parser(
+        "outbox", help="ticket operations waiting, sent or dead-lettered; re-drive dead ones",
+        description="The durable queue of helpdesk operations. A 'dead' operation was refused "
+        "by the helpdesk (e.g. 400: a field the account does not accept); fix the cause, then "
+        "retry it.\n\nexamples:\n  alertd outbox list --state dead\n"
+        "  alertd outbox retry 17\n  alertd outbox retry --all",
+        formatter_class=_FORMATTER,
+    )  # fmt: skip
+    out_sub = outbox.add_subparsers(dest="action", required=True, metavar="ACTION")
+    olist = out_sub.add_parser("list", help="operations, newest first")
+    olist.add_argument("--state", choices=("pending", "done", "dead"))
+    olist.add_argument("--limit", type=int, default=50, help="at most this many (1-1000)")
+    retry = out_sub.add_parser("retry", help="send dead-lettered operations again")
+    which = retry.add_mutually_exclusive_group(required=True)
+    which.add_argument("id", type=int, nargs="?", help="one operation id")
+    which.add_argument("--all", action="store_true", help="every dead letter")
+    for command in (olist, retry):
         _client_options(command)
 
     demo = sub.add_parser("demo", help="start a throw-away daemon and walk through what it does",
@@ -165,6 +206,8 @@ def main(argv: list[str] | None = None, env: Mapping[str, str] | None = None) ->
         return _run(args.config, env)
     if args.command == "incidents":
         return _incidents(args, env)
+    if args.command == "outbox":
+        return _outbox(args, env)
     if args.command == "demo":
         import asyncio
 
@@ -264,7 +307,37 @@ def _incidents(args: argparse.Namespace, env: Mapping[str, str]) -> int:
             }
             return incidents_cmd.list_incidents(client, sys.stdout, params=params,
                                                 as_json=args.json)  # fmt: skip
-        return incidents_cmd.show_incident(client, sys.stdout, args.id, as_json=args.json)
+        if args.action == "show":
+            return incidents_cmd.show_incident(client, sys.stdout, args.id, as_json=args.json)
+        author = getattr(args, "author", None) or env.get("USER") or env.get("LOGNAME") or ""
+        path = f"/api/v1/incidents/{args.id}"
+        if args.action == "ack":
+            body = {"author": author, "comment": args.comment}
+            answer = client.call("POST", f"{path}/ack", body)
+        elif args.action == "unack":
+            answer = client.call("DELETE", f"{path}/ack")
+        else:
+            body = {"author": author, "reason": args.reason}
+            answer = client.call("POST", f"{path}/escalate", body)
+        return incidents_cmd.print_after_action(sys.stdout, answer, as_json=args.json)
+    except ApiClientError as exc:
+        print(f"alertd: {exc.message}", file=sys.stderr)
+        return 1
+
+
+def _outbox(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    from alertd import incidents_cmd
+
+    try:
+        client = ApiClient(args.url, read_token(args.token_file, env.get(TOKEN_ENV)))
+        if args.action == "list":
+            params: dict[str, str | int | None] = {"state": args.state, "limit": args.limit}
+            answer = client.get("/api/v1/outbox", params)
+            return incidents_cmd.print_outbox(sys.stdout, answer, as_json=args.json)
+        path = "/api/v1/outbox/retry" if args.all else f"/api/v1/outbox/{args.id}/retry"
+        requeued = client.call("POST", path)["requeued"]
+        print(f"requeued {len(requeued)} operation(s): {', '.join(map(str, requeued)) or '-'}")
+        return 0
     except ApiClientError as exc:
         print(f"alertd: {exc.message}", file=sys.stderr)
         return 1

@@ -1,4 +1,5 @@
-"""`alertd incidents list|show`: the daemon's incidents as tables and detail pages for a terminal.
+"""`alertd incidents ...` and `alertd outbox ...`: the daemon's incidents and ticket operations
+as tables and detail pages for a terminal.
 
 Talks to a running daemon through its HTTP API (`alertd.apiclient`); formatting only lives here.
 """
@@ -124,3 +125,34 @@ def _short_time(text: str) -> str:
 def _one_line(text: str, width: int) -> str:
     flat = " ".join(text.split())
     return flat if len(flat) <= width else flat[: width - 1] + "…"
+
+
+def print_after_action(out: TextIO, incident: Mapping[str, Any], *, as_json: bool) -> int:
+    """After ack/unack/escalate: the incident as it now stands."""
+    if as_json:
+        json.dump(incident, out, indent=2)
+        out.write("\n")
+        return 0
+    ack = "acknowledged" if incident.get("acknowledged") else "not acknowledged"
+    nxt = incident.get("next_escalation_at") or "none"
+    out.write(
+        f"incident {incident['id']} {incident['key']}: {incident['status']}, {ack}, "
+        f"escalation level {incident.get('escalation_level', 0)}, next escalation {nxt}\n"
+    )
+    return 0
+
+
+def print_outbox(out: TextIO, body: Mapping[str, Any], *, as_json: bool) -> int:
+    if as_json:
+        json.dump(body, out, indent=2)
+        out.write("\n")
+        return 0
+    counts = body["counts"]
+    out.write(f"pending {counts['pending']}, done {counts['done']}, dead {counts['dead']}\n")
+    for op in body["operations"]:
+        error = _one_line(op.get("last_error") or "", OUTPUT_WIDTH)
+        out.write(
+            f"{op['id']:>6}  {op['state']:<7} {op['op']:<6} incident {op['incident_id']:<6} "
+            f"attempts {op['attempts']:<3} next {_short_time(op['next_attempt_at'])}  {error}\n"
+        )
+    return 0

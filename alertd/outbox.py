@@ -134,15 +134,18 @@ class Dispatcher:
                 await self._wait()
 
     async def _wait(self) -> None:
-        await self._report()  # the oldest pending age keeps growing while nothing is sent
+        # Clear the doorbell first: a ring while the lines below await is kept, not lost.
         ready = self._engine.outbox_ready
         ready.clear()
+        await self._report()  # the oldest pending age keeps growing while nothing is sent
         due = await self._store.next_op_due()
         timeout = IDLE
         if due is not None:
             timeout = min(IDLE, max(0.0, (due - self._clock.now()).total_seconds()))
         if self._poll_every:
             timeout = min(timeout, max(0.0, self._next_poll - time.monotonic()))
+        if self._stopping:
+            return
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(ready.wait(), timeout)
 

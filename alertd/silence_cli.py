@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from alertd.client import DEFAULT_URL, ApiClient, ApiError, read_token
+from alertd.apiclient import DEFAULT_URL, TOKEN_ENV, ApiClient, ApiClientError, read_token
 
 
 def add_parser(sub: Any) -> None:
@@ -42,7 +42,7 @@ def add_parser(sub: Any) -> None:
 
 def main(args: argparse.Namespace) -> int:
     try:
-        client = ApiClient(args.url, read_token(args.token_file, os.environ))
+        client = ApiClient(args.url, read_token(args.token_file, os.environ.get(TOKEN_ENV)))
         if args.action == "add":
             silence = client.call("POST", "/api/v1/silences", _body(args))
             print(f"silence {silence['id']} added ({silence['state']})")
@@ -53,7 +53,7 @@ def main(args: argparse.Namespace) -> int:
         else:
             silence = client.call("DELETE", f"/api/v1/silences/{args.id}")
             print(f"silence {silence['id']} {silence['state']}")
-    except (ApiError, OSError, ValueError) as exc:
+    except (ApiClientError, OSError, ValueError) as exc:
         print(f"alertd silences: {exc}", file=sys.stderr)
         for detail in getattr(exc, "details", []):
             print(f"  {detail.get('field')}: {detail.get('message')}", file=sys.stderr)

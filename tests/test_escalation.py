@@ -5,9 +5,13 @@ Timers run on the manual clock: each test moves time and lets the engine and dis
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
+import pytest
+
+from alertd.cli import main
 from alertd.clock import ManualClock
 from alertd.server import DISPATCHER
 from connectors.sandbox import Sandbox
@@ -151,3 +155,40 @@ async def test_an_agent_taking_the_ticket_acknowledges_the_incident(
     assert detail["next_escalation_at"] is None
     assert await dispatcher.poll_taken_tickets() == 0  # once
     assert any(c.startswith("GET /tickets") for c in calls(helpdesk))
+
+
+async def test_the_command_line_acks_escalates_and_redrives(
+    start: Callable[..., Awaitable[Client]],
+    sandbox: tuple[Sandbox, str],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`alertd incidents ack|escalate` and `alertd outbox list|retry` work against a running
+    daemon, as an operator would use them."""
+    helpdesk, _ = sandbox
+    client = await start(ESCALATION)
+    url = str(client.make_url("")).rstrip("/")
+
+    async def run(*argv: str) -> int:
+        env = {"USER": "dave"}
+        return await asyncio.to_thread(main, [*argv[:2], "--url", url, *argv[2:]], env)
+
+    await post(client, CRIT)
+    helpdesk.fail_next(1, 400)  # the create is refused once: a dead letter
+    await deliver(client)
+    capsys.readouterr()
+    assert await run("outbox", "list", "--state", "dead") == 0
+    listing = capsys.readouterr().out
+    assert listing.startswith("pending 0, done 0, dead 1\n") and "create" in listing
+    assert await run("outbox", "retry", "--all") == 0
+    assert capsys.readouterr().out == "requeued 1 operation(s): 1\n"
+    await deliver(client)
+    assert len(helpdesk.tickets) == 1
+
+    assert await run("incidents", "ack", "1", "--comment", "replacing the disk") == 0
+    assert "acknowledged" in capsys.readouterr().out
+    detail = await (await client.get("/api/v1/incidents/1")).json()
+    assert (detail["ack_author"], detail["ack_comment"]) == ("dave", "replacing the disk")
+    assert await run("incidents", "escalate", "1", "--reason", "customer called") == 0
+    assert "escalation level 1" in capsys.readouterr().out
+    assert await run("incidents", "escalate", "99", "--reason", "x") == 1
+    assert "404" in capsys.readouterr().err

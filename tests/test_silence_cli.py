@@ -36,4 +36,4 @@ async def test_add_list_and_expire_a_silence_from_the_command_line(
     assert "ends_at: required" in capsys.readouterr().err
     monkeypatch.setenv("ALERTD_TOKEN", "wrong")
     assert await run("list") == 1
-    assert "HTTP 401" in capsys.readouterr().err
+    assert "refused the token" in capsys.readouterr().err
