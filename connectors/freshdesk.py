@@ -14,7 +14,7 @@ import json
 import time
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import aiohttp
 from tenacity import (
@@ -205,26 +205,20 @@ class FreshdeskClient:
             wait=wait_exponential(multiplier=RETRY_INITIAL, max=4) + wait_random(0, RETRY_INITIAL),
             reraise=True,
         )
+        call = _Call(method, path, operation, body, params, ticket_id)
         async for attempt in retrying:
             with attempt:
-                return await self._once(method, path, operation, body, params, ticket_id)
+                return await self._once(call)
         raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover
 
-    async def _once(
-        self,
-        method: str,
-        path: str,
-        operation: str,
-        body: Mapping[str, Any] | None,
-        params: Mapping[str, str] | None,
-        ticket_id: int | None,
-    ) -> Any:
+    async def _once(self, call: _Call) -> Any:
+        """One paced request, counted in the metrics by its outcome."""
         await self._limiter.acquire()
         self.requests_sent += 1
         started = time.monotonic()
         outcome = "transient_error"
         try:
-            answer = await self._send(method, path, operation, body, params, ticket_id)
+            answer = await self._send(call)
             outcome = "ok"
             return answer
         except RateLimited:
@@ -243,23 +237,17 @@ class FreshdeskClient:
             raise
         finally:
             if self._metrics is not None:
-                self._metrics.helpdesk_request(operation, outcome, time.monotonic() - started)
+                seconds = time.monotonic() - started
+                self._metrics.helpdesk_request(call.operation, outcome, seconds)
 
-    async def _send(
-        self,
-        method: str,
-        path: str,
-        operation: str,
-        body: Mapping[str, Any] | None,
-        params: Mapping[str, str] | None,
-        ticket_id: int | None,
-    ) -> Any:
+    async def _send(self, call: _Call) -> Any:
+        operation = call.operation
         try:
             async with self._session.request(
-                method,
-                self._base + path,
-                json=body,
-                params=params,
+                call.method,
+                self._base + call.path,
+                json=call.body,
+                params=call.params,
                 headers=self._headers,
             ) as response:
                 text = await response.text()
@@ -268,8 +256,9 @@ class FreshdeskClient:
                     _int_header(response, "X-RateLimit-Remaining"),
                 )
                 return _answer(
-                    response.status, response.headers, text, operation, ticket_id, self._limiter
-                )
+                    response.status, response.headers, text, operation, call.ticket_id,
+                    self._limiter,
+                )  # fmt: skip
         except aiohttp.ClientConnectorError as exc:
             # Never connected: the request cannot have had any effect.
             raise _NotSent(f"{operation}: cannot connect: {exc.os_error}") from exc
@@ -282,6 +271,15 @@ class FreshdeskClient:
             raise OutcomeUnknown(f"{operation}: no answer ({type(exc).__name__})") from exc
         except aiohttp.ClientError as exc:
             raise OutcomeUnknown(f"{operation}: {type(exc).__name__}: {exc}") from exc
+
+
+class _Call(NamedTuple):
+    method: str
+    path: str
+    operation: str
+    body: Mapping[str, Any] | None
+    params: Mapping[str, str] | None
+    ticket_id: int | None
 
 
 class _NotSent(TransientError):
