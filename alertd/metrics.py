@@ -53,6 +53,7 @@ METRIC_NAMES = (
     "alertd_incidents_flapping",
     "alertd_incidents_suppressed",
     "alertd_incidents_acknowledged",
+    "alertd_incidents_stale",
     "alertd_incidents_opened_total",
     "alertd_incidents_resolved_total",
     "alertd_incidents_reopened_total",
@@ -285,10 +286,10 @@ class _IncidentCollector(Collector):
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         families = self._families()
-        by_status, flapping, suppressed, acknowledged, queued = families
+        by_status, flapping, suppressed, acknowledged, stale, queued = families
         if self.view is not None:
             counts: Tally[tuple[Status, Priority]] = Tally()
-            flaps = supps = acks = 0
+            flaps = supps = acks = stales = 0
             # Synchronous on the event loop: the writer cannot change the cache meanwhile.
             for incident in self.view.incidents():
                 if incident.status is Status.RESOLVED:
@@ -297,6 +298,7 @@ class _IncidentCollector(Collector):
                 flaps += incident.flapping
                 supps += incident.suppressed
                 acks += incident.acknowledged
+                stales += incident.stale
             # Every combination, zeros included, so that graphs and alerts never see gaps.
             for status in GAUGE_STATUSES:
                 for priority in Priority:
@@ -304,6 +306,7 @@ class _IncidentCollector(Collector):
             flapping.add_metric([], flaps)
             suppressed.add_metric([], supps)
             acknowledged.add_metric([], acks)
+            stale.add_metric([], stales)
             queued.add_metric([], self.view.queued)
         yield from families
 
@@ -323,6 +326,10 @@ class _IncidentCollector(Collector):
             ),
             GaugeMetricFamily(
                 "alertd_incidents_acknowledged", "Unresolved incidents acknowledged."
+            ),
+            GaugeMetricFamily(
+                "alertd_incidents_stale",
+                "Unresolved incidents whose check stopped reporting (no data is not OK).",
             ),
             GaugeMetricFamily(
                 "alertd_ingest_queued_submissions",

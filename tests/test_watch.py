@@ -225,6 +225,8 @@ async def test_a_check_that_stops_reporting_is_stale_not_resolved(
     (ticket_id,) = helpdesk.tickets
     assert "No data from the check since" in notes_text(helpdesk, ticket_id)[-1]
     assert "every 2m" in notes_text(helpdesk, ticket_id)[-1]
+    metrics = await (await client.get("/metrics")).text()
+    assert "alertd_incidents_stale 1.0" in metrics  # an SRE sees it too
     clock.advance(HOUR)
     await deliver(client)
     assert (await incident(client))["status"] == "recovering"
