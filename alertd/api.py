@@ -26,6 +26,7 @@ from alertd.server import (
     CONFIG,
     ENGINE,
     INGEST_SOURCES,
+    LIVE,
     METRICS,
     READINESS,
     STORE,
@@ -121,7 +122,7 @@ async def show_incident(request: web.Request) -> web.Response:
     body = codec.incident_json(incident, key_text=key_text(incident.key))
     body["events"] = [codec.event_json(e) for e in await store.events(incident.id)]
     link = await store.ticket_of(incident.id)
-    helpdesk = request.app[CONFIG].helpdesk
+    helpdesk = request.app[LIVE].config.helpdesk
     body["ticket"] = None
     if link is not None and helpdesk is not None:
         url = f"{helpdesk.url}/a/tickets/{link.ticket_id}"

@@ -11,7 +11,7 @@ from aiohttp import web
 
 from alertd.api import read_json
 from alertd.errors import NrdpRefusal, UnsupportedMedia
-from alertd.server import CLOCK, CONFIG, ENGINE, token_matches
+from alertd.server import CLOCK, CONFIG, ENGINE, LIVE, token_matches
 from connectors import nrdp
 from connectors.alertmanager import parse_webhook
 from connectors.nagios import parse_payload
@@ -56,7 +56,7 @@ def _check_nrdp_token(request: web.Request, token: str, fmt: str) -> None:
     """NRDP's order: a missing token first, then a server without tokens, then a wrong one."""
     if not token:
         raise NrdpRefusal("NO TOKEN", "", fmt)
-    tokens = request.app[CONFIG].nrdp.tokens
+    tokens = request.app[LIVE].config.nrdp.tokens  # a reload rotates them at once
     if not tokens:
         raise NrdpRefusal("NO TOKENS", "no NRDP tokens configured ([nrdp] in alertd's config)", fmt)
     if not token_matches(token, [t.encode() for t in tokens]):
@@ -87,7 +87,7 @@ async def post_nagios(request: web.Request) -> web.Response:
 async def post_alertmanager(request: web.Request) -> web.Response:
     """200 only after the commit; Alertmanager retries 5xx (a failed commit) and drops 4xx."""
     payload = await read_json(request)
-    config = request.app[CONFIG]
+    config = request.app[LIVE].config  # the label mapping is reloadable
     now = request.app[CLOCK].now()
     results, ignored = parse_webhook(
         payload, config.alertmanager, now, config.server.max_results_per_request

@@ -100,6 +100,11 @@ class Dispatcher:
         self._polled_since: datetime | None = None
         self._random = random.Random()
 
+    def reconfigure(self, config: HelpdeskConfig) -> None:
+        """A reload: concurrency, poll interval, missing-ticket policy and notes from now on."""
+        self._config = config
+        self._poll_every = config.poll_interval.total_seconds()
+
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="alertd-outbox")
 

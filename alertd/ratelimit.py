@@ -38,6 +38,13 @@ class RateLimiter:
         self._sent: deque[float] = deque()  # send times within the last WINDOW seconds
         self.paused_until = 0.0
 
+    def set_budget(self, per_minute: int) -> None:
+        """A new configured budget (a reload); tokens already earned are kept, within it."""
+        self.per_minute = per_minute
+        self._rate = per_minute / 60.0
+        self._capacity = max(1.0, per_minute / 6.0)
+        self._tokens = min(self._tokens, self._capacity)
+
     async def acquire(self) -> None:
         """Wait until one request may be sent."""
         while True:

@@ -306,6 +306,7 @@ async def _dispatching(
             store, engine, client, planner, helpdesk, app[CLOCK], metrics=app[METRICS]
         )
         app[DISPATCHER] = dispatcher
+        app[RELOAD_HOOKS].append(_helpdesk_hook(planner, client, dispatcher, limiter))
         app[READINESS].append(ReadinessCheck("helpdesk", _helpdesk_probe(dispatcher)))
         app[READINESS].append(ReadinessCheck("outbox", _outbox_probe(store, app[CLOCK])))
         dispatcher.start()
@@ -314,6 +315,24 @@ async def _dispatching(
         finally:
             # Before the engine stops: the dispatcher records its last outcomes through it.
             await dispatcher.stop()
+
+
+def _helpdesk_hook(
+    planner: TicketPlanner, client: FreshdeskClient, dispatcher: Dispatcher, limiter: RateLimiter
+) -> ReloadHook:
+    def apply(old: Config, new: Config) -> None:
+        if new.helpdesk is None:
+            # Turning tickets off needs a restart; until then keep sending what was queued.
+            log.warning("reload_helpdesk_kept", reason="[helpdesk] removed: restart to stop")
+            return
+        # Templates, fields, budget, intervals and the escalation policy apply to what is
+        # planned and sent from now on; operations already queued keep what they were given.
+        planner.config, planner.escalation = new.helpdesk, new.escalation
+        client.reconfigure(new.helpdesk)
+        dispatcher.reconfigure(new.helpdesk)
+        limiter.set_budget(new.helpdesk.rate_limit_per_minute)
+
+    return apply
 
 
 # An operation pending longer than this means delivery is stuck (helpdesk down, key refused).

@@ -55,8 +55,12 @@ class FreshdeskClient:
     ) -> None:
         self._session = session
         self._metrics = metrics
-        self._config = config
         self._limiter = limiter
+        self.reconfigure(config)
+
+    def reconfigure(self, config: HelpdeskConfig) -> None:
+        """Use `config` from the next request on (a reload: new key, URL or fields)."""
+        self._config = config
         # Basic auth: the API key is the user name; the password is ignored ("X" by custom).
         # Built by hand: aiohttp.BasicAuth is deprecated from aiohttp 3.14 on.
         token = base64.b64encode(f"{config.api_key}:X".encode()).decode()

@@ -23,6 +23,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from alertd import reload
 from alertd.clock import ManualClock
 from connectors.sandbox import SANDBOX, Sandbox, SandboxOptions, create_app
 from tests.support import CRIT, KEY, Client, calls, deliver, notes_text, post
@@ -339,3 +340,24 @@ async def test_freshservice_gets_impact_and_urgency_natively(
     await deliver(client)
     (ticket,) = helpdesk.tickets.values()
     assert (ticket["impact"], ticket["urgency"], ticket["priority"]) == (2, 2, 2)
+
+
+async def test_a_reload_changes_how_new_tickets_look_and_escalate(
+    start: Callable[..., Awaitable[Client]], sandbox: tuple[Sandbox, str], tmp_path: Path
+) -> None:
+    """SIGHUP's reload swaps the helpdesk templates and fields for tickets made from then on."""
+    helpdesk, _ = sandbox
+    client = await start()
+    await post(client, CRIT)
+    await deliver(client)
+    config = tmp_path / "alertd.toml"  # the file the fixture wrote; edit it as an operator would
+    config.write_text(config.read_text() + 'subject_template = "ALERT {host}: {output}"\n')
+    report = await reload.reload(client.app, config, env={})
+    assert report.applied and "helpdesk.subject_template" in report.changed
+    await post(client, {**CRIT, "host": "web-02"})
+    await deliver(client)
+    subjects = [t["subject"] for t in helpdesk.tickets.values()]
+    assert subjects == [
+        "[CRITICAL] web-01 / HTTP: connection refused",
+        "ALERT web-02: connection refused",
+    ]
