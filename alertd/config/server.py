@@ -1,0 +1,88 @@
+"""The process's own sections: [server] (where it listens, request limits), [store] (the SQLite
+file and its durability) and [log]."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from alertd.config.paths import _beside, default_data_dir
+from alertd.config.reader import _int, _one_of, _Table
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
+SYNCHRONOUS_MODES = ("FULL", "NORMAL")
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = 8780
+    max_body_bytes: int = 16 * 1024 * 1024
+    max_results_per_request: int = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class StoreConfig:
+    # No default here: the default lives under the data directory, which depends on the env.
+    path: Path
+    synchronous: str = "FULL"
+
+
+@dataclass(frozen=True, slots=True)
+class LogConfig:
+    level: str = "info"
+
+
+def _server(t: _Table) -> ServerConfig:
+    t.check_keys(("listen", "max_body_bytes", "max_results_per_request"))
+    default = ServerConfig()
+    host, port = default.host, default.port
+    listen = t.get("listen", str, 'a string "host:port"')
+    if listen is not None:
+        try:
+            host, port = _parse_listen(listen)
+        except ValueError as exc:
+            t.add("listen", str(exc))
+    return ServerConfig(
+        host=host,
+        port=port,
+        max_body_bytes=_int(t, "max_body_bytes", default.max_body_bytes, 1),
+        max_results_per_request=_int(
+            t, "max_results_per_request", default.max_results_per_request, 1
+        ),
+    )
+
+
+def _parse_listen(text: str) -> tuple[str, int]:
+    """Split "host:port" or "[v6addr]:port" into (host without brackets, port)."""
+    expected = f'expected "host:port" like "127.0.0.1:8780" or "[::1]:8780", got {text!r}'
+    if text.startswith("["):
+        host, sep, port = text[1:].partition("]:")
+    else:
+        host, sep, port = text.rpartition(":")
+        if ":" in host:
+            raise ValueError(f'an IPv6 address needs brackets, like "[::1]:8780", got {text!r}')
+    if not (sep and host and port.isascii() and port.isdigit()):
+        raise ValueError(expected)
+    if not 1 <= int(port) <= 65535:
+        raise ValueError(f"port must be between 1 and 65535, got {text!r}")
+    return host, int(port)
+
+
+def _store(t: _Table, base: Path | None, env: Mapping[str, str]) -> StoreConfig:
+    t.check_keys(("path", "synchronous"))
+    path = default_data_dir(env) / "alertd.db"
+    given = t.get("path", str, "a string (a file path)")
+    if given == "":
+        t.add("path", "must not be empty")
+    elif given is not None:
+        path = _beside(base, given)
+    # SQLite spells its pragma values in upper case but accepts any case; so do we.
+    synchronous = _one_of(t, "synchronous", SYNCHRONOUS_MODES, "FULL", upper=True)
+    return StoreConfig(path=path, synchronous=synchronous)
+
+
+def _log(t: _Table) -> LogConfig:
+    t.check_keys(("level",))
+    return LogConfig(level=_one_of(t, "level", LOG_LEVELS, "info"))

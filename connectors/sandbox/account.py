@@ -1,0 +1,56 @@
+"""The fake account: what a test can configure (`SandboxOptions`) and what it cannot, the fixed
+ids, paths and limits of Freshdesk API v2 (protocols.md section 1)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+API: Final = "/api/v2"
+STATUSES: Final = (2, 3, 4, 5)
+PRIORITIES: Final = (1, 2, 3, 4)
+SOURCES: Final = (1, 2, 3, 7, 9, 10)
+SERVICE_LEVELS: Final = (1, 2, 3)  # Freshservice impact and urgency
+REQUESTER_FIELDS: Final = (
+    "requester_id",
+    "email",
+    "phone",
+    "twitter_id",
+    "facebook_id",
+    "unique_external_id",
+)
+FLAVOURS: Final = ("freshdesk", "freshservice")
+AGENT_ID: Final = 1  # owner of the API key: the default author of notes
+WINDOW_SECONDS: Final = 60
+LIST_DAYS: Final = 30
+MAX_PER_PAGE: Final = 100
+SEARCH_PAGE_SIZE: Final = 30
+SEARCH_MAX_PAGE: Final = 10
+SEARCH_MAX_QUERY: Final = 512
+
+
+@dataclass(slots=True)
+class SandboxOptions:
+    """How this fake account is configured; the defaults match a new Freshdesk account."""
+
+    api_key: str = "sandbox-key"
+    rate_limit_per_minute: int = 200
+    ticket_types: tuple[str, ...] = ("Question", "Incident", "Problem", "Feature Request")
+    custom_fields: tuple[str, ...] = ()
+    flavour: str = "freshdesk"
+    search_lag_seconds: float = 0.0
+    groups: tuple[int, ...] = ()
+    # [U] Accounts can add their own status ids beyond 2-5.
+    custom_statuses: tuple[int, ...] = ()
+    # [U] Accounts can make ticket fields mandatory. The default enforces alertd's own rule (always
+    # send these five), so a client that leaves one out fails here. Use () to get the API's
+    # documented defaults (status 2, priority 1, source 2) instead.
+    required_fields: tuple[str, ...] = ("subject", "description", "status", "priority", "source")
+    # [U] Extra credits for each `include=` item (sources say 1 or 2).
+    include_cost: int = 1
+
+    def __post_init__(self) -> None:
+        if self.flavour not in FLAVOURS:
+            raise ValueError(f"flavour must be one of {FLAVOURS}, not {self.flavour!r}")
+        if self.rate_limit_per_minute < 1:
+            raise ValueError("rate_limit_per_minute must be at least 1")

@@ -1,0 +1,56 @@
+"""The sandbox as an aiohttp app: its routes (`create_app`) and the `alertd sandbox` runner
+(`serve`)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiohttp import web
+
+from connectors.sandbox.account import API, SandboxOptions
+from connectors.sandbox.endpoints import (
+    _add_note,
+    _conversations,
+    _create_ticket,
+    _delete_ticket,
+    _list_tickets,
+    _search_tickets,
+    _update_ticket,
+    _view_ticket,
+)
+from connectors.sandbox.front_door import _front_door
+from connectors.sandbox.state import SANDBOX, Sandbox
+
+
+def create_app(options: SandboxOptions | None = None) -> web.Application:
+    """The sandbox as an aiohttp app; `app[SANDBOX]` is its state."""
+    app = web.Application(middlewares=[_front_door])
+    app[SANDBOX] = Sandbox(options)
+    one = API + r"/tickets/{ticket_id:\d+}"
+    app.router.add_post(f"{API}/tickets", _create_ticket)
+    app.router.add_get(f"{API}/tickets", _list_tickets)
+    app.router.add_get(one, _view_ticket)
+    app.router.add_put(one, _update_ticket)
+    app.router.add_delete(one, _delete_ticket)
+    app.router.add_post(f"{one}/notes", _add_note)
+    app.router.add_get(f"{one}/conversations", _conversations)
+    app.router.add_get(f"{API}/search/tickets", _search_tickets)
+    return app
+
+
+async def serve(host: str, port: int, options: SandboxOptions) -> None:
+    """Serve the sandbox until cancelled; print where it listens (port 0 picks a free one)."""
+    runner = web.AppRunner(create_app(options))
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, host, port).start()
+        for address in runner.addresses:
+            where = f"[{address[0]}]" if ":" in address[0] else address[0]
+            print(
+                f"sandbox: Freshdesk API v2 at http://{where}:{address[1]}{API}/"
+                f" (Basic auth, user {options.api_key!r}, any password)",
+                flush=True,
+            )
+        await asyncio.Event().wait()
+    finally:
+        await runner.cleanup()

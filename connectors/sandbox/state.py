@@ -1,0 +1,391 @@
+"""The helpdesk's state (`Sandbox`): tickets, notes, contacts, the request log, injected faults,
+the clock, the rate-limit window and the search index with its lag; the API's operations on that
+state; and the app key (`SANDBOX`) under which an app holds it."""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import math
+import time
+from collections import deque
+from collections.abc import Callable, Collection, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+from aiohttp import web
+
+from connectors.sandbox.account import AGENT_ID, REQUESTER_FIELDS, WINDOW_SECONDS, SandboxOptions
+from connectors.sandbox.errors import _FieldError, _invalid, _not_found
+from connectors.sandbox.formats import _iso, _parse_time, _text
+from connectors.sandbox.validation import _is_int, _note_errors, _ticket_errors
+
+# SLA deadlines by priority (first response, resolution) in hours, for tickets that set none.
+_SLA_HOURS: Final = {1: (24, 72), 2: (8, 48), 3: (4, 24), 4: (1, 4)}
+
+
+@dataclass(frozen=True, slots=True)
+class RequestRecord:
+    """One request as received; `status` is None when the connection was dropped unanswered."""
+
+    method: str
+    path: str
+    query: dict[str, str]
+    status: int | None
+    time: float
+    body: Any = None  # decoded JSON when it parsed, else the raw text, else None
+
+
+@dataclass(frozen=True, slots=True)
+class _Fault:
+    status: int
+    retry_after: int | None
+
+
+def _steady_wall_clock() -> Callable[[], float]:
+    """POSIX seconds that never step back: the wall clock at start, then advanced by monotonic."""
+    wall, steady = time.time(), time.monotonic()
+    return lambda: wall + (time.monotonic() - steady)
+
+
+@dataclass(slots=True)
+class _RateWindow:
+    """A fixed one-minute budget that starts with the first request after the last one expired."""
+
+    started: float = -math.inf
+    used: int = 0
+
+    def roll(self, now: float) -> None:
+        if now >= self.started + WINDOW_SECONDS:
+            self.started, self.used = now, 0
+
+    def resets_in(self, now: float) -> int:
+        return max(1, math.ceil(self.started + WINDOW_SECONDS - now))
+
+
+class Sandbox:
+    """The helpdesk's state. Tests inspect it and drive faults, agents and the clock through it."""
+
+    def __init__(self, options: SandboxOptions | None = None) -> None:
+        self.options = options if options is not None else SandboxOptions()
+        self.tickets: dict[int, dict[str, Any]] = {}
+        self.deleted: dict[int, dict[str, Any]] = {}  # deleted or archived: the API answers 404
+        self.notes: dict[int, list[dict[str, Any]]] = {}
+        self.contacts: dict[int, dict[str, Any]] = {}  # requesters, created from email/phone/...
+        self.requests: list[RequestRecord] = []
+        self._now: Callable[[], float] = _steady_wall_clock()
+        self._faults: deque[_Fault] = deque()
+        self._drops = 0
+        self._stalls: deque[float] = deque()
+        self._window = _RateWindow()
+        self._ticket_ids = itertools.count(1)
+        self._note_ids = itertools.count(1)
+        self._contact_ids = itertools.count(9001)
+        self._created: dict[int, float] = {}
+        self._updated: dict[int, float] = {}
+        self._stats: dict[int, dict[str, str | None]] = {}
+        # Per ticket: (indexed at, snapshot or None once deleted). Search sees the newest entry
+        # older than the lag, so a fresh change is invisible and a stale state is still served.
+        self._history: dict[int, list[tuple[float, dict[str, Any] | None]]] = {}
+
+    def now(self) -> float:
+        """The sandbox's current time in POSIX seconds."""
+        return self._now()
+
+    def set_clock(self, now: Callable[[], float]) -> None:
+        """Use `now()` (POSIX seconds) for timestamps, search lag and the rate-limit window."""
+        self._now = now
+
+    def fail_next(self, count: int, status: int = 503, *, retry_after: int | None = None) -> None:
+        """Answer the next `count` requests with `status`, before auth and validation."""
+        if count < 0 or not 400 <= status <= 599:
+            raise ValueError(
+                f"fail_next needs count >= 0 and an error status, got {count}, {status}"
+            )
+        self._faults.extend([_Fault(status, retry_after)] * count)
+
+    def stall_after_create(self, seconds: float, count: int = 1) -> None:
+        """The next `count` creates store the ticket, then wait `seconds` before answering (a
+        slow helpdesk; long enough to kill the client between sending and hearing back)."""
+        self._stalls.extend([seconds] * count)
+
+    def drop_after_create(self, count: int = 1) -> None:
+        """Let the next `count` valid creates store their ticket, then close without answering."""
+        self._drops += count
+
+    def delete(self, ticket_id: int) -> None:
+        """Delete or archive a ticket as an agent would; the API then answers 404 for it."""
+        self.deleted[ticket_id] = self.tickets.pop(ticket_id)
+        self._index(ticket_id, None)
+
+    def agent_update(self, ticket_id: int, **fields: Any) -> None:
+        """Change a ticket by hand, with the API's field rules; this bumps `updated_at`."""
+        ticket = self.tickets[ticket_id]
+        errors = _ticket_errors(fields, self.options, creating=False)
+        if errors:
+            problems = "; ".join(f"{e.field}: {e.message}" for e in errors)
+            raise ValueError(f"agent_update({ticket_id}) rejected: {problems}")
+        self._change(ticket, fields)
+
+    # The API's operations; they raise _Reject, which the middleware answers.
+
+    def _create(self, body: dict[str, Any]) -> dict[str, Any]:
+        errors = _ticket_errors(body, self.options, creating=True) + self._reference_errors(body)
+        if errors:
+            raise _invalid(errors)
+        now = self.now()
+        ticket_id = next(self._ticket_ids)
+        ticket = self._blank_ticket(ticket_id, now, body.get("priority", 1))
+        self._created[ticket_id] = now
+        self._stats[ticket_id] = {
+            "status_updated_at": _iso(now),
+            "pending_since": None,
+            "resolved_at": None,
+            "closed_at": None,
+            "reopened_at": None,
+            "first_responded_at": None,
+            "agent_responded_at": None,
+            "requester_responded_at": None,
+        }
+        self.tickets[ticket_id] = ticket
+        self.notes[ticket_id] = []
+        self._change(ticket, body)
+        return ticket
+
+    def _update(self, ticket_id: int, body: dict[str, Any]) -> dict[str, Any]:
+        ticket = self._existing(ticket_id)
+        errors = _ticket_errors(body, self.options, creating=False) + self._reference_errors(body)
+        if errors:
+            raise _invalid(errors)
+        self._change(ticket, body)
+        return ticket
+
+    def _add_note(self, ticket_id: int, body: dict[str, Any]) -> dict[str, Any]:
+        ticket = self._existing(ticket_id)
+        errors = _note_errors(body)
+        if errors:
+            raise _invalid(errors)
+        stamp = _iso(self.now())
+        note = {
+            "id": next(self._note_ids),
+            "body": body["body"],
+            "body_text": _text(body["body"]),
+            "incoming": body.get("incoming", False),
+            "private": body.get("private", True),
+            "user_id": body.get("user_id", AGENT_ID),
+            "support_email": None,
+            "source": 2,  # 2 = note, 0 = reply
+            "category": 2,
+            "ticket_id": ticket_id,
+            "to_emails": list(body.get("notify_emails", [])),
+            "from_email": None,
+            "cc_emails": [],
+            "bcc_emails": [],
+            "attachments": [],
+            "created_at": stamp,
+            "updated_at": stamp,
+            "last_edited_at": None,
+            "last_edited_user_id": None,
+            "source_additional_info": None,
+        }
+        self.notes[ticket_id].append(note)
+        self._change(ticket, {})  # a note is activity on the ticket: it moves updated_at
+        return note
+
+    def _existing(self, ticket_id: int) -> dict[str, Any]:
+        ticket = self.tickets.get(ticket_id)
+        if ticket is None:
+            raise _not_found()
+        return ticket
+
+    def _take_fault(self) -> _Fault | None:
+        return self._faults.popleft() if self._faults else None
+
+    def _take_drop(self) -> bool:
+        if self._drops <= 0:
+            return False
+        self._drops -= 1
+        return True
+
+    def _blank_ticket(self, ticket_id: int, now: float, priority: Any) -> dict[str, Any]:
+        first, resolve = _SLA_HOURS.get(priority, _SLA_HOURS[1])
+        ticket: dict[str, Any] = {
+            "id": ticket_id,
+            "subject": None,
+            "description": None,
+            "description_text": None,
+            "status": 2,
+            "priority": 1,
+            "source": 2,
+            "type": None,
+            "requester_id": None,
+            "responder_id": None,
+            "group_id": None,
+            "company_id": None,
+            "product_id": None,
+            "email_config_id": None,
+            "cc_emails": [],
+            "fwd_emails": [],
+            "reply_cc_emails": [],
+            "ticket_cc_emails": [],
+            "to_emails": None,
+            "fr_escalated": False,
+            "is_escalated": False,
+            "nr_escalated": False,
+            "spam": False,
+            "due_by": _iso(now + resolve * 3600),
+            "fr_due_by": _iso(now + first * 3600),
+            "nr_due_by": None,
+            "created_at": _iso(now),
+            "updated_at": _iso(now),
+            "tags": [],
+            "custom_fields": dict.fromkeys(self.options.custom_fields),
+            "attachments": [],
+            "association_type": None,
+            "associated_tickets_count": None,
+            "support_email": None,
+            "source_additional_info": None,
+            "form_id": None,
+            "structured_description": None,
+        }
+        if self.options.flavour == "freshservice":
+            ticket |= {
+                "impact": 1,
+                "urgency": 1,
+                "category": None,
+                "sub_category": None,
+                "item_category": None,
+                "department_id": None,
+            }
+        return ticket
+
+    def _change(self, ticket: dict[str, Any], body: Mapping[str, Any]) -> None:
+        """Apply already-validated fields, bump updated_at and queue the result for indexing."""
+        now = self.now()
+        ticket_id: int = ticket["id"]
+        for name, value in body.items():
+            if name in REQUESTER_FIELDS or name == "name":
+                continue
+            if name == "description":
+                ticket["description_text"] = _text(value)
+            elif name == "custom_fields":
+                value = ticket["custom_fields"] | value  # partial, like the rest of an update
+            elif name in ("due_by", "fr_due_by"):
+                value = _iso(_parse_time(value) or now)
+            elif name == "cc_emails":
+                ticket["ticket_cc_emails"] = list(value)
+            elif name == "parent_id":
+                self._link_child(ticket, value)
+                continue
+            elif name == "status" and value != ticket["status"]:
+                self._status_changed(ticket_id, ticket["status"], value, now)
+            ticket[name] = copy.deepcopy(value)
+        if any(name in body for name in REQUESTER_FIELDS):
+            ticket["requester_id"] = self._requester(body)
+        self._updated[ticket_id] = now
+        ticket["updated_at"] = _iso(now)
+        self._index(ticket_id, ticket)
+
+    def _status_changed(self, ticket_id: int, old: int, new: int, now: float) -> None:
+        stats = self._stats[ticket_id]
+        stats["status_updated_at"] = _iso(now)
+        if new == 3:
+            stats["pending_since"] = _iso(now)
+        elif new == 4:
+            stats["resolved_at"] = _iso(now)
+        elif new == 5:
+            stats["closed_at"] = _iso(now)
+        if old in (4, 5) and new not in (4, 5):
+            stats["reopened_at"] = _iso(now)
+
+    def _link_child(self, child: dict[str, Any], parent_id: int) -> None:
+        parent = self.tickets[parent_id]
+        parent["association_type"] = 1  # 1 = parent, 4 = child
+        parent["associated_tickets_count"] = (parent["associated_tickets_count"] or 0) + 1
+        child["association_type"] = 4
+
+    def _reference_errors(self, body: Mapping[str, Any]) -> list[_FieldError]:
+        """Errors that depend on stored data: references to tickets and contacts that must exist."""
+        errors = []
+        parent = body.get("parent_id")
+        if _is_int(parent) and parent not in self.tickets:
+            errors.append(
+                _FieldError(
+                    "parent_id", "There is no ticket matching the parent_id", "invalid_value"
+                )
+            )
+        facebook = body.get("facebook_id")
+        if isinstance(facebook, str) and self._find_contact("facebook_id", facebook) is None:
+            errors.append(
+                _FieldError(
+                    "facebook_id", "There is no contact matching the facebook_id", "invalid_value"
+                )
+            )
+        return errors
+
+    def _requester(self, body: Mapping[str, Any]) -> int:
+        """The requester's contact id: given, found by an identifier, or a new contact."""
+        if "requester_id" in body:
+            return int(body["requester_id"])
+        kind = next(name for name in REQUESTER_FIELDS if name in body)
+        value: str = body[kind]
+        found = self._find_contact(kind, value)
+        if found is not None:
+            return found
+        contact_id = next(self._contact_ids)
+        contact: dict[str, Any] = {
+            "id": contact_id,
+            "name": body.get("name") or value.partition("@")[0],
+            **dict.fromkeys(REQUESTER_FIELDS[1:]),
+        }
+        contact.update({k: body[k] for k in REQUESTER_FIELDS[1:] if k in body})
+        self.contacts[contact_id] = contact
+        return contact_id
+
+    def _find_contact(self, kind: str, value: str) -> int | None:
+        for contact in self.contacts.values():
+            known = contact.get(kind)
+            # Emails are case-insensitive; the other identifiers are compared exactly.
+            if known is not None and (
+                known.lower() == value.lower() if kind == "email" else known == value
+            ):
+                return int(contact["id"])
+        return None
+
+    def _index(self, ticket_id: int, ticket: dict[str, Any] | None) -> None:
+        history = self._history.setdefault(ticket_id, [])
+        history.append((self.now(), copy.deepcopy(ticket)))
+        horizon = self.now() - self.options.search_lag_seconds
+        while len(history) > 1 and history[1][0] <= horizon:
+            history.pop(0)  # superseded by an entry that is already visible
+
+    def _indexed(self) -> Iterator[dict[str, Any]]:
+        """What search sees now: each ticket as it was `search_lag_seconds` ago, if it existed."""
+        horizon = self.now() - self.options.search_lag_seconds
+        for history in self._history.values():
+            visible = None
+            for indexed_at, snapshot in history:
+                if indexed_at > horizon:
+                    break
+                visible = snapshot
+            if visible is not None:
+                yield visible
+
+    def _render(self, ticket: dict[str, Any], includes: Collection[str]) -> dict[str, Any]:
+        """A ticket as the API shows it, with the parts `include=` asks for."""
+        shown = copy.deepcopy(ticket)
+        if "stats" in includes:
+            shown["stats"] = dict(self._stats.get(ticket["id"], {}))
+        if "requester" in includes:
+            requester_id = ticket["requester_id"]
+            shown["requester"] = copy.deepcopy(
+                self.contacts.get(requester_id, {"id": requester_id, "name": None})
+            )
+        if "company" in includes:
+            shown["company"] = {"id": ticket["company_id"]} if ticket["company_id"] else {}
+        if "conversations" in includes:
+            shown["conversations"] = copy.deepcopy(self.notes.get(ticket["id"], [])[:10])
+        return shown
+
+
+SANDBOX: Final = web.AppKey("sandbox", Sandbox)
