@@ -55,7 +55,7 @@ def test_defaults_without_file() -> None:
     assert config.source is None
     assert summary(config) == (
         "config OK: listen 127.0.0.1:8780, store /var/lib/alertd/alertd.db, "
-        "0 auth tokens, 0 impact rules"
+        "0 auth tokens, 0 impact rules, no helpdesk"
     )
 
 
@@ -153,7 +153,7 @@ def test_full_file_round_trips(tmp_path: Path) -> None:
     assert app.matches("web") and not app.matches("webshop")  # regexes match the whole value
     assert summary(config) == (
         "config OK: listen [::1]:9000, store /data/incidents.db, "
-        "1 auth token (auth.tokens), 2 impact rules"
+        "1 auth token (auth.tokens), 2 impact rules, no helpdesk"
     )
 
 
@@ -513,6 +513,9 @@ def test_helpdesk_problems_are_named_and_the_key_stays_secret(tmp_path: Path) ->
     assert config.helpdesk is not None and config.helpdesk.api_key == "sup3r-s3cret-key"
     assert config.helpdesk.url == "https://acme.freshdesk.com"
     assert "sup3r" not in repr(config) + summary(config)
+    assert summary(config).endswith(
+        "helpdesk freshdesk https://acme.freshdesk.com (key from env FD_KEY)"
+    )
 
 
 def test_nrdp_tokens_and_alertmanager_mapping(tmp_path: Path) -> None:

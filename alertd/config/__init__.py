@@ -160,7 +160,17 @@ def summary(config: Config) -> str:
         tokens += f", {_count(len(config.nrdp.tokens), 'NRDP token')}"
         tokens += f" ({', '.join(config.nrdp.token_sources)})"
     rules = _count(len(config.lifecycle.priority.rules), "impact rule")
-    return f"config OK: listen {host}:{server.port}, store {config.store.path}, {tokens}, {rules}"
+    helpdesk = "no helpdesk"
+    if config.helpdesk is not None:
+        # The key's source, never the key.
+        helpdesk = (
+            f"helpdesk {config.helpdesk.kind} {config.helpdesk.url} "
+            f"(key from {config.helpdesk.api_key_source})"
+        )
+    return (
+        f"config OK: listen {host}:{server.port}, store {config.store.path}, {tokens}, "
+        f"{rules}, {helpdesk}"
+    )
 
 
 def _count(n: int, noun: str) -> str:
