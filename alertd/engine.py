@@ -5,6 +5,9 @@ Handlers call `submit()` and await it; the writer task drains everything queued 
 the changed incidents and their events in ONE transaction, commits, and only then answers every
 waiter. Timers (recovery holds, reopen windows) are due times on the incidents; the same task
 wakes at the earliest one, so there is no task per incident and no second writer.
+
+Maintenance windows, heartbeats and the stale sweep are the engine's `Watch` (alertd.watch),
+called at fixed points of each commit and staging into the same `Batch` (alertd.batch).
 """
 
 from __future__ import annotations
@@ -13,12 +16,13 @@ import asyncio
 import contextlib
 import heapq
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from dataclasses import dataclass
+from datetime import datetime
 
 import structlog
 
-from alertd import heartbeats, lifecycle, notices
+from alertd import lifecycle, notices
+from alertd.batch import Batch
 from alertd.clock import Clock
 from alertd.errors import StoreError
 from alertd.heartbeats import Beat, Heartbeat, HeartbeatRemove
@@ -30,22 +34,14 @@ from alertd.model import (
     Incident,
     IncidentKey,
     Notice,
-    NoticeKind,
     Status,
     Transition,
 )
 from alertd.policy import LifecyclePolicy
-from alertd.silences import (
-    Silence,
-    SilenceChange,
-    SilenceExpire,
-    downtime_silence,
-    first_match,
-    is_downtime_of,
-    silence_id,
-)
+from alertd.silences import Silence, SilenceChange, SilenceExpire
 from alertd.store import NewOp, OutboxUpdate, Redrive, Store, TicketLink, WriteBatch
 from alertd.tickets import PlannedOp, TicketPlanner
+from alertd.watch import Watch
 
 log = structlog.get_logger(__name__)
 
@@ -53,9 +49,6 @@ OK_STATES = frozenset({CheckState.OK, CheckState.UP})
 
 # Longest the writer sleeps with nothing queued: bounds the cost of a missed wake-up.
 MAX_IDLE_SECONDS = 30.0
-# The writer looks for stale incidents at least this often (config: stale_after >= 1m).
-STALE_SWEEP = timedelta(minutes=1)
-_DOWNTIME_ENDS = frozenset({NoticeKind.DOWNTIME_ENDED, NoticeKind.DOWNTIME_CANCELLED})
 
 
 # What the writer takes: check results and notices (acks, downtimes, ...) from handlers, in
@@ -70,18 +63,6 @@ Input = (
 class _Submission:
     results: Sequence[Input]
     done: asyncio.Future[None]
-
-
-@dataclass(slots=True)
-class _Batch:
-    """The in-memory side of one group commit: incidents as they will be after it."""
-
-    now: datetime
-    staged: dict[IncidentKey, Incident | None] = field(default_factory=dict)
-    expired: list[IncidentKey] = field(default_factory=list)
-    write: WriteBatch = field(default_factory=WriteBatch)
-    dedup_counts: dict[int, tuple[int, datetime]] = field(default_factory=dict)
-    timers_taken: list[tuple[datetime, int, IncidentKey]] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,15 +110,13 @@ class Engine:
         self._planner = planner
         # Set after a commit that queued ticket operations: the dispatcher's doorbell.
         self.outbox_ready = asyncio.Event()
-        # Silences not yet over, the active ones, and when that set next changes (None: never;
-        # the first commit looks at once). Heartbeats by name. Few of each: plain dicts.
-        self._silences: dict[int, Silence] = {}
-        self._active: dict[int, Silence] = {}
-        self._silence_due: datetime | None = None
-        self._next_silence_id = 1
-        self._heartbeats: dict[str, Heartbeat] = {}
-        self._stale_due: datetime | None = None
-        self._rescan = False  # compare every incident with the silences at the next look
+        # Silences, heartbeats and the stale sweep: timers too, served by the same loop.
+        self._watch = Watch(
+            store, self._cache, get=self._get, stage=self._stage, apply=self._apply,
+            host_problem=self._host_problem,
+        )  # fmt: skip
+        # The open windows, as the hot path checks them: one dict lookup, as before the split.
+        self._active = self._watch.active
 
     # -- lifecycle of the engine itself ----------------------------------------------------------
 
@@ -147,9 +126,9 @@ class Engine:
         for incident in await self._store.load_active(now - self.policy.reopen_window):
             if lifecycle.is_active(incident, now):
                 self._remember(incident)
-        await self._load_watch(now)
+        await self._watch.load(now)
         log.info("engine_started", active_incidents=len(self._cache), next_id=self._next_id,
-                 silences=len(self._silences), heartbeats=len(self._heartbeats))  # fmt: skip
+                 silences=self._watch.silences, heartbeats=self._watch.heartbeats)  # fmt: skip
         self._task = asyncio.create_task(self._run(), name="alertd-writer")
         # Holds that fell due while the daemon was down fire now, before any new input.
         await self.run_timers()
@@ -199,6 +178,18 @@ class Engine:
     def cached(self, key: IncidentKey) -> Incident | None:
         return self._cache.get(key)
 
+    def new_silence_id(self) -> int:
+        """A fresh silence id; handlers take one before they submit the silence (no await
+        between, so ids never collide; a failed commit leaves a gap)."""
+        return self._watch.new_silence_id()
+
+    def silence(self, silence_id_: int) -> Silence | None:
+        """A silence not over yet, by id."""
+        return self._watch.silence(silence_id_)
+
+    def heartbeat(self, name: str) -> Heartbeat | None:
+        return self._watch.heartbeat(name)
+
     # -- the writer task -------------------------------------------------------------------------
 
     async def _run(self) -> None:
@@ -240,11 +231,17 @@ class Engine:
             return min(max(wait, 0.0), MAX_IDLE_SECONDS)
         return MAX_IDLE_SECONDS
 
+    def _watch_timeout(self) -> float:
+        due = self._watch.due()  # a silence's start or end, the stale sweep, a heartbeat
+        if due is None:
+            return MAX_IDLE_SECONDS
+        return max((due - self._clock.now()).total_seconds(), 0.0)
+
     async def _commit_batch(self, subs: list[_Submission]) -> None:
         loop = asyncio.get_running_loop()
         started = loop.time()
         now = self._clock.now()
-        batch = _Batch(now)
+        batch = Batch(now)
         try:
             self._fire_timers(batch, now)
             for sub in subs:
@@ -266,7 +263,7 @@ class Engine:
                     await self._commit_batch([sub])
                 return
             log.error("commit_failed", error=str(exc), submissions=len(subs))
-            await self._reload_watch(now)
+            await self._watch.reload(now)
             failure = exc if isinstance(exc, StoreError) else StoreError(f"commit failed: {exc}")
             for sub in subs:
                 if not sub.done.done():
@@ -290,16 +287,16 @@ class Engine:
 
     # -- applying inputs to the staged view ------------------------------------------------------
 
-    def _get(self, batch: _Batch, key: IncidentKey) -> Incident | None:
+    def _get(self, batch: Batch, key: IncidentKey) -> Incident | None:
         if key in batch.staged:
             return batch.staged[key]
         return self._cache.get(key)
 
-    def _host_problem(self, batch: _Batch, host: str) -> Incident | None:
+    def _host_problem(self, batch: Batch, host: str) -> Incident | None:
         incident = self._get(batch, (host, None))
         return incident if _is_host_problem(incident) else None
 
-    def _apply(self, batch: _Batch, item: Input, now: datetime) -> None:
+    def _apply(self, batch: Batch, item: Input, now: datetime) -> None:
         if type(item) is not CheckResult:
             self._apply_other(batch, item, now)
             return
@@ -312,12 +309,12 @@ class Engine:
             before, item, self.policy, now, new_id=self._next_id, host_problem=host_problem
         )
         if self._active:  # maintenance: cheap to skip, since rarely any window is open
-            transition = self._silenced(transition, now)
+            transition = self._watch.silenced(transition, now)
         self._stage(batch, key, before, transition)
 
-    def _apply_other(self, batch: _Batch, item: Input, now: datetime) -> None:
+    def _apply_other(self, batch: Batch, item: Input, now: datetime) -> None:
         if type(item) is Notice and item.kind.startswith("downtime"):
-            self._downtime(batch, item, now)
+            self._watch.downtime(batch, item, now)
         elif type(item) is Notice:
             key = item.key
             before = self._get(batch, key)
@@ -329,10 +326,10 @@ class Engine:
         elif type(item) is Redrive:
             batch.write.redrive.append(item.row_id)
         else:
-            self._apply_watch(batch, item, now)
+            self._watch.apply(batch, item, now)
 
     def _stage(
-        self, batch: _Batch, key: IncidentKey, before: Incident | None, transition: Transition
+        self, batch: Batch, key: IncidentKey, before: Incident | None, transition: Transition
     ) -> None:
         after = transition.incident
         if after is not None and after.id == self._next_id:
@@ -354,7 +351,7 @@ class Engine:
         if key[1] is None:
             self._absorb_services(batch, before, after)
 
-    def _absorb_services(self, batch: _Batch, before: Incident | None, host: Incident) -> None:
+    def _absorb_services(self, batch: Batch, before: Incident | None, host: Incident) -> None:
         """A host DOWN/UNREACHABLE incident absorbs its services; its recovery releases them."""
         was = _is_host_problem(before)
         now_problem = _is_host_problem(host)
@@ -369,13 +366,13 @@ class Engine:
                 reason = f"host {host.host} is {host.check_state.value} (incident {host.id})"
                 transition = lifecycle.suppress(incident, reason, batch.now)
             elif incident.suppressed_reason and incident.suppressed_reason.startswith("host "):
-                transition = self._release(batch, incident)
+                transition = self._watch.release(batch, incident)
             else:
                 continue
             self._stage(batch, key, incident, transition)
 
-    def _fire_timers(self, batch: _Batch, now: datetime) -> None:
-        self._fire_watch(batch, now)
+    def _fire_timers(self, batch: Batch, now: datetime) -> None:
+        self._watch.fire(batch, now, self.policy)
         while self._timers and self._timers[0][0] <= now:
             entry = heapq.heappop(self._timers)
             batch.timers_taken.append(entry)
@@ -394,7 +391,7 @@ class Engine:
                 self._fire_ticket_timers(batch, key, now, self._planner)
 
     def _fire_ticket_timers(
-        self, batch: _Batch, key: IncidentKey, now: datetime, planner: TicketPlanner
+        self, batch: Batch, key: IncidentKey, now: datetime, planner: TicketPlanner
     ) -> None:
         incident = self._get(batch, key)
         if incident is None or not any(
@@ -406,7 +403,7 @@ class Engine:
         batch.write.events.extend((updated.id, e) for e in events)
         self._queue_ops(batch, updated.id, ops, now)
 
-    def _finish(self, batch: _Batch, now: datetime) -> None:
+    def _finish(self, batch: Batch, now: datetime) -> None:
         """Turn the staged view into rows: one upsert per changed incident, coalesced dedups,
         and the ticket operations the changes imply (same transaction: the outbox)."""
         by_incident: dict[int, list[Event]] = {}
@@ -427,7 +424,7 @@ class Engine:
             batch.write.upserts.append((incident, self._due(incident)))
 
     def _queue_ops(
-        self, batch: _Batch, incident_id: int, ops: list[PlannedOp], now: datetime
+        self, batch: Batch, incident_id: int, ops: list[PlannedOp], now: datetime
     ) -> None:
         batch.write.new_ops.extend(
             NewOp(incident_id, op.op.value, op.payload, op.priority, op.not_before or now)
@@ -442,7 +439,7 @@ class Engine:
         timers = [t for t in (due, *self._planner.timers(incident)) if t is not None]
         return min(timers) if timers else None
 
-    def _publish(self, batch: _Batch, now: datetime) -> None:
+    def _publish(self, batch: Batch, now: datetime) -> None:
         """After a successful commit: the staged view becomes the cache."""
         for key in batch.expired:
             if key not in batch.staged:
@@ -474,177 +471,6 @@ class Engine:
                 services.discard(service)
                 if not services:
                     del self._services_by_host[host]
-
-    # -- silences, staleness and heartbeats ------------------------------------------------------
-    # Timers too, served by the same loop: a silence's start and end, the stale sweep, and each
-    # heartbeat's due time. Their state is small, kept in memory and written through batches.
-
-    def new_silence_id(self) -> int:
-        """A fresh silence id; handlers take one before they submit the silence (no await
-        between, so ids never collide; a failed commit leaves a gap)."""
-        self._next_silence_id += 1
-        return self._next_silence_id - 1
-
-    def silence(self, silence_id_: int) -> Silence | None:
-        """A silence not over yet, by id."""
-        return self._silences.get(silence_id_)
-
-    def heartbeat(self, name: str) -> Heartbeat | None:
-        return self._heartbeats.get(name)
-
-    async def _load_watch(self, now: datetime) -> None:
-        self._next_silence_id = await self._store.max_silence_id() + 1
-        self._silences = {s.id: s for s in await self._store.load_silences(now)}
-        self._heartbeats = {h.name: h for h in await self._store.load_heartbeats()}
-        # The first commit compares every incident with the windows open now, which also
-        # releases incidents held by a silence that ended while the daemon was down.
-        self._active = {}
-        self._silence_due = self._stale_due = now
-        self._rescan = True
-
-    async def _reload_watch(self, now: datetime) -> None:
-        """After a failed commit: memory goes back to what the store holds."""
-        handed_out = self._next_silence_id  # ids handlers hold for submissions still queued
-        with contextlib.suppress(StoreError):
-            await self._load_watch(now)
-        self._next_silence_id = max(self._next_silence_id, handed_out)
-
-    def _watch_timeout(self) -> float:
-        dues = [d for d in (self._silence_due, self._stale_due) if d is not None]
-        dues += [h.due for h in self._heartbeats.values()]
-        if not dues:
-            return MAX_IDLE_SECONDS
-        return max((min(dues) - self._clock.now()).total_seconds(), 0.0)
-
-    def _fire_watch(self, batch: _Batch, now: datetime) -> None:
-        # Staleness first: a hold that ends as the data stops must not resolve the incident.
-        if self._stale_due is not None and self._stale_due <= now:
-            self._sweep_stale(batch, now)
-        if self._silence_due is not None and self._silence_due <= now:
-            self._turn_silences(batch, now)
-        for hb in list(self._heartbeats.values()):
-            if hb.due <= now:
-                missed, result = heartbeats.miss(hb, now)
-                self._heartbeats[hb.name] = missed
-                batch.write.heartbeats.append(missed)
-                self._apply(batch, result, now)
-
-    def _sweep_stale(self, batch: _Batch, now: datetime) -> None:
-        """Mark stale every open or recovering incident whose check went quiet."""
-        upcoming = now + STALE_SWEEP
-        for key in list(self._cache):
-            incident = self._get(batch, key)
-            deadline = None if incident is None else lifecycle.stale_deadline(incident, self.policy)
-            if incident is None or deadline is None:
-                continue
-            if deadline <= now:
-                self._stage(batch, key, incident, lifecycle.mark_stale(incident, now))
-            else:
-                upcoming = min(upcoming, deadline)
-        self._stale_due = upcoming
-
-    def _apply_watch(self, batch: _Batch, item: Input, now: datetime) -> None:
-        if type(item) is SilenceChange:
-            self._silences[item.silence.id] = item.silence
-            batch.write.silences.append(item.silence)
-            self._turn_silences(batch, now)
-        elif type(item) is SilenceExpire:
-            live = self._silences.get(item.silence_id)
-            if live is not None:
-                batch.write.silences.append(live.expire(now))
-                self._silences[live.id] = live.expire(now)
-                self._turn_silences(batch, now)
-        elif type(item) is Beat:
-            before = self._heartbeats.get(item.name)
-            after, result = heartbeats.beat(before, item)
-            self._heartbeats[item.name] = after
-            batch.write.heartbeats.append(after)
-            if result is not None:
-                self._apply(batch, result, now)
-        elif type(item) is HeartbeatRemove and item.name in self._heartbeats:
-            del self._heartbeats[item.name]
-            batch.write.heartbeat_deletes.append(item.name)
-
-    def _downtime(self, batch: _Batch, notice: Notice, now: datetime) -> None:
-        """A Nagios downtime starts or ends the equivalent silence (one per host/service)."""
-        host, service = notice.key
-        mine = [s for s in self._silences.values() if is_downtime_of(s, host, service)]
-        if notice.kind in _DOWNTIME_ENDS:
-            for silence in mine:
-                self._apply_watch(batch, SilenceExpire(silence.id), now)
-        elif not [s for s in mine if s.is_active(now)]:
-            silence = downtime_silence(
-                self.new_silence_id(), notice.host, notice.service, notice.author,
-                notice.comment, min(notice.at, now),
-            )  # fmt: skip
-            self._apply_watch(batch, SilenceChange(silence), now)
-
-    def _turn_silences(self, batch: _Batch, now: datetime) -> None:
-        """Windows that opened suppress what they match; those that closed release it."""
-        started: list[Silence] = []
-        ended = False
-        for sid, silence in list(self._silences.items()):
-            if silence.is_active(now):
-                if self._active.get(sid) != silence:
-                    started.append(silence)
-                self._active[sid] = silence
-            else:
-                ended |= self._active.pop(sid, None) is not None
-                if silence.is_expired(now):
-                    del self._silences[sid]
-        for sid in [sid for sid in self._active if sid not in self._silences]:
-            ended |= self._active.pop(sid, None) is not None
-        changes = [s.next_change(now) for s in self._silences.values()]
-        self._silence_due = min((c for c in changes if c is not None), default=None)
-        if started or ended or self._rescan:
-            self._rescan = False
-            self._rematch(batch, started, now)
-
-    def _rematch(self, batch: _Batch, started: list[Silence], now: datetime) -> None:
-        for key in list(self._cache.keys() | batch.staged.keys()):
-            incident = self._get(batch, key)
-            if incident is None or incident.status is Status.RESOLVED:
-                continue
-            if not incident.suppressed:
-                silence = first_match(started, incident.host, incident.service, incident.labels)
-                if silence is not None:
-                    self._stage(batch, key, incident, self._suppress(incident, silence, now))
-                continue
-            held_by = silence_id(incident.suppressed_reason)
-            if held_by is not None and held_by not in self._active:
-                self._stage(batch, key, incident, self._release(batch, incident))
-
-    def _silenced(self, transition: Transition, now: datetime) -> Transition:
-        """`transition`, with its incident suppressed if an open window matches it."""
-        incident = transition.incident
-        if incident is None or incident.suppressed or incident.status is Status.RESOLVED:
-            return transition
-        silence = first_match(self._active.values(), incident.host, incident.service,
-                              incident.labels)  # fmt: skip
-        if silence is None:
-            return transition
-        held = self._suppress(incident, silence, now)
-        return Transition(held.incident, transition.events + held.events, transition.discarded)
-
-    def _suppress(self, incident: Incident, silence: Silence, now: datetime) -> Transition:
-        held = lifecycle.suppress(incident, silence.reason, now)
-        extra = {"silence": silence.id, "author": silence.author, "comment": silence.comment,
-                 "source": silence.source}  # fmt: skip
-        events = tuple(Event(e.kind, e.at, {**e.detail, **extra}) for e in held.events)
-        return Transition(held.incident, events)
-
-    def _release(self, batch: _Batch, incident: Incident) -> Transition:
-        """Lift a host's or a silence's hold, unless another still applies."""
-        now = batch.now
-        silence = first_match(self._active.values(), incident.host, incident.service,
-                              incident.labels)  # fmt: skip
-        if silence is not None:
-            return self._suppress(incident, silence, now)
-        host = None if incident.service is None else self._host_problem(batch, incident.host)
-        if host is not None:
-            reason = f"host {host.host} is {host.check_state.value} (incident {host.id})"
-            return lifecycle.suppress(incident, reason, now)
-        return lifecycle.unsuppress(incident, now)
 
 
 def _is_host_problem(incident: Incident | None) -> bool:
