@@ -3,14 +3,15 @@
 pending -> open -> recovering -> resolved, with reopening, Nagios soft/hard emulation, flap
 detection, priority and absorption by the host's incident (design.md "Incident lifecycle",
 protocols.md 5). No I/O and no clock: time arrives as `now` (aware UTC), and timers are due times
-stored on the incident that `tick` fires and `due_at` reports to the scheduler.
+stored on the incident that `tick` fires and `due_at` reports to the scheduler. When a silent
+check's incident turns stale, and its observed interval, are alertd.staleness's.
 
 `apply` is on the ingest hot path, so each call builds at most one new Incident.
 """
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from alertd.flapping import next_flapping, percent_state_change, record
@@ -25,8 +26,14 @@ from alertd.model import (
     Status,
     Transition,
 )
-from alertd.policy import STALE_FACTOR, STALE_MINIMUM, LifecyclePolicy
+from alertd.policy import LifecyclePolicy
 from alertd.priority import evaluate
+
+# Staleness is alertd.staleness's: every update observes the interval, and the stale helpers
+# stay importable from here.
+from alertd.staleness import mark_stale as mark_stale
+from alertd.staleness import observed_interval as _observed
+from alertd.staleness import stale_deadline as stale_deadline
 
 # Longest check output copied into an event's detail; the incident keeps the full text.
 OUTPUT_LIMIT = 200
@@ -154,30 +161,6 @@ def due_at(incident: Incident) -> datetime | None:
     return None
 
 
-def stale_deadline(incident: Incident, policy: LifecyclePolicy) -> datetime | None:
-    """When an open or recovering incident whose check stays silent becomes stale; None if
-    it cannot (other status, already stale, or "auto" with no interval observed yet)."""
-    status = incident.status
-    if incident.stale or (status is not _OPEN and status is not _RECOVERING):
-        return None
-    after = policy.stale_after
-    if after is None:
-        if incident.interval is None:
-            return None
-        after = max(STALE_MINIMUM, timedelta(seconds=incident.interval * STALE_FACTOR))
-    return incident.last_seen + after
-
-
-def mark_stale(incident: Incident, now: datetime) -> Transition:
-    """The check stopped reporting: flag the incident (it is not resolved by silence)."""
-    detail: Detail = {
-        "last_seen": incident.last_seen.isoformat(),
-        "interval_seconds": None if incident.interval is None else round(incident.interval),
-        "status": incident.status.value,
-    }
-    return Transition(incident._replace(stale=True), (Event(EventKind.STALE, now, detail),))
-
-
 def _freshened(
     transition: Transition, before: Incident, result: CheckResult, now: datetime
 ) -> Transition:
@@ -192,21 +175,6 @@ def _freshened(
     }
     fresh = Event(EventKind.FRESH, now, detail)
     return Transition(after, (fresh, *transition.events), transition.discarded)
-
-
-# Results closer than this are one batch of a spool or a retry, not the check's rhythm.
-_MIN_GAP = 1.0
-# Weight of the newest gap in the smoothed interval.
-_GAP_WEIGHT = 0.3
-
-
-def _observed(incident: Incident, result: CheckResult) -> float | None:
-    """The smoothed gap between the check's results, with `result` counted."""
-    gap = (result.timestamp - incident.last_seen).total_seconds()
-    previous = incident.interval
-    if gap < _MIN_GAP:
-        return previous
-    return gap if previous is None else previous + _GAP_WEIGHT * (gap - previous)
 
 
 def suppress(incident: Incident, reason: str, now: datetime) -> Transition:

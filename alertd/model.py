@@ -264,7 +264,7 @@ class Incident(NamedTuple):
     update_due: datetime | None = None
     update_from: int = 0
     # Staleness: the observed gap between results (seconds, smoothed) and whether the check
-    # has stopped reporting (alertd.lifecycle.stale_deadline).
+    # has stopped reporting (alertd.staleness.stale_deadline).
     interval: float | None = None
     stale: bool = False
 

@@ -13,7 +13,7 @@ import contextlib
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 
-from alertd import heartbeats, lifecycle
+from alertd import heartbeats, lifecycle, staleness
 from alertd.batch import Batch
 from alertd.errors import StoreError
 from alertd.heartbeats import Beat, Heartbeat, HeartbeatRemove
@@ -143,11 +143,11 @@ class Watch:
         upcoming = now + STALE_SWEEP
         for key in list(self._cache):
             incident = self._get(batch, key)
-            deadline = None if incident is None else lifecycle.stale_deadline(incident, policy)
+            deadline = None if incident is None else staleness.stale_deadline(incident, policy)
             if incident is None or deadline is None:
                 continue
             if deadline <= now:
-                self._stage(batch, key, incident, lifecycle.mark_stale(incident, now))
+                self._stage(batch, key, incident, staleness.mark_stale(incident, now))
             else:
                 upcoming = min(upcoming, deadline)
         self._stale_due = upcoming
