@@ -340,6 +340,8 @@ class Engine:
             batch.dedup_counts.pop(before.id, None)
         elif after is not before or transition.events:  # events need planning too
             batch.staged[key] = after
+        if key[1] is None:
+            self._absorb_services(batch, key[0], before, after)
         if after is None:
             return
         for event in transition.events:
@@ -348,21 +350,22 @@ class Engine:
                 batch.dedup_counts[after.id] = (count + 1, event.at)
             else:
                 batch.write.events.append((after.id, event))
-        if key[1] is None:
-            self._absorb_services(batch, before, after)
 
-    def _absorb_services(self, batch: Batch, before: Incident | None, host: Incident) -> None:
-        """A host DOWN/UNREACHABLE incident absorbs its services; its recovery releases them."""
+    def _absorb_services(
+        self, batch: Batch, host_name: str, before: Incident | None, host: Incident | None
+    ) -> None:
+        """A host DOWN/UNREACHABLE incident absorbs its services; its recovery (or a soft
+        recovery that discards it) releases them."""
         was = _is_host_problem(before)
         now_problem = _is_host_problem(host)
         if was == now_problem:
             return
-        for service in sorted(self._services_by_host.get(host.host, ())):
-            key = (host.host, service)
+        for service in sorted(self._services_by_host.get(host_name, ())):
+            key = (host_name, service)
             incident = self._get(batch, key)
             if incident is None or incident.status is Status.RESOLVED:
                 continue
-            if now_problem:
+            if now_problem and host is not None:
                 reason = f"host {host.host} is {host.check_state.value} (incident {host.id})"
                 transition = lifecycle.suppress(incident, reason, batch.now)
             elif incident.suppressed_reason and incident.suppressed_reason.startswith("host "):
@@ -474,8 +477,10 @@ class Engine:
 
 
 def _is_host_problem(incident: Incident | None) -> bool:
+    # A pending (SOFT) host problem absorbs too: Nagios forces a service of a host in any
+    # problem state HARD at once, and its OCSP forwards that before the host is HARD itself.
     return (
         incident is not None
-        and incident.status is Status.OPEN
+        and (incident.status is Status.OPEN or incident.status is Status.PENDING)
         and incident.check_state.is_host_problem
     )

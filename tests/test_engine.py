@@ -13,7 +13,7 @@ import pytest
 from alertd.clock import ManualClock
 from alertd.engine import Engine
 from alertd.errors import StoreError
-from alertd.model import CheckResult, CheckState, Notice, NoticeKind, Status
+from alertd.model import CheckResult, CheckState, Notice, NoticeKind, StateType, Status
 from alertd.policy import LifecyclePolicy
 from alertd.store import Store
 
@@ -118,3 +118,25 @@ async def test_notices_go_through_the_same_commit_and_are_stored(
         await store.close()
     assert stored is not None and stored.acknowledged
     assert (stored.ack_author, stored.ack_comment, stored.ack_sticky) == ("bob", "looking", True)
+
+
+async def test_a_soft_host_down_already_absorbs_its_services(
+    engine: Engine, clock: ManualClock
+) -> None:
+    """As seen with a real Nagios: the host is DOWN but still SOFT when its service's check,
+    forced HARD by Nagios, arrives through OCSP. The service is absorbed at once (no ticket
+    storm); when the host recovers before it was confirmed, the service is released."""
+    soft_down = CheckResult("db", None, CheckState.DOWN, clock.now(), state_type=StateType.SOFT,
+                            attempt=1, max_attempts=3)  # fmt: skip
+    await engine.submit([soft_down])
+    host = engine.cached(("db", None))
+    assert host is not None and host.status is Status.PENDING
+    await engine.submit([crit("db", clock, "MySQL")])
+    mysql = engine.cached(("db", "MySQL"))
+    assert mysql is not None and mysql.status is Status.OPEN and mysql.suppressed
+    assert mysql.suppressed_reason == "host db is DOWN (incident 1)"
+
+    await engine.submit([CheckResult("db", None, CheckState.UP, clock.now())])
+    assert engine.cached(("db", None)) is None  # a soft recovery: no host incident remains
+    mysql = engine.cached(("db", "MySQL"))
+    assert mysql is not None and not mysql.suppressed
