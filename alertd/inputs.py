@@ -11,7 +11,7 @@ from aiohttp import web
 
 from alertd.api import read_json
 from alertd.errors import NrdpRefusal, UnsupportedMedia
-from alertd.server import CLOCK, CONFIG, ENGINE, LIVE, token_matches
+from alertd.server import CLOCK, CONFIG, ENGINE, INGEST_SOURCES, LIVE, METRICS, token_matches
 from connectors import nrdp
 from connectors.alertmanager import parse_webhook
 from connectors.nagios import parse_payload
@@ -26,6 +26,11 @@ def add_routes(app: web.Application) -> None:
         app.router.add_post(path, nrdp_request)
     app.router.add_post("/api/v1/nagios", post_nagios)
     app.router.add_post("/api/v1/alertmanager", post_alertmanager)
+    # Refusals on these paths are counted per input (alertd_ingest_rejected_total).
+    app[INGEST_SOURCES].update(
+        {"/nrdp": "nrdp", "/nrdp/": "nrdp", "/api/v1/nagios": "nagios",
+         "/api/v1/alertmanager": "alertmanager"}
+    )  # fmt: skip
 
 
 async def nrdp_request(request: web.Request) -> web.Response:
@@ -45,9 +50,12 @@ async def nrdp_request(request: web.Request) -> web.Response:
     if cmd == "submitcheck":
         results = nrdp.parse_submitcheck(form, now, limit)
         await request.app[ENGINE].submit(results)
+        request.app[METRICS].results_accepted("nrdp", results)
         return _answer(nrdp.processed(fmt, len(results)))
     if cmd in ("submitcmd", "submitrawcmd"):
-        await request.app[ENGINE].submit(nrdp.parse_submitcmd(form, now, limit))
+        items = nrdp.parse_submitcmd(form, now, limit)
+        await request.app[ENGINE].submit(items)
+        request.app[METRICS].results_accepted("nrdp", items)
         return _answer(nrdp.reply(fmt, 0, "OK"))
     return web.Response(text="No command specified or request handler", content_type="text/plain")
 
@@ -81,6 +89,7 @@ async def post_nagios(request: web.Request) -> web.Response:
     now = request.app[CLOCK].now()
     items = parse_payload(payload, now, config.server.max_results_per_request)
     await request.app[ENGINE].submit(items)
+    request.app[METRICS].results_accepted("nagios", items)
     return web.json_response({"accepted": len(items)}, status=202)
 
 
@@ -93,4 +102,5 @@ async def post_alertmanager(request: web.Request) -> web.Response:
         payload, config.alertmanager, now, config.server.max_results_per_request
     )
     await request.app[ENGINE].submit(results)
+    request.app[METRICS].results_accepted("alertmanager", results)
     return web.json_response({"accepted": len(results), "ignored": ignored})

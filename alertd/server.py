@@ -105,6 +105,8 @@ def error_response(
 def _reject_reason(exc: BaseException) -> str:
     if isinstance(exc, AuthError):
         return "unauthorized"
+    if isinstance(exc, NrdpRefusal) and "TOKEN" in exc.code:  # NO TOKEN, BAD TOKEN, ...
+        return "unauthorized"
     if isinstance(exc, PayloadTooLarge | web.HTTPRequestEntityTooLarge):
         return "too_large"
     if isinstance(exc, UnsupportedMedia):

@@ -38,6 +38,12 @@ def add_parser(sub: Any) -> None:
 
     expire = actions.add_parser("expire", help="end a silence now")
     expire.add_argument("id", type=int)
+    # Also after the action, as `alertd incidents` takes them (SUPPRESS: not given there,
+    # they keep what was given before the action, or the default).
+    for action in (add, listing, expire):
+        action.add_argument("--url", default=argparse.SUPPRESS, help="alertd's address")
+        action.add_argument("--token-file", type=Path, default=argparse.SUPPRESS,
+                            help="API token file (else $ALERTD_TOKEN)")  # fmt: skip
 
 
 def main(args: argparse.Namespace) -> int:

@@ -75,6 +75,8 @@ async def test_every_captured_client_request_is_stored(make_client: MakeClient, 
     assert found == expected
     if request["mode"] == "host":
         assert (await incidents(client))[0]["state_type"] == "HARD"  # passive host: HARD
+    metrics = await (await client.get("/metrics")).text()
+    assert f'alertd_results_received_total{{source="nrdp",state="{expected[0][1]}"}}' in metrics
 
 
 async def test_replies_take_the_format_of_the_request(make_client: MakeClient) -> None:
@@ -117,6 +119,8 @@ async def test_token_errors_are_nrdp_refusals(
     assert message in body
     assert TOKEN not in body
     assert stored_incidents(tmp_path) == []
+    metrics = await (await client.get("/metrics")).text()
+    assert 'alertd_ingest_rejected_total{reason="unauthorized",source="nrdp"} 1.0' in metrics
 
 
 GOOD = "<checkresult type='host'><hostname>web-01</hostname><state>1</state></checkresult>"
