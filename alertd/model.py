@@ -280,10 +280,6 @@ class Incident(NamedTuple):
     def urgency(self) -> Level:
         return self.reason.urgency
 
-    @property
-    def is_host(self) -> bool:
-        return self.service is None
-
 
 @dataclass(frozen=True, slots=True)
 class Transition:

@@ -69,7 +69,6 @@ class HelpdeskHealth:
 
     authorised: bool = True
     last_error: str | None = None
-    last_success: datetime | None = None
 
 
 class Dispatcher:
@@ -250,7 +249,6 @@ class Dispatcher:
             )
             return [_update(row, "pending", started, now + delay, row.attempts + 1, str(exc))]
         self.health.authorised = True
-        self.health.last_success = now
         return items
 
     def _dead(self, row: OutboxRow, exc: HelpdeskError) -> OutboxUpdate:

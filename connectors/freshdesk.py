@@ -66,7 +66,6 @@ class FreshdeskClient:
         token = base64.b64encode(f"{config.api_key}:X".encode()).decode()
         self._headers = {"Accept": "application/json", "Authorization": f"Basic {token}"}
         self._base = f"{config.url}/api/v2"
-        self.requests_sent = 0
 
     # -- tickets --------------------------------------------------------------------------------
 
@@ -218,7 +217,6 @@ class FreshdeskClient:
     async def _once(self, call: _Call) -> Any:
         """One paced request, counted in the metrics by its outcome."""
         await self._limiter.acquire()
-        self.requests_sent += 1
         started = time.monotonic()
         outcome = "transient_error"
         try:
