@@ -73,6 +73,8 @@ def apply(
         fresh = incident._replace(stale=False)
         after = apply(fresh, result, policy, now, new_id=new_id, host_problem=host_problem)
         return _freshened(after, incident, result, now)
+    if _same_check_again(incident, result):
+        return Transition(incident)
     if host_problem is None and _is_plain_repeat(incident, result):
         return _repeat(incident, result, now)
     if result.state.is_ok:
@@ -80,6 +82,20 @@ def apply(
     if incident.status is _RESOLVED and not _may_reopen(incident, now):
         return _create(result, policy, now, new_id, host_problem)
     return _problem(incident, result, policy, now, host_problem)
+
+
+def _same_check_again(incident: Incident, result: CheckResult) -> bool:
+    """One Nagios check delivered twice (by the OCSP command and by its notification, both
+    stamped with the check's time): the second changes nothing. Only for Nagios, whose
+    results carry the check's own time; other sources stamp results on receipt."""
+    return (
+        result.source == "nagios"
+        and result.timestamp == incident.last_seen
+        and result.state is incident.check_state
+        and (result.state_type is None or result.state_type is incident.state_type)
+        and (result.attempt is None or result.attempt == incident.attempt)
+        and incident.status is not _RESOLVED
+    )
 
 
 def _is_plain_repeat(incident: Incident, result: CheckResult) -> bool:

@@ -123,6 +123,11 @@ class _Reader:
         if kind and kind not in RESULTS:
             known = ", ".join((*RESULTS, *NOTICES))
             self.problem(BadValue(PREFIX + "NOTIFICATIONTYPE", f"{kind!r} is not one of {known}"))
+        # The check's own time when Nagios gives it: the OCSP command and a notification of
+        # the same check then carry the same time, and alertd counts that check once.
+        checked = self.get(f"LAST{obj}CHECK").strip()
+        if checked.isdigit() and int(checked) > 0:
+            at = self.read(lambda: _epoch(checked, now), at)
         state = self.read(lambda: self.state(obj), CheckState.UNKNOWN)
         state_type = StateType.HARD if kind else self.read(lambda: self.state_type(obj), None)
         attempt = self.read(lambda: _count(self.get(f"{obj}ATTEMPT"), f"{obj}ATTEMPT"), None)

@@ -220,3 +220,20 @@ async def test_bad_macro_sets_are_refused_naming_each_macro(
         "Content-Type": "text/plain"})  # fmt: skip
     assert response.status == 415
     assert stored_incidents(tmp_path) == []
+
+
+async def test_one_check_seen_by_ocsp_and_by_its_notification_counts_once(
+    make_client: MakeClient, clock: ManualClock
+) -> None:
+    """Found with a real Nagios 4: with OCSP and notifications both on, the HARD check that
+    notifies arrives twice, stamped with the same check time; it is one occurrence, and a
+    later check of the same state counts again."""
+    clock.advance(timedelta(days=400))  # past the captures' check times (no capping to now)
+    client = await make_client()
+    await post(client, "ocsp_hard_critical")
+    await post(client, "notification_problem")
+    assert (await one(client))["occurrences"] == 1
+    later = {**sample("nagios_ocsp_hard_critical"), "NAGIOS_LASTSERVICECHECK": "1795324269"}
+    response = await client.post("/api/v1/nagios", json=later)
+    assert response.status == 202
+    assert (await one(client))["occurrences"] == 2
