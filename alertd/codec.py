@@ -42,6 +42,27 @@ def parse_ts(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value)
 
 
+def wire_time(value: object) -> datetime:
+    """A time as clients send it: RFC 3339 with an offset, or epoch seconds; in UTC.
+
+    Raises ValueError with a message for the client (what is wrong with the value).
+    """
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        try:
+            return datetime.fromtimestamp(value, UTC)
+        except (OverflowError, OSError, ValueError):
+            raise ValueError(f"epoch seconds out of range: {value}") from None
+    if isinstance(value, str):
+        try:
+            moment = datetime.fromisoformat(value)
+        except ValueError:
+            raise ValueError(f"{value!r} is not an RFC 3339 time") from None
+        if moment.tzinfo is None:
+            raise ValueError(f"{value!r} has no UTC offset (add Z or +00:00)")
+        return moment.astimezone(UTC)
+    raise ValueError("expected an RFC 3339 string or epoch seconds")
+
+
 def req_ts(value: str) -> datetime:
     return datetime.fromisoformat(value)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from types import MappingProxyType
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from aiohttp import web
 
 from alertd.api import read_json
+from alertd.codec import wire_time
 from alertd.config import parse_duration
 from alertd.errors import InputError, ItemProblem, NotFoundError
 from alertd.policy import Pattern
@@ -188,24 +189,11 @@ def _time(payload: Mapping[str, Any], name: str, problems: _Problems) -> datetim
     value = payload.get(name)
     if value is None:
         return None
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        try:
-            return datetime.fromtimestamp(value, UTC)
-        except (OverflowError, OSError, ValueError):
-            problems.add(name, f"epoch seconds out of range: {value}")
-            return None
-    if isinstance(value, str):
-        try:
-            moment = datetime.fromisoformat(value)
-        except ValueError:
-            problems.add(name, f"{value!r} is not an RFC 3339 time")
-            return None
-        if moment.tzinfo is None:
-            problems.add(name, f"{value!r} has no UTC offset (add Z or +00:00)")
-            return None
-        return moment.astimezone(UTC)
-    problems.add(name, "expected an RFC 3339 string or epoch seconds")
-    return None
+    try:
+        return wire_time(value)
+    except ValueError as exc:
+        problems.add(name, str(exc))
+        return None
 
 
 def _end(

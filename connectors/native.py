@@ -7,9 +7,10 @@ naming every bad item and field, so a client can fix a whole batch from one answ
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
+from alertd.codec import wire_time
 from alertd.errors import InputError, ItemProblem
 from alertd.model import HOST_STATES, SERVICE_STATES, CheckResult, CheckState, StateType
 
@@ -224,20 +225,10 @@ def _timestamp(item: Mapping[str, Any], now: datetime) -> datetime:
     value = item.get("timestamp")
     if value is None:
         return now
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        try:
-            return datetime.fromtimestamp(value, UTC)
-        except (OverflowError, OSError, ValueError) as exc:
-            raise _Bad("timestamp", f"epoch seconds out of range: {value}") from exc
-    if isinstance(value, str):
-        try:
-            parsed = datetime.fromisoformat(value)
-        except ValueError as exc:
-            raise _Bad("timestamp", f"{value!r} is not an RFC 3339 time") from exc
-        if parsed.tzinfo is None:
-            raise _Bad("timestamp", f"{value!r} has no UTC offset (add Z or +00:00)")
-        return parsed.astimezone(UTC)
-    raise _Bad("timestamp", f"expected RFC 3339 string or epoch seconds, got {_kind(value)}")
+    try:
+        return wire_time(value)
+    except ValueError as exc:
+        raise _Bad("timestamp", str(exc)) from exc
 
 
 def _labels(item: Mapping[str, Any], _now: datetime) -> Mapping[str, str]:
