@@ -105,6 +105,8 @@ async def _serve(
         finally:
             for waiter in waiters:
                 waiter.cancel()
+            # Cancelled tasks are awaited: nothing is left pending when the loop closes.
+            await asyncio.gather(*waiters, return_exceptions=True)
         if stop.is_set():
             return
         if hup.is_set():
