@@ -36,6 +36,7 @@ from alertd.model import (
     Notice,
     Status,
     Transition,
+    key_text,
 )
 from alertd.policy import LifecyclePolicy
 from alertd.silences import Silence, SilenceChange, SilenceExpire
@@ -200,7 +201,14 @@ class Engine:
                 first = _Submission((), asyncio.get_running_loop().create_future())
             subs, stop = self._drain(first)
             if subs:
-                await self._commit_batch(subs)
+                try:
+                    await self._commit_batch(subs)
+                except Exception as exc:  # the writer must outlive any failure
+                    log.exception("writer_round_failed")
+                    failure = StoreError(f"commit failed: {exc}")
+                    for sub in subs:
+                        if not sub.done.done():
+                            sub.done.set_exception(failure)
             if stop:
                 return
 
@@ -259,6 +267,7 @@ class Engine:
                 # Shared fate is the price of group commit, not of a bad input: try each
                 # submission alone, so only the one that cannot be committed fails.
                 log.warning("commit_failed_retrying_alone", error=str(exc), submissions=len(subs))
+                await self._watch.reload(now)  # windows and heartbeats as stored, too
                 for sub in subs:
                     await self._commit_batch([sub])
                 return
@@ -375,7 +384,10 @@ class Engine:
             self._stage(batch, key, incident, transition)
 
     def _fire_timers(self, batch: Batch, now: datetime) -> None:
-        self._watch.fire(batch, now, self.policy)
+        try:
+            self._watch.fire(batch, now, self.policy)
+        except Exception:  # a bug in one window or heartbeat must not stop every commit
+            log.exception("watch_timers_failed")
         while self._timers and self._timers[0][0] <= now:
             entry = heapq.heappop(self._timers)
             batch.timers_taken.append(entry)
@@ -389,9 +401,29 @@ class Engine:
             if not lifecycle.is_active(incident, now):
                 batch.expired.append(key)  # reopen window over: nothing left to do in memory
                 continue
+            try:
+                self._fire_incident(batch, key, incident, now)
+            except Exception:
+                # One incident's broken timer must not fail every commit (and every restart):
+                # log it and leave that incident as it is; its timer is not re-armed.
+                batch.timers_taken.pop()
+                log.exception("incident_timer_failed", incident_id=incident_id, key=key_text(key))
+
+    def _fire_incident(
+        self, batch: Batch, key: IncidentKey, incident: Incident, now: datetime
+    ) -> None:
+        staged = dict(batch.staged)
+        events, ops = len(batch.write.events), len(batch.write.new_ops)
+        try:
             self._stage(batch, key, incident, lifecycle.tick(incident, self.policy, now))
             if self._planner is not None:
                 self._fire_ticket_timers(batch, key, now, self._planner)
+        except Exception:
+            # Undo what this incident staged, so the commit holds none of it.
+            batch.staged.clear()
+            batch.staged.update(staged)
+            del batch.write.events[events:], batch.write.new_ops[ops:]
+            raise
 
     def _fire_ticket_timers(
         self, batch: Batch, key: IncidentKey, now: datetime, planner: TicketPlanner

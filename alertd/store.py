@@ -345,20 +345,26 @@ class Store:
 
     async def load_silences(self, now: datetime) -> list[Silence]:
         """Silences not ended by `now` (active, future, recurring, or open-ended)."""
-        cursor = await self._writer.execute(
+        rows = await self._writer_rows(
             "SELECT body FROM silences WHERE ends_at IS NULL OR ends_at > ? ORDER BY id",
             (codec.ts(now),),
         )
-        return [silences.from_document(codec.loads(r[0])) for r in await cursor.fetchall()]
+        return [silences.from_document(codec.loads(r[0])) for r in rows]
 
     async def max_silence_id(self) -> int:
-        cursor = await self._writer.execute("SELECT ifnull(max(id), 0) FROM silences")
-        row = await cursor.fetchone()
-        return int(row[0]) if row else 0
+        rows = await self._writer_rows("SELECT ifnull(max(id), 0) FROM silences", ())
+        return int(rows[0][0]) if rows else 0
 
     async def load_heartbeats(self) -> list[Heartbeat]:
-        cursor = await self._writer.execute(f"SELECT {_HEARTBEAT_COLS} FROM heartbeats")
-        return [_heartbeat(r) for r in await cursor.fetchall()]
+        rows = await self._writer_rows(f"SELECT {_HEARTBEAT_COLS} FROM heartbeats", ())
+        return [_heartbeat(r) for r in rows]
+
+    async def _writer_rows(self, sql: str, args: tuple[object, ...]) -> list[Any]:
+        try:
+            cursor = await self._writer.execute(sql, args)
+            return list(await cursor.fetchall())
+        except sqlite3.Error as exc:
+            raise StoreError(f"read failed: {exc}") from exc
 
     async def check_writable(self) -> None:
         """A cheap write transaction, for readiness checks."""

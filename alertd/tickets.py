@@ -140,8 +140,15 @@ class TicketPlanner:
         opened = incident.opened_at or incident.first_seen
         new = incident.occurrences - incident.update_from
         level = incident.escalation_level
+        levels = self.escalation.levels.get(incident.priority, ())
+        # The level reached may be beyond this priority's levels (the priority fell since, or
+        # a reload removed levels): name it by number then.
         reached = (
-            self.escalation.levels.get(incident.priority, ())[level - 1].name if level else None
+            None
+            if not level
+            else levels[level - 1].name
+            if level <= len(levels)
+            else (f"level {level}")
         )
         upcoming = escalation.next_level(incident, self.escalation)
         lines = [

@@ -9,13 +9,13 @@ passes in, so it never commits and never holds the write connection.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 
+import structlog
+
 from alertd import heartbeats, lifecycle, staleness
 from alertd.batch import Batch
-from alertd.errors import StoreError
 from alertd.heartbeats import Beat, Heartbeat, HeartbeatRemove
 from alertd.model import (
     CheckResult,
@@ -49,6 +49,8 @@ Get = Callable[[Batch, IncidentKey], Incident | None]
 Stage = Callable[[Batch, IncidentKey, Incident | None, Transition], None]
 Apply = Callable[[Batch, CheckResult, datetime], None]
 HostProblem = Callable[[Batch, str], Incident | None]
+
+log = structlog.get_logger(__name__)
 
 
 class Watch:
@@ -115,8 +117,10 @@ class Watch:
     async def reload(self, now: datetime) -> None:
         """After a failed commit: memory goes back to what the store holds."""
         handed_out = self._next_silence_id  # ids handlers hold for submissions still queued
-        with contextlib.suppress(StoreError):
+        try:
             await self.load(now)
+        except Exception:  # keep the memory state; the next commit tries again
+            log.exception("watch_reload_failed")
         self._next_silence_id = max(self._next_silence_id, handed_out)
 
     def due(self) -> datetime | None:

@@ -192,3 +192,26 @@ async def test_the_command_line_acks_escalates_and_redrives(
     assert "escalation level 1" in capsys.readouterr().out
     assert await run("incidents", "escalate", "99", "--reason", "x") == 1
     assert "404" in capsys.readouterr().err
+
+
+async def test_an_escalated_incident_whose_priority_falls_still_gets_its_updates(
+    start: Callable[..., Awaitable[Client]], sandbox: tuple[Sandbox, str], clock: ManualClock
+) -> None:
+    """Found in review: an incident escalated past the levels of its new, lower priority
+    once broke every commit when its situation update fell due. Now the update names the
+    level by number and everything else goes on."""
+    helpdesk, _ = sandbox
+    client = await start(
+        "[escalation]\nmedium = []\n"
+        + "".join(f'[[escalation.high]]\nname = "t{n}"\nafter = "{n}m"\n' for n in (1, 2, 3))
+        + '[updates]\nhigh = "10m"\nmedium = "10m"\n'
+    )
+    await post(client, CRIT)
+    for _ in range(3):
+        await later(client, clock, 1)
+    await post(client, {**CRIT, "state": "WARNING"})  # High -> Medium: no levels at all
+    await later(client, clock, 10)
+    await post(client, {**CRIT, "host": "web-02"})  # the writer still commits
+    (ticket_id, *_) = helpdesk.tickets
+    update = [t for t in notes_text(helpdesk, ticket_id) if "Situation update" in t][-1]
+    assert "Escalation: level 3" in update
