@@ -32,7 +32,7 @@ from alertd.server import (
     STORE,
     ReadinessCheck,
 )
-from alertd.store import IncidentQuery, OutboxRow, Redrive
+from alertd.store import IncidentQuery, OutboxRow, Redrive, Store
 from connectors.native import parse_results
 
 MAX_PAGE = 1000
@@ -232,8 +232,27 @@ async def retry_outbox(request: web.Request) -> web.Response:
             if len(page) < MAX_PAGE:
                 break
             before = page[-1].id
-    await request.app[ENGINE].submit([Redrive(op.id) for op in ops])
-    return web.json_response({"requeued": [op.id for op in ops]})
+    requeued, skipped = [], []
+    for op in ops:
+        reason = await _superseded(store, op)
+        if reason is None:
+            requeued.append(op.id)
+        else:
+            skipped.append({"id": op.id, "reason": reason})
+    await request.app[ENGINE].submit([Redrive(i) for i in requeued])
+    return web.json_response({"requeued": requeued, "skipped": skipped})
+
+
+async def _superseded(store: Store, op: OutboxRow) -> str | None:
+    """Why sending `op` now would undo newer news, if it would: an update or note of an
+    incident whose later operations were delivered since (e.g. an old "resolve" after the
+    ticket was reopened). Creates are never superseded: nothing after them could go out."""
+    if op.op == "create":
+        return None
+    later = [o for o in await store.ops_of(op.incident_id) if o.id > op.id and o.state == "done"]
+    if later:
+        return f"superseded: operation {later[-1].id} of the same incident was delivered after it"
+    return None
 
 
 def _op_json(op: OutboxRow) -> dict[str, Any]:

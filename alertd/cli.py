@@ -335,8 +335,11 @@ def _outbox(args: argparse.Namespace, env: Mapping[str, str]) -> int:
             answer = client.get("/api/v1/outbox", params)
             return incidents_cmd.print_outbox(sys.stdout, answer, as_json=args.json)
         path = "/api/v1/outbox/retry" if args.all else f"/api/v1/outbox/{args.id}/retry"
-        requeued = client.call("POST", path)["requeued"]
+        answer = client.call("POST", path)
+        requeued = answer["requeued"]
         print(f"requeued {len(requeued)} operation(s): {', '.join(map(str, requeued)) or '-'}")
+        for skipped in answer.get("skipped", []):
+            print(f"not requeued {skipped['id']}: {skipped['reason']}")
         return 0
     except ApiClientError as exc:
         print(f"alertd: {exc.message}", file=sys.stderr)

@@ -128,14 +128,13 @@ class Dispatcher:
                 delivered = await self.run_once()
                 if self._poll_due():
                     await self.poll_taken_tickets()
+                if not delivered and not self._stopping:
+                    await self._wait()
             except asyncio.CancelledError:
                 raise
             except Exception:  # a boring loop: log, pause, go on
                 log.exception("outbox_round_failed")
-                delivered = 0
                 await asyncio.sleep(5)
-            if not delivered and not self._stopping:
-                await self._wait()
 
     async def _wait(self) -> None:
         # Clear the doorbell first: a ring while the lines below await is kept, not lost.
@@ -261,7 +260,9 @@ class Dispatcher:
             status=exc.status,
             error=error,
         )
-        return _update(row, "dead", False, self._clock.now(), row.attempts + 1, error)
+        # A create that may have gone out keeps `started`: a re-drive looks before it creates.
+        started = row.started and row.op == Op.CREATE
+        return _update(row, "dead", started, self._clock.now(), row.attempts + 1, error)
 
     def _backoff(self, attempts: int) -> timedelta:
         base: timedelta = min(BACKOFF_FIRST * 2 ** min(attempts - 1, 16), BACKOFF_MAX)
@@ -451,7 +452,12 @@ class Dispatcher:
         }
         body = self._client.create_body(payload, intro + self._planner.description(incident))
         try:
-            ticket = await self._client.create_ticket(body)
+            # A re-create whose answer was lost (or whose record was) must not be repeated:
+            # a ticket with this incident's tag that is not the gone one is ours already.
+            found = await self._client.find_by_tag(
+                payload["tags"][-1], row.updated_at - timedelta(minutes=5), exclude=old.ticket_id
+            )
+            ticket = found or await self._client.create_ticket(body)
         except HelpdeskError as exc:
             delay = self._backoff(row.attempts + 1)
             return [_update(row, "pending", row.started, now + delay, row.attempts + 1, str(exc))]

@@ -105,6 +105,10 @@ MIGRATIONS: tuple[str, ...] = (
         missed           INTEGER NOT NULL
     );
     """,
+    """
+    -- An incident's operations (incident page, ticket polls) without scanning the outbox.
+    CREATE INDEX outbox_incident ON outbox (incident_id, id);
+    """,
 )
 
 SYNCHRONOUS_MODES = ("FULL", "NORMAL")
@@ -416,7 +420,10 @@ class Store:
             f"SELECT {_OUTBOX_COLS} FROM outbox o WHERE o.state = 'pending' "
             "AND o.next_attempt_at <= ? AND NOT EXISTS (SELECT 1 FROM outbox p WHERE "
             "p.state = 'pending' AND p.incident_id = o.incident_id AND p.id < o.id) "
-            "ORDER BY o.priority DESC, o.id LIMIT ?",
+            # An incident's turn comes by the highest priority it has waiting, not by that of
+            # its first operation: a create queued at Medium must not hold back a later Urgent.
+            "ORDER BY (SELECT max(q.priority) FROM outbox q WHERE q.state = 'pending' "
+            "AND q.incident_id = o.incident_id) DESC, o.id LIMIT ?",
             [codec.ts(now), limit],
         )
         return [_outbox_row(r) for r in rows]

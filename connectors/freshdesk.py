@@ -139,11 +139,12 @@ class FreshdeskClient:
         return _object(result, "view_ticket")
 
     async def list_tickets(self, updated_since: datetime, page: int = 1) -> list[dict[str, Any]]:
-        """Tickets updated since a time, oldest first (no search-index lag, unlike search)."""
+        """Tickets updated since a time, newest first (no search-index lag, unlike search):
+        what alertd looks for was created recently, so it comes on the first pages."""
         params = {
             "updated_since": updated_since.strftime("%Y-%m-%dT%H:%M:%SZ"),
             "order_by": "created_at",
-            "order_type": "asc",
+            "order_type": "desc",
             "per_page": "100",
             "page": str(page),
         }
@@ -173,19 +174,19 @@ class FreshdeskClient:
         )
         return _array(result, "conversations")
 
-    async def find_by_tag(self, tag: str, since: datetime) -> dict[str, Any] | None:
-        """The ticket that carries `tag`, created or updated since `since`, if any.
-
-        Lists recent tickets first (immediate), then asks search (lagging) as a second opinion.
-        """
+    async def find_by_tag(
+        self, tag: str, since: datetime, *, exclude: int | None = None
+    ) -> dict[str, Any] | None:
+        """The ticket that carries `tag`, created or updated since `since`, if any (other than
+        `exclude`). Lists recent tickets first (immediate), then asks search (lagging)."""
         for page in range(1, 11):
             tickets = await self.list_tickets(since, page)
             for ticket in tickets:
-                if tag in (ticket.get("tags") or []):
+                if tag in (ticket.get("tags") or []) and ticket.get("id") != exclude:
                     return ticket
             if len(tickets) < 100:
                 break
-        found = await self.search_tag(tag)
+        found = [t for t in await self.search_tag(tag) if t.get("id") != exclude]
         return found[0] if found else None
 
     # -- transport ------------------------------------------------------------------------------
