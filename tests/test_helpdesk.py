@@ -361,3 +361,43 @@ async def test_a_reload_changes_how_new_tickets_look_and_escalate(
         "[CRITICAL] web-01 / HTTP: connection refused",
         "ALERT web-02: connection refused",
     ]
+
+
+async def test_a_lost_answer_to_a_re_create_is_found_not_repeated(
+    start: Callable[..., Awaitable[Client]], sandbox: tuple[Sandbox, str], clock: ManualClock
+) -> None:
+    """Found in review: re-creating a deleted ticket had no look-before-create. Now a re-create
+    whose answer is lost is found by its tag on the next try: one replacement ticket."""
+    helpdesk, _ = sandbox
+    client = await start()
+    await post(client, {**CRIT, "state": "WARNING"})
+    await deliver(client)
+    (old,) = helpdesk.tickets
+    helpdesk.delete(old)
+    helpdesk.drop_after_create(1)
+    await post(client, CRIT)
+    await deliver(client)
+    clock.advance(timedelta(hours=1))
+    await deliver(client)
+    (new,) = helpdesk.tickets
+    assert calls(helpdesk).count("POST /tickets") == 2  # the first create and one re-create
+    assert helpdesk.tickets[new]["priority"] == 3
+
+
+async def test_a_stale_dead_letter_is_not_sent_after_newer_news(
+    start: Callable[..., Awaitable[Client]], sandbox: tuple[Sandbox, str]
+) -> None:
+    """Found in review: re-driving an old dead update after later ones went out would undo
+    them (an old "resolve" on a reopened ticket). Such a re-drive is refused, with the why."""
+    helpdesk, _ = sandbox
+    client = await start()
+    await post(client, CRIT)
+    await deliver(client)
+    helpdesk.fail_next(1, 400)
+    await post(client, {**CRIT, "state": "WARNING"})  # this update is refused: dead
+    await deliver(client)
+    await post(client, {**CRIT, "state": "OK"})  # a later note goes out
+    await deliver(client)
+    answer = await (await client.post("/api/v1/outbox/retry")).json()
+    (skipped,) = answer["skipped"]
+    assert answer["requeued"] == [] and "superseded" in skipped["reason"]
