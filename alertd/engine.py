@@ -441,6 +441,10 @@ class Engine:
     def _finish(self, batch: Batch, now: datetime) -> None:
         """Turn the staged view into rows: one upsert per changed incident, coalesced dedups,
         and the ticket operations the changes imply (same transaction: the outbox)."""
+        if batch.write.deletes:
+            # A pending incident opened and discarded in this batch leaves no events behind.
+            gone = set(batch.write.deletes)
+            batch.write.events = [(i, e) for i, e in batch.write.events if i not in gone]
         by_incident: dict[int, list[Event]] = {}
         for incident_id, event in batch.write.events:
             by_incident.setdefault(incident_id, []).append(event)

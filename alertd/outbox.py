@@ -279,7 +279,7 @@ class Dispatcher:
         Returns how many incidents were acknowledged."""
         self._next_poll = time.monotonic() + self._poll_every
         now = self._clock.now()
-        since, self._polled_since = self._polled_since or now - POLL_FIRST, now - POLL_OVERLAP
+        since = self._polled_since or now - POLL_FIRST
         prefix = f"alertd-{self._config.instance}-"
         notices: list[Input] = []
         try:
@@ -292,11 +292,12 @@ class Dispatcher:
                 if len(tickets) < 100:
                     break
         except HelpdeskError as exc:
-            self._polled_since = since  # look at the same span again next time
             log.warning("helpdesk_poll_failed", error=str(exc))
-            return 0
+            return 0  # the same span is looked at again next time
         if notices:
             await self._engine.submit(notices)
+        # Only a look that went through moves the mark (any failure above keeps the span).
+        self._polled_since = now - POLL_OVERLAP
         return len(notices)
 
     async def _taken(self, ticket: dict[str, Any], prefix: str, now: datetime) -> Notice | None:
