@@ -12,7 +12,7 @@ from typing import Any
 
 from aiohttp import web
 
-from alertd import codec
+from alertd import codec, jsontext
 from alertd.errors import (
     Conflict,
     InputError,
@@ -63,7 +63,8 @@ def add_routes(app: web.Application) -> None:
 
 
 async def read_json(request: web.Request) -> Any:
-    """The request body as JSON, or InputError naming why it is not."""
+    """The request body as JSON (lone surrogates replaced: `alertd.jsontext`), or InputError
+    naming why it is not."""
     if request.content_type not in JSON_TYPES:
         shown = request.content_type or "none"
         raise UnsupportedMedia(f"Content-Type must be application/json, got {shown}")
@@ -75,13 +76,15 @@ async def read_json(request: web.Request) -> Any:
     except web.HTTPRequestEntityTooLarge as exc:
         raise PayloadTooLarge(f"request body too large: limit is {limit} bytes") from exc
     try:
-        return json.loads(body)
+        return jsontext.loads(body)
     except UnicodeDecodeError as exc:
         raise InputError(f"body is not UTF-8: {exc.reason} at byte {exc.start}") from exc
     except json.JSONDecodeError as exc:
         raise InputError(
             f"malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
         ) from exc
+    except jsontext.Unsupported as exc:
+        raise InputError(f"JSON not accepted: {exc}") from exc
 
 
 async def post_results(request: web.Request) -> web.Response:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from datetime import timedelta
 from pathlib import Path
@@ -51,6 +52,10 @@ HOSTILE: list[tuple[str, str, str, dict[str, Any], int, str]] = [
      {"json": {**CRIT, "timestamp": "9999-12-31T20:00:00-05:00"}}, 400, "out of range in UTC"),
     ("time before year 1 in UTC", "POST", "/api/v1/results",
      {"json": {**CRIT, "timestamp": "0001-01-01T00:00:00+01:00"}}, 400, "out of range in UTC"),
+    ("a 5000-digit number", "POST", "/api/v1/results",
+     {"data": b"[" + b"1" * 5000 + b"]", "headers": JSON}, 400, "more than 4300 digits"),
+    ("30000 nested arrays", "POST", "/api/v1/silences",
+     {"data": b"[" * 30000, "headers": JSON}, 400, "nested too deeply"),
 ]  # fmt: skip
 
 
@@ -76,3 +81,35 @@ async def test_hostile_inputs_get_a_clear_4xx_and_store_nothing(
     silences = await (await client.get("/api/v1/silences?all=1")).json()
     assert silences["silences"] == [], what
     assert (await (await client.get("/api/v1/heartbeats")).json())["heartbeats"] == [], what
+
+
+async def test_text_no_store_can_keep_is_repaired_not_retried_forever(
+    make_client: MakeClient, tmp_path: Path
+) -> None:
+    """Lone surrogates in JSON (native, NRDP) and non-UTF-8 form bodies are stored with U+FFFD
+    in their place and answered 2xx: a 503 would make the client resend them forever."""
+    client = await make_client('[nrdp]\ntokens = ["nrdp-token"]\n')
+    # json.dumps writes a lone surrogate as its escape, as the clients in question do.
+    native = {"host": "native", "state": "DOWN", "output": "caf\udce9", "labels": {"k\ud800": "v"}}
+    response = await client.post("/api/v1/results", data=json.dumps(native), headers=JSON)
+    assert response.status == 202, await response.text()
+
+    check = {"checkresult": {"type": "host"}, "hostname": "nrdp", "state": 1, "output": "caf\udce9"}
+    form = {
+        "token": "nrdp-token",
+        "cmd": "submitcheck",
+        "json": json.dumps({"checkresults": [check]}),
+    }
+    response = await client.post("/nrdp/", data=form)
+    assert '"status": 0' in await response.text()
+
+    macros = b"NAGIOS_HOSTNAME=%s&NAGIOS_HOSTSTATE=DOWN&NAGIOS_HOSTOUTPUT=caf\xe9"
+    for host, charset in ((b"nagios", ""), (b"nagios-bogus", "; charset=nonexistent")):
+        headers = {"Content-Type": f"application/x-www-form-urlencoded{charset}"}
+        response = await client.post("/api/v1/nagios", data=macros % host, headers=headers)
+        assert response.status == 202, await response.text()
+
+    rows = {row[0]: row[3] for row in stored(tmp_path)}
+    assert rows == dict.fromkeys(("native", "nrdp", "nagios", "nagios-bogus"), "caf\ufffd")
+    listed = await (await client.get("/api/v1/incidents?host=native")).json()
+    assert listed["incidents"][0]["labels"] == {"k\ufffd": "v"}
