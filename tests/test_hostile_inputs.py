@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
+from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -14,6 +16,7 @@ import pytest
 from alertd.clock import ManualClock
 from alertd.server import ENGINE
 from tests.conftest import MakeClient
+from tests.support import Client
 
 CRIT = {"host": "web-01", "service": "HTTP", "state": "CRITICAL", "output": "connection refused"}
 JSON = {"Content-Type": "application/json"}
@@ -46,6 +49,10 @@ async def test_a_result_from_the_future_counts_as_received_now(
     assert http["stale"] is True
 
 
+TOKEN = "t0ken"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+SILENCE = {"host": "web-01", "author": "alice", "comment": "disk swap"}
+HUGE = "9" * 25  # beyond SQLite's INTEGER
 # (what, method, path, request kwargs, status, text the error must contain)
 HOSTILE: list[tuple[str, str, str, dict[str, Any], int, str]] = [
     ("time past 9999 in UTC", "POST", "/api/v1/results",
@@ -56,6 +63,31 @@ HOSTILE: list[tuple[str, str, str, dict[str, Any], int, str]] = [
      {"data": b"[" + b"1" * 5000 + b"]", "headers": JSON}, 400, "more than 4300 digits"),
     ("30000 nested arrays", "POST", "/api/v1/silences",
      {"data": b"[" * 30000, "headers": JSON}, 400, "nested too deeply"),
+    ("a token that is not UTF-8", "GET", "/api/v1/incidents",
+     {"raw_headers": b"Authorization: Bearer \xff\xfe\r\n"}, 401, "invalid token"),
+    ("a digit int() refuses", "GET", "/api/v1/incidents/%C2%B2", {}, 404, "not found"),
+    ("an id beyond SQLite", "GET", f"/api/v1/incidents/{HUGE}", {}, 404, "not found"),
+    ("an id beyond SQLite to ack", "POST", f"/api/v1/incidents/{HUGE}/ack", {}, 404, "not found"),
+    ("a silence id int() refuses", "DELETE", "/api/v1/silences/%C2%B2", {}, 404, "not found"),
+    ("a silence id beyond SQLite", "GET", f"/api/v1/silences/{HUGE}", {}, 404, "not found"),
+    ("an outbox id beyond SQLite", "POST", f"/api/v1/outbox/{HUGE}/retry", {}, 404, "not found"),
+    ("a page before an id beyond SQLite", "GET", f"/api/v1/incidents?before={HUGE}", {}, 400,
+     "out of range"),
+    ("a page of outbox before an id beyond SQLite", "GET", f"/api/v1/outbox?before={HUGE}", {},
+     400, "out of range"),
+    ("a silence for 999999999 days", "POST", "/api/v1/silences",
+     {"json": {**SILENCE, "duration": "999999999d"}}, 400, "more than 100 years ahead"),
+    ("a silence starting in 9999", "POST", "/api/v1/silences",
+     {"json": {**SILENCE, "starts_at": "9999-12-30T00:00:00Z", "duration": "3d"}}, 400,
+     "more than 100 years ahead"),
+    ("a weekly silence starting in 9999", "POST", "/api/v1/silences",
+     {"json": {**SILENCE, "starts_at": "9999-12-30T00:00:00Z", "recurring": {
+         "days": ["sun"], "start": "02:00", "duration": "2h"}}}, 400, "100 years ahead"),
+    ("a heartbeat every 999999999 days", "POST", "/api/v1/heartbeats/backup?interval=999999999d",
+     {}, 400, "at most 365d"),
+    ("a Nagios check time of 5000 digits", "POST", "/api/v1/nagios",
+     {"json": {"NAGIOS_HOSTNAME": "web-01", "NAGIOS_HOSTSTATE": "DOWN",
+               "NAGIOS_LASTHOSTCHECK": "1" * 5000}}, 400, "NAGIOS_LASTHOSTCHECK"),
 ]  # fmt: skip
 
 
@@ -71,16 +103,40 @@ async def test_hostile_inputs_get_a_clear_4xx_and_store_nothing(
     message: str,
 ) -> None:
     """Each hostile request is refused with a JSON error naming the problem; nothing is stored."""
-    client = await make_client()
-    response = await client.request(method, path, **kwargs)
-    assert response.status == status, (what, await response.text())
-    body = await response.json()
+    client = await make_client(f'[auth]\ntokens = ["{TOKEN}"]\n')
+    if "raw_headers" in kwargs:  # bytes no HTTP client library would send
+        answer, headers, text = await raw_request(client, method, path, kwargs["raw_headers"])
+    else:
+        kwargs = {**kwargs, "headers": {**AUTH, **kwargs.get("headers", {})}}
+        response = await client.request(method, path, **kwargs)
+        answer, headers, text = response.status, response.headers, await response.text()
+    assert answer == status, (what, text)
+    body = json.loads(text)
     assert message in f"{body['error']} {body.get('details')}", what
-    assert "X-Request-Id" in response.headers
+    assert "X-Request-Id" in headers
     assert stored(tmp_path) == []
-    silences = await (await client.get("/api/v1/silences?all=1")).json()
+    silences = await (await client.get("/api/v1/silences?all=1", headers=AUTH)).json()
     assert silences["silences"] == [], what
-    assert (await (await client.get("/api/v1/heartbeats")).json())["heartbeats"] == [], what
+    beats = await (await client.get("/api/v1/heartbeats", headers=AUTH)).json()
+    assert beats["heartbeats"] == [], what
+
+
+async def raw_request(
+    client: Client, method: str, path: str, headers: bytes
+) -> tuple[int, Mapping[str, str], str]:
+    """A request written byte for byte: (status, headers, body)."""
+    reader, writer = await asyncio.open_connection(client.host, client.port)
+    try:
+        writer.write(f"{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n".encode())
+        writer.write(headers + b"\r\n")
+        answer = await reader.read()
+    finally:
+        writer.close()
+        await writer.wait_closed()
+    head, _, body = answer.decode().partition("\r\n\r\n")
+    status_line, *lines = head.split("\r\n")
+    fields = dict(line.split(": ", 1) for line in lines)
+    return int(status_line.split()[1]), fields, body
 
 
 async def test_text_no_store_can_keep_is_repaired_not_retried_forever(
