@@ -154,7 +154,15 @@ def _pattern(value: Any, name: str, problems: _Problems) -> Pattern | None:
     if value is None:
         return None
     if not isinstance(value, str):
-        problems.add(name, 'expected a pattern string (a glob like "web-*", or "re:<regex>")')
+        problems.add(name, 'expected a glob like "web-*"')
+        return None
+    if value.startswith("re:"):
+        # Anyone with a token may add a silence, and the writer matches it against every
+        # result: one backtracking regex ("re:(a+)+b") would freeze the daemon. Globs translate
+        # to regexes that cannot backtrack catastrophically.
+        problems.add(
+            name, 'regular expressions are not accepted in silences; use a glob like "web-*"'
+        )
         return None
     try:
         return Pattern.compile(value)

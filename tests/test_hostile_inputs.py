@@ -83,6 +83,12 @@ HOSTILE: list[tuple[str, str, str, dict[str, Any], int, str]] = [
     ("a weekly silence starting in 9999", "POST", "/api/v1/silences",
      {"json": {**SILENCE, "starts_at": "9999-12-30T00:00:00Z", "recurring": {
          "days": ["sun"], "start": "02:00", "duration": "2h"}}}, 400, "100 years ahead"),
+    ("a silence with a backtracking regex", "POST", "/api/v1/silences",
+     {"json": {**SILENCE, "host": "re:(a+)+b", "duration": "1h"}}, 400,
+     "regular expressions are not accepted in silences"),
+    ("a label silence with a regex", "POST", "/api/v1/silences",
+     {"json": {**SILENCE, "labels": {"env": "re:prod|dev"}, "duration": "1h"}}, 400,
+     "'field': 'labels.env', 'message': 'regular expressions are not accepted"),
     ("a heartbeat every 999999999 days", "POST", "/api/v1/heartbeats/backup?interval=999999999d",
      {}, 400, "at most 365d"),
     ("a Nagios check time of 5000 digits", "POST", "/api/v1/nagios",
