@@ -184,11 +184,22 @@ def describe(macros: Mapping[str, str]) -> str:
     return f"{kind} {host}/{service}" if service else f"{kind} {host}"
 
 
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """A redirect is answered as the HTTPError it is: followed, it would carry the bearer
+    token to wherever the Location points (urllib keeps Authorization across hosts)."""
+
+    def redirect_request(self, *args: object, **kwargs: object) -> None:
+        return None
+
+
 class Sender:
     def __init__(self, url: str, token: str, timeout: float) -> None:
         self.url = url
         self.token = token
         self.timeout = timeout
+        # Only ever to `url`: an http_proxy in Nagios's environment (meant for plugins) must
+        # not see the token, and neither may the target of a redirect.
+        self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}), _NoRedirects)
 
     def send(self, body: bytes, *, retries: int = 0) -> None:
         """Deliver once, retrying transient failures `retries` times with a short backoff.
@@ -210,7 +221,7 @@ class Sender:
             headers["Authorization"] = f"Bearer {self.token}"
         request = urllib.request.Request(self.url, body, headers, method="POST")
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout):
+            with self._opener.open(request, timeout=self.timeout):
                 return
         except urllib.error.HTTPError as exc:
             raise Refused(exc.code, _error_text(exc)) from exc

@@ -225,3 +225,40 @@ async def test_latin1_bytes_from_nagios_arrive_replaced_and_never_block_the_spoo
         "web-01/Disk /var": "DISK caf\ufffd",
         "db-01/Disk /var": "DISK caf\ufffd \ufffd",
     }
+
+
+async def listener(reply: bytes) -> tuple[asyncio.Server, str, list[bytes]]:
+    """A bare HTTP peer on loopback: records what each connection sent, answers `reply`."""
+    seen: list[bytes] = []
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        seen.append(await reader.read(65536))
+        writer.write(reply)
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0)
+    return server, f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}", seen
+
+
+async def test_the_token_goes_to_the_given_url_only(
+    daemon: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An http_proxy in Nagios's environment is not used, and a redirect is not followed (exit
+    2, spooled): neither a proxy nor a Location target ever sees the bearer token."""
+    ok = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    elsewhere, elsewhere_url, stolen = await listener(ok)
+    moved = f"HTTP/1.1 302 Found\r\nLocation: {elsewhere_url}/steal\r\nContent-Length: 0\r\n\r\n"
+    redirector, redirector_url, asked = await listener(moved.encode())
+    async with elsewhere, redirector:
+        monkeypatch.setenv("http_proxy", elsewhere_url)
+        for name in ("no_proxy", "NO_PROXY"):
+            monkeypatch.delenv(name, raising=False)
+        env = {**macros("notification_problem"), "ALERTD_TOKEN": TOKEN}
+        argv = ["--spool-dir", str(tmp_path / "spool"), "--retries", "0"]
+        assert await run([*argv, "--url", daemon], env) == 0
+        assert stolen == []  # went to the daemon, not the proxy
+        assert await run([*argv, "--url", redirector_url], env) == 2
+    assert len(asked) == 1 and f"Bearer {TOKEN}".encode() in asked[0]
+    assert stolen == []
+    assert len(list((tmp_path / "spool").glob("*.json"))) == 1
