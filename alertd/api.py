@@ -12,7 +12,7 @@ from typing import Any
 
 from aiohttp import web
 
-from alertd import codec
+from alertd import codec, jsontext
 from alertd.errors import (
     Conflict,
     InputError,
@@ -36,6 +36,7 @@ from alertd.store import IncidentQuery, OutboxRow, Redrive, Store
 from connectors.native import parse_results
 
 MAX_PAGE = 1000
+MAX_ID = 2**63 - 1  # SQLite's INTEGER: a larger Python int cannot even be bound to a query
 JSON_TYPES = ("application/json",)
 # A readiness check that has not answered by then is a failed check, not a hung probe.
 READINESS_TIMEOUT = 2.0
@@ -63,7 +64,8 @@ def add_routes(app: web.Application) -> None:
 
 
 async def read_json(request: web.Request) -> Any:
-    """The request body as JSON, or InputError naming why it is not."""
+    """The request body as JSON (lone surrogates replaced: `alertd.jsontext`), or InputError
+    naming why it is not."""
     if request.content_type not in JSON_TYPES:
         shown = request.content_type or "none"
         raise UnsupportedMedia(f"Content-Type must be application/json, got {shown}")
@@ -75,13 +77,15 @@ async def read_json(request: web.Request) -> Any:
     except web.HTTPRequestEntityTooLarge as exc:
         raise PayloadTooLarge(f"request body too large: limit is {limit} bytes") from exc
     try:
-        return json.loads(body)
+        return jsontext.loads(body)
     except UnicodeDecodeError as exc:
         raise InputError(f"body is not UTF-8: {exc.reason} at byte {exc.start}") from exc
     except json.JSONDecodeError as exc:
         raise InputError(
             f"malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
         ) from exc
+    except jsontext.Unsupported as exc:
+        raise InputError(f"JSON not accepted: {exc}") from exc
 
 
 async def post_results(request: web.Request) -> web.Response:
@@ -101,7 +105,7 @@ async def list_incidents(request: web.Request) -> web.Response:
         priority=_enum(Priority, q.get("priority"), "priority"),
         host=q.get("host") or None,
         limit=_int(q.get("limit"), "limit", default=100, low=1, high=MAX_PAGE),
-        before_id=_int(q.get("before"), "before", default=None, low=1, high=None),
+        before_id=_int(q.get("before"), "before", default=None, low=1, high=MAX_ID),
     )
     incidents = await request.app[STORE].list_incidents(query)
     more = len(incidents) == query.limit
@@ -116,7 +120,8 @@ async def list_incidents(request: web.Request) -> web.Response:
 async def show_incident(request: web.Request) -> web.Response:
     raw_id = request.match_info["id"]
     store = request.app[STORE]
-    incident = await store.get_incident(int(raw_id)) if raw_id.isdigit() else None
+    number = path_id(raw_id)
+    incident = await store.get_incident(number) if number is not None else None
     if incident is None:
         raise NotFoundError(f"incident {request.match_info['id']}")
     body = codec.incident_json(incident, key_text=key_text(incident.key))
@@ -161,9 +166,9 @@ async def escalate(request: web.Request) -> web.Response:
 
 async def _live_incident(request: web.Request) -> Incident:
     raw = request.match_info["id"]
-    live = None
-    if raw.isdigit():
-        stored = await request.app[STORE].get_incident(int(raw))
+    live, number = None, path_id(raw)
+    if number is not None:
+        stored = await request.app[STORE].get_incident(number)
         if stored is not None:
             live = request.app[ENGINE].cached(stored.key)
             if live is None or live.id != stored.id or live.status is Status.RESOLVED:
@@ -202,7 +207,7 @@ async def list_outbox(request: web.Request) -> web.Response:
             f"query parameter state: {state!r} is not one of {', '.join(OUTBOX_STATES)}"
         )
     limit = _int(request.query.get("limit"), "limit", default=100, low=1, high=MAX_PAGE)
-    before = _int(request.query.get("before"), "before", default=None, low=1, high=None)
+    before = _int(request.query.get("before"), "before", default=None, low=1, high=MAX_ID)
     store = request.app[STORE]
     ops = await store.ops(state, limit, before)
     stats = await store.outbox_stats()
@@ -220,7 +225,8 @@ async def retry_outbox(request: web.Request) -> web.Response:
     store = request.app[STORE]
     if "id" in request.match_info:
         raw = request.match_info["id"]
-        op = await store.op(int(raw)) if raw.isdigit() else None
+        number = path_id(raw)
+        op = await store.op(number) if number is not None else None
         if op is None or op.state != "dead":
             raise NotFoundError(f"dead-lettered operation {raw}")
         ops = [op]
@@ -307,14 +313,22 @@ def _enum(kind: Any, value: str | None, name: str) -> Any:
         raise InputError(f"query parameter {name}: {value!r} is not one of {allowed}") from None
 
 
-def _int(value: str | None, name: str, *, default: int | None, low: int, high: int | None) -> Any:
+def path_id(raw: str) -> int | None:
+    """The id in a URL path (`/incidents/{id}`), or None if it cannot name a stored row."""
+    # isdigit() alone is true for "²" and other digits int() refuses; ASCII digits only.
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > len(str(MAX_ID)):
+        return None
+    number = int(raw)
+    return number if number <= MAX_ID else None
+
+
+def _int(value: str | None, name: str, *, default: int | None, low: int, high: int) -> Any:
     if value is None or value == "":
         return default
-    try:
-        number = int(value)
-    except ValueError:
-        raise InputError(f"{name}: {value!r} is not an integer") from None
-    if number < low or (high is not None and number > high):
-        upper = f"-{high}" if high is not None else " or more"
-        raise InputError(f"{name}: {number} is out of range {low}{upper}")
+    if not (value.isascii() and value.isdigit()):
+        raise InputError(f"{name}: {value[:40]!r} is not a whole number")
+    # Compared as text first: int() of a long enough string is itself an error.
+    number = int(value) if len(value) <= len(str(high)) else high + 1
+    if not low <= number <= high:
+        raise InputError(f"{name}: {value[:40]} is out of range {low}-{high}")
     return number

@@ -59,7 +59,10 @@ def wire_time(value: object) -> datetime:
             raise ValueError(f"{value!r} is not an RFC 3339 time") from None
         if moment.tzinfo is None:
             raise ValueError(f"{value!r} has no UTC offset (add Z or +00:00)")
-        return moment.astimezone(UTC)
+        try:
+            return moment.astimezone(UTC)
+        except OverflowError:  # e.g. 9999-12-31T20:00-05:00: in UTC it is past year 9999
+            raise ValueError(f"{value!r} is out of range in UTC") from None
     raise ValueError("expected an RFC 3339 string or epoch seconds")
 
 

@@ -20,6 +20,8 @@ from alertd.silences import format_duration
 # The name becomes the service of the incident a miss opens: keep it readable on a ticket.
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}")
 MIN_INTERVAL = timedelta(seconds=10)
+# A job that runs less than yearly is no heartbeat; the cap also keeps due times in range.
+MAX_INTERVAL = timedelta(days=365)
 
 
 def add_routes(app: web.Application) -> None:
@@ -86,4 +88,6 @@ def _interval(raw: Any) -> timedelta | None:
         raise InputError(f"interval: {exc}") from exc
     if interval < MIN_INTERVAL:
         raise InputError(f"interval: at least {format_duration(MIN_INTERVAL)}, got {raw!r}")
+    if interval > MAX_INTERVAL:
+        raise InputError(f"interval: at most {format_duration(MAX_INTERVAL)}, got {raw!r}")
     return interval

@@ -7,6 +7,8 @@ middleware does not apply: it checks its own `token=` field against `[nrdp]` tok
 
 from __future__ import annotations
 
+from urllib.parse import parse_qsl
+
 from aiohttp import web
 
 from alertd.api import read_json
@@ -78,8 +80,7 @@ def _answer(reply: tuple[str, str]) -> web.Response:
 
 async def post_nagios(request: web.Request) -> web.Response:
     if request.content_type == FORM:
-        form = await request.post()
-        payload: object = {k: v for k, v in form.items() if isinstance(v, str)}
+        payload: object = await _read_form(request)
     elif request.content_type == "application/json":
         payload = await read_json(request)
     else:
@@ -91,6 +92,14 @@ async def post_nagios(request: web.Request) -> web.Response:
     await request.app[ENGINE].submit(items)
     request.app[METRICS].results_accepted("nagios", items)
     return web.json_response({"accepted": len(items)}, status=202)
+
+
+async def _read_form(request: web.Request) -> dict[str, str]:
+    """A form body as UTF-8 whatever charset it declares, undecodable bytes replaced: plugin
+    output in Latin-1 (or a bogus charset) must cost one character, not the notification."""
+    body = await request.read()  # over max_body_bytes: the middleware answers 413
+    # A repeated field: the last one wins. Percent-escapes that are not UTF-8 are replaced too.
+    return dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
 
 
 async def post_alertmanager(request: web.Request) -> web.Response:

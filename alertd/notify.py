@@ -22,6 +22,7 @@ import argparse
 import contextlib
 import json
 import os
+import re
 import sys
 import time
 import urllib.error
@@ -36,6 +37,8 @@ EXIT_DELIVERED, EXIT_SPOOLED, EXIT_ATTENTION = 0, 1, 2
 DEFAULT_URL = "http://127.0.0.1:8780"
 TOKEN_ENV = "ALERTD_TOKEN"
 PREFIX = "NAGIOS_"
+# Surrogates that surrogateescape never produces (it maps bytes 0x80-0xff to U+DC80-U+DCFF).
+_NOT_A_BYTE = re.compile("[\ud800-\udc7f\udd00-\udfff]")
 # Spooled notifications delivered per run at most this long, so that a big backlog cannot
 # push the run past Nagios's notification_timeout (30 s by default).
 DRAIN_SECONDS = 10.0
@@ -150,7 +153,15 @@ def collect(args: argparse.Namespace, env: Mapping[str, str]) -> dict[str, str]:
         raise ValueError(
             "no host: set enable_environment_macros=1 in nagios.cfg, or pass --host '$HOSTNAME$'"
         )
-    return {k: v for k, v in macros.items() if v}
+    return {_valid_text(k): _valid_text(v) for k, v in macros.items() if v}
+
+
+def _valid_text(text: str) -> str:
+    """`text` as valid Unicode. Python hands over environment and argv bytes that are not UTF-8
+    (plugin output in Latin-1) as lone surrogates, which json.dumps would send as escapes no
+    store can keep; each such byte becomes U+FFFD here."""
+    text = _NOT_A_BYTE.sub("\ufffd", text)  # surrogates the OS did not make: no byte to restore
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
 def read_token(path: Path | None, env: Mapping[str, str]) -> str:
@@ -173,11 +184,22 @@ def describe(macros: Mapping[str, str]) -> str:
     return f"{kind} {host}/{service}" if service else f"{kind} {host}"
 
 
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """A redirect is answered as the HTTPError it is: followed, it would carry the bearer
+    token to wherever the Location points (urllib keeps Authorization across hosts)."""
+
+    def redirect_request(self, *args: object, **kwargs: object) -> None:
+        return None
+
+
 class Sender:
     def __init__(self, url: str, token: str, timeout: float) -> None:
         self.url = url
         self.token = token
         self.timeout = timeout
+        # Only ever to `url`: an http_proxy in Nagios's environment (meant for plugins) must
+        # not see the token, and neither may the target of a redirect.
+        self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}), _NoRedirects)
 
     def send(self, body: bytes, *, retries: int = 0) -> None:
         """Deliver once, retrying transient failures `retries` times with a short backoff.
@@ -199,7 +221,7 @@ class Sender:
             headers["Authorization"] = f"Bearer {self.token}"
         request = urllib.request.Request(self.url, body, headers, method="POST")
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout):
+            with self._opener.open(request, timeout=self.timeout):
                 return
         except urllib.error.HTTPError as exc:
             raise Refused(exc.code, _error_text(exc)) from exc

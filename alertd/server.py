@@ -141,6 +141,11 @@ def request_middleware() -> Middleware:
         except AlertdError as exc:
             response = _error_answer(request, exc)
             _count_refusal(request, exc)
+        except ConnectionResetError:
+            raise  # the client went away: nobody to answer, and no bug of ours
+        except Exception:  # a bug: logged with its traceback, answered in JSON like any error
+            log.exception("request_failed", path=request.path)
+            response = error_response(500, "internal error")
         response.headers["X-Request-Id"] = request_id
         return response
 
@@ -212,7 +217,9 @@ def _require_token(header: str, secrets: Sequence[bytes]) -> None:
 
 def token_matches(presented: str, secrets: Sequence[bytes]) -> bool:
     """Whether `presented` is one of `secrets`, compared in constant time."""
-    candidate = presented.encode()
+    # aiohttp hands over header bytes that are not UTF-8 as lone surrogates (surrogateescape);
+    # surrogatepass encodes any str, and what it makes of a surrogate matches no real token.
+    candidate = presented.encode("utf-8", "surrogatepass")
     # Compare with every token, without stopping early, so timing says nothing of which matched.
     matched = False
     for secret in secrets:

@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from aiohttp import web
 
-from alertd.api import read_json
+from alertd.api import path_id, read_json
 from alertd.codec import wire_time
 from alertd.config import parse_duration
 from alertd.errors import InputError, ItemProblem, NotFoundError
@@ -36,6 +36,10 @@ FIELDS = ("host", "service", "labels", "starts_at", "ends_at", "duration", "auth
           "recurring")  # fmt: skip
 RECURRING_FIELDS = ("days", "start", "duration", "timezone")
 MAX_WINDOW = timedelta(days=7)
+# Starts and ends at most this far ahead: later is a typo, and near year 9999 every date
+# computation (the next weekly occurrence, an end from a duration) would overflow.
+HORIZON = timedelta(days=36525)
+_HORIZON_TEXT = "more than 100 years ahead"
 
 
 def add_routes(app: web.Application) -> None:
@@ -82,7 +86,8 @@ async def expire_silence(request: web.Request) -> web.Response:
 
 async def _find(request: web.Request) -> Silence:
     raw = request.match_info["id"]
-    silence = await request.app[STORE].get_silence(int(raw)) if raw.isdigit() else None
+    number = path_id(raw)
+    silence = await request.app[STORE].get_silence(number) if number is not None else None
     if silence is None:
         raise NotFoundError(f"silence {raw}")
     return silence
@@ -123,7 +128,7 @@ def parse_silence(payload: Any, now: datetime, *, silence_id: int) -> Silence:
         problems.add("host", "a silence needs at least one matcher (host, service or labels)")
     author = _text(payload, "author", problems, required=True)
     comment = _text(payload, "comment", problems, required=True)
-    starts_at = _time(payload, "starts_at", problems) or now
+    starts_at = _time(payload, "starts_at", problems, now) or now
     recurring = _recurring(payload.get("recurring"), problems)
     ends_at = _end(payload, starts_at, now, problems, required=recurring is None)
     if problems.items:
@@ -149,7 +154,15 @@ def _pattern(value: Any, name: str, problems: _Problems) -> Pattern | None:
     if value is None:
         return None
     if not isinstance(value, str):
-        problems.add(name, 'expected a pattern string (a glob like "web-*", or "re:<regex>")')
+        problems.add(name, 'expected a glob like "web-*"')
+        return None
+    if value.startswith("re:"):
+        # Anyone with a token may add a silence, and the writer matches it against every
+        # result: one backtracking regex ("re:(a+)+b") would freeze the daemon. Globs translate
+        # to regexes that cannot backtrack catastrophically.
+        problems.add(
+            name, 'regular expressions are not accepted in silences; use a glob like "web-*"'
+        )
         return None
     try:
         return Pattern.compile(value)
@@ -185,15 +198,21 @@ def _text(payload: Mapping[str, Any], name: str, problems: _Problems, *, require
     return value.strip()
 
 
-def _time(payload: Mapping[str, Any], name: str, problems: _Problems) -> datetime | None:
+def _time(
+    payload: Mapping[str, Any], name: str, problems: _Problems, now: datetime
+) -> datetime | None:
     value = payload.get(name)
     if value is None:
         return None
     try:
-        return wire_time(value)
+        at = wire_time(value)
     except ValueError as exc:
         problems.add(name, str(exc))
         return None
+    if at - now > HORIZON:
+        problems.add(name, _HORIZON_TEXT)
+        return None
+    return at
 
 
 def _end(
@@ -209,9 +228,13 @@ def _end(
         return None
     if "duration" in payload:
         span = _span(payload["duration"], "duration", problems)
+        # Compared before adding: starts_at + "999999999d" would overflow.
+        if span is not None and span > HORIZON - (starts_at - now):
+            problems.add("duration", f"would end {_HORIZON_TEXT}")
+            span = None
         ends_at = None if span is None else starts_at + span
     else:
-        ends_at = _time(payload, "ends_at", problems)
+        ends_at = _time(payload, "ends_at", problems, now)
         if ends_at is None and "ends_at" not in payload and required:
             problems.add("ends_at", "required: ends_at or duration (or a recurring schedule)")
     if ends_at is not None and ends_at <= max(starts_at, now):

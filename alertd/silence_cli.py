@@ -19,10 +19,10 @@ def add_parser(sub: Any) -> None:
     actions = silences.add_subparsers(dest="action", required=True, metavar="ACTION")
 
     add = actions.add_parser("add", help="add a silence (a maintenance window)")
-    add.add_argument("--host", help='host pattern: a glob like "web-*", or "re:<regex>"')
-    add.add_argument("--service", help="service pattern")
+    add.add_argument("--host", help='host pattern: a glob like "web-*"')
+    add.add_argument("--service", help="service pattern (a glob)")
     add.add_argument("--label", action="append", default=[], metavar="NAME=PATTERN",
-                     help="label pattern (repeatable)")  # fmt: skip
+                     help="label pattern, a glob (repeatable)")  # fmt: skip
     add.add_argument("--starts-at", help="RFC 3339 time (default now)")
     end = add.add_mutually_exclusive_group()
     end.add_argument("--ends-at", help="RFC 3339 time")

@@ -1,8 +1,9 @@
 """Maintenance windows (silences): what they match, when they are active. Pure.
 
-A silence matches incidents by host, service and labels (globs or `re:`, like impact rules;
-every given matcher must match, an absent one matches anything: `host = "web-01"` alone covers
-the host check and every service of web-01). It is active from `starts_at` to `ends_at`
+A silence matches incidents by host, service and labels (globs: the API refuses `re:`, so the
+only regexes are the escaped exact names of Nagios downtimes). Every given matcher must match,
+an absent one matches anything: `host = "web-01"` alone covers the host check and every
+service of web-01. It is active from `starts_at` to `ends_at`
 (None: until ended, as for a Nagios downtime), or, when `recurring`, during each weekly
 occurrence that falls between them. The engine keeps the live silences in memory and asks
 `next_change` when to look again; the store keeps them as `to_document` dicts.

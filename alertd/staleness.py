@@ -31,7 +31,10 @@ def stale_deadline(incident: Incident, policy: LifecyclePolicy) -> datetime | No
         if incident.interval is None:
             return None
         after = max(STALE_MINIMUM, timedelta(seconds=incident.interval * STALE_FACTOR))
-    return incident.last_seen + after
+    try:
+        return incident.last_seen + after
+    except OverflowError:  # past year 9999: never, as far as a datetime can say
+        return None
 
 
 def mark_stale(incident: Incident, now: datetime) -> Transition:

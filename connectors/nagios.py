@@ -112,7 +112,7 @@ class _Reader:
         service = self.get("SERVICEDESC").strip() or None  # empty in host notifications
         obj = "HOST" if service is None else "SERVICE"
         kind = self.get("NOTIFICATIONTYPE").strip().upper()
-        at = self.read(lambda: _epoch(self.get("TIMET"), now), now)
+        at = self.read(lambda: _epoch(self.get("TIMET"), now, "TIMET"), now)
         if kind in NOTICES:
             author = self.get("NOTIFICATIONAUTHOR") or self.get(f"{obj}ACKAUTHOR")
             comment = self.get("NOTIFICATIONCOMMENT") or self.get(f"{obj}ACKCOMMENT")
@@ -126,8 +126,9 @@ class _Reader:
         # The check's own time when Nagios gives it: the OCSP command and a notification of
         # the same check then carry the same time, and alertd counts that check once.
         checked = self.get(f"LAST{obj}CHECK").strip()
-        if checked.isdigit() and int(checked) > 0:
-            at = self.read(lambda: _epoch(checked, now), at)
+        # ASCII digits, not all zeros (0: never checked); isdigit() alone takes "²" too.
+        if checked.isascii() and checked.isdigit() and checked.strip("0"):
+            at = self.read(lambda: _epoch(checked, now, f"LAST{obj}CHECK"), at)
         state = self.read(lambda: self.state(obj), CheckState.UNKNOWN)
         state_type = StateType.HARD if kind else self.read(lambda: self.state_type(obj), None)
         attempt = self.read(lambda: _count(self.get(f"{obj}ATTEMPT"), f"{obj}ATTEMPT"), None)
@@ -193,15 +194,16 @@ class _Reader:
         return labels
 
 
-def _epoch(text: str, now: datetime) -> datetime:
-    """NAGIOS_TIMET as the result's time (a spooled notification keeps the time it happened);
-    never later than `now`, so a Nagios clock running ahead cannot push times into the future."""
+def _epoch(text: str, now: datetime, macro: str) -> datetime:
+    """An epoch macro (TIMET, LAST*CHECK) as the result's time (a spooled notification keeps
+    the time it happened); never later than `now`, so a Nagios clock running ahead cannot push
+    times into the future."""
     if not text.strip():
         return now
     try:
         at = datetime.fromtimestamp(int(text), UTC)
     except (ValueError, OverflowError, OSError):
-        raise BadValue(PREFIX + "TIMET", f"{text!r} is not epoch seconds") from None
+        raise BadValue(PREFIX + macro, f"{text[:40]!r} is not epoch seconds") from None
     return min(at, now)
 
 

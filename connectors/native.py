@@ -226,9 +226,12 @@ def _timestamp(item: Mapping[str, Any], now: datetime) -> datetime:
     if value is None:
         return now
     try:
-        return wire_time(value)
+        at = wire_time(value)
     except ValueError as exc:
         raise _Bad("timestamp", str(exc)) from exc
+    # A check result from the future is a wrong clock, not news: taken as received now (as
+    # Nagios's TIMET is), it can neither outrank later results nor push deadlines past 9999.
+    return min(at, now)
 
 
 def _labels(item: Mapping[str, Any], _now: datetime) -> Mapping[str, str]:

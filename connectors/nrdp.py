@@ -22,6 +22,7 @@ from typing import Any
 from urllib.parse import unquote_plus
 from xml.parsers import expat
 
+from alertd import jsontext
 from alertd.errors import NrdpRefusal
 from alertd.model import CheckResult, Notice, StateType
 from connectors.extcmd import parse_command
@@ -218,10 +219,12 @@ def _parse_xml(text: str) -> list[dict[str, str]]:
 
 def _json_items(text: str, fmt: str) -> list[dict[str, Any]]:
     try:
-        document = json.loads(text)
+        document = jsontext.loads(text)
     except json.JSONDecodeError as exc:
         info = f"{exc.msg}: line {exc.lineno}, column {exc.colno}"
         raise NrdpRefusal("BAD JSON", info, fmt) from exc
+    except jsontext.Unsupported as exc:
+        raise NrdpRefusal("BAD JSON", str(exc), fmt) from exc
     results = document.get("checkresults") if isinstance(document, dict) else None
     if not isinstance(results, list):
         raise NrdpRefusal("BAD JSON", 'expected {"checkresults": [...]}', fmt)

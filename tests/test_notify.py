@@ -21,6 +21,7 @@ import pytest
 from alertd import notify
 from alertd.config import Config
 from alertd.daemon import serving
+from alertd.spool import Spool
 from tests.conftest import SAMPLES
 from tests.test_cli import free_port
 from tests.test_nagios import opsview
@@ -197,3 +198,67 @@ async def test_exit_codes_name_what_the_admin_must_fix(
 
     assert await run(base, {"ALERTD_TOKEN": TOKEN}) == 2
     assert "no host: set enable_environment_macros=1" in capsys.readouterr().out
+
+
+async def test_latin1_bytes_from_nagios_arrive_replaced_and_never_block_the_spool(
+    daemon: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Non-UTF-8 bytes in the environment (lone surrogates to Python) are sent and spooled as
+    U+FFFD; a spooled notification holding them as JSON escapes (an older notify's) is
+    delivered too, not retried forever."""
+    spool = Spool.open(tmp_path / "spool", {})
+    older = {**macros("notification_problem"), "NAGIOS_SERVICEOUTPUT": "DISK caf\udce9"}
+    older_path = spool.put(json.dumps(older).encode())
+    env = {**macros("ocsp_soft_critical"), "NAGIOS_HOSTNAME": "db-01", "ALERTD_TOKEN": TOKEN}
+    env["NAGIOS_SERVICEOUTPUT"] = "DISK caf\udce9 \ud800"  # the OS's escape, and a bare one
+    argv = ["--spool-dir", str(spool.path), "--retries", "0"]
+    assert await run([*argv, "--url", f"http://127.0.0.1:{free_port()}"], env) == 1
+    (spooled,) = set(spool.pending()) - {older_path}
+    assert json.loads(spooled.read_bytes())["NAGIOS_SERVICEOUTPUT"] == "DISK caf\ufffd \ufffd"
+
+    assert (
+        await run([*argv, "--url", daemon], {"ALERTD_TOKEN": TOKEN, **macros("ochp_host_up")}) == 0
+    )
+    assert "(+2 from spool)" in capsys.readouterr().out
+    found = {i["key"]: i["last_output"] for i in await incidents(daemon)}
+    assert found == {
+        "web-01/Disk /var": "DISK caf\ufffd",
+        "db-01/Disk /var": "DISK caf\ufffd \ufffd",
+    }
+
+
+async def listener(reply: bytes) -> tuple[asyncio.Server, str, list[bytes]]:
+    """A bare HTTP peer on loopback: records what each connection sent, answers `reply`."""
+    seen: list[bytes] = []
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        seen.append(await reader.read(65536))
+        writer.write(reply)
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0)
+    return server, f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}", seen
+
+
+async def test_the_token_goes_to_the_given_url_only(
+    daemon: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An http_proxy in Nagios's environment is not used, and a redirect is not followed (exit
+    2, spooled): neither a proxy nor a Location target ever sees the bearer token."""
+    ok = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    elsewhere, elsewhere_url, stolen = await listener(ok)
+    moved = f"HTTP/1.1 302 Found\r\nLocation: {elsewhere_url}/steal\r\nContent-Length: 0\r\n\r\n"
+    redirector, redirector_url, asked = await listener(moved.encode())
+    async with elsewhere, redirector:
+        monkeypatch.setenv("http_proxy", elsewhere_url)
+        for name in ("no_proxy", "NO_PROXY"):
+            monkeypatch.delenv(name, raising=False)
+        env = {**macros("notification_problem"), "ALERTD_TOKEN": TOKEN}
+        argv = ["--spool-dir", str(tmp_path / "spool"), "--retries", "0"]
+        assert await run([*argv, "--url", daemon], env) == 0
+        assert stolen == []  # went to the daemon, not the proxy
+        assert await run([*argv, "--url", redirector_url], env) == 2
+    assert len(asked) == 1 and f"Bearer {TOKEN}".encode() in asked[0]
+    assert stolen == []
+    assert len(list((tmp_path / "spool").glob("*.json"))) == 1

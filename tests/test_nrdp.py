@@ -129,6 +129,8 @@ BAD_DATA = [
     ("xml", f"<checkresults>{GOOD}", "BAD XML", "line 1"),
     ("json", '{"checkresults": [', "BAD JSON", "line 1"),
     ("json", '{"results": []}', "BAD JSON", '{"checkresults": [...]}'),
+    ("json", '{"checkresults": [' + "7" * 5000 + "]}", "BAD JSON", "more than 4300 digits"),
+    ("json", "[" * 30000, "BAD JSON", "nested too deeply"),
     (
         "xml",
         '<?xml version="1.0"?><!DOCTYPE r [<!ENTITY a "aaaaaaaa"><!ENTITY b "&a;&a;&a;">]>'

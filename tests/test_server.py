@@ -8,6 +8,7 @@ import re
 import pytest
 import structlog
 
+from alertd import api
 from alertd.server import READINESS, ReadinessCheck
 from tests.conftest import MakeClient
 
@@ -63,3 +64,30 @@ async def test_readyz_runs_every_registered_check(make_client: MakeClient) -> No
     ]
     assert body["checks"]["store"] == "ok"
     assert (await client.get("/healthz")).status == 200  # alive, only not ready
+
+
+async def test_a_bug_in_a_handler_is_a_json_500_logged_with_its_traceback(
+    make_client: MakeClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An unexpected exception is answered {"error": "internal error"} with the request id, and
+    logged with its traceback under that id; it is not counted as a refused input."""
+
+    def broken(*_: object) -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(api, "parse_results", broken)
+    client = await make_client()
+    with structlog.testing.capture_logs(
+        processors=[structlog.contextvars.merge_contextvars]
+    ) as logs:
+        response = await client.post("/api/v1/results", json=CRIT, headers={"X-Request-Id": "r-1"})
+    assert response.status == 500
+    assert await response.json() == {"error": "internal error"}
+    assert response.headers["X-Request-Id"] == "r-1"
+    (failed,) = [e for e in logs if e["event"] == "request_failed"]
+    assert (failed["request_id"], failed["path"], failed["exc_info"]) == (
+        "r-1",
+        "/api/v1/results",
+        True,
+    )
+    assert "alertd_ingest_rejected_total{" not in await (await client.get("/metrics")).text()

@@ -114,11 +114,13 @@ def test_a_nagios_downtime_is_an_exact_open_ended_silence() -> None:
 
 def test_a_check_that_goes_quiet_is_stale_after_three_intervals_or_the_configured_time() -> None:
     """The observed interval is smoothed from result gaps; auto staleness is 3x it (at least
-    5m); a fixed `stale_after` applies even before any interval is known."""
+    5m); a fixed `stale_after` applies even before any interval is known (never past 9999)."""
     incident = opened()
     assert incident.interval is None and stale_deadline(incident, LifecyclePolicy()) is None
     fixed = LifecyclePolicy(stale_after=timedelta(minutes=2))
     assert stale_deadline(incident, fixed) == T0 + 2 * MINUTE
+    last_day = datetime.max.replace(tzinfo=UTC)
+    assert stale_deadline(incident._replace(last_seen=last_day), fixed) is None
     for n in range(1, 4):
         after = step(incident, CheckState.CRITICAL, T0 + n * 4 * MINUTE).incident
         assert after is not None
