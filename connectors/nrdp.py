@@ -103,9 +103,7 @@ def parse_submitcheck(form: Form, now: datetime, max_items: int) -> list[CheckRe
             results.append(_result(item, now))
         except BadValue as bad:
             problems.append(f"checkresult[{index}]{_which(item)}: {bad.field}: {bad.message}")
-    if problems:
-        shown = "; ".join(problems[:10]) + ("; ..." if len(problems) > 10 else "")
-        raise NrdpRefusal(code, f"{len(problems)} invalid, nothing stored: {shown}", fmt)
+    _refuse_any(problems, code, fmt)
     return results
 
 
@@ -260,10 +258,15 @@ def parse_submitcmd(form: Form, now: datetime, max_items: int) -> list[CheckResu
             parsed.append(parse_command(line, now))
         except BadValue as bad:
             problems.append(f"command[{index}]: {bad.field}: {bad.message}")
+    _refuse_any(problems, "BAD COMMAND", fmt)
+    return parsed
+
+
+def _refuse_any(problems: list[str], code: str, fmt: str) -> None:
+    """Refuse the whole batch if any item was bad, naming the first ten."""
     if problems:
         shown = "; ".join(problems[:10]) + ("; ..." if len(problems) > 10 else "")
-        raise NrdpRefusal("BAD COMMAND", f"{len(problems)} invalid, nothing stored: {shown}", fmt)
-    return parsed
+        raise NrdpRefusal(code, f"{len(problems)} invalid, nothing stored: {shown}", fmt)
 
 
 # --- replies -------------------------------------------------------------------------------
