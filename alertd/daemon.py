@@ -18,10 +18,11 @@ import structlog
 from aiohttp import web
 
 from alertd import reload as reloading
+from alertd.app import build_app
 from alertd.clock import Clock
 from alertd.config import Config
+from alertd.http.keys import ENGINE
 from alertd.sdnotify import Notifier, watchdog, watchdog_interval
-from alertd.server import ENGINE, build_app
 
 log = structlog.get_logger(__name__)
 

@@ -121,6 +121,11 @@ class Engine:
 
     # -- lifecycle of the engine itself ----------------------------------------------------------
 
+    def reconfigure(self, policy: LifecyclePolicy) -> None:
+        """A reloaded lifecycle policy. The writer reads `policy` once per input between awaits,
+        so a batch never mixes two."""
+        self.policy = policy
+
     async def start(self) -> None:
         now = self._clock.now()
         self._next_id = await self._store.max_incident_id() + 1

@@ -1,24 +1,48 @@
-"""The one exception tree of alertd. Errors carry fields; `alertd.server` maps them to HTTP.
+"""The one exception tree of alertd. Errors carry fields, their HTTP status and the reason
+`alertd_ingest_rejected_total` counts them under; `alertd.http.middleware` turns any of them
+into an answer by reading those attributes, never by a ladder of isinstance checks.
 
-AlertdError
-├── ConfigError          bad configuration; carries every problem found (file, key, reason)
-├── InputError           a request we refuse; carries the HTTP status and per-item details
-│   ├── AuthError            401: missing or wrong credentials
-│   ├── PayloadTooLarge      413: body over the configured limit
-│   ├── UnsupportedMedia     415: body is not of an accepted content type
-│   └── NrdpRefusal          NRDP's own refusal: HTTP 200 with <status>-1</status>
-├── NotFoundError        404: no such incident (or other object)
-├── StoreError           the store could not do what was asked (disk full, corrupt file, ...)
-└── SpoolError           `alertd notify` found no usable spool directory
+AlertdError                  500 (a bug if it reaches HTTP)
+├── ConfigError              bad configuration; carries every problem found (file, key, reason)
+├── InputError               400: a request we refuse; carries per-item details
+│   ├── AuthError                401: missing or wrong credentials
+│   ├── PayloadTooLarge          413: body over the configured limit
+│   ├── UnsupportedMedia         415: body is not of an accepted content type
+│   ├── Conflict                 409: the object is not in a state that allows the request
+│   └── NrdpRefusal              NRDP's own refusal: HTTP 200 with <status>-1</status>
+├── NotFoundError            404: no such incident (or other object)
+├── StoreError               503: the store could not do what was asked (disk full, corrupt, ...)
+├── HelpdeskError            a helpdesk call failed (never answered over HTTP: the outbox keeps it)
+│   ├── TransientError           5xx, timeouts, connection errors: retried with backoff
+│   │   ├── RateLimited              429: retried after the helpdesk's Retry-After
+│   │   └── OutcomeUnknown           sent, no answer: looked up before anything is sent again
+│   ├── AuthFailed               401/403: alertd's API key is refused (/readyz fails)
+│   └── PermanentError           other 4xx: dead-lettered
+│       └── TicketGone               404 on a known ticket: the ticket was deleted or merged
+└── SpoolError               `alertd notify` found no usable spool directory
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 
 class AlertdError(Exception):
     """Root of every error alertd raises on purpose."""
+
+    http_status: ClassVar[int] = 500
+    # The `reason` label of alertd_ingest_rejected_total when an ingest request fails with it.
+    metric_reason: ClassVar[str] = "invalid"
+    # Extra answer headers (Retry-After, WWW-Authenticate).
+    http_headers: ClassVar[dict[str, str]] = {}
+
+    def public_message(self) -> str:
+        """The text of the HTTP answer: safe to show a client (no secrets, no paths)."""
+        return str(self)
+
+    def reason(self) -> str:
+        return self.metric_reason
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,7 +77,7 @@ class ItemProblem:
 
 
 class InputError(AlertdError):
-    status = 400
+    http_status = 400
 
     def __init__(self, message: str, details: list[ItemProblem] | None = None) -> None:
         self.message = message
@@ -62,28 +86,32 @@ class InputError(AlertdError):
 
 
 class AuthError(InputError):
-    status = 401
+    http_status = 401
+    metric_reason = "unauthorized"
+    http_headers: ClassVar[dict[str, str]] = {"WWW-Authenticate": 'Bearer realm="alertd"'}
 
 
 class PayloadTooLarge(InputError):
-    status = 413
+    http_status = 413
+    metric_reason = "too_large"
 
 
 class UnsupportedMedia(InputError):
-    status = 415
+    http_status = 415
+    metric_reason = "unsupported_media"
 
 
 class Conflict(InputError):
     """409: the request is fine, but the object is not in a state that allows it."""
 
-    status = 409
+    http_status = 409
 
 
 class NrdpRefusal(InputError):
     """A refused NRDP request. NRDP clients read `<status>` from the body, never the HTTP
     status, so this is answered 200 in NRDP's shape (XML or JSON, as the request chose)."""
 
-    status = 200
+    http_status = 200
 
     def __init__(self, code: str, information: str = "", fmt: str = "xml") -> None:
         self.code = code  # NRDP's message constant: BAD TOKEN, BAD XML, ...
@@ -91,8 +119,14 @@ class NrdpRefusal(InputError):
         self.fmt = fmt
         super().__init__(f"{code}: {information}" if information else code)
 
+    def reason(self) -> str:
+        # NO TOKEN, NO TOKENS, BAD TOKEN: a credentials problem, counted like a 401.
+        return "unauthorized" if "TOKEN" in self.code else "invalid"
+
 
 class NotFoundError(AlertdError):
+    http_status = 404
+
     def __init__(self, what: str) -> None:
         self.what = what
         super().__init__(f"{what} not found")
@@ -100,6 +134,14 @@ class NotFoundError(AlertdError):
 
 class StoreError(AlertdError):
     """The store failed; the operation was not (or not wholly) done."""
+
+    http_status = 503
+    metric_reason = "store_unavailable"
+    http_headers: ClassVar[dict[str, str]] = {"Retry-After": "5"}
+
+    def public_message(self) -> str:
+        # The cause (a path, SQLite's words) goes to the log, not to the client.
+        return "could not commit to the store; nothing from this request was accepted, retry"
 
 
 class HelpdeskError(AlertdError):

@@ -12,8 +12,8 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import NamedTuple
 
+from alertd.durations import format_duration
 from alertd.model import CheckResult, CheckState, StateType
-from alertd.silences import format_duration
 
 HOST = "alertd-heartbeat"
 SOURCE = "heartbeat"

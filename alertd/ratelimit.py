@@ -40,7 +40,7 @@ class RateLimiter:
         self._sent: deque[float] = deque()  # send times within the last WINDOW seconds
         self.paused_until = 0.0
 
-    def set_budget(self, per_minute: int) -> None:
+    def reconfigure(self, per_minute: int) -> None:
         """A new configured budget (a reload); tokens already earned are kept, within it."""
         self.per_minute = per_minute
         self._rate = per_minute / 60.0

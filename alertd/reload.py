@@ -21,7 +21,7 @@ from aiohttp import web
 
 from alertd.config import Config, load_config
 from alertd.errors import ConfigError
-from alertd.server import LIVE, METRICS, RELOAD_HOOKS
+from alertd.http.keys import LIVE, METRICS, RELOAD_HOOKS
 
 log = structlog.get_logger(__name__)
 
@@ -78,7 +78,7 @@ def apply(app: web.Application, new: Config) -> ReloadReport:
     changed, needs_restart = differences(old, new)
     for hook in app[RELOAD_HOOKS]:
         hook(old, new)
-    live.set(new)
+    live.reconfigure(new)
     return ReloadReport(applied=True, changed=tuple(changed), needs_restart=tuple(needs_restart))
 
 

@@ -19,7 +19,7 @@ from types import MappingProxyType
 from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
-from alertd.config import parse_duration
+from alertd.durations import format_duration, parse_duration
 from alertd.policy import Pattern
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -260,17 +260,6 @@ def weekly(days: Iterable[str], start: str, duration: str, timezone: str) -> Wee
         duration=span,
         zone=ZoneInfo(timezone),
     )
-
-
-def format_duration(span: timedelta) -> str:
-    """The inverse of `config.parse_duration`: "1h30m", "2d", "45s"."""
-    seconds = int(span.total_seconds())
-    parts = []
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
-        if seconds >= size:
-            parts.append(f"{seconds // size}{unit}")
-            seconds %= size
-    return "".join(parts) or "0s"
 
 
 def _ts(value: datetime | None) -> str | None:

@@ -24,6 +24,7 @@ from urllib.parse import quote
 
 from alertd import escalation
 from alertd.config import HelpdeskConfig
+from alertd.durations import human
 from alertd.escalation import EscalationLevel, EscalationPolicy
 from alertd.model import Event, EventKind, Incident, Status
 from alertd.silences import MAINTENANCE
@@ -67,6 +68,11 @@ class TicketPlanner:
         self.config = config
         self.recovery_hold = recovery_hold
         self.escalation = escalation or EscalationPolicy()
+
+    def reconfigure(self, config: HelpdeskConfig, escalation: EscalationPolicy) -> None:
+        """Templates, fields, intervals and the escalation policy of what is planned from now on
+        (operations already queued keep what they were given)."""
+        self.config, self.escalation = config, escalation
 
     def plan(
         self, incident: Incident, events: Sequence[Event], now: datetime
@@ -152,7 +158,7 @@ class TicketPlanner:
         )
         upcoming = escalation.next_level(incident, self.escalation)
         lines = [
-            f"Situation update: {incident.check_state.value} for {_span(now - opened)} "
+            f"Situation update: {incident.check_state.value} for {human(now - opened)} "
             f"(open since {_when(opened)}).",
             f"{new} {_plural(new, 'occurrence')} since the last update "
             f"({incident.occurrences} in all).",
@@ -162,7 +168,7 @@ class TicketPlanner:
                 if upcoming is not None and incident.escalation_due is not None
                 else "."
             ),
-            f"Next update in {_span(cadence)}.",
+            f"Next update in {human(cadence)}.",
         ]
         body = "".join(_p(line) for line in lines) + _output(incident.last_output)
         note = PlannedOp(
@@ -178,7 +184,7 @@ class TicketPlanner:
         if level is None or not escalation.clock_runs(incident, self.escalation):
             return incident._replace(escalation_due=None), [], ()
         ran = incident.escalation_spent + (now - (incident.escalation_since or now))
-        reason = f"open and unacknowledged for {_span(ran)}"
+        reason = f"open and unacknowledged for {human(ran)}"
         return self._escalate(incident, level, reason, now, manual=False)
 
     def _escalate(
@@ -289,7 +295,7 @@ class TicketPlanner:
         incident = plan.incident
         body = _p(
             f"Recovered at {_when(now)}: {incident.check_state.value}. The ticket will be "
-            f"resolved if the check stays OK for {_span(self.recovery_hold)}."
+            f"resolved if the check stays OK for {human(self.recovery_hold)}."
         ) + _output(incident.last_output)
         plan.ops.append(self._note(incident, body))
 
@@ -297,7 +303,7 @@ class TicketPlanner:
         incident = plan.incident
         since = incident.recovering_since or now
         body = _p(
-            f"Recovered at {_when(since)}, OK for {_span(now - since)}: resolved by alertd. "
+            f"Recovered at {_when(since)}, OK for {human(now - since)}: resolved by alertd. "
             "If the problem comes back, this ticket is reopened."
         )
         fields = {"status": self.config.resolve_status}
@@ -358,7 +364,7 @@ class TicketPlanner:
         incident, d = plan.incident, event.detail
         if event.kind is EventKind.STALE:
             seconds = d.get("interval_seconds")
-            every = f" (it reported every {_span(timedelta(seconds=seconds))})" if seconds else ""
+            every = f" (it reported every {human(timedelta(seconds=seconds))})" if seconds else ""
             text = (
                 f"No data from the check since {_when(incident.last_seen)}{every}. No data is "
                 "not OK: alertd keeps this ticket open until the check reports again."
@@ -424,8 +430,8 @@ class TicketPlanner:
         parts.append(
             _p(
                 "Updates: alertd adds a private note on every change of state or priority and "
-                f"sums up repeats at most every {_span(self.config.note_interval)}. It resolves "
-                f"this ticket once the check has been OK for {_span(self.recovery_hold)}, and "
+                f"sums up repeats at most every {human(self.config.note_interval)}. It resolves "
+                f"this ticket once the check has been OK for {human(self.recovery_hold)}, and "
                 "reopens it if the problem returns."
             )
         )
@@ -519,18 +525,6 @@ def _output(output: str) -> str:
 
 def _when(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%d %H:%M:%S UTC")
-
-
-def _span(delta: timedelta) -> str:
-    seconds = int(delta.total_seconds())
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size and seconds % size == 0:
-            return f"{seconds // size}{unit}"
-    if seconds >= 3600:
-        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
-    if seconds >= 60:
-        return f"{seconds // 60}m{seconds % 60:02d}s"
-    return f"{seconds}s"
 
 
 def _plural(n: int, noun: str) -> str:

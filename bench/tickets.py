@@ -27,7 +27,7 @@ from aiohttp import web
 from alertd import logs
 from alertd.config import load_config
 from alertd.daemon import serving
-from connectors.sandbox import SANDBOX, SandboxOptions, create_app
+from alertd.sandbox import SANDBOX, SandboxOptions, create_app
 
 KEY = "bench-key"
 CONFIG = """

@@ -11,11 +11,11 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from alertd import logs
+from alertd.app import build_app
 from alertd.clock import ManualClock
 from alertd.config import Config, load_config
-from alertd.server import build_app
+from alertd.sandbox import SANDBOX, Sandbox, SandboxOptions, create_app
 from connectors import freshdesk
-from connectors.sandbox import SANDBOX, Sandbox, SandboxOptions, create_app
 from tests.support import KEY, Client
 
 START = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)

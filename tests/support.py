@@ -7,8 +7,8 @@ from typing import Any
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from alertd.server import DISPATCHER, ENGINE
-from connectors.sandbox import Sandbox
+from alertd.http.keys import DISPATCHER, ENGINE
+from alertd.sandbox import Sandbox
 
 KEY = "sandbox-key-0123"
 CRIT = {"host": "web-01", "service": "HTTP", "state": "CRITICAL", "output": "connection refused"}

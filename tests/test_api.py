@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from alertd.clock import ManualClock
-from alertd.server import ENGINE
+from alertd.http.keys import ENGINE
 from tests.conftest import MakeClient
 
 CRIT = {"host": "web-01", "service": "HTTP", "state": "CRITICAL", "output": "connection refused"}

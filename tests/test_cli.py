@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import structlog
 
-from alertd.cli import main
+from alertd.cli.main import main
 from alertd.config import Config, load_config
 from alertd.daemon import serving
 

@@ -11,10 +11,10 @@ from datetime import timedelta
 
 import pytest
 
-from alertd.cli import main
+from alertd.cli.main import main
 from alertd.clock import ManualClock
-from alertd.server import DISPATCHER
-from connectors.sandbox import Sandbox
+from alertd.http.keys import DISPATCHER
+from alertd.sandbox import Sandbox
 from tests.support import CRIT, Client, calls, deliver, notes_text, post
 
 ESCALATION = """

@@ -1,6 +1,6 @@
 """End to end: check results over HTTP -> incidents -> outbox -> the sandbox helpdesk.
 
-The helpdesk is `connectors.sandbox`, a real aiohttp server on loopback that validates like
+The helpdesk is `alertd.sandbox`, a real aiohttp server on loopback that validates like
 Freshdesk; alertd is the real app. The clock is manual: tests move it instead of sleeping.
 """
 
@@ -25,7 +25,7 @@ from aiohttp.test_utils import TestServer
 
 from alertd import reload
 from alertd.clock import ManualClock
-from connectors.sandbox import SANDBOX, Sandbox, SandboxOptions, create_app
+from alertd.sandbox import SANDBOX, Sandbox, SandboxOptions, create_app
 from tests.support import CRIT, KEY, Client, calls, deliver, notes_text, post
 
 

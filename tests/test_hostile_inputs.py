@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from alertd.clock import ManualClock
-from alertd.server import ENGINE
+from alertd.http.keys import ENGINE
 from tests.conftest import MakeClient
 from tests.support import Client
 

@@ -11,8 +11,8 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
 from alertd.clock import ManualClock
+from alertd.http.keys import ENGINE
 from alertd.metrics import METRIC_NAMES, Metrics
-from alertd.server import ENGINE
 from tests.conftest import MakeClient
 
 CRIT = {"host": "web-01", "service": "HTTP", "state": "CRITICAL", "output": "connection refused"}

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from alertd.clock import ManualClock
-from alertd.server import ENGINE
+from alertd.http.keys import ENGINE
 from tests.conftest import SAMPLES, MakeClient
 from tests.test_api import incidents, stored_incidents
 

@@ -18,10 +18,10 @@ from typing import Any
 import aiohttp
 import pytest
 
-from alertd import notify
+from alertd.cli import notify
+from alertd.cli.spool import Spool
 from alertd.config import Config
 from alertd.daemon import serving
-from alertd.spool import Spool
 from tests.conftest import SAMPLES
 from tests.test_cli import free_port
 from tests.test_nagios import opsview

@@ -10,8 +10,8 @@ import structlog
 
 from alertd import reload
 from alertd.config import Config
+from alertd.http.keys import ENGINE, LIVE, METRICS, RELOAD_HOOKS
 from alertd.model import Level
-from alertd.server import ENGINE, LIVE, METRICS, RELOAD_HOOKS
 from tests.conftest import MakeClient
 
 CRIT = {"host": "web-01", "service": "HTTP", "state": "CRITICAL"}

@@ -18,7 +18,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from multidict import CIMultiDictProxy
 
-from connectors.sandbox import SANDBOX, Sandbox, SandboxOptions, create_app, serve
+from alertd.sandbox import SANDBOX, Sandbox, SandboxOptions, create_app, serve
 
 
 def basic(login: str, password: str = "X") -> str:

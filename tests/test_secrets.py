@@ -17,9 +17,9 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from alertd import reload
+from alertd.app import build_app
 from alertd.config import load_config
 from alertd.errors import ConfigError
-from alertd.server import build_app
 
 IN_FILE = "cfg-Secret-111aaa"
 IN_TOKENS_FILE = "file-Secret-222bbb"

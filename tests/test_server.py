@@ -8,8 +8,8 @@ import re
 import pytest
 import structlog
 
-from alertd import api
-from alertd.server import READINESS, ReadinessCheck
+from alertd.http import ingest
+from alertd.http.keys import READINESS, ReadinessCheck
 from tests.conftest import MakeClient
 
 CRIT = {"host": "web-01", "service": "HTTP", "state": "CRITICAL"}
@@ -53,7 +53,7 @@ async def test_readyz_runs_every_registered_check(make_client: MakeClient) -> No
     client.app[READINESS].append(ReadinessCheck("helpdesk", unauthorised))
     client.app[READINESS].append(ReadinessCheck("outbox", hung))
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr("alertd.api.READINESS_TIMEOUT", 0.05)
+        mp.setattr("alertd.http.health.READINESS_TIMEOUT", 0.05)
         response = await client.get("/readyz")
     assert response.status == 503
     body = await response.json()
@@ -75,7 +75,7 @@ async def test_a_bug_in_a_handler_is_a_json_500_logged_with_its_traceback(
     def broken(*_: object) -> None:
         raise RuntimeError("a bug")
 
-    monkeypatch.setattr(api, "parse_results", broken)
+    monkeypatch.setattr(ingest, "parse_results", broken)
     client = await make_client()
     with structlog.testing.capture_logs(
         processors=[structlog.contextvars.merge_contextvars]

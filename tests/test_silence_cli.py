@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from alertd.cli import main
+from alertd.cli.main import main
 from tests.conftest import MakeClient
 
 

@@ -8,7 +8,7 @@ from datetime import timedelta
 from typing import Any
 
 from alertd.clock import ManualClock
-from connectors.sandbox import Sandbox
+from alertd.sandbox import Sandbox
 from tests.conftest import START
 from tests.support import CRIT, Client, deliver, notes_text, post
 from tests.test_nagios import sample

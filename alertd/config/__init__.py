@@ -44,7 +44,6 @@ from alertd.config.auth import (
     AuthConfig,
     _tokens,
 )
-from alertd.config.duration import parse_duration
 from alertd.config.escalation import _escalation
 from alertd.config.helpdesk import DEFAULT_SUBJECT, HELPDESK_KINDS, HelpdeskConfig, _helpdesk
 from alertd.config.lifecycle import MIN_STALE_AFTER, _lifecycle
@@ -61,6 +60,7 @@ from alertd.config.server import (
     _server,
     _store,
 )
+from alertd.durations import parse_duration
 from alertd.errors import ConfigError
 from alertd.escalation import EscalationPolicy
 from alertd.policy import LifecyclePolicy

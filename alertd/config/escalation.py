@@ -6,8 +6,8 @@ from __future__ import annotations
 from datetime import timedelta
 from types import MappingProxyType
 
-from alertd.config.duration import parse_duration
 from alertd.config.reader import _bool, _duration, _strings, _Table
+from alertd.durations import parse_duration
 from alertd.escalation import DEFAULT_CADENCE, DEFAULT_LEVELS, EscalationLevel, EscalationPolicy
 from alertd.model import Priority
 

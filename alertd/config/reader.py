@@ -15,7 +15,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import TypeVar
 
-from alertd.config.duration import parse_duration
+from alertd.durations import parse_duration
 from alertd.errors import ConfigError, ConfigProblem
 
 _T = TypeVar("_T")

@@ -13,7 +13,7 @@ from typing import Any, Final
 
 from aiohttp import hdrs, web
 
-from connectors.sandbox.account import (
+from alertd.sandbox.account import (
     AGENT_ID,
     LIST_DAYS,
     MAX_PER_PAGE,
@@ -21,10 +21,10 @@ from connectors.sandbox.account import (
     SEARCH_MAX_QUERY,
     SEARCH_PAGE_SIZE,
 )
-from connectors.sandbox.errors import _DropConnection, _error, _FieldError
-from connectors.sandbox.search import _compile_query, _Predicate, _QueryError
-from connectors.sandbox.state import SANDBOX
-from connectors.sandbox.validation import _Params
+from alertd.sandbox.errors import _DropConnection, _error, _FieldError
+from alertd.sandbox.search import _compile_query, _Predicate, _QueryError
+from alertd.sandbox.state import SANDBOX
+from alertd.sandbox.validation import _Params
 
 
 async def _json_object(request: web.Request) -> dict[str, Any]:

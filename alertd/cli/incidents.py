@@ -1,18 +1,50 @@
-"""`alertd incidents ...` and `alertd outbox ...`: the daemon's incidents and ticket operations
-as tables and detail pages for a terminal.
+"""`alertd incidents ...`: the daemon's incidents as tables and detail pages for a terminal,
+and the actions people take on one (ack, unack, escalate).
 
-Talks to a running daemon through its HTTP API (`alertd.apiclient`); formatting only lives here.
+Talks to a running daemon through its HTTP API (`alertd.cli.apiclient`); formatting only lives here.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
+import sys
 from collections.abc import Mapping, Sequence
 from typing import Any, TextIO
 
-from alertd.apiclient import ApiClient
+from alertd.cli.apiclient import TOKEN_ENV, ApiClient, ApiClientError, read_token
 
 OUTPUT_WIDTH = 50
+
+
+def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    try:
+        client = ApiClient(args.url, read_token(args.token_file, env.get(TOKEN_ENV)))
+        if args.action == "list":
+            params: dict[str, str | int | None] = {
+                "status": args.status,
+                "priority": args.priority,
+                "host": args.host,
+                "limit": args.limit,
+                "before": args.before,
+            }
+            return list_incidents(client, sys.stdout, params=params, as_json=args.json)
+        if args.action == "show":
+            return show_incident(client, sys.stdout, args.id, as_json=args.json)
+        author = getattr(args, "author", None) or env.get("USER") or env.get("LOGNAME") or ""
+        path = f"/api/v1/incidents/{args.id}"
+        if args.action == "ack":
+            body = {"author": author, "comment": args.comment}
+            answer = client.call("POST", f"{path}/ack", body)
+        elif args.action == "unack":
+            answer = client.call("DELETE", f"{path}/ack")
+        else:
+            body = {"author": author, "reason": args.reason}
+            answer = client.call("POST", f"{path}/escalate", body)
+        return print_after_action(sys.stdout, answer, as_json=args.json)
+    except ApiClientError as exc:
+        print(f"alertd: {exc.message}", file=sys.stderr)
+        return 1
 
 
 def list_incidents(
@@ -54,10 +86,10 @@ def format_table(incidents: Sequence[Mapping[str, Any]]) -> str:
             i["status"],
             f"{i['check_state']}/{i['state_type']}",
             i["key"],
-            _short_time(i["last_seen"]),
+            short_time(i["last_seen"]),
             str(i["occurrences"]),
             ",".join(_flags(i)) or "-",
-            _one_line(i.get("last_output") or "", OUTPUT_WIDTH),
+            one_line(i.get("last_output") or "", OUTPUT_WIDTH),
         )
         for i in incidents
     ]
@@ -117,12 +149,12 @@ def _ack(i: Mapping[str, Any]) -> str | None:
     return f"yes{by}{comment}"
 
 
-def _short_time(text: str) -> str:
+def short_time(text: str) -> str:
     # "2026-01-05T09:00:00Z" -> "2026-01-05 09:00:00Z": readable, still exact and sortable.
     return text.replace("T", " ")
 
 
-def _one_line(text: str, width: int) -> str:
+def one_line(text: str, width: int) -> str:
     flat = " ".join(text.split())
     return flat if len(flat) <= width else flat[: width - 1] + "…"
 
@@ -139,20 +171,4 @@ def print_after_action(out: TextIO, incident: Mapping[str, Any], *, as_json: boo
         f"incident {incident['id']} {incident['key']}: {incident['status']}, {ack}, "
         f"escalation level {incident.get('escalation_level', 0)}, next escalation {nxt}\n"
     )
-    return 0
-
-
-def print_outbox(out: TextIO, body: Mapping[str, Any], *, as_json: bool) -> int:
-    if as_json:
-        json.dump(body, out, indent=2)
-        out.write("\n")
-        return 0
-    counts = body["counts"]
-    out.write(f"pending {counts['pending']}, done {counts['done']}, dead {counts['dead']}\n")
-    for op in body["operations"]:
-        error = _one_line(op.get("last_error") or "", OUTPUT_WIDTH)
-        out.write(
-            f"{op['id']:>6}  {op['state']:<7} {op['op']:<6} incident {op['incident_id']:<6} "
-            f"attempts {op['attempts']:<3} next {_short_time(op['next_attempt_at'])}  {error}\n"
-        )
     return 0

@@ -12,7 +12,7 @@ from typing import Any, Final, Literal
 
 from aiohttp import web
 
-from connectors.sandbox.account import (
+from alertd.sandbox.account import (
     PRIORITIES,
     REQUESTER_FIELDS,
     SERVICE_LEVELS,
@@ -20,8 +20,8 @@ from connectors.sandbox.account import (
     STATUSES,
     SandboxOptions,
 )
-from connectors.sandbox.errors import _FieldError, _invalid
-from connectors.sandbox.formats import _parse_time
+from alertd.sandbox.errors import _FieldError, _invalid
+from alertd.sandbox.formats import _parse_time
 
 _Kind = Literal["int", "id", "str", "bool", "strings", "email", "emails", "datetime", "object"]
 _EXPECTED: Final[dict[_Kind, str]] = {

@@ -15,10 +15,10 @@ from typing import Any, Final
 
 from aiohttp import web
 
-from connectors.sandbox.account import AGENT_ID, REQUESTER_FIELDS, WINDOW_SECONDS, SandboxOptions
-from connectors.sandbox.errors import _FieldError, _invalid, _not_found
-from connectors.sandbox.formats import _iso, _parse_time, _text
-from connectors.sandbox.validation import _is_int, _note_errors, _ticket_errors
+from alertd.sandbox.account import AGENT_ID, REQUESTER_FIELDS, WINDOW_SECONDS, SandboxOptions
+from alertd.sandbox.errors import _FieldError, _invalid, _not_found
+from alertd.sandbox.formats import _iso, _parse_time, _text
+from alertd.sandbox.validation import _is_int, _note_errors, _ticket_errors
 
 # SLA deadlines by priority (first response, resolution) in hours, for tickets that set none.
 _SLA_HOURS: Final = {1: (24, 72), 2: (8, 48), 3: (4, 24), 4: (1, 4)}

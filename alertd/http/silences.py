@@ -16,12 +16,12 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from aiohttp import web
 
-from alertd.api import path_id, read_json
 from alertd.codec import wire_time
-from alertd.config import parse_duration
+from alertd.durations import parse_duration
 from alertd.errors import InputError, ItemProblem, NotFoundError
+from alertd.http.decode import path_id, read_json
+from alertd.http.keys import CLOCK, ENGINE, STORE
 from alertd.policy import Pattern
-from alertd.server import CLOCK, ENGINE, STORE
 from alertd.silences import (
     DAYS,
     Silence,
@@ -40,13 +40,6 @@ MAX_WINDOW = timedelta(days=7)
 # computation (the next weekly occurrence, an end from a duration) would overflow.
 HORIZON = timedelta(days=36525)
 _HORIZON_TEXT = "more than 100 years ahead"
-
-
-def add_routes(app: web.Application) -> None:
-    app.router.add_post("/api/v1/silences", post_silence)
-    app.router.add_get("/api/v1/silences", list_silences)
-    app.router.add_get("/api/v1/silences/{id}", show_silence)
-    app.router.add_delete("/api/v1/silences/{id}", expire_silence)
 
 
 async def post_silence(request: web.Request) -> web.Response:

@@ -7,8 +7,8 @@ import asyncio
 
 from aiohttp import web
 
-from connectors.sandbox.account import API, SandboxOptions
-from connectors.sandbox.endpoints import (
+from alertd.sandbox.account import API, SandboxOptions
+from alertd.sandbox.endpoints import (
     _add_note,
     _conversations,
     _create_ticket,
@@ -18,8 +18,8 @@ from connectors.sandbox.endpoints import (
     _update_ticket,
     _view_ticket,
 )
-from connectors.sandbox.front_door import _front_door
-from connectors.sandbox.state import SANDBOX, Sandbox
+from alertd.sandbox.front_door import _front_door
+from alertd.sandbox.state import SANDBOX, Sandbox
 
 
 def create_app(options: SandboxOptions | None = None) -> web.Application:

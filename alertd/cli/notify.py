@@ -30,8 +30,8 @@ import urllib.request
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
+from alertd.cli.spool import Spool
 from alertd.errors import SpoolError
-from alertd.spool import Spool
 
 EXIT_DELIVERED, EXIT_SPOOLED, EXIT_ATTENTION = 0, 1, 2
 DEFAULT_URL = "http://127.0.0.1:8780"

@@ -34,7 +34,7 @@ modules but belongs to none of its users.
 
 from __future__ import annotations
 
-from connectors.sandbox.account import (
+from alertd.sandbox.account import (
     AGENT_ID,
     API,
     FLAVOURS,
@@ -51,8 +51,8 @@ from connectors.sandbox.account import (
     WINDOW_SECONDS,
     SandboxOptions,
 )
-from connectors.sandbox.app import create_app, serve
-from connectors.sandbox.state import SANDBOX, RequestRecord, Sandbox
+from alertd.sandbox.app import create_app, serve
+from alertd.sandbox.state import SANDBOX, RequestRecord, Sandbox
 
 __all__ = [
     "AGENT_ID",

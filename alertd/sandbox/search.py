@@ -9,8 +9,8 @@ from collections.abc import Callable, Mapping
 from datetime import date
 from typing import Any, Final
 
-from connectors.sandbox.account import SandboxOptions
-from connectors.sandbox.validation import _is_int
+from alertd.sandbox.account import SandboxOptions
+from alertd.sandbox.validation import _is_int
 
 _Predicate = Callable[[Mapping[str, Any]], bool]
 _SEARCH_TOKEN: Final = re.compile(

@@ -10,24 +10,17 @@ from typing import Any
 from aiohttp import web
 
 from alertd import codec
-from alertd.api import read_json
-from alertd.config import parse_duration
+from alertd.durations import format_duration, parse_duration
 from alertd.errors import InputError, NotFoundError
 from alertd.heartbeats import HOST, Beat, Heartbeat, HeartbeatRemove
-from alertd.server import CLOCK, ENGINE, STORE
-from alertd.silences import format_duration
+from alertd.http.decode import read_json
+from alertd.http.keys import CLOCK, ENGINE, STORE
 
 # The name becomes the service of the incident a miss opens: keep it readable on a ticket.
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}")
 MIN_INTERVAL = timedelta(seconds=10)
 # A job that runs less than yearly is no heartbeat; the cap also keeps due times in range.
 MAX_INTERVAL = timedelta(days=365)
-
-
-def add_routes(app: web.Application) -> None:
-    app.router.add_post("/api/v1/heartbeats/{name}", post_beat)
-    app.router.add_get("/api/v1/heartbeats", list_heartbeats)
-    app.router.add_delete("/api/v1/heartbeats/{name}", delete_heartbeat)
 
 
 async def post_beat(request: web.Request) -> web.Response:

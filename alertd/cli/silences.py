@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from alertd.apiclient import DEFAULT_URL, TOKEN_ENV, ApiClient, ApiClientError, read_token
+from alertd.cli.apiclient import DEFAULT_URL, TOKEN_ENV, ApiClient, ApiClientError, read_token
 
 
 def add_parser(sub: Any) -> None:

@@ -23,7 +23,7 @@ from aiohttp import web
 from alertd import logs
 from alertd.config import load_config
 from alertd.daemon import serving
-from connectors.sandbox import SANDBOX, Sandbox, SandboxOptions, create_app
+from alertd.sandbox import SANDBOX, Sandbox, SandboxOptions, create_app
 
 DEMO_KEY = "demo-api-key"
 PRIORITY = {1: "Low", 2: "Medium", 3: "High", 4: "Urgent"}

@@ -2,7 +2,7 @@
 notify, silences, run the sandbox helpdesk.
 
 Every subcommand has a --help written for the person who runs Nagios: what it does, what it
-needs, an example. Commands that query a running daemon use its HTTP API (`alertd.apiclient`).
+needs, an example. Commands that query a running daemon use its HTTP API (`alertd.cli.apiclient`).
 `alertd notify` is exec'd by Nagios once per notification, so this module imports the heavy
 parts (asyncio, structlog, the config loader) only inside the commands that need them.
 """
@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from alertd import version
-from alertd.apiclient import DEFAULT_URL, TOKEN_ENV, ApiClient, ApiClientError, read_token
+from alertd.cli import incidents, outbox, silences
+from alertd.cli.apiclient import DEFAULT_URL, TOKEN_ENV
 from alertd.errors import ConfigError, StoreError
 
 _FORMATTER = argparse.RawDescriptionHelpFormatter
@@ -160,9 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
         "notify", add_help=False, help="send a Nagios/Opsview notification (see: notify --help)"
     )
 
-    from alertd import silence_cli
-
-    silence_cli.add_parser(sub)
+    silences.add_parser(sub)
 
     sandbox = sub.add_parser(
         "sandbox",
@@ -196,7 +195,7 @@ def main(argv: list[str] | None = None, env: Mapping[str, str] | None = None) ->
     env = os.environ if env is None else env
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["notify"]:  # its own parser, and nothing heavy imported
-        from alertd import notify
+        from alertd.cli import notify
 
         return notify.main(argv[1:], env)
     args = build_parser().parse_args(argv)
@@ -205,21 +204,19 @@ def main(argv: list[str] | None = None, env: Mapping[str, str] | None = None) ->
     if args.command == "run":
         return _run(args.config, env)
     if args.command == "incidents":
-        return _incidents(args, env)
+        return incidents.run(args, env)
     if args.command == "outbox":
-        return _outbox(args, env)
+        return outbox.run(args, env)
     if args.command == "demo":
         import asyncio
 
-        from alertd.demo import run_demo
+        from alertd.cli.demo import run_demo
 
         return asyncio.run(run_demo(args.store))
     if args.command == "sandbox":
         return _sandbox(args.listen, args.rate_limit, env)
     if args.command == "silences":
-        from alertd import silence_cli
-
-        return silence_cli.main(args)
+        return silences.main(args)
     raise AssertionError(args.command)  # argparse rejects anything else
 
 
@@ -227,7 +224,7 @@ def _sandbox(listen: str, rate_limit: int, env: Mapping[str, str]) -> int:
     import asyncio
     import contextlib
 
-    from connectors.sandbox import SandboxOptions, serve
+    from alertd.sandbox import SandboxOptions, serve
 
     host, _, port = listen.rpartition(":")
     if not host or not port.isdigit():
@@ -291,60 +288,3 @@ def _run(path: Path | None, env: Mapping[str, str]) -> int:
         return 1
     return 0
 
-
-def _incidents(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    from alertd import incidents_cmd
-
-    try:
-        client = ApiClient(args.url, read_token(args.token_file, env.get(TOKEN_ENV)))
-        if args.action == "list":
-            params: dict[str, str | int | None] = {
-                "status": args.status,
-                "priority": args.priority,
-                "host": args.host,
-                "limit": args.limit,
-                "before": args.before,
-            }
-            return incidents_cmd.list_incidents(client, sys.stdout, params=params,
-                                                as_json=args.json)  # fmt: skip
-        if args.action == "show":
-            return incidents_cmd.show_incident(client, sys.stdout, args.id, as_json=args.json)
-        author = getattr(args, "author", None) or env.get("USER") or env.get("LOGNAME") or ""
-        path = f"/api/v1/incidents/{args.id}"
-        if args.action == "ack":
-            body = {"author": author, "comment": args.comment}
-            answer = client.call("POST", f"{path}/ack", body)
-        elif args.action == "unack":
-            answer = client.call("DELETE", f"{path}/ack")
-        else:
-            body = {"author": author, "reason": args.reason}
-            answer = client.call("POST", f"{path}/escalate", body)
-        return incidents_cmd.print_after_action(sys.stdout, answer, as_json=args.json)
-    except ApiClientError as exc:
-        print(f"alertd: {exc.message}", file=sys.stderr)
-        return 1
-
-
-def _outbox(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    from alertd import incidents_cmd
-
-    try:
-        client = ApiClient(args.url, read_token(args.token_file, env.get(TOKEN_ENV)))
-        if args.action == "list":
-            params: dict[str, str | int | None] = {"state": args.state, "limit": args.limit}
-            answer = client.get("/api/v1/outbox", params)
-            return incidents_cmd.print_outbox(sys.stdout, answer, as_json=args.json)
-        path = "/api/v1/outbox/retry" if args.all else f"/api/v1/outbox/{args.id}/retry"
-        answer = client.call("POST", path)
-        requeued = answer["requeued"]
-        print(f"requeued {len(requeued)} operation(s): {', '.join(map(str, requeued)) or '-'}")
-        for skipped in answer.get("skipped", []):
-            print(f"not requeued {skipped['id']}: {skipped['reason']}")
-        return 0
-    except ApiClientError as exc:
-        print(f"alertd: {exc.message}", file=sys.stderr)
-        return 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())

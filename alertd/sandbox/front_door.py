@@ -13,10 +13,10 @@ from typing import Any
 from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler
 
-from connectors.sandbox.account import SandboxOptions
-from connectors.sandbox.errors import _DropConnection, _error, _not_found, _Reject
-from connectors.sandbox.state import SANDBOX, RequestRecord, Sandbox
-from connectors.sandbox.validation import _include_items
+from alertd.sandbox.account import SandboxOptions
+from alertd.sandbox.errors import _DropConnection, _error, _not_found, _Reject
+from alertd.sandbox.state import SANDBOX, RequestRecord, Sandbox
+from alertd.sandbox.validation import _include_items
 
 
 @web.middleware

@@ -1,38 +1,46 @@
-"""HTTP routes of the monitoring inputs: NRDP, Nagios/Opsview macro sets, Alertmanager webhooks.
+"""HTTP routes of every input: alertd's native results, NRDP, Nagios/Opsview macro sets and
+Alertmanager webhooks.
 
-Thin like `alertd.api`: decode -> parse (connectors) -> `engine.submit` (returns after the
-durable commit) -> answer in the peer's terms. NRDP lives outside `/api/`, so the bearer-token
+Thin: decode -> parse (connectors) -> `engine.submit` (returns after the durable commit) ->
+answer in the peer's terms. NRDP lives outside `/api/`, so the bearer-token
 middleware does not apply: it checks its own `token=` field against `[nrdp]` tokens.
 """
 
 from __future__ import annotations
 
-from urllib.parse import parse_qsl
-
 from aiohttp import web
 
-from alertd.api import read_json
 from alertd.errors import NrdpRefusal, UnsupportedMedia
-from alertd.server import CLOCK, CONFIG, ENGINE, INGEST_SOURCES, LIVE, METRICS, token_matches
+from alertd.http.decode import FORM, read_form, read_json
+from alertd.http.keys import CLOCK, CONFIG, ENGINE, LIVE, METRICS
+from alertd.http.middleware import token_matches
 from connectors import nrdp
 from connectors.alertmanager import parse_webhook
 from connectors.nagios import parse_payload
+from connectors.native import parse_results
 
-FORM = "application/x-www-form-urlencoded"
+NATIVE = "api"  # the input name of the native JSON endpoint, in metrics and logs
 NRDP_USAGE = "alertd NRDP endpoint: cmd=hello, cmd=submitcheck or cmd=submitcmd with token=\n"
 
 
-def add_routes(app: web.Application) -> None:
-    for path in ("/nrdp", "/nrdp/"):
-        app.router.add_get(path, nrdp_request)
-        app.router.add_post(path, nrdp_request)
-    app.router.add_post("/api/v1/nagios", post_nagios)
-    app.router.add_post("/api/v1/alertmanager", post_alertmanager)
-    # Refusals on these paths are counted per input (alertd_ingest_rejected_total).
-    app[INGEST_SOURCES].update(
-        {"/nrdp": "nrdp", "/nrdp/": "nrdp", "/api/v1/nagios": "nagios",
-         "/api/v1/alertmanager": "alertmanager"}
-    )  # fmt: skip
+# Refusals on these paths are counted per input (alertd_ingest_rejected_total).
+SOURCES = {
+    "/api/v1/results": NATIVE,
+    "/nrdp": "nrdp",
+    "/nrdp/": "nrdp",
+    "/api/v1/nagios": "nagios",
+    "/api/v1/alertmanager": "alertmanager",
+}
+
+
+async def post_results(request: web.Request) -> web.Response:
+    payload = await read_json(request)
+    config = request.app[CONFIG]
+    now = request.app[CLOCK].now()
+    results = parse_results(payload, now, config.server.max_results_per_request)
+    await request.app[ENGINE].submit(results)
+    request.app[METRICS].results_accepted(NATIVE, results)
+    return web.json_response({"accepted": len(results)}, status=202)
 
 
 async def nrdp_request(request: web.Request) -> web.Response:
@@ -80,7 +88,7 @@ def _answer(reply: tuple[str, str]) -> web.Response:
 
 async def post_nagios(request: web.Request) -> web.Response:
     if request.content_type == FORM:
-        payload: object = await _read_form(request)
+        payload: object = await read_form(request)
     elif request.content_type == "application/json":
         payload = await read_json(request)
     else:
@@ -92,14 +100,6 @@ async def post_nagios(request: web.Request) -> web.Response:
     await request.app[ENGINE].submit(items)
     request.app[METRICS].results_accepted("nagios", items)
     return web.json_response({"accepted": len(items)}, status=202)
-
-
-async def _read_form(request: web.Request) -> dict[str, str]:
-    """A form body as UTF-8 whatever charset it declares, undecodable bytes replaced: plugin
-    output in Latin-1 (or a bogus charset) must cost one character, not the notification."""
-    body = await request.read()  # over max_body_bytes: the middleware answers 413
-    # A repeated field: the last one wins. Percent-escapes that are not UTF-8 are replaced too.
-    return dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
 
 
 async def post_alertmanager(request: web.Request) -> web.Response:

@@ -1,0 +1,108 @@
+"""HTTP routes of the incident read API and of what people do to an incident (ack, escalate).
+
+Handlers stay thin: decode -> engine -> answer. Errors are raised, never turned into responses
+here (`alertd.http.middleware` does that).
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from alertd import codec
+from alertd.errors import Conflict, InputError, NotFoundError
+from alertd.http.decode import MAX_ID, path_id, query_enum, query_int, read_json, text_field
+from alertd.http.keys import CLOCK, ENGINE, LIVE, STORE
+from alertd.http.outbox import op_json
+from alertd.model import Incident, Notice, NoticeKind, Priority, Status, key_text
+from alertd.store import IncidentQuery
+
+MAX_PAGE = 1000
+
+
+async def list_incidents(request: web.Request) -> web.Response:
+    q = request.query
+    query = IncidentQuery(
+        status=query_enum(Status, q.get("status"), "status"),
+        priority=query_enum(Priority, q.get("priority"), "priority"),
+        host=q.get("host") or None,
+        limit=query_int(q.get("limit"), "limit", default=100, low=1, high=MAX_PAGE),
+        before_id=query_int(q.get("before"), "before", default=None, low=1, high=MAX_ID),
+    )
+    incidents = await request.app[STORE].list_incidents(query)
+    more = len(incidents) == query.limit
+    return web.json_response(
+        {
+            "incidents": [codec.incident_json(i, key_text=key_text(i.key)) for i in incidents],
+            "next_before": incidents[-1].id if more and incidents else None,
+        }
+    )
+
+
+async def show_incident(request: web.Request) -> web.Response:
+    raw_id = request.match_info["id"]
+    store = request.app[STORE]
+    number = path_id(raw_id)
+    incident = await store.get_incident(number) if number is not None else None
+    if incident is None:
+        raise NotFoundError(f"incident {request.match_info['id']}")
+    body = codec.incident_json(incident, key_text=key_text(incident.key))
+    body["events"] = [codec.event_json(e) for e in await store.events(incident.id)]
+    link = await store.ticket_of(incident.id)
+    helpdesk = request.app[LIVE].config.helpdesk
+    body["ticket"] = None
+    if link is not None and helpdesk is not None:
+        url = f"{helpdesk.url}/a/tickets/{link.ticket_id}"
+        body["ticket"] = {"id": link.ticket_id, "url": url}
+    body["ticket_operations"] = [op_json(op) for op in await store.ops_of(incident.id)]
+    return web.json_response(body)
+
+
+async def acknowledge(request: web.Request) -> web.Response:
+    """POST: someone is on it (stops the escalation clock); DELETE: nobody is, after all."""
+    incident = await _live_incident(request)
+    ack = request.method == "POST"
+    body = await read_json(request) if request.can_read_body else {}
+    author, comment = text_field(body, "author"), text_field(body, "comment")
+    sticky = body.get("sticky", False) if isinstance(body, dict) else False
+    if not isinstance(sticky, bool):
+        raise InputError("sticky: expected true or false")
+    kind = NoticeKind.ACKNOWLEDGED if ack else NoticeKind.UNACKNOWLEDGED
+    now = request.app[CLOCK].now()
+    notice = Notice(kind, incident.host, incident.service, now, author, comment, sticky, "api")
+    return await _after_notice(request, notice)
+
+
+async def escalate(request: web.Request) -> web.Response:
+    """Relationship or customer escalation by hand: the next level now, with the reason."""
+    incident = await _live_incident(request)
+    body = await read_json(request)
+    reason = text_field(body, "reason")
+    if not reason:
+        raise InputError("reason: required (why this incident is escalated by hand)")
+    now = request.app[CLOCK].now()
+    notice = Notice(NoticeKind.ESCALATE, incident.host, incident.service, now,
+                    text_field(body, "author"), reason, False, "api")  # fmt: skip
+    return await _after_notice(request, notice)
+
+
+async def _live_incident(request: web.Request) -> Incident:
+    raw = request.match_info["id"]
+    live, number = None, path_id(raw)
+    if number is not None:
+        stored = await request.app[STORE].get_incident(number)
+        if stored is not None:
+            live = request.app[ENGINE].cached(stored.key)
+            if live is None or live.id != stored.id or live.status is Status.RESOLVED:
+                raise Conflict(f"incident {raw} is {stored.status.value}: nothing to act on")
+    if live is None:
+        raise NotFoundError(f"incident {raw}")
+    return live
+
+
+async def _after_notice(request: web.Request, notice: Notice) -> web.Response:
+    await request.app[ENGINE].submit([notice])
+    incident = request.app[ENGINE].cached(notice.key)
+    assert incident is not None  # live a moment ago, and notices never end an incident
+    return web.json_response(codec.incident_json(incident, key_text=key_text(incident.key)))
+
+

@@ -1,0 +1,154 @@
+"""Request middleware: a request id on every answer and log line, the bearer-token check for
+`/api/`, and the one place where errors become HTTP answers.
+
+Errors are raised anywhere below (decoders, parsers, the engine) and answered here from the
+attributes each error class carries (`alertd.errors`): status, headers, public message and the
+reason refusals are counted under.
+"""
+
+from __future__ import annotations
+
+import hmac
+import itertools
+import re
+import secrets
+from collections.abc import Awaitable, Callable, Sequence
+
+import structlog
+from aiohttp import web
+from aiohttp.typedefs import Middleware
+
+from alertd.errors import (
+    AlertdError,
+    AuthError,
+    InputError,
+    NrdpRefusal,
+    PayloadTooLarge,
+    StoreError,
+)
+from alertd.http.keys import CONFIG, INGEST_SOURCES, LIVE, METRICS
+from connectors import nrdp
+
+log: structlog.stdlib.BoundLogger = structlog.get_logger(__name__)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+# An incoming X-Request-Id is kept if it looks like an id (a proxy's or the client's); anything
+# else, e.g. text that would garble a log line, is replaced by our own.
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:/+=@-]{1,128}")
+
+
+def error_response(
+    status: int, message: str, headers: dict[str, str] | None = None, **extra: object
+) -> web.Response:
+    return web.json_response({"error": message, **extra}, status=status, headers=headers)
+
+
+def request_middleware() -> Middleware:
+    """The outermost middleware: a request id for logs and answer, and the error -> HTTP map.
+
+    One middleware for both: every layer adds a call to each request on the hot path.
+    """
+    # Ids unique within this app's life ("<random>-<n>"), far cheaper than a uuid per request.
+    prefix = f"{secrets.token_hex(4)}-"
+    numbers = itertools.count(1)
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        incoming = request.headers.get("X-Request-Id", "")
+        request_id = incoming if _REQUEST_ID.fullmatch(incoming) else f"{prefix}{next(numbers):x}"
+        # No reset needed: the next request on this connection binds its own id first.
+        structlog.contextvars.bind_contextvars(request_id=request_id)
+        try:
+            response = await handler(request)
+        except web.HTTPException as exc:
+            if exc.status < 400:
+                raise  # redirects and the like are answers, not errors
+            response = _refuse(request, _as_alertd_error(request, exc))
+        except AlertdError as exc:
+            response = _refuse(request, exc)
+        except ConnectionResetError:
+            raise  # the client went away: nobody to answer, and no bug of ours
+        except Exception:  # a bug: logged with its traceback, answered in JSON like any error
+            log.exception("request_failed", path=request.path)
+            response = error_response(500, "internal error")
+        response.headers["X-Request-Id"] = request_id
+        return response
+
+    return middleware
+
+
+class _HttpRefusal(InputError):
+    """An aiohttp refusal (404 no route, 405 method) in our tree, with aiohttp's status."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+
+
+def _as_alertd_error(request: web.Request, exc: web.HTTPException) -> AlertdError:
+    if isinstance(exc, web.HTTPRequestEntityTooLarge):
+        limit = request.app[CONFIG].server.max_body_bytes
+        return PayloadTooLarge(f"request body too large: limit is {limit} bytes")
+    return _HttpRefusal(exc.status, exc.reason)
+
+
+def _refuse(request: web.Request, exc: AlertdError) -> web.Response:
+    """Count a refused ingest request by its source and reason, then answer it."""
+    source = request.app[INGEST_SOURCES].get(request.path)
+    if source is not None:
+        request.app[METRICS].ingest_rejected(source, exc.reason())
+    return _error_answer(request, exc)
+
+
+def _error_answer(request: web.Request, exc: AlertdError) -> web.Response:
+    """The answer for an error: the one place errors become HTTP."""
+    if isinstance(exc, NrdpRefusal):  # NRDP clients read their own shape, always with 200
+        body, content_type = nrdp.refusal(exc)
+        return web.Response(text=body, content_type=content_type)
+    status = exc.status if isinstance(exc, _HttpRefusal) else exc.http_status
+    if isinstance(exc, AuthError):
+        # The message says what was wrong with the header, never what it contained.
+        log.info("auth_failed", path=request.path, remote=request.remote, reason=exc.message)
+    elif isinstance(exc, StoreError):
+        log.error("store_unavailable", error=str(exc), path=request.path)
+    elif status >= 500:
+        log.error("request_failed", error=str(exc), path=request.path, status=status)
+    details = [d.as_json() for d in exc.details] if isinstance(exc, InputError) else []
+    extra: dict[str, object] = {"details": details} if details else {}
+    headers = dict(exc.http_headers) or None
+    return error_response(status, exc.public_message(), headers=headers, **extra)
+
+
+@web.middleware
+async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Bearer-token check for `/api/`; no tokens configured = open (the daemon warns at start).
+
+    Tokens are read from `LIVE` per request, so a reload that rotates them takes effect at once.
+    """
+    tokens = request.app[LIVE].tokens
+    if tokens and request.path.startswith("/api/"):
+        _require_token(request.headers.get("Authorization", ""), tokens)
+    return await handler(request)
+
+
+def _require_token(header: str, tokens: Sequence[bytes]) -> None:
+    scheme, _, presented = header.partition(" ")
+    if not header:
+        raise AuthError("missing Authorization header: send 'Authorization: Bearer <token>'")
+    if scheme.lower() != "bearer" or not presented.strip():
+        raise AuthError("Authorization header must be 'Bearer <token>'")
+    if not token_matches(presented.strip(), tokens):
+        raise AuthError("invalid token")
+
+
+def token_matches(presented: str, tokens: Sequence[bytes]) -> bool:
+    """Whether `presented` is one of `tokens`, compared in constant time."""
+    # aiohttp hands over header bytes that are not UTF-8 as lone surrogates (surrogateescape);
+    # surrogatepass encodes any str, and what it makes of a surrogate matches no real token.
+    candidate = presented.encode("utf-8", "surrogatepass")
+    # Compare with every token, without stopping early, so timing says nothing of which matched.
+    matched = False
+    for token in tokens:
+        matched |= hmac.compare_digest(candidate, token)
+    return matched
