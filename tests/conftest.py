@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -16,17 +15,11 @@ from alertd.clock import ManualClock
 from alertd.config import Config, load_config
 from alertd.sandbox import SANDBOX, Sandbox, SandboxOptions, create_app
 from connectors import freshdesk
-from tests.support import KEY, Client
-
-START = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
+from tests.support import KEY, START, Client, MakeClient
 
 # As the daemon does: one configuration, logs on stderr (so tests reading stdout see only
 # what the commands themselves print).
 logs.configure("info")
-# Real captures from real peers (../shared/samples/README.md); CI has shared/ beside the clone.
-SAMPLES = Path(__file__).parents[1].parent / "shared" / "samples"
-
-MakeClient = Callable[..., Awaitable[TestClient[web.Request, web.Application]]]
 
 
 @pytest.fixture

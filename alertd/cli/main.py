@@ -287,4 +287,3 @@ def _run(path: Path | None, env: Mapping[str, str]) -> int:
               file=sys.stderr)  # fmt: skip
         return 1
     return 0
-

@@ -37,5 +37,3 @@ async def _run_check(check: ReadinessCheck) -> str | None:
         return f"no answer within {READINESS_TIMEOUT:g}s"
     except Exception as exc:  # a failing probe is the answer, not an error of /readyz
         return f"check failed: {type(exc).__name__}: {exc}"
-
-

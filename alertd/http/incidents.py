@@ -104,5 +104,3 @@ async def _after_notice(request: web.Request, notice: Notice) -> web.Response:
     incident = request.app[ENGINE].cached(notice.key)
     assert incident is not None  # live a moment ago, and notices never end an incident
     return web.json_response(codec.incident_json(incident, key_text=key_text(incident.key)))
-
-

@@ -93,5 +93,3 @@ def op_json(op: OutboxRow) -> dict[str, Any]:
         "last_error": op.last_error,
         "payload": op.payload,
     }
-
-

@@ -1,0 +1,129 @@
+"""What the helpdesk agent gets: incident changes planned into ticket operations (pure)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from alertd.config import HelpdeskConfig
+from alertd.lifecycle import apply, suppress, tick, unsuppress
+from alertd.model import CheckResult, CheckState, Incident, Transition
+from alertd.tickets import Op, PlannedOp, TicketPlanner
+from tests.support.lifecycle import HOLD, POLICY, T0
+
+CONFIG = HelpdeskConfig(
+    url="https://acme.freshdesk.com",
+    api_key="k",
+    api_key_source="test",
+    requester_email="noc@example.com",
+    monitoring_url="https://nagios.example/cgi-bin/extinfo.cgi?host={host}&service={service}",
+)
+PLANNER = TicketPlanner(CONFIG, HOLD)
+
+
+def result(state: CheckState, output: str = "connection refused", **kw: object) -> CheckResult:
+    return CheckResult("web-01", "HTTP", state, T0, output=output, **kw)  # type: ignore[arg-type]
+
+
+def planned(transition: Transition, minutes: float = 0) -> tuple[Incident, list[PlannedOp]]:
+    assert transition.incident is not None
+    return PLANNER.plan(transition.incident, transition.events, T0 + timedelta(minutes=minutes))
+
+
+def opened() -> tuple[Incident, list[PlannedOp]]:
+    return planned(apply(None, result(CheckState.CRITICAL), POLICY, T0, new_id=7))
+
+
+def test_an_opened_incident_becomes_one_readable_ticket() -> None:
+    """Opening creates one ticket: clear subject, priority, tags, escaped HTML with the why."""
+    incident, ops = planned(
+        apply(
+            None,
+            result(CheckState.CRITICAL, "<b>503</b> & down", perfdata="t=1s"),
+            POLICY,
+            T0,
+            new_id=7,
+        )
+    )
+    (create,) = ops
+    assert create.op is Op.CREATE
+    p = create.payload
+    assert p["subject"] == "[CRITICAL] web-01 / HTTP: <b>503</b> & down"
+    assert p["priority"] == 3  # medium impact x high urgency = High
+    assert p["tags"] == ["alertd", "alertd-main-7"]
+    html = p["description"]
+    assert "&lt;b&gt;503&lt;/b&gt; &amp; down" in html and "<b>503" not in html
+    assert "High: impact medium x urgency high, default impact" in html
+    assert "host=web-01&amp;service=HTTP" in html  # the monitoring link, escaped in HTML
+    assert "resolves this ticket once the check has been OK for 5m" in html
+    assert incident.ticket_requested
+
+
+def test_repeats_make_at_most_one_summary_note_per_interval() -> None:
+    """1,000 repeats add no note at once; one summary note falls due after note_interval."""
+    incident, _ = opened()
+    for n in range(1000):
+        incident, ops = planned(
+            apply(incident, result(CheckState.CRITICAL), POLICY, T0, new_id=99), n / 100
+        )
+        assert ops == []
+    assert incident.summary_due == T0 + CONFIG.note_interval
+    summed, (note,), _ = PLANNER.summary(incident, T0 + CONFIG.note_interval)
+    assert "1000 more occurrences" in note.payload["body"]
+    assert "(1001 in all)" in note.payload["body"]
+    assert summed.summary_due is None and summed.summary_from == 1001
+
+
+def test_priority_recovery_resolution_and_reopening_reach_the_same_ticket() -> None:
+    """A priority change updates the ticket; recovery notes; resolution resolves; a recurrence
+    reopens the same ticket (status Open again) rather than creating another."""
+    incident, _ = opened()
+    incident, (up,) = planned(apply(incident, result(CheckState.WARNING), POLICY, T0, new_id=9))
+    assert up.op is Op.UPDATE  # state note and priority change: one call, not two
+    assert up.payload["fields"] == {
+        "subject": "[WARNING] web-01 / HTTP: connection refused",  # the subject stays true
+        "priority": 2,
+    }
+    assert up.payload["lowers"] is True
+    assert "State changed from CRITICAL to WARNING" in up.payload["note"]
+    assert "Priority changed from High to Medium" in up.payload["note"]
+
+    incident, (note,) = planned(
+        apply(incident, result(CheckState.OK, "HTTP OK"), POLICY, T0, new_id=99)
+    )
+    assert note.op is Op.NOTE and "stays OK for 5m" in note.payload["body"]
+
+    incident, (resolve,) = planned(tick(incident, POLICY, T0 + HOLD), 5)
+    assert resolve.payload["fields"] == {"status": 4}
+    assert "OK for 5m" in resolve.payload["note"]
+
+    later = T0 + timedelta(hours=1)
+    back = apply(incident, result(CheckState.CRITICAL), POLICY, later, new_id=8)
+    incident, ops = planned(back, 60)
+    assert [o.op for o in ops] == [Op.UPDATE]
+    assert ops[0].payload["fields"] == {
+        "status": 2,
+        "priority": 3,
+        "subject": "[CRITICAL] web-01 / HTTP: connection refused",
+    }
+    assert incident.id == 7
+
+
+def test_suppressed_problems_get_no_ticket_until_released() -> None:
+    """A problem absorbed by its host's outage makes no ticket; released and still failing, it
+    gets one; released after recovering, none."""
+    fresh = apply(None, result(CheckState.CRITICAL), POLICY, T0, new_id=7)
+    assert fresh.incident is not None
+    muted = suppress(fresh.incident, "host web-01 is DOWN (incident 6)", T0)
+    incident, ops = PLANNER.plan(muted.incident, (*fresh.events, *muted.events), T0)  # type: ignore[arg-type]
+    assert ops == [] and not incident.ticket_requested
+
+    released, ops = planned(unsuppress(incident, T0))
+    assert ops == [] and released.ticket_due == T0 + CONFIG.release_grace  # services recheck
+    created, ops, _ = PLANNER.release(released, T0 + CONFIG.release_grace)
+    assert [o.op for o in ops] == [Op.CREATE] and created.ticket_requested
+    assert created.ticket_due is None
+
+    recovered = apply(released, result(CheckState.OK), POLICY, T0, new_id=99)
+    assert recovered.incident is not None
+    _, ops, _ = PLANNER.release(recovered.incident, T0 + CONFIG.release_grace)
+    assert ops == []  # recovered within the grace: nobody is called
