@@ -1,6 +1,6 @@
 """Nagios-style flap detection: the weighted percent state change over the last 21 recorded states.
 
-Follows Nagios Core 4 `base/flapping.c` (protocols.md 5.2). Which results are recorded (HARD
+Follows Nagios Core 4 `base/flapping.c` (docs/protocols.md 5.2). Which results are recorded (HARD
 states and soft recoveries) is the caller's decision; this module only keeps the buffer, measures
 it and applies the start/stop thresholds.
 """

@@ -1,9 +1,10 @@
 """The incident lifecycle as pure functions: (incident, input, policy, now) -> Transition.
 
 pending -> open -> recovering -> resolved, with reopening, Nagios soft/hard emulation, flap
-detection, priority and absorption by the host's incident (design.md "Incident lifecycle",
-protocols.md 5). No I/O and no clock: time arrives as `now` (aware UTC), and timers are due times
-stored on the incident that `tick` fires and `due_at` reports to the scheduler. When a silent
+detection, priority and absorption by the host's incident (docs/architecture.md, "The incident
+lifecycle"; docs/protocols.md 5). No I/O and no clock: time arrives as `now` (aware UTC), and
+timers are due times stored on the incident that `tick` fires and `due_at` reports to the
+scheduler. When a silent
 check's incident turns stale, and its observed interval, are alertd.staleness's.
 
 `apply` is on the ingest hot path, so each call builds at most one new Incident.
@@ -289,7 +290,7 @@ def _problem(
         attempt = _forced_attempt(attempt, result)
     # Once a problem is confirmed it stays HARD: a HARD problem changing to another non-OK
     # state stays HARD (protocols 5.1), and a recurrence within the recovery hold continues
-    # the same ticket (design.md).
+    # the same ticket (docs/architecture.md).
     hard = absorbed_reason is not None or status is _OPEN or status is _RECOVERING
     hard = hard or _confirmed(result, attempt, policy)
     if status is _RESOLVED and not hard:

@@ -49,7 +49,8 @@ class StateType(StrEnum):
 
 
 class Status(StrEnum):
-    """Where an incident stands in its lifecycle (design.md, "Incident lifecycle")."""
+    """Where an incident stands in its lifecycle (docs/architecture.md, "The incident
+    lifecycle")."""
 
     PENDING = "pending"
     OPEN = "open"

@@ -1,4 +1,4 @@
-"""Alertmanager webhook payloads (version 4, protocols.md 6.1) -> check results. Pure.
+"""Alertmanager webhook payloads (version 4, docs/protocols.md 6.1) -> check results. Pure.
 
 Each alert becomes one HARD result (Prometheus's `for:` has already confirmed it):
 - **key**: service = the `service_label` (default `alertname`); host = the `host_label`

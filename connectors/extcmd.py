@@ -1,4 +1,4 @@
-"""Nagios external command lines (protocols.md 3) -> check results and notices. Pure.
+"""Nagios external command lines (docs/protocols.md 3) -> check results and notices. Pure.
 
 Used by NRDP's `submitcmd`. Supported: the passive result commands, and the acknowledgement
 commands, which a Nagios admin would also send this way:

@@ -4,7 +4,7 @@ Talks HTTP through the one `aiohttp.ClientSession` the app owns; paces every cal
 shared `RateLimiter`; turns every failure into the `HelpdeskError` tree so the dispatcher can
 decide between retrying, waiting, re-creating and dead-lettering. Short in-process retries
 (tenacity) only where repeating cannot double an effect: reads and PUTs, and any request the
-server provably never received. Facts: ../shared/protocols.md section 1.
+server provably never received. Facts: docs/protocols.md section 1.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Nagios / Opsview macro sets (`NAGIOS_*`, protocols.md 4) -> check results and notices. Pure.
+"""Nagios / Opsview macro sets (`NAGIOS_*`, docs/protocols.md 4) -> check results and notices. Pure.
 
 A macro set is what a notification command, an `ocsp_command` / `ochp_command`, or an Opsview
 notification method sees in its environment. `alertd notify` posts it as JSON to

@@ -1,4 +1,4 @@
-"""NRDP (Nagios Remote Data Processor) requests and replies (protocols.md 2). Pure.
+"""NRDP (Nagios Remote Data Processor) requests and replies (docs/protocols.md 2). Pure.
 
 Owns what a stock NRDP server reads from a request (form fields merged from query string and
 body, the `xml`/`json` data aliases, the check-result XML and JSON schemas) and the exact

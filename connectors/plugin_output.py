@@ -1,4 +1,4 @@
-"""Nagios plugin output and state codes, as Nagios itself reads them (protocols.md 3).
+"""Nagios plugin output and state codes, as Nagios itself reads them (docs/protocols.md 3).
 
 Shared by every Nagios-family input (NRDP, external commands, notification macros). Pure.
 """

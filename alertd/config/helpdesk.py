@@ -59,7 +59,7 @@ _HELPDESK_KEYS = (
     "keep_agent_priority",
     "on_missing_ticket", "instance", "public_notes",
 )  # fmt: skip
-_SOURCES = (1, 2, 3, 7, 9, 10)  # Freshdesk's ticket sources (protocols.md 1.2)
+_SOURCES = (1, 2, 3, 7, 9, 10)  # Freshdesk's ticket sources (docs/protocols.md 1.2)
 
 
 def _helpdesk(t: _Table, base: Path | None, env: Mapping[str, str]) -> HelpdeskConfig:

@@ -7,7 +7,7 @@ passes the checks in this order, and every answer, errors included, carries the 
     injected fault -> rate limit (429) -> Basic auth (401) -> Accept (406) -> route (404/405)
     -> Content-Type (415) -> JSON (400 invalid_json) -> fields (400, all errors at once)
 
-Facts come from protocols.md section 1. Behaviours tagged [U] there are options here
+Facts come from docs/protocols.md section 1. Behaviours tagged [U] there are options here
 (`custom_statuses`, `required_fields`, `include_cost`), so tests can state which variant they
 assume. Where the facts leave a choice, the fake takes the stricter one: list and search results
 leave out the description, a 404 has an empty body, and search serves the ticket as it was when

@@ -1,5 +1,5 @@
 """The fake account: what a test can configure (`SandboxOptions`) and what it cannot, the fixed
-ids, paths and limits of Freshdesk API v2 (protocols.md section 1)."""
+ids, paths and limits of Freshdesk API v2 (docs/protocols.md section 1)."""
 
 from __future__ import annotations
 

@@ -12,7 +12,7 @@ from alertd.clock import ManualClock
 from alertd.http.keys import ENGINE
 from tests.support import SAMPLES, MakeClient, incidents, opsview, sample, stored_incidents
 
-# What Opsview's notification methods export (protocols.md 4.3): no *STATEID, MAX*ATTEMPTS,
+# What Opsview's notification methods export (docs/protocols.md 4.3): no *STATEID, MAX*ATTEMPTS,
 # perfdata or problem ids.
 
 

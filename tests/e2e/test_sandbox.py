@@ -37,7 +37,7 @@ VALID: dict[str, Any] = {
     "priority": 4,
     "source": 2,
 }
-# protocols.md 1.3: the fixture's field set plus the newer fields; the fake must return them all.
+# docs/protocols.md 1.3: the fixture's field set plus the newer fields; the fake returns them all.
 TICKET_FIELDS = {
     *("id", "subject", "description", "description_text", "status", "priority", "source"),
     *("type", "requester_id", "responder_id", "group_id", "company_id", "product_id"),
