@@ -471,7 +471,7 @@ class Engine:
         self, batch: Batch, incident_id: int, ops: list[PlannedOp], now: datetime
     ) -> None:
         batch.write.new_ops.extend(
-            NewOp(incident_id, op.op.value, op.payload, op.priority, op.not_before or now)
+            NewOp(incident_id, op.op.value, dict(op.payload), op.priority, op.not_before or now)
             for op in ops
         )
 

@@ -26,9 +26,10 @@ import asyncio
 import contextlib
 import random
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol, cast
 
 import structlog
 
@@ -45,11 +46,12 @@ from alertd.errors import (
 )
 from alertd.metrics import Metrics
 from alertd.model import Notice, NoticeKind, Status
-from alertd.store import OutboxRow, OutboxUpdate, Store, TicketLink
-from alertd.tickets import Op, TicketPlanner
-from connectors.freshdesk import FreshdeskClient
+from alertd.store import OutboxRow, OutboxState, OutboxUpdate, Store, TicketLink
+from alertd.tickets import CreatePayload, NotePayload, Op, TicketPlanner, UpdatePayload
 
-log = structlog.get_logger(__name__)
+log: structlog.stdlib.BoundLogger = structlog.get_logger(__name__)
+
+PENDING, DONE, DEAD = OutboxState.PENDING, OutboxState.DONE, OutboxState.DEAD
 
 BACKOFF_FIRST = timedelta(seconds=30)
 BACKOFF_MAX = timedelta(hours=1)
@@ -61,6 +63,36 @@ STATUS_PENDING = 3
 POLL_FIRST = timedelta(hours=24)  # at start, look this far back for tickets taken meanwhile
 POLL_OVERLAP = timedelta(minutes=1)  # list timestamps are seconds: look back a little
 POLL_PAGES = 10
+
+
+class HelpdeskClient(Protocol):
+    """What the dispatcher needs of a helpdesk (`connectors.freshdesk.FreshdeskClient`).
+
+    Every method raises the `HelpdeskError` tree (alertd.errors) on failure: transient ones are
+    retried, permanent ones dead-lettered, `OutcomeUnknown` looked up before a repeat.
+    """
+
+    def create_body(self, payload: CreatePayload) -> dict[str, Any]: ...
+
+    async def create_ticket(self, body: Mapping[str, Any]) -> dict[str, Any]: ...
+
+    async def update_ticket(self, ticket_id: int, fields: Mapping[str, Any]) -> dict[str, Any]: ...
+
+    async def add_note(
+        self, ticket_id: int, body_html: str, *, private: bool, notify_emails: Sequence[str] = ()
+    ) -> dict[str, Any]: ...
+
+    async def view_ticket(self, ticket_id: int) -> dict[str, Any]: ...
+
+    async def list_tickets(
+        self, updated_since: datetime, page: int = 1
+    ) -> list[dict[str, Any]]: ...
+
+    async def conversations(self, ticket_id: int, page: int = 1) -> list[dict[str, Any]]: ...
+
+    async def find_by_tag(
+        self, tag: str, since: datetime, *, exclude: int | None = None
+    ) -> dict[str, Any] | None: ...
 
 
 @dataclass
@@ -76,7 +108,7 @@ class Dispatcher:
         self,
         store: Store,
         engine: Engine,
-        client: FreshdeskClient,
+        client: HelpdeskClient,
         planner: TicketPlanner,
         config: HelpdeskConfig,
         clock: Clock,
@@ -173,16 +205,13 @@ class Dispatcher:
         starting = [r for r in rows if r.op in (Op.CREATE, Op.NOTE, Op.UPDATE) and not r.started]
         if starting:
             await self._engine.submit(
-                [
-                    _update(r, "pending", True, r.next_attempt_at, None, r.last_error)
-                    for r in starting
-                ]
+                [_update(r, PENDING, True, r.next_attempt_at, None, r.last_error) for r in starting]
             )
         outcomes = await asyncio.gather(*(self._attempt(r) for r in rows))
         records = [item for items in outcomes for item in items]
         await self._engine.submit(records)
         if self._metrics is not None:
-            dead = sum(1 for r in records if isinstance(r, OutboxUpdate) and r.state == "dead")
+            dead = sum(1 for r in records if isinstance(r, OutboxUpdate) and r.state is DEAD)
             if dead:
                 self._metrics.dead_lettered(dead)
         await self._report()
@@ -207,7 +236,7 @@ class Dispatcher:
             return [
                 _update(
                     row,
-                    "pending",
+                    PENDING,
                     row.started,
                     now + timedelta(seconds=exc.retry_after),
                     row.attempts,
@@ -224,7 +253,7 @@ class Dispatcher:
                 hint="check helpdesk.api_key_env / api_key_file and the agent's rights",
             )
             return [
-                _update(row, "pending", row.started, now + AUTH_RETRY, row.attempts + 1, str(exc))
+                _update(row, PENDING, row.started, now + AUTH_RETRY, row.attempts + 1, str(exc))
             ]
         except TicketGone as exc:
             if self._config.on_missing_ticket == "recreate":
@@ -246,7 +275,7 @@ class Dispatcher:
                 error=str(exc),
                 in_seconds=delay.seconds,
             )
-            return [_update(row, "pending", started, now + delay, row.attempts + 1, str(exc))]
+            return [_update(row, PENDING, started, now + delay, row.attempts + 1, str(exc))]
         self.health.authorised = True
         return items
 
@@ -262,7 +291,7 @@ class Dispatcher:
         )
         # A create that may have gone out keeps `started`: a re-drive looks before it creates.
         started = row.started and row.op == Op.CREATE
-        return _update(row, "dead", started, self._clock.now(), row.attempts + 1, error)
+        return _update(row, DEAD, started, self._clock.now(), row.attempts + 1, error)
 
     def _backoff(self, attempts: int) -> timedelta:
         base: timedelta = min(BACKOFF_FIRST * 2 ** min(attempts - 1, 16), BACKOFF_MAX)
@@ -331,7 +360,7 @@ class Dispatcher:
 
     async def _responder_alertd_set(self, incident_id: int) -> int | None:
         for op in reversed(await self._store.ops_of(incident_id)):
-            if op.state == "done" and "responder_id" in op.payload.get("fields", {}):
+            if op.state is DONE and "responder_id" in op.payload.get("fields", {}):
                 return int(op.payload["fields"]["responder_id"])
         return None
 
@@ -347,7 +376,7 @@ class Dispatcher:
             return [
                 _update(
                     row,
-                    "pending",
+                    PENDING,
                     row.started,
                     self._clock.now() + WAIT_FOR_TICKET,
                     row.attempts,
@@ -356,14 +385,17 @@ class Dispatcher:
             ]
         if row.op == Op.UPDATE:
             return await self._update(row, link)
-        await self._note(row, link.ticket_id, row.payload["body"])
+        note = cast(NotePayload, row.payload)
+        private = note.get("private", not self._config.public_notes)
+        await self._note(row, link.ticket_id, note["body"], note.get("notify_emails", ()), private)
         return [_done(row, self._clock.now())]
 
     async def _create(self, row: OutboxRow, link: TicketLink | None) -> list[Input]:
         now = self._clock.now()
         if link is not None:  # recorded already (a re-drive of a create that had succeeded)
             return [_done(row, now)]
-        tag = row.payload["tags"][-1]
+        payload = cast(CreatePayload, row.payload)  # the planner wrote it (alertd.tickets)
+        tag = payload["tags"][-1]
         if row.started:
             found = await self._client.find_by_tag(tag, row.created_at - timedelta(minutes=5))
             if found is not None:
@@ -374,31 +406,32 @@ class Dispatcher:
                     incident_id=row.incident_id,
                 )
                 return [
-                    TicketLink(row.incident_id, int(found["id"]), row.payload["priority"]),
+                    TicketLink(row.incident_id, int(found["id"]), payload["priority"]),
                     _done(row, now),
                 ]
-        ticket = await self._client.create_ticket(self._client.create_body(row.payload))
+        ticket = await self._client.create_ticket(self._client.create_body(payload))
         log.info(
             "ticket_created",
             ticket_id=ticket.get("id"),
             incident_id=row.incident_id,
-            priority=row.payload["priority"],
+            priority=payload["priority"],
         )
         return [
-            TicketLink(row.incident_id, int(ticket["id"]), row.payload["priority"]),
+            TicketLink(row.incident_id, int(ticket["id"]), payload["priority"]),
             _done(row, now),
         ]
 
     async def _update(self, row: OutboxRow, link: TicketLink) -> list[Input]:
-        fields = dict(row.payload["fields"])
-        note: str | None = row.payload.get("note")
+        payload = cast(UpdatePayload, row.payload)
+        fields = dict(payload["fields"])
+        note = payload.get("note")
         items: list[Input] = []
-        add_tags: list[str] = row.payload.get("add_tags", [])
+        add_tags = payload.get("add_tags", [])
         if add_tags:
             # A PUT's tags replace the ticket's: keep what agents added.
             current = await self._client.view_ticket(link.ticket_id)
             fields["tags"] = list(dict.fromkeys([*(current.get("tags") or []), *add_tags]))
-        if "priority" in fields and row.payload.get("lowers") and self._config.keep_agent_priority:
+        if "priority" in fields and payload.get("lowers") and self._config.keep_agent_priority:
             current = await self._client.view_ticket(link.ticket_id)
             by_hand = (
                 link.priority_sent is not None and current.get("priority") != link.priority_sent
@@ -412,17 +445,25 @@ class Dispatcher:
             if "priority" in fields:
                 items.append(TicketLink(link.incident_id, link.ticket_id, fields["priority"]))
         if note:
-            await self._note(row, link.ticket_id, note)
+            await self._note(row, link.ticket_id, note, payload.get("notify_emails", ()))
         return [*items, _done(row, self._clock.now())]
 
-    async def _note(self, row: OutboxRow, ticket_id: int, body: str) -> None:
+    async def _note(
+        self,
+        row: OutboxRow,
+        ticket_id: int,
+        body: str,
+        notify_emails: Sequence[str],
+        private: bool | None = None,
+    ) -> None:
         marker = f"{MARKER}{row.id}"
         if row.started and await self._has_note(ticket_id, marker):
             return  # the earlier attempt did reach the ticket
         stamped = f'{body}<p style="color:#888;font-size:smaller">alertd · {marker}</p>'
-        private = row.payload.get("private", not self._config.public_notes)
+        if private is None:
+            private = not self._config.public_notes
         await self._client.add_note(
-            ticket_id, stamped, private=private, notify_emails=row.payload.get("notify_emails", ())
+            ticket_id, stamped, private=private, notify_emails=notify_emails
         )
 
     async def _has_note(self, ticket_id: int, marker: str) -> bool:
@@ -440,18 +481,8 @@ class Dispatcher:
         incident = await self._store.get_incident(row.incident_id)
         if old is None or incident is None:
             return [self._dead(row, PermanentError("ticket gone and incident unknown"))]
-        intro = (
-            f"<p>This incident's earlier ticket #{old.ticket_id} no longer exists (deleted or "
-            "archived); alertd opened this one to go on tracking it.</p>"
-        )
-        payload: dict[str, Any] = {
-            "subject": self._planner.subject(incident),
-            "priority": incident.priority.rank,
-            "tags": [*self._config.tags, self._planner.tag(incident)],
-            "impact": incident.reason.impact.value,
-            "urgency": incident.reason.urgency.value,
-        }
-        body = self._client.create_body(payload, intro + self._planner.description(incident))
+        payload = self._planner.recreate(incident, old.ticket_id)
+        body = self._client.create_body(payload)
         try:
             # A re-create whose answer was lost (or whose record was) must not be repeated:
             # a ticket with this incident's tag that is not the gone one is ours already.
@@ -461,7 +492,7 @@ class Dispatcher:
             ticket = found or await self._client.create_ticket(body)
         except HelpdeskError as exc:
             delay = self._backoff(row.attempts + 1)
-            return [_update(row, "pending", row.started, now + delay, row.attempts + 1, str(exc))]
+            return [_update(row, PENDING, row.started, now + delay, row.attempts + 1, str(exc))]
         log.warning(
             "ticket_recreated",
             old_ticket_id=old.ticket_id,
@@ -470,12 +501,12 @@ class Dispatcher:
         )
         link = TicketLink(row.incident_id, int(ticket["id"]), incident.priority.rank)
         # The operation itself goes on the new ticket in the next round (still pending, due now).
-        return [link, _update(row, "pending", False, now, row.attempts, "ticket re-created")]
+        return [link, _update(row, PENDING, False, now, row.attempts, "ticket re-created")]
 
 
 def _update(
     row: OutboxRow,
-    state: str,
+    state: OutboxState,
     started: bool,
     at: datetime,
     attempts: int | None = None,
@@ -492,4 +523,4 @@ def _update(
 
 
 def _done(row: OutboxRow, now: datetime) -> OutboxUpdate:
-    return _update(row, "done", False, now, row.attempts + 1, None)
+    return _update(row, DONE, False, now, row.attempts + 1, None)

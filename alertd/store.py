@@ -12,6 +12,7 @@ import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -114,6 +115,14 @@ MIGRATIONS: tuple[str, ...] = (
 SYNCHRONOUS_MODES = ("FULL", "NORMAL")
 
 
+class OutboxState(StrEnum):
+    """Where a ticket operation is in its delivery."""
+
+    PENDING = "pending"  # waiting to be sent (now, or after a backoff)
+    DONE = "done"  # the helpdesk has it
+    DEAD = "dead"  # refused for good: kept, visible, and re-drivable by hand
+
+
 class OutboxRow(NamedTuple):
     """One ticket operation as stored."""
 
@@ -122,7 +131,7 @@ class OutboxRow(NamedTuple):
     op: str
     payload: dict[str, Any]
     priority: int
-    state: str  # pending | done | dead
+    state: OutboxState
     attempts: int
     started: bool
     next_attempt_at: datetime
@@ -143,7 +152,7 @@ class OutboxUpdate(NamedTuple):
     """The dispatcher's record of an attempt: the row's new delivery state."""
 
     row_id: int
-    state: str
+    state: OutboxState
     attempts: int
     started: bool
     next_attempt_at: datetime
@@ -302,7 +311,7 @@ class Store:
                 "UPDATE outbox SET state = ?, attempts = ?, started = ?, next_attempt_at = ?, "
                 "last_error = ?, updated_at = ? WHERE id = ?",
                 [
-                    (u.state, u.attempts, int(u.started), codec.ts(u.next_attempt_at),
+                    (u.state.value, u.attempts, int(u.started), codec.ts(u.next_attempt_at),
                      u.last_error, now, u.row_id)
                     for u in batch.op_updates
                 ],
@@ -435,13 +444,13 @@ class Store:
         return codec.parse_ts(rows[0][0]) if rows and rows[0][0] else None
 
     async def ops(
-        self, state: str | None = None, limit: int = 100, before_id: int | None = None
+        self, state: OutboxState | None = None, limit: int = 100, before_id: int | None = None
     ) -> list[OutboxRow]:
         where: list[str] = []
         args: list[object] = []
         if state is not None:
             where.append("state = ?")
-            args.append(state)
+            args.append(state.value)
         if before_id is not None:
             where.append("id < ?")
             args.append(before_id)
@@ -465,7 +474,7 @@ class Store:
         """Rows by state and the creation time of the oldest pending one."""
         rows = await self._read("SELECT state, count(*) FROM outbox GROUP BY state", [])
         oldest = await self._read("SELECT min(created_at) FROM outbox WHERE state = 'pending'", [])
-        counts = {"pending": 0, "done": 0, "dead": 0, **{r[0]: r[1] for r in rows}}
+        counts = {**{state.value: 0 for state in OutboxState}, **{r[0]: r[1] for r in rows}}
         return {**counts, "oldest_pending": codec.parse_ts(oldest[0][0]) if oldest else None}
 
     async def ticket_of(self, incident_id: int) -> TicketLink | None:
@@ -521,7 +530,7 @@ def _heartbeat(r: Any) -> Heartbeat:
 def _outbox_row(r: Any) -> OutboxRow:
     return OutboxRow(
         id=r[0], incident_id=r[1], op=r[2], payload=codec.loads(r[3]), priority=r[4],
-        state=r[5], attempts=r[6], started=bool(r[7]),
+        state=OutboxState(r[5]), attempts=r[6], started=bool(r[7]),
         next_attempt_at=codec.req_ts(r[8]), created_at=codec.req_ts(r[9]),
         updated_at=codec.req_ts(r[10]), last_error=r[11],
     )  # fmt: skip

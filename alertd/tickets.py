@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import Any, NotRequired, TypedDict, cast
 from urllib.parse import quote
 
 from alertd import escalation
@@ -35,15 +35,43 @@ STATUS_OPEN = 2
 
 
 class Op(StrEnum):
-    CREATE = "create"  # payload: subject, description, priority, tags, impact, urgency
-    UPDATE = "update"  # payload: fields (ticket fields to PUT), note (HTML or None), lowers
-    NOTE = "note"  # payload: body (HTML)
+    CREATE = "create"  # payload: CreatePayload
+    UPDATE = "update"  # payload: UpdatePayload
+    NOTE = "note"  # payload: NotePayload
+
+
+# The payloads are stored as JSON in the outbox and read back by the dispatcher: their keys are
+# part of the on-disk format (queued operations must stay sendable across upgrades).
+class CreatePayload(TypedDict):
+    subject: str
+    description: str  # HTML
+    priority: int  # the helpdesk's priority number (1 Low .. 4 Urgent)
+    tags: list[str]  # the configured tags, then the incident's tag (last)
+    impact: str  # the incident's Level values (low/medium/high), for Freshservice
+    urgency: str
+
+
+class UpdatePayload(TypedDict):
+    fields: dict[str, Any]  # ticket fields to PUT (priority, status, group_id, responder_id)
+    note: str | None  # a private note (HTML) added after the PUT
+    lowers: NotRequired[bool]  # the PUT lowers the priority (an agent's may be kept)
+    add_tags: NotRequired[list[str]]  # merged into the ticket's current tags
+    notify_emails: NotRequired[list[str]]  # the note notifies these
+
+
+class NotePayload(TypedDict):
+    body: str  # HTML
+    private: NotRequired[bool]
+    notify_emails: NotRequired[list[str]]
+
+
+OpPayload = CreatePayload | UpdatePayload | NotePayload
 
 
 @dataclass(frozen=True, slots=True)
 class PlannedOp:
     op: Op
-    payload: dict[str, Any]
+    payload: OpPayload
     priority: int  # the incident's priority rank when planned: the dispatcher serves high first
     not_before: datetime | None = None
 
@@ -201,7 +229,7 @@ class TicketPlanner:
         if priority is not incident.priority:
             fields["priority"] = priority.rank
         text = level.note or f"Escalated to {level.name}: {reason}."
-        payload: dict[str, Any] = {"fields": fields, "note": _p(text), "lowers": False}
+        payload: UpdatePayload = {"fields": fields, "note": _p(text), "lowers": False}
         if level.tags:
             payload["add_tags"] = list(level.tags)
         if level.notify_emails:
@@ -239,14 +267,7 @@ class TicketPlanner:
 
     def _create(self, plan: _Plan, now: datetime) -> None:
         incident = plan.incident
-        payload = {
-            "subject": self.subject(incident),
-            "description": self.description(incident),
-            "priority": incident.priority.rank,
-            "tags": [*self.config.tags, self.tag(incident)],
-            "impact": incident.reason.impact.value,
-            "urgency": incident.reason.urgency.value,
-        }
+        payload = self.create_payload(incident)
         plan.ops.append(PlannedOp(Op.CREATE, payload, incident.priority.rank))
         plan.incident = incident._replace(
             ticket_requested=True,
@@ -288,7 +309,8 @@ class TicketPlanner:
             f"{d['impact']} x urgency {d['urgency']} (state {d['state']}{rule})."
         )
         lowers = incident.priority.rank < _rank(str(d["from"]))
-        payload = {"fields": {"priority": incident.priority.rank}, "note": body, "lowers": lowers}
+        fields: dict[str, Any] = {"priority": incident.priority.rank}
+        payload: UpdatePayload = {"fields": fields, "note": body, "lowers": lowers}
         plan.ops.append(PlannedOp(Op.UPDATE, payload, incident.priority.rank))
 
     def _recovering(self, plan: _Plan, event: Event, now: datetime) -> None:
@@ -378,6 +400,25 @@ class TicketPlanner:
 
     def _note(self, incident: Incident, body: str) -> PlannedOp:
         return PlannedOp(Op.NOTE, {"body": body}, incident.priority.rank)
+
+    def create_payload(self, incident: Incident, intro: str = "") -> CreatePayload:
+        """The ticket for `incident` as it stands; `intro` (HTML) goes before the description."""
+        return {
+            "subject": self.subject(incident),
+            "description": intro + self.description(incident),
+            "priority": incident.priority.rank,
+            "tags": [*self.config.tags, self.tag(incident)],
+            "impact": incident.reason.impact.value,
+            "urgency": incident.reason.urgency.value,
+        }
+
+    def recreate(self, incident: Incident, gone_ticket_id: int) -> CreatePayload:
+        """A new ticket for an incident whose ticket was deleted or archived, naming the old."""
+        intro = (
+            f"<p>This incident's earlier ticket #{gone_ticket_id} no longer exists (deleted or "
+            "archived); alertd opened this one to go on tracking it.</p>"
+        )
+        return self.create_payload(incident, intro)
 
     # -- rendering ------------------------------------------------------------------------------
 
@@ -486,16 +527,31 @@ def _compact(ops: list[PlannedOp]) -> list[PlannedOp]:
         if last is None or op.op is Op.CREATE or last.op is Op.CREATE:
             out.append(op)
             continue
-        fields = {**last.payload.get("fields", {}), **op.payload.get("fields", {})}
-        notes = [n for o in (last, op) if (n := o.payload.get("note") or o.payload.get("body"))]
+        fields = {**_fields_of(last), **_fields_of(op)}
+        notes = [n for o in (last, op) if (n := _note_of(o))]
         if fields:
-            lowers = bool(last.payload.get("lowers") or op.payload.get("lowers"))
-            payload = {"fields": fields, "note": "".join(notes), "lowers": lowers}
+            lowers = _lowers(last) or _lowers(op)
+            payload: UpdatePayload = {"fields": fields, "note": "".join(notes), "lowers": lowers}
             merged = PlannedOp(Op.UPDATE, payload, max(last.priority, op.priority))
         else:
             merged = PlannedOp(Op.NOTE, {"body": "".join(notes)}, max(last.priority, op.priority))
         out[-1] = merged
     return out
+
+
+# The op names its payload's shape; these read an UPDATE's or a NOTE's parts.
+def _fields_of(op: PlannedOp) -> dict[str, Any]:
+    return cast(UpdatePayload, op.payload)["fields"] if op.op is Op.UPDATE else {}
+
+
+def _note_of(op: PlannedOp) -> str | None:
+    if op.op is Op.UPDATE:
+        return cast(UpdatePayload, op.payload)["note"]
+    return cast(NotePayload, op.payload)["body"]
+
+
+def _lowers(op: PlannedOp) -> bool:
+    return op.op is Op.UPDATE and cast(UpdatePayload, op.payload).get("lowers", False)
 
 
 def _fields(incident: Incident, output: str) -> dict[str, object]:

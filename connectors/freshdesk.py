@@ -37,6 +37,7 @@ from alertd.errors import (
 )
 from alertd.metrics import Metrics
 from alertd.ratelimit import RateLimiter
+from alertd.tickets import CreatePayload
 
 # Freshservice takes impact and urgency natively, on a 1 (low) .. 3 (high) scale.
 _LEVEL = {"low": 1, "medium": 2, "high": 3}
@@ -69,15 +70,13 @@ class FreshdeskClient:
 
     # -- tickets --------------------------------------------------------------------------------
 
-    def create_body(
-        self, payload: Mapping[str, Any], description: str | None = None
-    ) -> dict[str, Any]:
+    def create_body(self, payload: CreatePayload) -> dict[str, Any]:
         """The create request for a planned CREATE (alertd.tickets), with the account's fields."""
         c = self._config
         body: dict[str, Any] = {
             "email": c.requester_email,
             "subject": payload["subject"],
-            "description": description or payload["description"],
+            "description": payload["description"],
             "status": 2,
             "priority": payload["priority"],
             "source": c.source,

@@ -8,22 +8,17 @@ from typing import Any
 from aiohttp import web
 
 from alertd import codec
-from alertd.errors import InputError, NotFoundError
-from alertd.http.decode import MAX_ID, path_id, query_int
+from alertd.errors import NotFoundError
+from alertd.http.decode import MAX_ID, path_id, query_enum, query_int
 from alertd.http.keys import ENGINE, STORE
-from alertd.store import OutboxRow, Redrive, Store
+from alertd.store import OutboxRow, OutboxState, Redrive, Store
 
 MAX_PAGE = 1000
-OUTBOX_STATES = ("pending", "done", "dead")
 
 
 async def list_outbox(request: web.Request) -> web.Response:
     """Ticket operations, newest first; `state=dead` lists the dead letters."""
-    state = request.query.get("state") or None
-    if state is not None and state not in OUTBOX_STATES:
-        raise InputError(
-            f"query parameter state: {state!r} is not one of {', '.join(OUTBOX_STATES)}"
-        )
+    state = query_enum(OutboxState, request.query.get("state"), "state")
     limit = query_int(request.query.get("limit"), "limit", default=100, low=1, high=MAX_PAGE)
     before = query_int(request.query.get("before"), "before", default=None, low=1, high=MAX_ID)
     store = request.app[STORE]
@@ -33,7 +28,7 @@ async def list_outbox(request: web.Request) -> web.Response:
         {
             "operations": [op_json(op) for op in ops],
             "next_before": ops[-1].id if len(ops) == limit else None,
-            "counts": {k: stats[k] for k in OUTBOX_STATES},
+            "counts": {s.value: stats[s.value] for s in OutboxState},
         }
     )
 
@@ -45,13 +40,13 @@ async def retry_outbox(request: web.Request) -> web.Response:
         raw = request.match_info["id"]
         number = path_id(raw)
         op = await store.op(number) if number is not None else None
-        if op is None or op.state != "dead":
+        if op is None or op.state is not OutboxState.DEAD:
             raise NotFoundError(f"dead-lettered operation {raw}")
         ops = [op]
     else:
         ops, before = [], None
         while True:  # every dead letter, a page at a time
-            page = await store.ops("dead", MAX_PAGE, before)
+            page = await store.ops(OutboxState.DEAD, MAX_PAGE, before)
             ops += page
             if len(page) < MAX_PAGE:
                 break
@@ -73,7 +68,8 @@ async def _superseded(store: Store, op: OutboxRow) -> str | None:
     ticket was reopened). Creates are never superseded: nothing after them could go out."""
     if op.op == "create":
         return None
-    later = [o for o in await store.ops_of(op.incident_id) if o.id > op.id and o.state == "done"]
+    done = OutboxState.DONE
+    later = [o for o in await store.ops_of(op.incident_id) if o.id > op.id and o.state is done]
     if later:
         return f"superseded: operation {later[-1].id} of the same incident was delivered after it"
     return None
