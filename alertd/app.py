@@ -49,7 +49,7 @@ from alertd.store import Store, WriteBatch
 from alertd.tickets import TicketPlanner
 from connectors.freshdesk import FreshdeskClient
 
-log: structlog.stdlib.BoundLogger = structlog.get_logger(__name__)
+log: structlog.typing.FilteringBoundLogger = structlog.get_logger(__name__)
 
 
 def add_routes(router: web.UrlDispatcher) -> None:

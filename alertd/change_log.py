@@ -16,7 +16,7 @@ from alertd.engine import Input
 from alertd.model import CheckResult, EventKind, IncidentKey, Notice, key_text
 from alertd.store import WriteBatch
 
-log = structlog.get_logger(__name__)
+log: structlog.typing.FilteringBoundLogger = structlog.get_logger(__name__)
 
 # Constant event names, one per audit event kind: incident_opened, incident_resolved, ...
 EVENT_NAMES = {kind: f"incident_{kind.value}" for kind in EventKind}

@@ -24,7 +24,7 @@ from alertd.config import Config
 from alertd.http.keys import ENGINE
 from alertd.sdnotify import Notifier, watchdog, watchdog_interval
 
-log = structlog.get_logger(__name__)
+log: structlog.typing.FilteringBoundLogger = structlog.get_logger(__name__)
 
 # In-flight requests get this long to finish at shutdown; below systemd's TimeoutStopSec=30s
 # so that the commit of what they queued and the store's close still fit.

@@ -44,7 +44,7 @@ from alertd.store import NewOp, OutboxUpdate, Redrive, Store, TicketLink, WriteB
 from alertd.tickets import PlannedOp, TicketPlanner
 from alertd.watch import Watch
 
-log = structlog.get_logger(__name__)
+log: structlog.typing.FilteringBoundLogger = structlog.get_logger(__name__)
 
 OK_STATES = frozenset({CheckState.OK, CheckState.UP})
 

@@ -49,7 +49,7 @@ from alertd.model import Notice, NoticeKind, Status
 from alertd.store import OutboxRow, OutboxState, OutboxUpdate, Store, TicketLink
 from alertd.tickets import CreatePayload, NotePayload, Op, TicketPlanner, UpdatePayload
 
-log: structlog.stdlib.BoundLogger = structlog.get_logger(__name__)
+log: structlog.typing.FilteringBoundLogger = structlog.get_logger(__name__)
 
 PENDING, DONE, DEAD = OutboxState.PENDING, OutboxState.DONE, OutboxState.DEAD
 

@@ -23,7 +23,7 @@ from alertd.config import Config, load_config
 from alertd.errors import ConfigError
 from alertd.http.keys import LIVE, METRICS, RELOAD_HOOKS
 
-log = structlog.get_logger(__name__)
+log: structlog.typing.FilteringBoundLogger = structlog.get_logger(__name__)
 
 # Sections read once at start: listener, store, logging.
 RESTART_SECTIONS = ("server", "store", "log")

@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Mapping
 
 import structlog
 
-log = structlog.get_logger(__name__)
+log: structlog.typing.FilteringBoundLogger = structlog.get_logger(__name__)
 
 
 class Notifier:

@@ -50,7 +50,7 @@ Stage = Callable[[Batch, IncidentKey, Incident | None, Transition], None]
 Apply = Callable[[Batch, CheckResult, datetime], None]
 HostProblem = Callable[[Batch, str], Incident | None]
 
-log = structlog.get_logger(__name__)
+log: structlog.typing.FilteringBoundLogger = structlog.get_logger(__name__)
 
 
 class Watch:

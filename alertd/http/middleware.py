@@ -29,7 +29,7 @@ from alertd.errors import (
 from alertd.http.keys import CONFIG, INGEST_SOURCES, LIVE, METRICS
 from connectors import nrdp
 
-log: structlog.stdlib.BoundLogger = structlog.get_logger(__name__)
+log: structlog.typing.FilteringBoundLogger = structlog.get_logger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
