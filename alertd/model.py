@@ -1,7 +1,7 @@
 """Value types of the incident domain: check results, states, incidents and their events.
 
 Everything here is immutable data. Behaviour lives in `alertd.lifecycle` (pure) and the I/O
-around it (`alertd.engine`, `alertd.store`, `alertd.server`).
+around it (`alertd.engine`, `alertd.store`, `alertd.app`).
 """
 
 from __future__ import annotations
