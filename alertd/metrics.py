@@ -46,6 +46,7 @@ METRIC_NAMES = (
     "alertd_build_info",
     "alertd_results_received_total",
     "alertd_ingest_rejected_total",
+    "alertd_alertmanager_alerts_ignored_total",
     "alertd_ingest_batch_size",
     "alertd_ingest_commit_duration_seconds",
     "alertd_ingest_queued_submissions",
@@ -100,6 +101,11 @@ class Metrics:
             "alertd_ingest_rejected",
             "Ingest requests refused whole (none of their results stored), by input and reason.",
             ["source", "reason"],
+            registry=registry,
+        )
+        self._am_ignored = Counter(
+            "alertd_alertmanager_alerts_ignored",
+            "Alertmanager alerts dropped because their severity maps to ignore (info, none).",
             registry=registry,
         )
         self._batch_size = Histogram(
@@ -218,6 +224,11 @@ class Metrics:
         """An ingest request from input `source` was refused whole; `reason` is one of
         `REJECT_REASONS`."""
         self._rejected.labels(source, reason).inc()
+
+    def alerts_ignored(self, count: int) -> None:
+        """`count` Alertmanager alerts of an accepted webhook were dropped by their severity."""
+        if count:
+            self._am_ignored.inc(count)
 
     def observe_batch(self, stats: BatchStats, write: WriteBatch) -> None:
         """One group commit succeeded: its size, its latency, and what happened to incidents."""
