@@ -17,11 +17,20 @@ from collections import Counter as Tally
 from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Protocol
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    GCCollector,
+    Histogram,
+    Info,
+    PlatformCollector,
+    ProcessCollector,
+)
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from alertd.model import EventKind, Incident, Priority, Status
+from alertd.model import CheckState, EventKind, Incident, Priority, Status
 
 if TYPE_CHECKING:
     from alertd.engine import BatchStats
@@ -40,6 +49,15 @@ GAUGE_STATUSES = (Status.PENDING, Status.OPEN, Status.RECOVERING)
 
 # Why an ingest request was refused (label `reason` of alertd_ingest_rejected_total).
 REJECT_REASONS = ("invalid", "unauthorized", "too_large", "unsupported_media", "store_unavailable")
+# The inputs (label `source`) and the helpdesk calls whose counters start at 0 (see _zeros).
+SOURCES = ("api", "nrdp", "nagios", "alertmanager")
+HELPDESK_OPERATIONS = (
+    "create_ticket", "update_ticket", "add_note", "view_ticket", "list_tickets", "search",
+    "conversations",
+)  # fmt: skip
+HELPDESK_OUTCOMES = (
+    "ok", "transient_error", "permanent_error", "auth_error", "timeout", "rate_limited",
+)  # fmt: skip
 
 # Every metric family this module exports, as exposed (counters with their `_total`).
 METRIC_NAMES = (
@@ -199,6 +217,26 @@ class Metrics:
         )
         self._view = _IncidentCollector()
         registry.register(self._view)
+        # The registry is ours, not prometheus_client's global one, so the standard process_*,
+        # python_gc_* and python_info series must be added to it by hand.
+        ProcessCollector(registry=registry)
+        PlatformCollector(registry=registry)
+        GCCollector(registry=registry)
+        self._zeros()
+
+    def _zeros(self) -> None:
+        """Start the label sets that alert rules watch at 0: a counter that does not exist
+        until its first increment makes `rate(...) == 0` ("no results") silent after a restart."""
+        for source in SOURCES:
+            for state in (*CheckState, "notice"):
+                self._received_child(source, str(state))
+            for reason in REJECT_REASONS:
+                self._rejected.labels(source, reason)
+        for outcome in ("ok", "failed"):
+            self._reloads.labels(outcome)
+        for operation in HELPDESK_OPERATIONS:
+            for outcome in HELPDESK_OUTCOMES:
+                self._helpdesk_requests.labels(operation, outcome)
 
     # -- ingestion -------------------------------------------------------------------------------
 

@@ -222,6 +222,25 @@ async def test_a_refused_api_key_makes_alertd_not_ready(
     assert counts["pending"] == 1 and counts["dead"] == 0
 
 
+async def test_a_waiting_operation_can_be_sent_now_once_the_cause_is_fixed(
+    start: Callable[..., Awaitable[Client]], sandbox: tuple[Sandbox, str], tmp_path: Path
+) -> None:
+    """After the API key is fixed, `POST /api/v1/outbox/{id}/retry` sends an operation that
+    is pending, waiting out its backoff, at once (not only dead letters)."""
+    helpdesk, _ = sandbox
+    (tmp_path / "other.key").write_text("other-key")
+    client = await start(key_file="other.key")
+    await post(client, CRIT)
+    await deliver(client)
+    (op,) = (await (await client.get("/api/v1/outbox")).json())["operations"]
+    assert op["state"] == "pending" and helpdesk.tickets == {}
+    helpdesk.options.api_key = "other-key"  # the admin fixed the account side
+    response = await client.post(f"/api/v1/outbox/{op['id']}/retry")
+    assert await response.json() == {"requeued": [op["id"]], "skipped": []}
+    await deliver(client)  # the clock has not moved: only the re-drive made it due
+    assert len(helpdesk.tickets) == 1
+
+
 async def test_an_unreachable_helpdesk_makes_alertd_not_ready(
     make_client: Callable[..., Awaitable[Client]], tmp_path: Path
 ) -> None:
