@@ -208,6 +208,8 @@ def _helpdesk_probe(dispatcher: Dispatcher) -> ReadinessProbe:
         health = dispatcher.health
         if not health.authorised:
             return f"helpdesk refuses alertd's API key: {health.last_error}"
+        if not health.reachable:
+            return f"helpdesk cannot be reached: {health.last_error}"
         return None
 
     return probe

@@ -567,6 +567,9 @@ def _problem_event(kind: EventKind, before: Incident, after: Incident, now: date
         return Event(kind, now, _state_detail(before.check_state, after))
     detail: Detail = _state_detail(before.check_state, after)
     if kind is EventKind.REOPENED:
+        # It was resolved, so it comes from OK (a SOFT attempt meanwhile left check_state at
+        # the problem, which would read "from CRITICAL to CRITICAL").
+        detail["from"] = (CheckState.OK if after.service else CheckState.UP).value
         detail["reopen_count"] = after.reopen_count
     return Event(kind, now, detail)
 

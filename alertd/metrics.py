@@ -17,11 +17,20 @@ from collections import Counter as Tally
 from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Protocol
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    GCCollector,
+    Histogram,
+    Info,
+    PlatformCollector,
+    ProcessCollector,
+)
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from alertd.model import EventKind, Incident, Priority, Status
+from alertd.model import CheckState, EventKind, Incident, Priority, Status
 
 if TYPE_CHECKING:
     from alertd.engine import BatchStats
@@ -40,12 +49,22 @@ GAUGE_STATUSES = (Status.PENDING, Status.OPEN, Status.RECOVERING)
 
 # Why an ingest request was refused (label `reason` of alertd_ingest_rejected_total).
 REJECT_REASONS = ("invalid", "unauthorized", "too_large", "unsupported_media", "store_unavailable")
+# The inputs (label `source`) and the helpdesk calls whose counters start at 0 (see _zeros).
+SOURCES = ("api", "nrdp", "nagios", "alertmanager")
+HELPDESK_OPERATIONS = (
+    "create_ticket", "update_ticket", "add_note", "view_ticket", "list_tickets", "search",
+    "conversations",
+)  # fmt: skip
+HELPDESK_OUTCOMES = (
+    "ok", "transient_error", "permanent_error", "auth_error", "timeout", "rate_limited",
+)  # fmt: skip
 
 # Every metric family this module exports, as exposed (counters with their `_total`).
 METRIC_NAMES = (
     "alertd_build_info",
     "alertd_results_received_total",
     "alertd_ingest_rejected_total",
+    "alertd_alertmanager_alerts_ignored_total",
     "alertd_ingest_batch_size",
     "alertd_ingest_commit_duration_seconds",
     "alertd_ingest_queued_submissions",
@@ -100,6 +119,11 @@ class Metrics:
             "alertd_ingest_rejected",
             "Ingest requests refused whole (none of their results stored), by input and reason.",
             ["source", "reason"],
+            registry=registry,
+        )
+        self._am_ignored = Counter(
+            "alertd_alertmanager_alerts_ignored",
+            "Alertmanager alerts dropped because their severity maps to ignore (info, none).",
             registry=registry,
         )
         self._batch_size = Histogram(
@@ -193,6 +217,26 @@ class Metrics:
         )
         self._view = _IncidentCollector()
         registry.register(self._view)
+        # The registry is ours, not prometheus_client's global one, so the standard process_*,
+        # python_gc_* and python_info series must be added to it by hand.
+        ProcessCollector(registry=registry)
+        PlatformCollector(registry=registry)
+        GCCollector(registry=registry)
+        self._zeros()
+
+    def _zeros(self) -> None:
+        """Start the label sets that alert rules watch at 0: a counter that does not exist
+        until its first increment makes `rate(...) == 0` ("no results") silent after a restart."""
+        for source in SOURCES:
+            for state in (*CheckState, "notice"):
+                self._received_child(source, str(state))
+            for reason in REJECT_REASONS:
+                self._rejected.labels(source, reason)
+        for outcome in ("ok", "failed"):
+            self._reloads.labels(outcome)
+        for operation in HELPDESK_OPERATIONS:
+            for outcome in HELPDESK_OUTCOMES:
+                self._helpdesk_requests.labels(operation, outcome)
 
     # -- ingestion -------------------------------------------------------------------------------
 
@@ -218,6 +262,11 @@ class Metrics:
         """An ingest request from input `source` was refused whole; `reason` is one of
         `REJECT_REASONS`."""
         self._rejected.labels(source, reason).inc()
+
+    def alerts_ignored(self, count: int) -> None:
+        """`count` Alertmanager alerts of an accepted webhook were dropped by their severity."""
+        if count:
+            self._am_ignored.inc(count)
 
     def observe_batch(self, stats: BatchStats, write: WriteBatch) -> None:
         """One group commit succeeded: its size, its latency, and what happened to incidents."""

@@ -100,7 +100,16 @@ class HelpdeskHealth:
     """What readiness and metrics need to know about the helpdesk."""
 
     authorised: bool = True
+    # False after a call that got no answer at all (connection refused, DNS, timeout); the
+    # next answered call sets it back. A 5xx is an answer: reachable, if unwell.
+    reachable: bool = True
     last_error: str | None = None
+
+    def failed(self, exc: HelpdeskError) -> None:
+        """A call failed with `exc` (AuthFailed is recorded where it is handled)."""
+        self.last_error = str(exc)
+        if exc.status is None:
+            self.reachable = False
 
 
 class Dispatcher:
@@ -262,7 +271,7 @@ class Dispatcher:
         except PermanentError as exc:
             return [self._dead(row, exc)]
         except HelpdeskError as exc:  # transient: back off, persisted
-            self.health.last_error = str(exc)
+            self.health.failed(exc)
             # A 5xx or a lost answer may hide an effect: look for it before the next try.
             started = row.started or exc.status is not None or isinstance(exc, OutcomeUnknown)
             delay = self._backoff(row.attempts + 1)
@@ -276,7 +285,7 @@ class Dispatcher:
                 in_seconds=delay.seconds,
             )
             return [_update(row, PENDING, started, now + delay, row.attempts + 1, str(exc))]
-        self.health.authorised = True
+        self.health.authorised = self.health.reachable = True
         return items
 
     def _dead(self, row: OutboxRow, exc: HelpdeskError) -> OutboxUpdate:
@@ -322,7 +331,9 @@ class Dispatcher:
                     break
         except HelpdeskError as exc:
             log.warning("helpdesk_poll_failed", error=str(exc))
+            self.health.failed(exc)
             return 0  # the same span is looked at again next time
+        self.health.reachable = True
         if notices:
             await self._engine.submit(notices)
         # Only a look that went through moves the mark (any failure above keeps the span).

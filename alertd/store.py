@@ -160,7 +160,7 @@ class OutboxUpdate(NamedTuple):
 
 
 class Redrive(NamedTuple):
-    """Send a dead-lettered operation again (`alertd outbox retry`)."""
+    """Send a dead-lettered operation again, or a pending one now (`alertd outbox retry`)."""
 
     row_id: int
 
@@ -326,8 +326,11 @@ class Store:
             )
         if batch.redrive:
             await db.executemany(
-                "UPDATE outbox SET state = 'pending', attempts = 0, next_attempt_at = ?, "
-                "updated_at = ? WHERE id = ? AND state = 'dead'",
+                # A dead letter starts over; a pending row waiting out its backoff (say the API
+                # key was fixed) keeps its count and its started mark, and is due now.
+                "UPDATE outbox SET attempts = CASE state WHEN 'dead' THEN 0 ELSE attempts END, "
+                "state = 'pending', next_attempt_at = ?, updated_at = ? "
+                "WHERE id = ? AND state IN ('dead', 'pending')",
                 [(now, now, row_id) for row_id in batch.redrive],
             )
 
@@ -483,6 +486,18 @@ class Store:
             [incident_id],
         )
         return TicketLink(*rows[0]) if rows else None
+
+    async def tickets_of(self, incident_ids: list[int]) -> dict[int, TicketLink]:
+        """The ticket of each incident that has one (a page of a listing at a time)."""
+        if not incident_ids:
+            return {}
+        marks = ",".join("?" * len(incident_ids))
+        rows = await self._read(
+            "SELECT incident_id, ticket_id, priority_sent FROM tickets "
+            f"WHERE incident_id IN ({marks})",  # only "?" marks are interpolated
+            list(incident_ids),
+        )
+        return {row[0]: TicketLink(*row) for row in rows}
 
     # -- silences and heartbeats (reader side) --------------------------------------------------
 

@@ -1,10 +1,14 @@
 """Alertmanager webhook payloads (version 4, docs/protocols.md 6.1) -> check results. Pure.
 
 Each alert becomes one HARD result (Prometheus's `for:` has already confirmed it):
-- **key**: service = the `service_label` (default `alertname`); host = the `host_label`
-  (default `host`) if the alert has it, else the first other key label it has (by default
-  `instance`), else `alertmanager`. Key labels used for neither are kept in the service name,
-  Prometheus-style (`DiskFull{mountpoint="/var"}`), so two distinct alerts never merge.
+- **identity**: by default an alert's full label set, as Alertmanager's own fingerprint, so
+  distinct alerts (`DiskFull` on `/var` and on `/home`) never merge; `key_labels` narrows it
+  to the labels the user names.
+- **host**: the `host_label` (default `host`) if the alert has it, else `instance` (with
+  `key_labels`: the first other key label it has), else `alertmanager`; a trailing `:port` is
+  dropped (`strip_port`, default on) so `web-02:9100` meets Nagios's `web-02`.
+- **service**: the `service_label` (default `alertname`), then the other identifying labels,
+  sorted, readably: `DiskFull (mountpoint=/var, severity=critical)`.
 - **state**: `resolved` -> OK; `firing` -> the `severity_label`'s value through
   `severity_map` (critical -> CRITICAL, warning -> WARNING; info and none are ignored: none is
   kube-prometheus's always-firing Watchdog), other or missing -> `unmapped_severity`.
@@ -18,6 +22,9 @@ Times are not used: a result is stamped when alertd receives it.
 
 from __future__ import annotations
 
+import hashlib
+import json
+import re
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
@@ -25,11 +32,17 @@ from typing import Any
 from alertd.config import AlertmanagerConfig
 from alertd.errors import InputError, ItemProblem
 from alertd.model import CheckResult, CheckState, StateType
-from connectors.plugin_output import MAX_TEXT, BadValue, name
+from connectors.plugin_output import MAX_NAME, MAX_TEXT, BadValue, name
 
 SOURCE = "alertmanager"
 DEFAULT_HOST = "alertmanager"
+# Prometheus's conventional target label: `host:port` of the scraped exporter.
+INSTANCE_LABEL = "instance"
 STATUSES = ("firing", "resolved")
+# `host:9100` or `[::1]:9100`; a bare IPv6 address (`fe80::1`) has no port to strip.
+_PORT = re.compile(r"^(?:\[(?P<v6>[^\]]+)\]|(?P<name>[^:\[\]]+)):\d+$")
+# A label value shown bare in a service name unless it could be misread there.
+_PLAIN_VALUE = re.compile(r"[^\s,()=\"']+")
 
 
 def parse_webhook(
@@ -122,16 +135,39 @@ def _state(status: str, labels: Mapping[str, str], config: AlertmanagerConfig) -
 def _key(labels: Mapping[str, str], config: AlertmanagerConfig) -> tuple[str, str]:
     service_label = config.service_label if config.service_label in labels else "alertname"
     service = name(labels.get(service_label), f"labels.{config.service_label}")
-    others = [k for k in config.key_labels if k != service_label and labels.get(k)]
-    if labels.get(config.host_label):
-        host_from = config.host_label
-    elif others:
-        host_from = others[0]
-    else:
-        host_from = ""
+    if config.key_labels:
+        identity = [k for k in config.key_labels if k != service_label and labels.get(k)]
+        candidates = [config.host_label, *identity[:1]]
+    else:  # the full label set, as Alertmanager's fingerprint
+        identity = [k for k in labels if k != service_label]
+        candidates = [config.host_label, INSTANCE_LABEL]
+    host_from = next((k for k in candidates if labels.get(k)), "")
     host = name(labels[host_from], f"labels.{host_from}") if host_from else DEFAULT_HOST
-    rest = [k for k in others if k != host_from]
+    if config.strip_port:
+        host = _without_port(host)
+    rest = sorted(k for k in identity if k != host_from)
     if rest:
-        selector = ",".join(f'{k}="{labels[k]}"' for k in rest)
-        service = name(f"{service}{{{selector}}}", "labels")
+        service = _service_name(service, [(k, labels[k]) for k in rest])
     return host, service
+
+
+def _without_port(host: str) -> str:
+    match = _PORT.match(host)
+    if match is None:
+        return host
+    return match.group("v6") or match.group("name")
+
+
+def _service_name(base: str, pairs: list[tuple[str, str]]) -> str:
+    """`DiskFull (mountpoint=/var, severity=critical)`: readable in a ticket subject, and one
+    name per label set. A name too long for a key keeps its start and a digest of the whole."""
+    shown = ", ".join(f"{k}={_shown(v)}" for k, v in pairs)
+    full = f"{base} ({shown})"
+    if len(full) <= MAX_NAME:
+        return full
+    digest = hashlib.sha256(full.encode()).hexdigest()[:12]
+    return f"{full[: MAX_NAME - 16]}… #{digest})"
+
+
+def _shown(value: str) -> str:
+    return value if _PLAIN_VALUE.fullmatch(value) else json.dumps(value, ensure_ascii=False)

@@ -10,6 +10,7 @@ import json
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from alertd.errors import AlertdError
 
 DEFAULT_URL = "http://127.0.0.1:8780"
 TOKEN_ENV = "ALERTD_TOKEN"
+URL_ENV = "ALERTD_URL"
 
 
 class ApiClientError(AlertdError):
@@ -27,6 +29,11 @@ class ApiClientError(AlertdError):
         self.status = status
         self.details = details or []  # the daemon's per-field problems, for a 400
         super().__init__(message)
+
+
+def base_url(given: str | None, env: Mapping[str, str]) -> str:
+    """--url, else $ALERTD_URL, else the default address: the same for every command."""
+    return given or env.get(URL_ENV) or DEFAULT_URL
 
 
 def read_token(token_file: Path | None, env_token: str | None) -> str | None:

@@ -10,16 +10,18 @@ import argparse
 import json
 import sys
 from collections.abc import Mapping, Sequence
-from typing import Any, TextIO
+from typing import Any
 
-from alertd.cli.apiclient import TOKEN_ENV, ApiClient, ApiClientError, read_token
+from alertd.cli.apiclient import TOKEN_ENV, ApiClient, ApiClientError, base_url, read_token
+from alertd.cli.terminal import Safe, Writer, clean, operator
 
 OUTPUT_WIDTH = 50
 
 
 def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    out = Safe(sys.stdout)
     try:
-        client = ApiClient(args.url, read_token(args.token_file, env.get(TOKEN_ENV)))
+        client = ApiClient(base_url(args.url, env), read_token(args.token_file, env.get(TOKEN_ENV)))
         if args.action == "list":
             params: dict[str, str | int | None] = {
                 "status": args.status,
@@ -28,10 +30,10 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
                 "limit": args.limit,
                 "before": args.before,
             }
-            return list_incidents(client, sys.stdout, params=params, as_json=args.json)
+            return list_incidents(client, out, params=params, as_json=args.json)
         if args.action == "show":
-            return show_incident(client, sys.stdout, args.id, as_json=args.json)
-        author = getattr(args, "author", None) or env.get("USER") or env.get("LOGNAME") or ""
+            return show_incident(client, out, args.id, as_json=args.json)
+        author = getattr(args, "author", None) or operator(env)
         path = f"/api/v1/incidents/{args.id}"
         if args.action == "ack":
             body = {"author": author, "comment": args.comment}
@@ -41,14 +43,14 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         else:
             body = {"author": author, "reason": args.reason}
             answer = client.call("POST", f"{path}/escalate", body)
-        return print_after_action(sys.stdout, answer, as_json=args.json)
+        return print_after_action(out, answer, as_json=args.json)
     except ApiClientError as exc:
-        print(f"alertd: {exc.message}", file=sys.stderr)
+        print(f"alertd: {clean(exc.message)}", file=sys.stderr)
         return 1
 
 
 def list_incidents(
-    client: ApiClient, out: TextIO, *, params: dict[str, str | int | None], as_json: bool
+    client: ApiClient, out: Writer, *, params: dict[str, str | int | None], as_json: bool
 ) -> int:
     body = client.get("/api/v1/incidents", params)
     if as_json:
@@ -65,7 +67,7 @@ def list_incidents(
     return 0
 
 
-def show_incident(client: ApiClient, out: TextIO, incident_id: int, *, as_json: bool) -> int:
+def show_incident(client: ApiClient, out: Writer, incident_id: int, *, as_json: bool) -> int:
     body = client.get(f"/api/v1/incidents/{incident_id}")
     if as_json:
         json.dump(body, out, indent=2)
@@ -75,7 +77,9 @@ def show_incident(client: ApiClient, out: TextIO, incident_id: int, *, as_json: 
     return 0
 
 
-COLUMNS = ("ID", "PRIORITY", "STATUS", "STATE", "KEY", "LAST SEEN", "COUNT", "FLAGS", "OUTPUT")
+COLUMNS = (
+    "ID", "PRIORITY", "STATUS", "STATE", "KEY", "LAST SEEN", "COUNT", "TICKET", "FLAGS", "OUTPUT",
+)  # fmt: skip
 
 
 def format_table(incidents: Sequence[Mapping[str, Any]]) -> str:
@@ -88,6 +92,7 @@ def format_table(incidents: Sequence[Mapping[str, Any]]) -> str:
             i["key"],
             short_time(i["last_seen"]),
             str(i["occurrences"]),
+            f"#{i['ticket']['id']}" if i.get("ticket") else "-",
             ",".join(_flags(i)) or "-",
             one_line(i.get("last_output") or "", OUTPUT_WIDTH),
         )
@@ -111,9 +116,11 @@ def format_detail(i: Mapping[str, Any]) -> str:
         ("recovery due", i.get("recovery_due")),
         ("resolved at", i.get("resolved_at")),
         ("reopen until", i.get("reopen_until")),
-        ("reopened", f"{i['reopen_count']} times" if i.get("reopen_count") else None),
+        ("ticket", _ticket(i)),
+        ("reopened", _times(i.get("reopen_count") or 0)),
         ("flapping", _flapping(i)),
         ("suppressed", (i.get("suppressed_reason") or "yes") if i.get("suppressed") else None),
+        ("stale", _stale(i)),
         ("acknowledged", _ack(i)),
         ("output", i.get("last_output") or None),
         ("long output", i.get("long_output") or None),
@@ -131,8 +138,23 @@ def format_detail(i: Mapping[str, Any]) -> str:
 
 
 def _flags(i: Mapping[str, Any]) -> list[str]:
-    names = ("acknowledged", "flapping", "suppressed")
+    names = ("acknowledged", "flapping", "suppressed", "stale")
     return [("ack" if n == "acknowledged" else n) for n in names if i.get(n)]
+
+
+def _ticket(i: Mapping[str, Any]) -> str | None:
+    ticket = i.get("ticket")
+    return f"#{ticket['id']} {ticket['url']}" if ticket else None
+
+
+def _times(count: int) -> str | None:
+    return None if not count else "once" if count == 1 else f"{count} times"
+
+
+def _stale(i: Mapping[str, Any]) -> str | None:
+    if not i.get("stale"):
+        return None
+    return f"yes (no result since {i['last_seen']})"
 
 
 def _flapping(i: Mapping[str, Any]) -> str | None:
@@ -159,7 +181,7 @@ def one_line(text: str, width: int) -> str:
     return flat if len(flat) <= width else flat[: width - 1] + "…"
 
 
-def print_after_action(out: TextIO, incident: Mapping[str, Any], *, as_json: bool) -> int:
+def print_after_action(out: Writer, incident: Mapping[str, Any], *, as_json: bool) -> int:
     """After ack/unack/escalate: the incident as it now stands."""
     if as_json:
         json.dump(incident, out, indent=2)

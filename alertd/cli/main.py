@@ -18,7 +18,8 @@ from typing import Any
 
 from alertd import version
 from alertd.cli import incidents, outbox, silences
-from alertd.cli.apiclient import DEFAULT_URL, TOKEN_ENV
+from alertd.cli.apiclient import DEFAULT_URL, TOKEN_ENV, URL_ENV
+from alertd.cli.terminal import quiet_broken_pipe
 from alertd.errors import ConfigError, StoreError
 
 _FORMATTER = argparse.RawDescriptionHelpFormatter
@@ -34,8 +35,9 @@ Signals: SIGTERM/SIGINT stop cleanly (nothing accepted is lost); SIGHUP re-reads
 file (priority rules, lifecycle timers, tokens) and keeps the old one if the new has errors.
 Under systemd it reports readiness and watchdog pings (Type=notify; see the README).
 
-example:
+examples:
   alertd run --config /etc/alertd/alertd.toml
+  alertd run --listen 0.0.0.0:8790          # no config file needed to change the port
 """
 
 CHECK_HELP = """\
@@ -58,7 +60,8 @@ over HTTP (--url); when it requires a token, give it with --token-file or $ALERT
 
 LIST_HELP = """\
 List incidents, newest first, one per line: id, priority, status, check state (SOFT/HARD),
-host/service, when last seen, how many problem results, flags, plugin output.
+host/service, when last seen, how many problem results, ticket, flags (ack, flapping,
+suppressed, stale), plugin output.
 
 examples:
   alertd incidents list                         # the 100 newest
@@ -68,7 +71,8 @@ examples:
 
 SHOW_HELP = """\
 Show one incident in full: status, priority and why (impact rule x urgency), timers,
-flags (acknowledged, flapping, suppressed), plugin output, and its audit trail of events.
+its ticket (id and link), flags (acknowledged, flapping, suppressed, stale), plugin output,
+and its audit trail of events.
 
 example:
   alertd incidents show 42
@@ -91,6 +95,10 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run the daemon (defaults: 127.0.0.1:8780, local SQLite)",
                          description=RUN_HELP, formatter_class=_FORMATTER)  # fmt: skip
     run.add_argument("--config", type=Path, help="TOML config file (default: built-in defaults)")
+    run.add_argument(
+        "--listen", metavar="HOST:PORT",
+        help="where to listen, over server.listen (e.g. 0.0.0.0:8780, [::1]:8780)",
+    )  # fmt: skip
 
     check = sub.add_parser("check-config", help="validate a config file and exit 0 or 1",
                            description=CHECK_HELP, formatter_class=_FORMATTER)  # fmt: skip
@@ -146,9 +154,12 @@ def build_parser() -> argparse.ArgumentParser:
     olist = out_sub.add_parser("list", help="operations, newest first")
     olist.add_argument("--state", choices=("pending", "done", "dead"))
     olist.add_argument("--limit", type=int, default=50, help="at most this many (1-1000)")
-    retry = out_sub.add_parser("retry", help="send dead-lettered operations again")
+    retry = out_sub.add_parser(
+        "retry", help="send a dead-lettered operation again, or a waiting one now (--all: every "
+        "dead letter)",
+    )  # fmt: skip
     which = retry.add_mutually_exclusive_group(required=True)
-    which.add_argument("id", type=int, nargs="?", help="one operation id")
+    which.add_argument("id", type=int, nargs="?", help="one operation id (dead or pending)")
     which.add_argument("--all", action="store_true", help="every dead letter")
     for command in (olist, retry):
         _client_options(command)
@@ -180,8 +191,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _client_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--url", default=DEFAULT_URL,
-                        help=f"where alertd listens (default: {DEFAULT_URL})")  # fmt: skip
+    parser.add_argument("--url", help=f"where alertd listens (default: ${URL_ENV}, else "
+                        f"{DEFAULT_URL})")  # fmt: skip
     parser.add_argument(
         "--token-file",
         type=Path,
@@ -199,10 +210,18 @@ def main(argv: list[str] | None = None, env: Mapping[str, str] | None = None) ->
 
         return notify.main(argv[1:], env)
     args = build_parser().parse_args(argv)
+    try:
+        return _dispatch(args, env)
+    except BrokenPipeError:  # `alertd outbox list | head`: the reader has all it wanted
+        quiet_broken_pipe()
+        return 1
+
+
+def _dispatch(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     if args.command == "check-config":
         return _check_config(args.config)
     if args.command == "run":
-        return _run(args.config, env)
+        return _run(args.config, args.listen, env)
     if args.command == "incidents":
         return incidents.run(args, env)
     if args.command == "outbox":
@@ -216,7 +235,7 @@ def main(argv: list[str] | None = None, env: Mapping[str, str] | None = None) ->
     if args.command == "sandbox":
         return _sandbox(args.listen, args.rate_limit, env)
     if args.command == "silences":
-        return silences.main(args)
+        return silences.main(args, env)
     raise AssertionError(args.command)  # argparse rejects anything else
 
 
@@ -261,11 +280,14 @@ def _check_config(path: Path) -> int:
     return 0
 
 
-def _run(path: Path | None, env: Mapping[str, str]) -> int:
+def _run(path: Path | None, listen: str | None, env: Mapping[str, str]) -> int:
+    import dataclasses
+
     from prometheus_client import disable_created_metrics
 
     from alertd import logs
     from alertd.config import load_config
+    from alertd.config.server import _parse_listen
     from alertd.daemon import run
 
     try:
@@ -274,6 +296,14 @@ def _run(path: Path | None, env: Mapping[str, str]) -> int:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
         return 1
+    if listen is not None:
+        try:
+            host, port = _parse_listen(listen)
+        except ValueError as exc:
+            print(f"alertd run: --listen: {exc}", file=sys.stderr)
+            return 2
+        server = dataclasses.replace(config.server, host=host, port=port)
+        config = dataclasses.replace(config, server=server)
     logs.configure(config.log.level)
     # The *_created series double the series count and no dashboard of ours reads them.
     disable_created_metrics()  # type: ignore[no-untyped-call]  # untyped in prometheus-client

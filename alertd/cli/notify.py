@@ -5,9 +5,13 @@ no structlog) and prints exactly one line, which is what ends up in nagios.log. 
 `NAGIOS_*` environment (enable_environment_macros=1, or Opsview's fixed subset), or the same
 values as options for a Nagios without environment macros; options win over the environment.
 
-Delivery: POST the macro set as JSON to `<url>/api/v1/nagios` with a bearer token, retrying
-briefly. If the daemon cannot take it, the notification is **spooled** (one file, written
-atomically) and delivered, oldest first, by the next run before its own notification.
+Delivery is strictly oldest first: the notification is **spooled** first (one file, written
+atomically), then the spool is sent in order up to and including it, each file POSTed as JSON
+to `<url>/api/v1/nagios` with a bearer token (retrying briefly) and deleted only after a 2xx.
+One run sends at a time; a run that finds another sending waits for its turn, and what is left
+when time runs out stays spooled for the next run. With no usable spool directory the
+notification is sent directly (lost only if the daemon cannot take it either).
+`alertd notify --check` says whether this user can spool and reach the daemon.
 
 Exit codes (documented in the README):
   0  delivered (and any spooled notifications with it)
@@ -20,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import getpass
 import json
 import os
 import re
@@ -27,7 +32,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 
 from alertd.cli.spool import Spool
@@ -93,6 +98,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--spool-dir", type=Path, help="where undelivered notifications wait")
     parser.add_argument("--timeout", type=float, default=5.0, help="seconds per attempt (5)")
     parser.add_argument("--retries", type=int, default=2, help="retries after a failure (2)")
+    parser.add_argument(
+        "--check", action="store_true",
+        help="send nothing: say whether this user can spool and reach the daemon (exit 0 or 2)",
+    )  # fmt: skip
     macros = parser.add_argument_group("macros (for Nagios without enable_environment_macros)")
     for option, macro in OPTIONS.items():
         shown = "$" + macro.replace("{OBJ}", "SERVICE") + "$"
@@ -107,30 +116,132 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None, env: Mapping[str, str]) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.check:
+        return check(args, env)
     try:
         macros = collect(args, env)
         token = read_token(args.token_file, env)
-        spool = Spool.open(args.spool_dir, env)
-    except (ValueError, OSError, SpoolError) as exc:
+    except (ValueError, OSError) as exc:
         return say(EXIT_ATTENTION, f"not sent: {exc}")
-    url = (args.url or env.get("ALERTD_URL") or DEFAULT_URL).rstrip("/") + "/api/v1/nagios"
     body = json.dumps(macros, separators=(",", ":")).encode()
     what = describe(macros)
-    sender = Sender(url, token, args.timeout)
-
-    drained, blocked = drain(spool, sender)
-    if blocked is not None:  # the daemon is not taking anything: keep our place in line
-        return spool_it(spool, body, what, blocked)
-    backlog = f" (+{drained} from spool)" if drained else ""
+    sender = Sender(nagios_url(args, env), token, args.timeout)
+    retries = max(args.retries, 0)
     try:
-        sender.send(body, retries=max(args.retries, 0))
+        spool = Spool.open(args.spool_dir, env)
+        mine = spool.put(body)  # spool first: from here on a crash or a kill loses nothing
+    except (SpoolError, OSError) as exc:
+        return send_direct(sender, body, what, retries, exc)
+    return deliver(spool, mine, sender, what, retries)
+
+
+def nagios_url(args: argparse.Namespace, env: Mapping[str, str]) -> str:
+    return (args.url or env.get("ALERTD_URL") or DEFAULT_URL).rstrip("/") + "/api/v1/nagios"
+
+
+def send_direct(sender: Sender, body: bytes, what: str, retries: int, no_spool: Exception) -> int:
+    """No spool to keep it in (e.g. Nagios started from a root shell: HOME=/root): send now,
+    since the daemon is usually up; only if that fails too is the notification lost."""
+    try:
+        sender.send(body, retries=retries)
     except Refused as exc:
         if exc.malformed:
             return say(EXIT_ATTENTION, f"{what} refused as malformed, not spooled: {exc.message}")
-        return spool_it(spool, body, what, exc)
+        return lost(what, exc, no_spool)
     except OSError as exc:
-        return spool_it(spool, body, what, exc)
+        return lost(what, exc, no_spool)
+    return say(EXIT_DELIVERED, f"delivered {what} (without a spool: {reason(no_spool)})")
+
+
+def lost(what: str, cause: Exception, no_spool: Exception) -> int:
+    return say(EXIT_ATTENTION, f"{what} LOST: daemon unavailable ({reason(cause)}) and "
+               f"cannot spool ({reason(no_spool)})")  # fmt: skip
+
+
+def deliver(spool: Spool, mine: Path, sender: Sender, what: str, retries: int) -> int:
+    """Send the spool, oldest first, up to and including `mine`, each file deleted only after
+    a 2xx. One run at a time sends (the lock); a run that finds another sending waits its turn
+    rather than jumping the queue, and one that runs out of time leaves `mine` spooled behind
+    the older ones instead of sending it ahead of them."""
+    deadline = time.monotonic() + DRAIN_SECONDS
+    with spool.locked(deadline) as owner:
+        if not mine.exists():  # the run before us sent it (or set it aside as malformed)
+            if spool.was_rejected(mine):
+                return say(EXIT_ATTENTION, f"{what} refused as malformed (set aside in "
+                           f"{spool.path / 'rejected'})")  # fmt: skip
+            return say(EXIT_DELIVERED, f"delivered {what} (by an earlier run, in order)")
+        if not owner:
+            waiting = len(spool.pending())
+            return say(EXIT_SPOOLED, f"{what} spooled in {spool.path} ({waiting} waiting): "
+                       "another run is still delivering; the next run delivers it")  # fmt: skip
+        return _drain(spool, mine, sender, what, retries, deadline)
+
+
+def _drain(
+    spool: Spool, mine: Path, sender: Sender, what: str, retries: int, deadline: float
+) -> int:
+    older = 0
+    for path in spool.pending():
+        if path > mine:  # newer ones are their own runs' to send, after ours
+            break
+        if time.monotonic() > deadline:
+            ahead = len([p for p in spool.pending() if p < mine])
+            return say(EXIT_SPOOLED, f"{what} spooled in {spool.path} behind {ahead} older "
+                       "notifications (out of time); the next run delivers it")  # fmt: skip
+        try:
+            sender.send(path.read_bytes(), retries=retries)
+        except Refused as exc:
+            if exc.malformed and path == mine:
+                spool.remove(path)
+                return say(EXIT_ATTENTION,
+                           f"{what} refused as malformed, not spooled: {exc.message}")
+            if exc.malformed:  # an older one the daemon can never take: out of the queue
+                spool.reject(path)
+                continue
+            return spooled(spool, what, exc)
+        except OSError as exc:
+            return spooled(spool, what, exc)
+        spool.remove(path)
+        older += path != mine
+    backlog = f" (+{older} from spool)" if older else ""
     return say(EXIT_DELIVERED, f"delivered {what}{backlog}")
+
+
+def check(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    """`--check`: what a notification run as this user would find, one line per thing needed.
+    Run it as the Nagios user (`sudo -u nagios alertd notify --check ...`)."""
+    user = _user_name()
+    good = True
+    try:
+        spool = Spool.open(args.spool_dir, env)
+        print(f"spool: {spool.path} is writable by {user} ({len(spool.pending())} waiting)")
+    except SpoolError as exc:
+        good = False
+        print(f"spool: NONE for {user}: {exc}; notifications are sent directly and LOST "
+              "while the daemon is down (create one, see --spool-dir)")  # fmt: skip
+    url = nagios_url(args, env)
+    try:
+        sender = Sender(url, read_token(args.token_file, env), args.timeout)
+        sender.send(b"[]")  # an empty batch: stores nothing, but passes the token check first
+        print(f"daemon: {url} took an empty batch")  # unexpected, but reachable and authorised
+    except Refused as exc:
+        if exc.status != 400:  # 400 "empty batch" is the answer expected past the token check
+            good = False
+            print(f"daemon: {url} refused: {reason(exc)}")
+        else:
+            print(f"daemon: {url} is reachable and accepts the token")
+    except (ValueError, OSError) as exc:
+        good = False
+        print(f"daemon: {url} cannot be reached: {reason(exc)}")
+    return EXIT_DELIVERED if good else EXIT_ATTENTION
+
+
+def _user_name() -> str:
+    # Nagios's workers may run with a bare environment: ask the OS, not $USER.
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return f"uid {os.geteuid()}"
 
 
 def collect(args: argparse.Namespace, env: Mapping[str, str]) -> dict[str, str]:
@@ -236,42 +347,8 @@ def _error_text(exc: urllib.error.HTTPError) -> str:
     return str(exc.reason)
 
 
-def drain(spool: Spool, sender: Sender) -> tuple[int, Exception | None]:
-    """Deliver spooled notifications, oldest first, one attempt each, for DRAIN_SECONDS at most.
-    Returns how many went, and the failure that stopped it (None: nothing blocks)."""
-    delivered = 0
-    deadline = time.monotonic() + DRAIN_SECONDS
-    with spool.locked() as owner:
-        if not owner:  # another run is draining; it keeps the order
-            return 0, None
-        for path in _until(spool.pending(), deadline):
-            try:
-                sender.send(path.read_bytes())
-            except Refused as exc:
-                if exc.malformed:
-                    spool.reject(path)
-                    continue
-                return delivered, exc
-            except OSError as exc:
-                return delivered, exc
-            spool.remove(path)
-            delivered += 1
-    return delivered, None
-
-
-def _until(paths: list[Path], deadline: float) -> Iterator[Path]:
-    for path in paths:
-        if time.monotonic() > deadline:
-            return
-        yield path
-
-
-def spool_it(spool: Spool, body: bytes, what: str, cause: Exception) -> int:
-    try:
-        spool.put(body)
-    except OSError as exc:
-        return say(EXIT_ATTENTION, f"{what} LOST: daemon unavailable ({reason(cause)}) and "
-                   f"cannot spool ({reason(exc)})")  # fmt: skip
+def spooled(spool: Spool, what: str, cause: Exception) -> int:
+    """The queue is blocked at its head by `cause`; ours waits in the spool behind it."""
     waiting = len(spool.pending())
     if isinstance(cause, Refused) and not cause.transient:
         # Auth or configuration: spooled, but someone has to fix it before it can go.

@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from alertd.cli.apiclient import DEFAULT_URL, TOKEN_ENV, ApiClient, ApiClientError, read_token
+from alertd.cli.apiclient import TOKEN_ENV, URL_ENV, ApiClient, ApiClientError, base_url, read_token
+from alertd.cli.terminal import Safe, clean, operator
 
 
 def add_parser(sub: Any) -> None:
     silences = sub.add_parser("silences", help="add, list or expire maintenance windows")
-    silences.add_argument("--url", default=os.environ.get("ALERTD_URL", DEFAULT_URL),
-                          help="alertd's address (default %(default)s)")  # fmt: skip
+    silences.add_argument("--url", help=f"alertd's address (default ${URL_ENV}, else "
+                          "http://127.0.0.1:8780)")  # fmt: skip
     silences.add_argument("--token-file", type=Path, help="API token file (else $ALERTD_TOKEN)")
     actions = silences.add_subparsers(dest="action", required=True, metavar="ACTION")
 
@@ -27,7 +28,7 @@ def add_parser(sub: Any) -> None:
     end = add.add_mutually_exclusive_group()
     end.add_argument("--ends-at", help="RFC 3339 time")
     end.add_argument("--duration", help='e.g. "2h", "1h30m"')
-    add.add_argument("--author", help="who sets the window (default: $USER)")
+    add.add_argument("--author", help="who sets the window (default: $USER, else your login)")
     add.add_argument("--comment", required=True, help="why (shown on the incidents it holds)")
     add.add_argument("--weekly", metavar="DAYS@HH:MM/DURATION",
                      help="recurring, e.g. sat,sun@02:00/2h (local: --timezone)")  # fmt: skip
@@ -46,29 +47,32 @@ def add_parser(sub: Any) -> None:
                             help="API token file (else $ALERTD_TOKEN)")  # fmt: skip
 
 
-def main(args: argparse.Namespace) -> int:
+def main(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    out = Safe(sys.stdout)
     try:
-        client = ApiClient(args.url, read_token(args.token_file, os.environ.get(TOKEN_ENV)))
+        token = read_token(args.token_file, env.get(TOKEN_ENV))
+        client = ApiClient(base_url(args.url, env), token)
         if args.action == "add":
-            silence = client.call("POST", "/api/v1/silences", _body(args))
-            print(f"silence {silence['id']} added ({silence['state']})")
+            silence = client.call("POST", "/api/v1/silences", _body(args, env))
+            out.write(f"silence {silence['id']} added ({silence['state']})\n")
         elif args.action == "list":
             query = "?all=1" if args.all else ""
             for silence in client.call("GET", f"/api/v1/silences{query}")["silences"]:
-                print(_line(silence))
+                out.write(_line(silence) + "\n")
         else:
             silence = client.call("DELETE", f"/api/v1/silences/{args.id}")
-            print(f"silence {silence['id']} {silence['state']}")
+            out.write(f"silence {silence['id']} expired (ended {silence['ends_at']})\n")
     except (ApiClientError, OSError, ValueError) as exc:
-        print(f"alertd silences: {exc}", file=sys.stderr)
+        print(f"alertd silences: {clean(str(exc))}", file=sys.stderr)
         for detail in getattr(exc, "details", []):
-            print(f"  {detail.get('field')}: {detail.get('message')}", file=sys.stderr)
+            print(f"  {clean(str(detail.get('field')))}: {clean(str(detail.get('message')))}",
+                  file=sys.stderr)  # fmt: skip
         return 1
     return 0
 
 
-def _body(args: argparse.Namespace) -> dict[str, Any]:
-    author = args.author or os.environ.get("USER") or os.environ.get("LOGNAME") or "unknown"
+def _body(args: argparse.Namespace, env: Mapping[str, str]) -> dict[str, Any]:
+    author = args.author or operator(env)
     body: dict[str, Any] = {"author": author, "comment": args.comment}
     for name in ("host", "service", "starts_at", "ends_at", "duration"):
         if getattr(args, name):

@@ -2,6 +2,7 @@
 
 One file per notification, written atomically (temporary file, fsync, rename) so a crash
 never leaves half a notification; names sort by creation time, so delivery is oldest first.
+Every notification passes through here, even when the daemon is up: that is what keeps order.
 A file the daemon refuses as malformed moves to `rejected/` rather than blocking the queue.
 Standard library only: this runs in every notification command.
 """
@@ -18,6 +19,8 @@ from pathlib import Path
 from alertd.errors import SpoolError
 
 SYSTEM_DIR = Path("/var/spool/alertd")
+# How often a run waiting for another run's delivery looks again (flock has no timeout).
+LOCK_POLL_SECONDS = 0.02
 
 
 class Spool:
@@ -61,15 +64,23 @@ class Spool:
         rejected.mkdir(exist_ok=True, mode=0o700)
         os.replace(path, rejected / path.name)
 
+    def was_rejected(self, path: Path) -> bool:
+        return (self.path / "rejected" / path.name).exists()
+
     @contextlib.contextmanager
-    def locked(self) -> Iterator[bool]:
-        """Whether this run owns the spool (one drainer at a time, so nothing goes twice)."""
+    def locked(self, deadline: float) -> Iterator[bool]:
+        """Whether this run got the spool (one sender at a time, so nothing goes twice and
+        the order holds), waiting for another run to finish until `deadline` (monotonic)."""
         with open(self.path / ".lock", "a") as lock:
-            try:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                yield False
-                return
+            while True:
+                try:
+                    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        yield False
+                        return
+                    time.sleep(LOCK_POLL_SECONDS)
             try:
                 yield True
             finally:

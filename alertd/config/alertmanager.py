@@ -30,8 +30,12 @@ DEFAULT_SEVERITY_MAP: Mapping[str, SeverityAction] = MappingProxyType(
 class AlertmanagerConfig:
     """How Alertmanager webhook alerts map onto incident keys and states."""
 
-    key_labels: tuple[str, ...] = ("alertname", "instance")
+    # Empty: an alert is identified by its full label set, as Alertmanager's fingerprint;
+    # distinct alerts then never merge. Named labels narrow the identity to them.
+    key_labels: tuple[str, ...] = ()
     host_label: str = "host"
+    # `web-02:9100` -> `web-02`, the name Nagios and the helpdesk know the machine by.
+    strip_port: bool = True
     service_label: str = "alertname"
     severity_label: str = "severity"
     severity_map: Mapping[str, SeverityAction] = field(default_factory=lambda: DEFAULT_SEVERITY_MAP)
@@ -41,14 +45,14 @@ class AlertmanagerConfig:
 def _alertmanager(t: _Table) -> AlertmanagerConfig:
     t.check_keys(
         ("key_labels", "host_label", "service_label", "severity_label", "severity_map",
-         "unmapped_severity")
+         "unmapped_severity", "strip_port")
     )  # fmt: skip
     default = AlertmanagerConfig()
     key_labels = default.key_labels
     raw = t.get("key_labels", list, "an array of label names")
     if raw is not None:
-        if not raw or not all(isinstance(v, str) and _LABEL_NAME.fullmatch(v) for v in raw):
-            t.add("key_labels", "expected a non-empty array of Prometheus label names")
+        if not all(isinstance(v, str) and _LABEL_NAME.fullmatch(v) for v in raw):
+            t.add("key_labels", "expected an array of Prometheus label names")
         else:
             key_labels = tuple(dict.fromkeys(raw))
     severity_map = dict(default.severity_map)
@@ -58,9 +62,11 @@ def _alertmanager(t: _Table) -> AlertmanagerConfig:
         if action is not _BAD:
             severity_map[severity.lower()] = action
     unmapped = _severity_action(t, "unmapped_severity", default.unmapped_severity)
+    strip_port = t.get("strip_port", bool, "true or false")
     return AlertmanagerConfig(
         key_labels=key_labels,
         host_label=_label_name(t, "host_label", default.host_label),
+        strip_port=default.strip_port if strip_port is None else strip_port,
         service_label=_label_name(t, "service_label", default.service_label),
         severity_label=_label_name(t, "severity_label", default.severity_label),
         severity_map=MappingProxyType(severity_map),

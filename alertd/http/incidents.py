@@ -6,15 +6,18 @@ here (`alertd.http.middleware` does that).
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
 
 from alertd import codec
+from alertd.config import HelpdeskConfig
 from alertd.errors import Conflict, InputError, NotFoundError
 from alertd.http.decode import MAX_ID, path_id, query_enum, query_int, read_json, text_field
 from alertd.http.keys import CLOCK, ENGINE, LIVE, STORE
 from alertd.http.outbox import op_json
 from alertd.model import Incident, Notice, NoticeKind, Priority, Status, key_text
-from alertd.store import IncidentQuery
+from alertd.store import IncidentQuery, TicketLink
 
 MAX_PAGE = 1000
 
@@ -28,14 +31,26 @@ async def list_incidents(request: web.Request) -> web.Response:
         limit=query_int(q.get("limit"), "limit", default=100, low=1, high=MAX_PAGE),
         before_id=query_int(q.get("before"), "before", default=None, low=1, high=MAX_ID),
     )
-    incidents = await request.app[STORE].list_incidents(query)
+    store = request.app[STORE]
+    incidents = await store.list_incidents(query)
     more = len(incidents) == query.limit
+    links = await store.tickets_of([i.id for i in incidents])
+    helpdesk = request.app[LIVE].config.helpdesk
+    bodies = []
+    for incident in incidents:
+        body = codec.incident_json(incident, key_text=key_text(incident.key))
+        body["ticket"] = _ticket(links.get(incident.id), helpdesk)
+        bodies.append(body)
     return web.json_response(
-        {
-            "incidents": [codec.incident_json(i, key_text=key_text(i.key)) for i in incidents],
-            "next_before": incidents[-1].id if more and incidents else None,
-        }
+        {"incidents": bodies, "next_before": incidents[-1].id if more and incidents else None}
     )
+
+
+def _ticket(link: TicketLink | None, helpdesk: HelpdeskConfig | None) -> dict[str, Any] | None:
+    """The incident's ticket as an agent finds it: id and the helpdesk's own page for it."""
+    if link is None or helpdesk is None:
+        return None
+    return {"id": link.ticket_id, "url": f"{helpdesk.url}/a/tickets/{link.ticket_id}"}
 
 
 async def show_incident(request: web.Request) -> web.Response:
@@ -47,12 +62,7 @@ async def show_incident(request: web.Request) -> web.Response:
         raise NotFoundError(f"incident {request.match_info['id']}")
     body = codec.incident_json(incident, key_text=key_text(incident.key))
     body["events"] = [codec.event_json(e) for e in await store.events(incident.id)]
-    link = await store.ticket_of(incident.id)
-    helpdesk = request.app[LIVE].config.helpdesk
-    body["ticket"] = None
-    if link is not None and helpdesk is not None:
-        url = f"{helpdesk.url}/a/tickets/{link.ticket_id}"
-        body["ticket"] = {"id": link.ticket_id, "url": url}
+    body["ticket"] = _ticket(await store.ticket_of(incident.id), request.app[LIVE].config.helpdesk)
     body["ticket_operations"] = [op_json(op) for op in await store.ops_of(incident.id)]
     return web.json_response(body)
 

@@ -112,4 +112,5 @@ async def post_alertmanager(request: web.Request) -> web.Response:
     )
     await request.app[ENGINE].submit(results)
     request.app[METRICS].results_accepted("alertmanager", results)
+    request.app[METRICS].alerts_ignored(ignored)
     return web.json_response({"accepted": len(results), "ignored": ignored})

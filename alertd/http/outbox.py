@@ -1,5 +1,6 @@
 """HTTP routes of the outbox: ticket operations waiting, sent or dead-lettered, and the
-re-drive of dead letters (`POST /api/v1/outbox/retry`, `POST /api/v1/outbox/{id}/retry`)."""
+re-drive of dead letters (`POST /api/v1/outbox/retry`) or of one dead or waiting operation
+(`POST /api/v1/outbox/{id}/retry`)."""
 
 from __future__ import annotations
 
@@ -34,14 +35,16 @@ async def list_outbox(request: web.Request) -> web.Response:
 
 
 async def retry_outbox(request: web.Request) -> web.Response:
-    """Send dead letters again: one (`/outbox/{id}/retry`) or all (`/outbox/retry`)."""
+    """Send again now: one dead or pending operation (`/outbox/{id}/retry`) or every dead
+    letter (`/outbox/retry`)."""
     store = request.app[STORE]
     if "id" in request.match_info:
         raw = request.match_info["id"]
         number = path_id(raw)
         op = await store.op(number) if number is not None else None
-        if op is None or op.state is not OutboxState.DEAD:
-            raise NotFoundError(f"dead-lettered operation {raw}")
+        # A pending one may be waiting out its backoff after the cause was fixed: now, then.
+        if op is None or op.state not in (OutboxState.DEAD, OutboxState.PENDING):
+            raise NotFoundError(f"dead-lettered or pending operation {raw}")
         ops = [op]
     else:
         ops, before = [], None

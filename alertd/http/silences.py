@@ -125,8 +125,9 @@ def parse_silence(payload: Any, now: datetime, *, silence_id: int) -> Silence:
     recurring = _recurring(payload.get("recurring"), problems)
     ends_at = _end(payload, starts_at, now, problems, required=recurring is None)
     if problems.items:
+        count = len(problems.items)
         raise InputError(
-            f"invalid silence ({len(problems.items)} problems); nothing was stored",
+            f"invalid silence ({count} problem{'' if count == 1 else 's'}); nothing was stored",
             problems.items,
         )
     return Silence(

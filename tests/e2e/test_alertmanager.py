@@ -35,7 +35,8 @@ async def test_firing_then_resolved_then_held(make_client: MakeClient, clock: Ma
     assert await response.json() == {"accepted": 1, "ignored": 0}
     (incident,) = await incidents(client)
     assert (incident["host"], incident["service"], incident["status"], incident["check_state"]) == (
-        "web-01:9100", "HarnessDiskFull", "open", "CRITICAL",
+        "web-01", "HarnessDiskFull (job=node, service=storage, severity=critical)", "open",
+        "CRITICAL",
     )  # fmt: skip
     assert incident["last_output"] == "Disk almost full on web-01"
     assert incident["long_output"] == "/var is 97% full"
@@ -57,7 +58,8 @@ async def test_group_of_alerts_makes_one_incident_per_instance(make_client: Make
     response = await deliver(client, webhook("group_firing"))
     assert await response.json() == {"accepted": 3, "ignored": 0}
     found = {(i["host"], i["service"], i["check_state"]) for i in await incidents(client)}
-    assert found == {(f"api-0{n}:8080", "HarnessHighLatency", "WARNING") for n in (1, 2, 3)}
+    name = "HarnessHighLatency (job=api, severity=warning)"
+    assert found == {(f"api-0{n}", name, "WARNING") for n in (1, 2, 3)}
 
 
 async def test_key_and_severity_follow_configuration(make_client: MakeClient) -> None:
@@ -83,11 +85,68 @@ async def test_key_and_severity_follow_configuration(make_client: MakeClient) ->
     found = {(i["host"], i["service"], i["check_state"], i["last_output"])
              for i in await incidents(client)}  # fmt: skip
     assert found == {
-        ("web-01", 'HarnessDiskFull{instance="web-01:9100",mountpoint="/var"}', "CRITICAL",
+        ("web-01", "HarnessDiskFull (instance=web-01:9100, mountpoint=/var)", "CRITICAL",
          "Disk almost full on web-01"),
-        ("x:1", "Odd", "WARNING", "Disk almost full on web-01"),
+        ("x", "Odd", "WARNING", "Disk almost full on web-01"),
         ("alertmanager", "Global", "WARNING", "Global"),
     }  # fmt: skip
+
+
+async def test_distinct_alerts_never_merge_and_read_well(
+    make_client: MakeClient, clock: ManualClock
+) -> None:
+    """DiskFull on /var and on /home of one instance are two incidents, as in Alertmanager
+    (identity = the full label set): /home still firing is not resolved when /var resolves,
+    and nothing swings between their severities. The host is the machine's name without the
+    exporter's port, the service is readable, and dropped info/none alerts are counted."""
+    client = await make_client('[lifecycle]\nrecovery_hold = "1m"\n')
+    alert = webhook("firing")["alerts"][0]
+    labels = {"alertname": "DiskFull", "instance": "web-02:9100", "job": "node"}
+
+    def disk(mountpoint: str, severity: str, status: str = "firing") -> dict[str, Any]:
+        more = {"mountpoint": mountpoint, "severity": severity}
+        return {**alert, "status": status, "labels": {**labels, **more}}
+
+    watchdog = {**alert, "labels": {"alertname": "Watchdog", "severity": "none"}}
+    info = {**alert, "labels": {**labels, "alertname": "Info", "severity": "info"}}
+    body = {**webhook("firing"), "alerts": [disk("/var", "critical"), disk("/home", "warning"),
+                                            watchdog, info]}  # fmt: skip
+    assert await (await deliver(client, body)).json() == {"accepted": 2, "ignored": 2}
+    found = {i["service"]: i for i in await incidents(client)}
+    assert set(found) == {
+        "DiskFull (job=node, mountpoint=/home, severity=warning)",
+        "DiskFull (job=node, mountpoint=/var, severity=critical)",
+    }
+    assert {i["host"] for i in found.values()} == {"web-02"}
+
+    body = {**webhook("resolved"), "alerts": [disk("/var", "critical", "resolved")]}
+    assert (await deliver(client, body)).status == 200
+    clock.advance(timedelta(minutes=2))
+    await client.app[ENGINE].run_timers()
+    states = {i["service"]: (i["status"], i["check_state"], i["flapping"])
+              for i in await incidents(client)}  # fmt: skip
+    assert states == {
+        "DiskFull (job=node, mountpoint=/home, severity=warning)": ("open", "WARNING", False),
+        "DiskFull (job=node, mountpoint=/var, severity=critical)": ("resolved", "OK", False),
+    }
+    metrics = await (await client.get("/metrics")).text()
+    assert "alertd_alertmanager_alerts_ignored_total 2.0" in metrics
+
+
+async def test_port_kept_and_key_narrowed_when_configured(make_client: MakeClient) -> None:
+    """strip_port = false keeps `host:port`; key_labels narrows the identity, so alerts that
+    differ only in other labels merge, as the user asked."""
+    client = await make_client(
+        '[alertmanager]\nstrip_port = false\nkey_labels = ["alertname", "instance"]\n'
+    )
+    alert = webhook("firing")["alerts"][0]
+    labels = {"alertname": "DiskFull", "instance": "[2001:db8::7]:9100", "severity": "warning"}
+    alerts = [{**alert, "labels": {**labels, "mountpoint": m}} for m in ("/var", "/home")]
+    assert await (await deliver(client, {**webhook("firing"), "alerts": alerts})).json() == {
+        "accepted": 2, "ignored": 0,
+    }  # fmt: skip
+    (incident,) = await incidents(client)
+    assert (incident["host"], incident["service"]) == ("[2001:db8::7]:9100", "DiskFull")
 
 
 BAD = [

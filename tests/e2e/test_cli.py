@@ -176,3 +176,28 @@ async def _incidents_session(
     code = main(["incidents", "list", "--url", "http://127.0.0.1:9"], env={})
     assert code == 1
     assert capsys.readouterr().err.startswith("alertd: cannot reach alertd at http://127.0.0.1:9")
+
+
+def test_run_listens_where_listen_says_without_a_config_file(tmp_path: Path) -> None:
+    """`alertd run --listen HOST:PORT` needs no config file to change the port."""
+    port = free_port()
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(Path(__file__).parents[2]),
+           "XDG_STATE_HOME": str(tmp_path), "HOME": str(tmp_path)}  # fmt: skip
+    proc = subprocess.Popen(
+        [*ALERTD, "run", "--listen", f"127.0.0.1:{port}"], stderr=subprocess.DEVNULL, env=env
+    )
+    try:
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as r:
+                    assert json.loads(r.read()) == {"status": "ok"}
+                    break
+            except OSError:
+                assert proc.poll() is None and time.monotonic() < deadline
+                time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+    finally:
+        proc.kill()
+        proc.wait()

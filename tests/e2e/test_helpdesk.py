@@ -222,6 +222,49 @@ async def test_a_refused_api_key_makes_alertd_not_ready(
     assert counts["pending"] == 1 and counts["dead"] == 0
 
 
+async def test_a_waiting_operation_can_be_sent_now_once_the_cause_is_fixed(
+    start: Callable[..., Awaitable[Client]], sandbox: tuple[Sandbox, str], tmp_path: Path
+) -> None:
+    """After the API key is fixed, `POST /api/v1/outbox/{id}/retry` sends an operation that
+    is pending, waiting out its backoff, at once (not only dead letters)."""
+    helpdesk, _ = sandbox
+    (tmp_path / "other.key").write_text("other-key")
+    client = await start(key_file="other.key")
+    await post(client, CRIT)
+    await deliver(client)
+    (op,) = (await (await client.get("/api/v1/outbox")).json())["operations"]
+    assert op["state"] == "pending" and helpdesk.tickets == {}
+    helpdesk.options.api_key = "other-key"  # the admin fixed the account side
+    response = await client.post(f"/api/v1/outbox/{op['id']}/retry")
+    assert await response.json() == {"requeued": [op["id"]], "skipped": []}
+    await deliver(client)  # the clock has not moved: only the re-drive made it due
+    assert len(helpdesk.tickets) == 1
+
+
+async def test_an_unreachable_helpdesk_makes_alertd_not_ready(
+    make_client: Callable[..., Awaitable[Client]], tmp_path: Path
+) -> None:
+    """The README promises "reachable and authorised": a helpdesk that does not answer at all
+    fails /readyz (saying so) until a call gets through; the operation waits meanwhile."""
+    with socket.socket() as closed:  # a port nothing listens on
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    (tmp_path / "helpdesk.key").write_text(KEY)
+    client = await make_client(
+        f'[helpdesk]\nurl = "http://127.0.0.1:{port}"\nrequester_email = "noc@example.com"\n'
+        f'api_key_file = "{tmp_path / "helpdesk.key"}"\npoll_interval = "0s"\n'
+    )
+    assert (await client.get("/readyz")).status == 200
+    await post(client, CRIT)
+    await deliver(client)
+    response = await client.get("/readyz")
+    assert response.status == 503
+    (problem,) = (await response.json())["problems"]
+    assert problem.startswith("helpdesk: helpdesk cannot be reached")
+    counts = (await (await client.get("/api/v1/outbox")).json())["counts"]
+    assert counts["pending"] == 1 and counts["dead"] == 0
+
+
 async def test_a_deleted_ticket_is_replaced_by_one_that_names_it(
     start: Callable[..., Awaitable[Client]], sandbox: tuple[Sandbox, str]
 ) -> None:

@@ -143,3 +143,18 @@ async def test_incident_changes_are_logged_with_id_key_and_source(
     ]
     assert all(e["incident_id"] == 1 and e["key"] == "web-01/HTTP" for e in changes)
     assert changes[0]["priority"] == "high" and changes[0]["status"] == "open"
+
+
+async def test_process_series_and_watched_counters_exist_from_the_start(
+    make_client: MakeClient,
+) -> None:
+    """Right after a start: the standard process_* series, and the counters alert rules watch
+    at 0 for every input, so "no results" can fire before the first result ever comes."""
+    client = await make_client()
+    text = await (await client.get("/metrics")).text()
+    assert "process_resident_memory_bytes " in text and "python_info{" in text
+    for source in ("api", "nrdp", "nagios", "alertmanager"):
+        assert f'alertd_results_received_total{{source="{source}",state="CRITICAL"}} 0.0' in text
+    assert 'alertd_helpdesk_requests_total{operation="create_ticket",outcome="auth_error"} 0.0' in (
+        text
+    )

@@ -4,6 +4,7 @@ README's command definitions as written, the spool, and the exit codes."""
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import json
 import os
 import re
@@ -261,3 +262,103 @@ async def test_the_token_goes_to_the_given_url_only(
     assert len(asked) == 1 and f"Bearer {TOKEN}".encode() in asked[0]
     assert stolen == []
     assert len(list((tmp_path / "spool").glob("*.json"))) == 1
+
+
+async def events_of(url: str) -> list[str]:
+    (incident,) = await incidents(url)
+    detail = await get(f"{url}/api/v1/incidents/{incident['id']}")
+    return [e["kind"] for e in detail["events"]]
+
+
+async def test_a_run_that_finds_another_delivering_waits_its_turn(
+    daemon: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """While another run holds the spool (delivering older notifications), a new run does not
+    send its own ahead of them: it waits, then delivers strictly oldest first."""
+    spool = Spool.open(tmp_path / "spool", {})
+    spool.put(json.dumps(macros("notification_problem")).encode())  # older, still waiting
+    env = {**macros("notification_recovery"), "ALERTD_TOKEN": TOKEN}
+    argv = ["--spool-dir", str(spool.path), "--url", daemon]
+    with (spool.path / ".lock").open("a") as lock:  # "another run" is delivering
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        newer = asyncio.create_task(run(argv, env))
+        await asyncio.sleep(0.3)
+        assert not newer.done() and await incidents(daemon) == []
+    assert await newer == 0
+    assert "delivered RECOVERY web-01/Disk /var (+1 from spool)" in capsys.readouterr().out
+    assert await events_of(daemon) == ["opened", "recovering"]
+    assert spool.pending() == []
+
+
+async def test_a_drain_out_of_time_leaves_the_newest_behind_the_older(
+    daemon: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When the run's time for the backlog is used up, its own notification stays spooled
+    behind the older ones (exit 1) instead of overtaking them; the next run sends all, in
+    order."""
+    spool = Spool.open(tmp_path / "spool", {})
+    spool.put(json.dumps(macros("notification_problem")).encode())
+    env = {"ALERTD_TOKEN": TOKEN}
+    argv = ["--spool-dir", str(spool.path), "--url", daemon]
+    monkeypatch.setattr(notify, "DRAIN_SECONDS", -1.0)  # no time left at all
+    assert await run(argv, {**env, **macros("notification_recovery")}) == 1
+    assert await incidents(daemon) == [] and len(spool.pending()) == 2
+
+    monkeypatch.setattr(notify, "DRAIN_SECONDS", 10.0)
+    assert await run(argv, {**env, **macros("ochp_host_up")}) == 0
+    found = {i["key"]: i["status"] for i in await incidents(daemon)}
+    assert found == {"web-01/Disk /var": "recovering"}  # PROBLEM went first, then RECOVERY
+    assert spool.pending() == []
+
+
+async def test_without_a_usable_spool_it_sends_directly(
+    daemon: str, tmp_path: Path, token_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Nagios started from a root shell gives its workers HOME=/root: no spool directory the
+    nagios user can write. With the daemon up the notification is delivered all the same;
+    only with the daemon down too is it lost (exit 2, saying so)."""
+    blocked = tmp_path / "not-a-dir"
+    blocked.write_text("")
+    argv = ["--spool-dir", str(blocked / "spool"), "--token-file", str(token_file)]
+    env = {**macros("notification_problem"), "HOME": str(blocked)}
+    assert await run([*argv, "--url", daemon], env) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("alertd notify: delivered PROBLEM web-01/Disk /var (without a spool: ")
+    assert [i["status"] for i in await incidents(daemon)] == ["open"]
+
+    down = f"http://127.0.0.1:{free_port()}"
+    assert await run([*argv, "--url", down, "--retries", "0"], env) == 2
+    assert "LOST: daemon unavailable" in capsys.readouterr().out
+
+
+async def test_check_says_whether_this_user_can_spool_and_reach_the_daemon(
+    daemon: str, tmp_path: Path, token_file: Path
+) -> None:
+    """`alertd notify --check`, run as a real process: exit 0 with a line for the spool and
+    one for the daemon; exit 2 naming what is wrong (no spool, refused token). Sends
+    nothing."""
+    command = [sys.executable, "-m", "alertd.cli", "notify", "--check", "--url", daemon]
+    env = {"PATH": os.environ["PATH"], "PYTHONPATH": str(ROOT), "HOME": str(tmp_path)}
+    spool = tmp_path / "spool"
+    good = await asyncio.to_thread(
+        subprocess.run, [*command, "--spool-dir", str(spool), "--token-file", str(token_file)],
+        env=env, capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert good.returncode == 0, good.stdout
+    lines = good.stdout.splitlines()
+    assert lines[0].startswith(f"spool: {spool} is writable by ") and "(0 waiting)" in lines[0]
+    assert lines[1] == f"daemon: {daemon}/api/v1/nagios is reachable and accepts the token"
+
+    (tmp_path / "file").write_text("")
+    bad = await asyncio.to_thread(
+        subprocess.run, [*command, "--spool-dir", str(tmp_path / "file" / "spool")],
+        env={**env, "ALERTD_TOKEN": "wrong-token"}, capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert bad.returncode == 2
+    spool_line, daemon_line = bad.stdout.splitlines()
+    assert spool_line.startswith("spool: NONE for ") and "LOST while the daemon is down" in (
+        spool_line
+    )
+    assert daemon_line.startswith(f"daemon: {daemon}/api/v1/nagios refused: HTTP 401")
+    assert "wrong-token" not in bad.stdout
+    assert await incidents(daemon) == []

@@ -386,6 +386,7 @@ CONTRACT_KEYS = {
         "severity_label",
         "unmapped_severity",
         "severity_map",
+        "strip_port",
     },
     "log": {"level"},
     "lifecycle": {
@@ -543,7 +544,7 @@ def test_nrdp_tokens_and_alertmanager_mapping(tmp_path: Path) -> None:
     assert "1 NRDP token" not in summary(config) and "3 NRDP tokens" in summary(config)
 
     bad = write(tmp_path, (
-        '[alertmanager]\nkey_labels = []\nhost_label = "my-host"\nunmapped_severity = "LOUD"\n'
+        '[alertmanager]\nkey_labels = ["x-y"]\nhost_label = "my-host"\nunmapped_severity = "LOUD"\n'
         'severity_map = { critical = 2 }\n'
     ), name="bad.toml")  # fmt: skip
     assert set(problems_of(bad)) == {
