@@ -86,7 +86,7 @@ async def _post(http: aiohttp.ClientSession, results: Any) -> None:
 
 async def _script(http: aiohttp.ClientSession) -> None:
     web01 = {"host": "web-01", "service": "HTTP", "labels": {"hostgroups": "web"}}
-    step("09:00 web-01/HTTP turns WARNING (slow), then CRITICAL, and keeps failing")
+    step("web-01/HTTP turns WARNING (slow), then CRITICAL, and keeps failing")
     await _post(http, {**web01, "state": "WARNING", "output": "HTTP WARNING: 2.9 s response"})
     await asyncio.sleep(0.3)
     await _post(http, {**web01, "state": "CRITICAL", "output": "connection refused"})
@@ -95,30 +95,30 @@ async def _script(http: aiohttp.ClientSession) -> None:
         await asyncio.sleep(0.5)
     print("   52 results so far: one incident, one ticket")
 
-    step("09:05 db-01 goes DOWN; its five services fail with it (absorbed: no ticket storm)")
+    step("db-01 goes DOWN; its five services fail with it (absorbed: no ticket storm)")
     db = {"host": "db-01", "labels": {"hostgroups": "databases,linux"}}
     await _post(http, {**db, "state": "DOWN", "output": "PING CRITICAL - 100% packet loss"})
     services = ["MySQL", "Disk /", "Load", "SSH", "Backup"]
     await _post(http, [{**db, "service": s, "state": "CRITICAL", "output": "timeout"}
                        for s in services])  # fmt: skip
 
-    step("09:06 app-01/Queue flaps between OK and CRITICAL")
+    step("app-01/Queue flaps between OK and CRITICAL")
     for n in range(12):
         state = "CRITICAL" if n % 2 == 0 else "OK"
         await _post(http, {"host": "app-01", "service": "Queue", "state": state,
                            "output": f"queue depth {'9000' if n % 2 == 0 else '12'}"})  # fmt: skip
 
-    step("09:10 web-01/HTTP recovers; alertd waits 2s of OK before resolving the ticket")
+    step("web-01/HTTP recovers; alertd waits 2s of OK before resolving the ticket")
     await _post(http, {**web01, "state": "OK", "output": "HTTP OK: 200 in 0.04 s"})
     await asyncio.sleep(2.5)
 
-    step("09:12 db-01 is back UP; rechecked, MySQL and Backup still fail and get tickets")
+    step("db-01 is back UP; rechecked, MySQL and Backup still fail and get tickets")
     await _post(http, {**db, "state": "UP", "output": "PING OK"})
     await _post(http, [{**db, "service": s, "state": "OK", "output": "OK"}
                        for s in ("Disk /", "Load", "SSH")])  # fmt: skip
     await asyncio.sleep(1.5)
 
-    step("09:20 web-01/HTTP fails again, within the reopen window: the same ticket reopens")
+    step("web-01/HTTP fails again, within the reopen window: the same ticket reopens")
     await _post(http, {**web01, "state": "CRITICAL", "output": "502 Bad Gateway"})
 
 
@@ -140,7 +140,10 @@ def _print_tickets(helpdesk: Sandbox) -> None:
         print(f"        tags: {', '.join(ticket['tags'])}")
         for note in helpdesk.notes.get(ticket_id, []):
             stamp = str(note["created_at"])[11:19]
-            print(f"        {stamp}  {_text(note['body'])}")
+            first, *more = _paragraphs(note["body"])
+            print(f"        {stamp}  {first}")
+            for line in more:
+                print(f"                  {line}")
 
 
 async def _print_summary(http: aiohttp.ClientSession) -> None:
@@ -155,12 +158,14 @@ async def _print_summary(http: aiohttp.ClientSession) -> None:
               f"{inc['priority']:<8} {inc['occurrences']:>11}  {note}")  # fmt: skip
 
 
-def _text(body: str) -> str:
-    """A note's HTML as one line of text, without alertd's delivery marker."""
+def _paragraphs(body: str) -> list[str]:
+    """A note's HTML as text, a line per paragraph, without alertd's delivery marker."""
     body = re.sub(r'<p style="color:#888[^>]*>.*?</p>', "", body)
-    text = html.unescape(re.sub(r"<[^>]+>", " ", body))
-    return re.sub(r"\s+", " ", text).strip()
+    blocks = re.split(r"</p>|</pre>|<br\s*/?>", body)
+    lines = [re.sub(r"\s+", " ", html.unescape(re.sub(r"<[^>]+>", " ", b))).strip() for b in blocks]
+    return [line for line in lines if line] or [""]
 
 
 def step(text: str) -> None:
-    print(f"\n== {text}")
+    """A heading stamped with the time now (UTC), the clock the helpdesk's notes show too."""
+    print(f"\n== {time.strftime('%H:%M:%S', time.gmtime())}  {text}")

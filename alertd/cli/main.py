@@ -242,6 +242,7 @@ def _dispatch(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 def _sandbox(listen: str, rate_limit: int, env: Mapping[str, str]) -> int:
     import asyncio
     import contextlib
+    import time
 
     from alertd.sandbox import SandboxOptions, serve
 
@@ -250,7 +251,12 @@ def _sandbox(listen: str, rate_limit: int, env: Mapping[str, str]) -> int:
         print(f"alertd sandbox: --listen must be host:port, got {listen!r}", file=sys.stderr)
         return 2
     key = env.get("ALERTD_SANDBOX_API_KEY", "sandbox-key")
-    options = SandboxOptions(api_key=key, rate_limit_per_minute=rate_limit)
+    if not 1 <= rate_limit <= 60_000:
+        print("alertd sandbox: --rate-limit must be 1-60000 per minute", file=sys.stderr)
+        return 2
+    # Ticket ids from the clock: a daemon's incident -> ticket links stay right across restarts.
+    first = SandboxOptions.ids_from_clock(time.time())
+    options = SandboxOptions(api_key=key, rate_limit_per_minute=rate_limit, first_ticket_id=first)
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve(host.strip("[]"), int(port), options))
     return 0

@@ -48,6 +48,16 @@ class SandboxOptions:
     required_fields: tuple[str, ...] = ("subject", "description", "status", "priority", "source")
     # [U] Extra credits for each `include=` item (sources say 1 or 2).
     include_cost: int = 1
+    # The first ticket id. A long-running `alertd sandbox` starts from the clock (see
+    # `ids_from_clock`), so a restart never hands out an id a daemon already links to.
+    first_ticket_id: int = 1
+
+    @staticmethod
+    def ids_from_clock(now: float) -> int:
+        """A first ticket id no earlier run handed out: milliseconds since 2020. A run creates at
+        most one ticket per millisecond (`alertd sandbox --rate-limit` is at most 60,000), so
+        its ids stay behind the clock and the next run starts beyond them."""
+        return int((now - 1_577_836_800) * 1000)
 
     def __post_init__(self) -> None:
         if self.flavour not in FLAVOURS:

@@ -78,7 +78,7 @@ class Sandbox:
         self._drops = 0
         self._stalls: deque[float] = deque()
         self._window = _RateWindow()
-        self._ticket_ids = itertools.count(1)
+        self._ticket_ids = itertools.count(self.options.first_ticket_id)
         self._note_ids = itertools.count(1)
         self._contact_ids = itertools.count(9001)
         self._created: dict[int, float] = {}
