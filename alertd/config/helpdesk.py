@@ -45,6 +45,9 @@ class HelpdeskConfig:
     on_missing_ticket: str = "recreate"
     instance: str = "main"
     public_notes: bool = False
+    # A recurrence after an agent resolved the ticket by hand: "new_ticket" (naming the old
+    # one) or "reopen" (the same ticket back to Open).
+    on_agent_close: str = "new_ticket"
 
     def __repr__(self) -> str:
         # The API key is a secret: a repr ends up in logs and tracebacks.
@@ -57,8 +60,9 @@ _HELPDESK_KEYS = (
     "rate_limit_per_minute", "note_interval", "release_grace", "poll_interval", "concurrency",
     "timeout",
     "keep_agent_priority",
-    "on_missing_ticket", "instance", "public_notes",
+    "on_missing_ticket", "instance", "public_notes", "on_agent_close",
 )  # fmt: skip
+AGENT_CLOSE_POLICIES = ("new_ticket", "reopen")
 _SOURCES = (1, 2, 3, 7, 9, 10)  # Freshdesk's ticket sources (docs/protocols.md 1.2)
 
 
@@ -116,6 +120,7 @@ def _helpdesk(t: _Table, base: Path | None, env: Mapping[str, str]) -> HelpdeskC
         ),
         instance=instance,
         public_notes=_bool(t, "public_notes", d.public_notes),
+        on_agent_close=_one_of(t, "on_agent_close", AGENT_CLOSE_POLICIES, d.on_agent_close),
     )
 
 

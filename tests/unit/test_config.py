@@ -424,6 +424,7 @@ CONTRACT_KEYS = {
         "on_missing_ticket",
         "instance",
         "public_notes",
+        "on_agent_close",
     },
 }
 
