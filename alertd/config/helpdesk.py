@@ -48,6 +48,10 @@ class HelpdeskConfig:
     # A recurrence after an agent resolved the ticket by hand: "new_ticket" (naming the old
     # one) or "reopen" (the same ticket back to Open).
     on_agent_close: str = "new_ticket"
+    # The shared secret the helpdesk's automation sends to POST /api/v1/helpdesk/events
+    # ("" = the webhook is off). A secret: from env or file only, never shown.
+    webhook_secret: str = ""
+    webhook_secret_source: str = ""
 
     def __repr__(self) -> str:
         # The API key is a secret: a repr ends up in logs and tracebacks.
@@ -61,6 +65,7 @@ _HELPDESK_KEYS = (
     "timeout",
     "keep_agent_priority",
     "on_missing_ticket", "instance", "public_notes", "on_agent_close",
+    "webhook_secret_file", "webhook_secret_env",
 )  # fmt: skip
 AGENT_CLOSE_POLICIES = ("new_ticket", "reopen")
 _SOURCES = (1, 2, 3, 7, 9, 10)  # Freshdesk's ticket sources (docs/protocols.md 1.2)
@@ -93,6 +98,7 @@ def _helpdesk(t: _Table, base: Path | None, env: Mapping[str, str]) -> HelpdeskC
         if problem:
             t.add(name, problem)
     group_id = t.get("group_id", int, "an integer (a group id)")
+    webhook_secret, webhook_source = _webhook_secret(t, base, env)
     return HelpdeskConfig(
         url=url.rstrip("/"),
         api_key=api_key,
@@ -121,6 +127,8 @@ def _helpdesk(t: _Table, base: Path | None, env: Mapping[str, str]) -> HelpdeskC
         instance=instance,
         public_notes=_bool(t, "public_notes", d.public_notes),
         on_agent_close=_one_of(t, "on_agent_close", AGENT_CLOSE_POLICIES, d.on_agent_close),
+        webhook_secret=webhook_secret,
+        webhook_secret_source=webhook_source,
     )
 
 
@@ -143,6 +151,37 @@ def _api_key(t: _Table, base: Path | None, env: Mapping[str, str]) -> tuple[str,
     if not key:
         t.add("api_key_env", f"environment variable {name} is not set (or set api_key_file)")
     return key, f"env {name}"
+
+
+DEFAULT_WEBHOOK_SECRET_ENV = "ALERTD_HELPDESK_WEBHOOK_SECRET"
+MIN_WEBHOOK_SECRET = 16  # characters: a guessable secret would let anyone acknowledge incidents
+
+
+def _webhook_secret(t: _Table, base: Path | None, env: Mapping[str, str]) -> tuple[str, str]:
+    """The webhook's shared secret from `webhook_secret_file` or the env var
+    `webhook_secret_env`; none at all turns the webhook off (the poll still runs)."""
+    file = t.get("webhook_secret_file", str, "a string (a file path)")
+    secret, source, key = "", "", "webhook_secret_env"
+    if file:
+        path = _beside(base, file)
+        key = "webhook_secret_file"
+        try:
+            secret, source = path.read_text(encoding="utf-8").strip(), f"file {path}"
+        except (OSError, UnicodeDecodeError) as exc:
+            t.add(key, f"cannot read {str(path)!r}: {type(exc).__name__}")
+            return "", ""
+    else:
+        name = t.get("webhook_secret_env", str, "a string (an environment variable name)")
+        name = name or DEFAULT_WEBHOOK_SECRET_ENV
+        secret, source = env.get(name, "").strip(), f"env {name}"
+    if not secret:
+        if file:
+            t.add(key, "the file is empty")
+        return "", ""
+    if len(secret) < MIN_WEBHOOK_SECRET:
+        # The length only, never the secret itself.
+        t.add(key, f"the secret is {len(secret)} characters; use at least {MIN_WEBHOOK_SECRET}")
+    return secret, source
 
 
 _TEMPLATE_FIELDS = frozenset(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
+from pathlib import Path
 
 from alertd.clock import ManualClock
 from alertd.http.keys import DISPATCHER
@@ -137,3 +138,63 @@ async def test_the_description_states_the_update_cadence(
     await deliver(client)
     (ticket,) = helpdesk.tickets.values()
     assert "Situation updates every 1h while the problem lasts" in ticket["description"]
+
+
+SECRET = "webhook-secret-0123456789"
+TOKEN = "api-token-0123456789"
+
+
+async def test_the_helpdesk_webhook_feeds_the_same_decisions_as_the_poll(
+    start: Callable[..., Awaitable[Client]], sandbox: tuple[Sandbox, str], tmp_path: Path
+) -> None:
+    """The automation's call, authenticated by its shared secret (no API token needed), acts at
+    once: a ticket taken acknowledges its incident, one resolved by hand is recorded; a wrong
+    or missing secret changes nothing."""
+    helpdesk, _ = sandbox
+    (tmp_path / "webhook.secret").write_text(SECRET + "\n")
+    client = await start(
+        f'webhook_secret_file = "{tmp_path / "webhook.secret"}"\n'
+        f'[auth]\ntokens = ["{TOKEN}"]'
+    )
+    bearer = {"Authorization": f"Bearer {TOKEN}"}
+    for service in ("HTTP", "Disk"):
+        response = await client.post(
+            "/api/v1/results", json={**CRIT, "service": service}, headers=bearer
+        )
+        assert response.status == 202
+    await client.app[DISPATCHER].drain()
+    http, disk = sorted(helpdesk.tickets)
+    helpdesk.agent_update(http, status=4)
+    helpdesk.agent_update(disk, responder_id=1)
+    event = {"ticket_id": http, "status": "Resolved", "priority": "High"}
+
+    for headers in ({}, {"X-Alertd-Webhook-Secret": "wrong"}, bearer):
+        refused = await client.post("/api/v1/helpdesk/events", json=event, headers=headers)
+        assert refused.status == 401
+        assert SECRET not in await refused.text()
+    ok = {"X-Alertd-Webhook-Secret": SECRET}
+    answer = await client.post("/api/v1/helpdesk/events", json=event, headers=ok)
+    assert (answer.status, await answer.json()) == (200, {"ticket_id": http, "notices": 1})
+    again = await client.post("/api/v1/helpdesk/events", json=event, headers=ok)
+    assert (await again.json())["notices"] == 0  # the helpdesk's retry changes nothing
+    taken = {"ticket_id": f"INC-{disk}", "responder": "Alice"}
+    answer = await client.post("/api/v1/helpdesk/events", json=taken, headers=ok)
+    assert (await answer.json())["notices"] == 1
+
+    shown = await (await client.get("/api/v1/incidents", headers=bearer)).json()
+    by_service = {i["service"]: i for i in shown["incidents"]}
+    assert by_service["HTTP"]["ticket_closed_by_agent"] == http
+    assert by_service["Disk"]["acknowledged"] is True
+    comment = f"ticket #{disk} assigned to agent 1 in the helpdesk"
+    assert by_service["Disk"]["ack_comment"] == comment
+    # The poll, as reconciliation later, finds nothing left to do.
+    assert await client.app[DISPATCHER].poll_taken_tickets() == 0
+
+
+async def test_the_webhook_is_off_without_a_secret(
+    start: Callable[..., Awaitable[Client]], sandbox: tuple[Sandbox, str]
+) -> None:
+    """With no secret configured nobody can act through the webhook."""
+    client = await start()
+    answer = await client.post("/api/v1/helpdesk/events", json={"ticket_id": 1})
+    assert answer.status == 404

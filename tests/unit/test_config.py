@@ -425,6 +425,8 @@ CONTRACT_KEYS = {
         "instance",
         "public_notes",
         "on_agent_close",
+        "webhook_secret_file",
+        "webhook_secret_env",
     },
 }
 
@@ -442,6 +444,7 @@ def test_example_file_matches_defaults(tmp_path: Path) -> None:
     path = write(tmp_path, uncommented)
     write(tmp_path, "## the example names this file; no tokens in it\n", name="tokens")
     write(tmp_path, "example-key\n", name="helpdesk.key")
+    write(tmp_path, "example-webhook-secret-0123\n", name="webhook.secret")
     write(tmp_path, "## the example names this file too\n", name="nrdp-tokens")
     env = {"STATE_DIRECTORY": "/var/lib/alertd"}  # where the example's store path points
     config = load_config(path, env)
@@ -486,6 +489,8 @@ def test_example_file_matches_defaults(tmp_path: Path) -> None:
         "group_id": 42,
         "custom_fields": helpdesk.custom_fields,
         "monitoring_url": helpdesk.monitoring_url,
+        "webhook_secret": "example-webhook-secret-0123",
+        "webhook_secret_source": helpdesk.webhook_secret_source,
     }
     assert helpdesk == replace(HelpdeskConfig(**example_only))
 
