@@ -143,6 +143,7 @@ def incident_row(incident: Incident, due: datetime | None) -> tuple[Any, ...]:
         "interval": incident.interval,
         "stale": incident.stale,
         "agent_closed": incident.agent_closed,
+        "ticket_recovery": incident.ticket_recovery,
     }
     return (
         incident.id,
@@ -231,6 +232,7 @@ def incident_from_row(row: Any) -> Incident:
         interval=body.get("interval"),
         stale=body.get("stale", False),
         agent_closed=body.get("agent_closed"),
+        ticket_recovery=body.get("ticket_recovery"),
     )
 
 

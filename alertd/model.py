@@ -277,6 +277,9 @@ class Incident(NamedTuple):
     # The ticket an agent resolved or closed by hand while alertd still tracked the problem:
     # alertd stops writing to it, and a recurrence follows `helpdesk.on_agent_close`.
     agent_closed: int | None = None
+    # What the recovery does to the ticket, from the routing rule matched at its create
+    # (alertd.routing: resolve, close, note); None = `helpdesk.resolve_status`.
+    ticket_recovery: str | None = None
 
     @property
     def key(self) -> IncidentKey:

@@ -22,7 +22,7 @@ from enum import StrEnum
 from typing import Any, NotRequired, TypedDict, cast
 from urllib.parse import quote
 
-from alertd import escalation
+from alertd import escalation, routing
 from alertd.config import HelpdeskConfig
 from alertd.durations import human
 from alertd.escalation import EscalationLevel, EscalationPolicy
@@ -52,6 +52,9 @@ class CreatePayload(TypedDict):
     # The ticket an agent closed that this one replaces (a recurrence after an agent's close):
     # the dispatcher creates this ticket although the incident already has one.
     replaces: NotRequired[int]
+    # Ticket fields of the routing rule that matched (alertd.routing): they override the
+    # configured ones; `custom_fields` is merged over the configured custom fields.
+    fields: NotRequired[dict[str, Any]]
 
 
 class UpdatePayload(TypedDict):
@@ -259,6 +262,9 @@ class TicketPlanner:
                 return
             if kind in (EventKind.OPENED, EventKind.REOPENED):
                 self._create(plan, now)
+            elif kind is EventKind.PRIORITY_CHANGED and incident.ticket_due is None:
+                # A routing rule's min_priority may be reached only now.
+                self._create(plan, now)
             elif kind is EventKind.UNSUPPRESSED and _after_maintenance(event):
                 # The window is over and the check is still failing: call someone now.
                 self._create(plan, now)
@@ -320,9 +326,13 @@ class TicketPlanner:
 
     def _create(self, plan: _Plan, now: datetime) -> None:
         incident = plan.incident
+        rule = routing.route(self.config.rules, incident)
+        if not routing.wants_ticket(rule, incident):
+            return  # the rule keeps it out of the helpdesk: visible in alertd only
         payload = self.create_payload(incident)
         plan.ops.append(PlannedOp(Op.CREATE, payload, incident.priority.rank))
         plan.incident = incident._replace(
+            ticket_recovery=None if rule is None else rule.recovery,
             ticket_requested=True,
             summary_from=incident.occurrences,
             summary_last_at=now,
@@ -381,10 +391,22 @@ class TicketPlanner:
             f"Recovered at {_when(since)}, OK for {human(now - since)}: resolved by alertd. "
             "If the problem comes back, this ticket is reopened."
         )
-        fields = {"status": self.config.resolve_status}
-        plan.ops.append(
-            PlannedOp(Op.UPDATE, {"fields": fields, "note": body}, incident.priority.rank)
-        )
+        recovery = incident.ticket_recovery
+        if recovery == "note":
+            # The team closes its tickets itself: say so, leave the status to them.
+            body = _p(
+                f"Recovered at {_when(since)}, OK for {human(now - since)}: the problem is "
+                "over as far as monitoring can tell. alertd leaves closing this ticket to you."
+            )
+            plan.ops.append(self._note(incident, body))
+        else:
+            status = {"resolve": 4, "close": 5}.get(recovery or "", self.config.resolve_status)
+            plan.ops.append(
+                PlannedOp(
+                    Op.UPDATE, {"fields": {"status": status}, "note": body},
+                    incident.priority.rank,
+                )
+            )  # fmt: skip
         plan.incident = incident._replace(summary_due=None)
 
     def _reopened(self, plan: _Plan, event: Event, now: datetime) -> None:
@@ -455,15 +477,25 @@ class TicketPlanner:
         return PlannedOp(Op.NOTE, {"body": body}, incident.priority.rank)
 
     def create_payload(self, incident: Incident, intro: str = "") -> CreatePayload:
-        """The ticket for `incident` as it stands; `intro` (HTML) goes before the description."""
-        return {
+        """The ticket for `incident` as it stands, routed by the first matching rule; `intro`
+        (HTML) goes before the description."""
+        rule = routing.route(self.config.rules, incident)
+        extra = () if rule is None else rule.tags
+        payload: CreatePayload = {
             "subject": self.subject(incident),
             "description": intro + self.description(incident),
             "priority": incident.priority.rank,
-            "tags": [*self.config.tags, self.tag(incident)],
+            # The incident's tag stays last: the dispatcher finds tickets by it.
+            "tags": [*dict.fromkeys([*self.config.tags, *extra]), self.tag(incident)],
             "impact": incident.reason.impact.value,
             "urgency": incident.reason.urgency.value,
         }
+        if rule is not None and (rule.fields or rule.custom_fields):
+            fields = dict(rule.fields)
+            if rule.custom_fields:
+                fields["custom_fields"] = {**self.config.custom_fields, **rule.custom_fields}
+            payload["fields"] = fields
+        return payload
 
     def recreate(self, incident: Incident, gone_ticket_id: int) -> CreatePayload:
         """A new ticket for an incident whose ticket was deleted or archived, naming the old."""

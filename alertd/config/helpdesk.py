@@ -13,6 +13,8 @@ from types import MappingProxyType
 
 from alertd.config.paths import _beside
 from alertd.config.reader import _bool, _duration, _int, _one_of, _strings, _Table
+from alertd.config.routing import _ticket_rules
+from alertd.routing import TicketRule
 
 HELPDESK_KINDS = ("freshdesk", "freshservice")
 DEFAULT_SUBJECT = "[{state}] {host}{slash_service}: {output}"
@@ -52,6 +54,8 @@ class HelpdeskConfig:
     # ("" = the webhook is off). A secret: from env or file only, never shown.
     webhook_secret: str = ""
     webhook_secret_source: str = ""
+    # Ticket policy rules (alertd.routing): ordered, first match wins.
+    rules: tuple[TicketRule, ...] = ()
 
     def __repr__(self) -> str:
         # The API key is a secret: a repr ends up in logs and tracebacks.
@@ -65,7 +69,7 @@ _HELPDESK_KEYS = (
     "timeout",
     "keep_agent_priority",
     "on_missing_ticket", "instance", "public_notes", "on_agent_close",
-    "webhook_secret_file", "webhook_secret_env",
+    "webhook_secret_file", "webhook_secret_env", "rules",
 )  # fmt: skip
 AGENT_CLOSE_POLICIES = ("new_ticket", "reopen")
 _SOURCES = (1, 2, 3, 7, 9, 10)  # Freshdesk's ticket sources (docs/protocols.md 1.2)
@@ -99,12 +103,13 @@ def _helpdesk(t: _Table, base: Path | None, env: Mapping[str, str]) -> HelpdeskC
             t.add(name, problem)
     group_id = t.get("group_id", int, "an integer (a group id)")
     webhook_secret, webhook_source = _webhook_secret(t, base, env)
+    kind = _one_of(t, "kind", HELPDESK_KINDS, d.kind)
     return HelpdeskConfig(
         url=url.rstrip("/"),
         api_key=api_key,
         api_key_source=key_source,
         requester_email=email,
-        kind=_one_of(t, "kind", HELPDESK_KINDS, d.kind),
+        kind=kind,
         source=source,
         type=t.get("type", str, "a string (a ticket type of the account)") or d.type,
         group_id=group_id,
@@ -129,6 +134,7 @@ def _helpdesk(t: _Table, base: Path | None, env: Mapping[str, str]) -> HelpdeskC
         on_agent_close=_one_of(t, "on_agent_close", AGENT_CLOSE_POLICIES, d.on_agent_close),
         webhook_secret=webhook_secret,
         webhook_secret_source=webhook_source,
+        rules=_ticket_rules(t, kind),
     )
 
 
