@@ -24,7 +24,7 @@ from alertd.clock import Clock, SystemClock
 from alertd.config import Config, HelpdeskConfig
 from alertd.engine import BatchHook, BatchStats, Engine, Input
 from alertd.errors import StoreError
-from alertd.http import health, heartbeats, incidents, ingest, outbox, silences
+from alertd.http import health, heartbeats, helpdesk_events, incidents, ingest, outbox, silences
 from alertd.http.keys import (
     CLOCK,
     CONFIG,
@@ -79,6 +79,8 @@ def add_routes(router: web.UrlDispatcher) -> None:
     router.add_get("/api/v1/outbox", outbox.list_outbox)
     router.add_post("/api/v1/outbox/retry", outbox.retry_outbox)
     router.add_post("/api/v1/outbox/{id}/retry", outbox.retry_outbox)
+    # The helpdesk's automation: an agent changed a ticket (its own shared secret, no token).
+    router.add_post("/api/v1/helpdesk/events", helpdesk_events.post_event)
     # Probes.
     router.add_get("/healthz", health.healthz)
     router.add_get("/readyz", health.readyz)

@@ -142,6 +142,8 @@ def incident_row(incident: Incident, due: datetime | None) -> tuple[Any, ...]:
         "update_from": incident.update_from,
         "interval": incident.interval,
         "stale": incident.stale,
+        "agent_closed": incident.agent_closed,
+        "ticket_recovery": incident.ticket_recovery,
     }
     return (
         incident.id,
@@ -229,6 +231,8 @@ def incident_from_row(row: Any) -> Incident:
         update_from=body.get("update_from", 0),
         interval=body.get("interval"),
         stale=body.get("stale", False),
+        agent_closed=body.get("agent_closed"),
+        ticket_recovery=body.get("ticket_recovery"),
     )
 
 
@@ -272,6 +276,7 @@ def incident_json(incident: Incident, *, key_text: str) -> dict[str, Any]:
         "suppressed": incident.suppressed,
         "suppressed_reason": incident.suppressed_reason,
         "stale": incident.stale,
+        "ticket_closed_by_agent": incident.agent_closed,
         "interval_seconds": None if incident.interval is None else round(incident.interval, 1),
         "acknowledged": incident.acknowledged,
         "ack_author": incident.ack_author,

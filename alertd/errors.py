@@ -12,6 +12,7 @@ AlertdError                  500 (a bug if it reaches HTTP)
 │   └── NrdpRefusal              NRDP's own refusal: HTTP 200 with <status>-1</status>
 ├── NotFoundError            404: no such incident (or other object)
 ├── StoreError               503: the store could not do what was asked (disk full, corrupt, ...)
+├── HelpdeskUnavailable      503: a request needed the helpdesk's answer and did not get it
 ├── HelpdeskError            a helpdesk call failed (never answered over HTTP: the outbox keeps it)
 │   ├── TransientError           5xx, timeouts, connection errors: retried with backoff
 │   │   ├── RateLimited              429: retried after the helpdesk's Retry-After
@@ -142,6 +143,13 @@ class StoreError(AlertdError):
     def public_message(self) -> str:
         # The cause (a path, SQLite's words) goes to the log, not to the client.
         return "could not commit to the store; nothing from this request was accepted, retry"
+
+
+class HelpdeskUnavailable(AlertdError):
+    """A request (the helpdesk's own webhook) needed to read the helpdesk, which failed: 503, so
+    the sender tries again."""
+
+    http_status = 503
 
 
 class HelpdeskError(AlertdError):

@@ -77,6 +77,8 @@ def clock_runs(incident: Incident, policy: EscalationPolicy) -> bool:
         and incident.status is Status.OPEN
         and not incident.suppressed
         and not (incident.acknowledged and policy.stop_on_ack)
+        # An agent resolved the ticket by hand: escalating a closed ticket helps nobody.
+        and incident.agent_closed is None
     )
 
 
@@ -100,6 +102,7 @@ def sync(incident: Incident, policy: EscalationPolicy, now: datetime) -> Inciden
         or not incident.ticket_requested
         or cadence is None
         or incident.suppressed
+        or incident.agent_closed is not None
     ):
         update_due = None
     elif update_due is None:

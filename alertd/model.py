@@ -102,6 +102,8 @@ class EventKind(StrEnum):
     ESCALATED = "escalated"
     STALE = "stale"  # the check stopped reporting: no data is not OK
     FRESH = "fresh"  # data came back after `stale`
+    # An agent resolved or closed the incident's ticket by hand (alertd.agent_actions).
+    TICKET_CLOSED = "ticket_closed"
 
 
 class NoticeKind(StrEnum):
@@ -117,6 +119,8 @@ class NoticeKind(StrEnum):
     DOWNTIME_CANCELLED = "downtime_cancelled"
     CUSTOM = "custom"
     ESCALATE = "escalate"  # a person asks for the next level now (relationship/customer)
+    # An agent resolved or closed the ticket (`ticket_id`) while alertd still tracked it.
+    TICKET_CLOSED = "ticket_closed"
 
 
 NO_LABELS: Mapping[str, str] = MappingProxyType({})
@@ -168,6 +172,8 @@ class Notice(NamedTuple):
     comment: str = ""
     sticky: bool = False
     source: str = "api"
+    # The helpdesk ticket the notice is about (helpdesk notices only).
+    ticket_id: int | None = None
 
     @property
     def key(self) -> IncidentKey:
@@ -268,6 +274,12 @@ class Incident(NamedTuple):
     # has stopped reporting (alertd.staleness.stale_deadline).
     interval: float | None = None
     stale: bool = False
+    # The ticket an agent resolved or closed by hand while alertd still tracked the problem:
+    # alertd stops writing to it, and a recurrence follows `helpdesk.on_agent_close`.
+    agent_closed: int | None = None
+    # What the recovery does to the ticket, from the routing rule matched at its create
+    # (alertd.routing: resolve, close, note); None = `helpdesk.resolve_status`.
+    ticket_recovery: str | None = None
 
     @property
     def key(self) -> IncidentKey:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from alertd import agent_actions
 from alertd.model import Event, EventKind, Incident, Notice, NoticeKind, Status, Transition
 from alertd.policy import LifecyclePolicy
 
@@ -64,6 +65,8 @@ def annotate(
             detail = {"state": incident.check_state.value, "recovery_due": due.isoformat()}
             events.append(Event(EventKind.RECOVERING, now, detail))
         return Transition(incident._replace(**changes), tuple(events))
+    if kind is NoticeKind.TICKET_CLOSED:
+        return agent_actions.closed(incident, notice, now)
     if kind is NoticeKind.ESCALATE:
         # The planner carries out the next level now; the event records who asked and why.
         detail = {**who, "manual": True}

@@ -33,6 +33,7 @@ from typing import Any, Protocol, cast
 
 import structlog
 
+from alertd import agent_actions
 from alertd.clock import Clock
 from alertd.config import HelpdeskConfig
 from alertd.engine import Engine, Input
@@ -45,7 +46,6 @@ from alertd.errors import (
     TicketGone,
 )
 from alertd.metrics import Metrics
-from alertd.model import Notice, NoticeKind, Status
 from alertd.store import OutboxRow, OutboxState, OutboxUpdate, Store, TicketLink
 from alertd.tickets import CreatePayload, NotePayload, Op, TicketPlanner, UpdatePayload
 
@@ -59,7 +59,6 @@ AUTH_RETRY = timedelta(minutes=5)
 WAIT_FOR_TICKET = timedelta(minutes=10)
 IDLE = 30.0  # longest sleep with nothing due (new rows ring the engine's doorbell anyway)
 MARKER = "alertd-op-"
-STATUS_PENDING = 3
 POLL_FIRST = timedelta(hours=24)  # at start, look this far back for tickets taken meanwhile
 POLL_OVERLAP = timedelta(minutes=1)  # list timestamps are seconds: look back a little
 POLL_PAGES = 10
@@ -312,21 +311,17 @@ class Dispatcher:
         return bool(self._poll_every) and time.monotonic() >= self._next_poll
 
     async def poll_taken_tickets(self) -> int:
-        """Acknowledge incidents whose ticket an agent took (a responder assigned, or status
-        Pending), found by listing tickets changed since the last look: no webhook needed.
-        Returns how many incidents were acknowledged."""
+        """Find what agents did to alertd's tickets (took one: an ack; resolved one by hand: the
+        agent-close policy) by listing tickets changed since the last look: the slow
+        reconciliation beside the helpdesk's webhook. Returns how many notices it made."""
         self._next_poll = time.monotonic() + self._poll_every
         now = self._clock.now()
         since = self._polled_since or now - POLL_FIRST
-        prefix = f"alertd-{self._config.instance}-"
         notices: list[Input] = []
         try:
             for page in range(1, POLL_PAGES + 1):
                 tickets = await self._client.list_tickets(since, page)
-                for ticket in tickets:
-                    notice = await self._taken(ticket, prefix, now)
-                    if notice is not None:
-                        notices.append(notice)
+                notices += await self.observe(tickets)
                 if len(tickets) < 100:
                     break
         except HelpdeskError as exc:
@@ -340,40 +335,58 @@ class Dispatcher:
         self._polled_since = now - POLL_OVERLAP
         return len(notices)
 
-    async def _taken(self, ticket: dict[str, Any], prefix: str, now: datetime) -> Notice | None:
-        ids = [t[len(prefix) :] for t in ticket.get("tags") or [] if str(t).startswith(prefix)]
-        if not ids or not ids[0].isdigit():
-            return None
-        responder, pending = ticket.get("responder_id"), ticket.get("status") == STATUS_PENDING
-        if responder is None and not pending:
-            return None
-        stored = await self._store.get_incident(int(ids[0]))
-        live = self._engine.cached(stored.key) if stored is not None else None
-        if live is None or live.id != int(ids[0]) or live.acknowledged:
-            return None
-        if live.status is Status.RESOLVED:
-            return None
-        if not pending and responder == await self._responder_alertd_set(live.id):
-            return None  # alertd's own escalation assigned this agent: not yet taken
-        how = "set to Pending" if pending else f"assigned to agent {responder}"
-        author = f"agent {responder}" if responder else "helpdesk"
-        comment = f"ticket #{ticket.get('id')} {how} in the helpdesk"
-        return Notice(
-            NoticeKind.ACKNOWLEDGED,
-            live.host,
-            live.service,
-            now,
-            author,
-            comment,
-            False,
-            "helpdesk",
-        )
+    async def ticket_event(self, ticket_id: int) -> int:
+        """The helpdesk says an agent changed `ticket_id` (its automation webhook): read the
+        ticket as it is now and decide as the poll would. Returns how many notices it made;
+        raises the HelpdeskError tree when the ticket cannot be read."""
+        try:
+            ticket = await self._client.view_ticket(ticket_id)
+        except TicketGone:
+            return 0  # deleted meanwhile: the next operation's 404 handles it
+        notices = await self.observe([ticket])
+        if notices:
+            await self._engine.submit(notices)
+        return len(notices)
 
-    async def _responder_alertd_set(self, incident_id: int) -> int | None:
+    async def observe(self, tickets: Sequence[Mapping[str, Any]]) -> list[Input]:
+        """The notices agents' actions on `tickets` amount to (alertd.agent_actions.decide)."""
+        notices: list[Input] = []
+        now = self._clock.now()
+        for ticket in tickets:
+            seen = agent_actions.view(ticket, self._config.instance)
+            if seen is None:
+                continue
+            stored = await self._store.get_incident(seen.incident_id)
+            live = self._engine.cached(stored.key) if stored is not None else None
+            if live is None or live.id != seen.incident_id:
+                continue
+            notice = agent_actions.decide(seen, live, await self._facts(live.id), now)
+            if notice is not None:
+                log.info("helpdesk_agent_action", kind=notice.kind.value,
+                         ticket_id=seen.ticket_id, incident_id=live.id)  # fmt: skip
+                notices.append(notice)
+        return notices
+
+    async def _facts(self, incident_id: int) -> agent_actions.Facts:
+        """What alertd's own delivered operations did to the incident's ticket."""
+        link = await self._store.ticket_of(incident_id)
+        responder: int | None = None
+        status: int | None = None
         for op in reversed(await self._store.ops_of(incident_id)):
-            if op.state is DONE and "responder_id" in op.payload.get("fields", {}):
-                return int(op.payload["fields"]["responder_id"])
-        return None
+            if op.state is not DONE:
+                continue
+            if op.op == Op.CREATE and link is not None:
+                break  # operations before the current ticket's create were for an older one
+            fields = op.payload.get("fields", {})
+            if responder is None and "responder_id" in fields:
+                responder = int(fields["responder_id"])
+            if status is None and "status" in fields:
+                status = int(fields["status"])
+        return agent_actions.Facts(
+            ticket_id=None if link is None else link.ticket_id,
+            responder_set=responder,
+            status_set=status,
+        )
 
     # -- one operation --------------------------------------------------------------------------
 
@@ -403,12 +416,17 @@ class Dispatcher:
 
     async def _create(self, row: OutboxRow, link: TicketLink | None) -> list[Input]:
         now = self._clock.now()
-        if link is not None:  # recorded already (a re-drive of a create that had succeeded)
-            return [_done(row, now)]
         payload = cast(CreatePayload, row.payload)  # the planner wrote it (alertd.tickets)
+        replaces = payload.get("replaces")
+        if link is not None and link.ticket_id != replaces:
+            # Recorded already (a re-drive of a create that had succeeded); a replacement's
+            # create finds the closed ticket it replaces still linked until it succeeds.
+            return [_done(row, now)]
         tag = payload["tags"][-1]
         if row.started:
-            found = await self._client.find_by_tag(tag, row.created_at - timedelta(minutes=5))
+            found = await self._client.find_by_tag(
+                tag, row.created_at - timedelta(minutes=5), exclude=replaces
+            )
             if found is not None:
                 log.info(
                     "ticket_found_after_unknown_outcome",
@@ -442,13 +460,15 @@ class Dispatcher:
             # A PUT's tags replace the ticket's: keep what agents added.
             current = await self._client.view_ticket(link.ticket_id)
             fields["tags"] = list(dict.fromkeys([*(current.get("tags") or []), *add_tags]))
-        if "priority" in fields and payload.get("lowers") and self._config.keep_agent_priority:
+        if "priority" in fields and self._config.keep_agent_priority:
+            # Any PUT that sets the priority (a change of state, a reopening, an escalation),
+            # not only one that lowers it: a priority an agent set by hand is their judgement,
+            # and it beats the matrix. (`lowers` in older queued payloads changes nothing.)
             current = await self._client.view_ticket(link.ticket_id)
             by_hand = (
                 link.priority_sent is not None and current.get("priority") != link.priority_sent
             )
-            if by_hand and int(current.get("priority") or 0) > fields["priority"]:
-                # An agent raised it by hand: their judgement beats the matrix.
+            if by_hand and current.get("priority") != fields["priority"]:
                 del fields["priority"]
                 note = (note or "") + "<p>The priority an agent set by hand was kept.</p>"
         if fields:

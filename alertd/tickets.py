@@ -22,7 +22,7 @@ from enum import StrEnum
 from typing import Any, NotRequired, TypedDict, cast
 from urllib.parse import quote
 
-from alertd import escalation
+from alertd import escalation, routing
 from alertd.config import HelpdeskConfig
 from alertd.durations import human
 from alertd.escalation import EscalationLevel, EscalationPolicy
@@ -49,6 +49,12 @@ class CreatePayload(TypedDict):
     tags: list[str]  # the configured tags, then the incident's tag (last)
     impact: str  # the incident's Level values (low/medium/high), for Freshservice
     urgency: str
+    # The ticket an agent closed that this one replaces (a recurrence after an agent's close):
+    # the dispatcher creates this ticket although the incident already has one.
+    replaces: NotRequired[int]
+    # Ticket fields of the routing rule that matched (alertd.routing): they override the
+    # configured ones; `custom_fields` is merged over the configured custom fields.
+    fields: NotRequired[dict[str, Any]]
 
 
 class UpdatePayload(TypedDict):
@@ -139,7 +145,12 @@ class TicketPlanner:
         """The recurrence summary note that fell due (an engine timer)."""
         cleared = incident._replace(summary_due=None)
         new = incident.occurrences - incident.summary_from
-        if not incident.ticket_requested or incident.status is not Status.OPEN or new <= 0:
+        if (
+            not incident.ticket_requested
+            or incident.status is not Status.OPEN
+            or new <= 0
+            or incident.agent_closed is not None
+        ):
             return cleared, [], ()
         since = incident.summary_last_at or incident.opened_at or incident.first_seen
         body = _p(
@@ -169,6 +180,7 @@ class TicketPlanner:
             or not incident.ticket_requested
             or not cadence
             or incident.suppressed
+            or incident.agent_closed is not None
         ):
             return incident._replace(update_due=None), [], ()
         opened = incident.opened_at or incident.first_seen
@@ -250,6 +262,9 @@ class TicketPlanner:
                 return
             if kind in (EventKind.OPENED, EventKind.REOPENED):
                 self._create(plan, now)
+            elif kind is EventKind.PRIORITY_CHANGED and incident.ticket_due is None:
+                # A routing rule's min_priority may be reached only now.
+                self._create(plan, now)
             elif kind is EventKind.UNSUPPRESSED and _after_maintenance(event):
                 # The window is over and the check is still failing: call someone now.
                 self._create(plan, now)
@@ -259,17 +274,65 @@ class TicketPlanner:
                 due = now + self.config.release_grace
                 plan.incident = incident._replace(ticket_due=due)
             return
+        if incident.agent_closed is not None:
+            self._after_agent_close(plan, event, now)
+            return
         if incident.flapping and kind in _SWINGS:
             return  # the flapping note said it: no note per swing
         handler = _HANDLERS.get(kind)
         if handler is not None:
             handler(self, plan, event, now)
 
+    def _after_agent_close(self, plan: _Plan, event: Event, now: datetime) -> None:
+        """An agent resolved or closed the ticket by hand: alertd writes nothing to it (no notes,
+        no resolve, no escalation) until the problem recurs after the check was OK; then
+        `on_agent_close` decides: a new ticket naming the old one, or the old one reopened."""
+        if event.kind not in (EventKind.RECURRED, EventKind.REOPENED):
+            return
+        incident = plan.incident
+        old = incident.agent_closed
+        if old is None:
+            return
+        if self.config.on_agent_close == "reopen":
+            body = _p(
+                f"The problem came back at {_when(now)} ({incident.check_state.value}) after "
+                "an agent had resolved this ticket: reopened."
+            ) + _output(incident.last_output)
+            fields = {"status": STATUS_OPEN, "priority": incident.priority.rank,
+                      "subject": self.subject(incident)}  # fmt: skip
+            plan.ops.append(
+                PlannedOp(Op.UPDATE, {"fields": fields, "note": body}, incident.priority.rank)
+            )
+            plan.incident = incident._replace(
+                agent_closed=None, summary_from=incident.occurrences, summary_last_at=now,
+                summary_due=None,
+            )  # fmt: skip
+            return
+        intro = _p(
+            f"The problem came back after an agent resolved ticket #{old} (the check had "
+            "been OK in between): alertd opened this new ticket for it."
+        )
+        payload = self.create_payload(incident, intro)
+        payload["replaces"] = old
+        plan.ops.append(PlannedOp(Op.CREATE, payload, incident.priority.rank))
+        # A new ticket starts the tier process afresh: tier 1 owns it, whatever the old one
+        # had reached.
+        plan.incident = incident._replace(
+            agent_closed=None, summary_from=incident.occurrences, summary_last_at=now,
+            summary_due=None, update_from=incident.occurrences, update_due=None,
+            escalation_level=0, escalation_since=None, escalation_spent=timedelta(0),
+            escalation_due=None,
+        )  # fmt: skip
+
     def _create(self, plan: _Plan, now: datetime) -> None:
         incident = plan.incident
+        rule = routing.route(self.config.rules, incident)
+        if not routing.wants_ticket(rule, incident):
+            return  # the rule keeps it out of the helpdesk: visible in alertd only
         payload = self.create_payload(incident)
         plan.ops.append(PlannedOp(Op.CREATE, payload, incident.priority.rank))
         plan.incident = incident._replace(
+            ticket_recovery=None if rule is None else rule.recovery,
             ticket_requested=True,
             summary_from=incident.occurrences,
             summary_last_at=now,
@@ -328,10 +391,22 @@ class TicketPlanner:
             f"Recovered at {_when(since)}, OK for {human(now - since)}: resolved by alertd. "
             "If the problem comes back, this ticket is reopened."
         )
-        fields = {"status": self.config.resolve_status}
-        plan.ops.append(
-            PlannedOp(Op.UPDATE, {"fields": fields, "note": body}, incident.priority.rank)
-        )
+        recovery = incident.ticket_recovery
+        if recovery == "note":
+            # The team closes its tickets itself: say so, leave the status to them.
+            body = _p(
+                f"Recovered at {_when(since)}, OK for {human(now - since)}: the problem is "
+                "over as far as monitoring can tell. alertd leaves closing this ticket to you."
+            )
+            plan.ops.append(self._note(incident, body))
+        else:
+            status = {"resolve": 4, "close": 5}.get(recovery or "", self.config.resolve_status)
+            plan.ops.append(
+                PlannedOp(
+                    Op.UPDATE, {"fields": {"status": status}, "note": body},
+                    incident.priority.rank,
+                )
+            )  # fmt: skip
         plan.incident = incident._replace(summary_due=None)
 
     def _reopened(self, plan: _Plan, event: Event, now: datetime) -> None:
@@ -402,15 +477,25 @@ class TicketPlanner:
         return PlannedOp(Op.NOTE, {"body": body}, incident.priority.rank)
 
     def create_payload(self, incident: Incident, intro: str = "") -> CreatePayload:
-        """The ticket for `incident` as it stands; `intro` (HTML) goes before the description."""
-        return {
+        """The ticket for `incident` as it stands, routed by the first matching rule; `intro`
+        (HTML) goes before the description."""
+        rule = routing.route(self.config.rules, incident)
+        extra = () if rule is None else rule.tags
+        payload: CreatePayload = {
             "subject": self.subject(incident),
             "description": intro + self.description(incident),
             "priority": incident.priority.rank,
-            "tags": [*self.config.tags, self.tag(incident)],
+            # The incident's tag stays last: the dispatcher finds tickets by it.
+            "tags": [*dict.fromkeys([*self.config.tags, *extra]), self.tag(incident)],
             "impact": incident.reason.impact.value,
             "urgency": incident.reason.urgency.value,
         }
+        if rule is not None and (rule.fields or rule.custom_fields):
+            fields = dict(rule.fields)
+            if rule.custom_fields:
+                fields["custom_fields"] = {**self.config.custom_fields, **rule.custom_fields}
+            payload["fields"] = fields
+        return payload
 
     def recreate(self, incident: Incident, gone_ticket_id: int) -> CreatePayload:
         """A new ticket for an incident whose ticket was deleted or archived, naming the old."""
@@ -468,12 +553,19 @@ class TicketPlanner:
         link = self.monitoring_link(incident)
         if link:
             parts.append(f'<p><a href="{html.escape(link)}">Open in monitoring</a></p>')
+        cadence = self.escalation.cadence.get(incident.priority)
+        rhythm = (
+            f"Situation updates every {human(cadence)} while the problem lasts"
+            if cadence
+            else f"No scheduled situation updates at {incident.priority.value.title()} priority"
+        )
         parts.append(
             _p(
-                "Updates: alertd adds a private note on every change of state or priority and "
-                f"sums up repeats at most every {human(self.config.note_interval)}. It resolves "
-                f"this ticket once the check has been OK for {human(self.recovery_hold)}, and "
-                "reopens it if the problem returns."
+                f"{rhythm}. alertd also adds a private note on every change of state or "
+                "priority and sums up repeats at most every "
+                f"{human(self.config.note_interval)}. It resolves this ticket once the check "
+                f"has been OK for {human(self.recovery_hold)}, and reopens it if the problem "
+                "returns."
             )
         )
         return "".join(parts)

@@ -90,6 +90,8 @@ class FreshdeskClient:
         if c.kind == "freshservice":
             body["impact"] = _LEVEL[payload["impact"]]
             body["urgency"] = _LEVEL[payload["urgency"]]
+        # The routing rule's fields (alertd.routing) beat the configured defaults.
+        body.update(payload.get("fields", {}))
         return body
 
     async def create_ticket(self, body: Mapping[str, Any]) -> dict[str, Any]:

@@ -13,6 +13,8 @@ from types import MappingProxyType
 
 from alertd.config.paths import _beside
 from alertd.config.reader import _bool, _duration, _int, _one_of, _strings, _Table
+from alertd.config.routing import _ticket_rules
+from alertd.routing import TicketRule
 
 HELPDESK_KINDS = ("freshdesk", "freshservice")
 DEFAULT_SUBJECT = "[{state}] {host}{slash_service}: {output}"
@@ -45,6 +47,15 @@ class HelpdeskConfig:
     on_missing_ticket: str = "recreate"
     instance: str = "main"
     public_notes: bool = False
+    # A recurrence after an agent resolved the ticket by hand: "new_ticket" (naming the old
+    # one) or "reopen" (the same ticket back to Open).
+    on_agent_close: str = "new_ticket"
+    # The shared secret the helpdesk's automation sends to POST /api/v1/helpdesk/events
+    # ("" = the webhook is off). A secret: from env or file only, never shown.
+    webhook_secret: str = ""
+    webhook_secret_source: str = ""
+    # Ticket policy rules (alertd.routing): ordered, first match wins.
+    rules: tuple[TicketRule, ...] = ()
 
     def __repr__(self) -> str:
         # The API key is a secret: a repr ends up in logs and tracebacks.
@@ -57,8 +68,10 @@ _HELPDESK_KEYS = (
     "rate_limit_per_minute", "note_interval", "release_grace", "poll_interval", "concurrency",
     "timeout",
     "keep_agent_priority",
-    "on_missing_ticket", "instance", "public_notes",
+    "on_missing_ticket", "instance", "public_notes", "on_agent_close",
+    "webhook_secret_file", "webhook_secret_env", "rules",
 )  # fmt: skip
+AGENT_CLOSE_POLICIES = ("new_ticket", "reopen")
 _SOURCES = (1, 2, 3, 7, 9, 10)  # Freshdesk's ticket sources (docs/protocols.md 1.2)
 
 
@@ -89,12 +102,14 @@ def _helpdesk(t: _Table, base: Path | None, env: Mapping[str, str]) -> HelpdeskC
         if problem:
             t.add(name, problem)
     group_id = t.get("group_id", int, "an integer (a group id)")
+    webhook_secret, webhook_source = _webhook_secret(t, base, env)
+    kind = _one_of(t, "kind", HELPDESK_KINDS, d.kind)
     return HelpdeskConfig(
         url=url.rstrip("/"),
         api_key=api_key,
         api_key_source=key_source,
         requester_email=email,
-        kind=_one_of(t, "kind", HELPDESK_KINDS, d.kind),
+        kind=kind,
         source=source,
         type=t.get("type", str, "a string (a ticket type of the account)") or d.type,
         group_id=group_id,
@@ -116,6 +131,10 @@ def _helpdesk(t: _Table, base: Path | None, env: Mapping[str, str]) -> HelpdeskC
         ),
         instance=instance,
         public_notes=_bool(t, "public_notes", d.public_notes),
+        on_agent_close=_one_of(t, "on_agent_close", AGENT_CLOSE_POLICIES, d.on_agent_close),
+        webhook_secret=webhook_secret,
+        webhook_secret_source=webhook_source,
+        rules=_ticket_rules(t, kind),
     )
 
 
@@ -138,6 +157,37 @@ def _api_key(t: _Table, base: Path | None, env: Mapping[str, str]) -> tuple[str,
     if not key:
         t.add("api_key_env", f"environment variable {name} is not set (or set api_key_file)")
     return key, f"env {name}"
+
+
+DEFAULT_WEBHOOK_SECRET_ENV = "ALERTD_HELPDESK_WEBHOOK_SECRET"
+MIN_WEBHOOK_SECRET = 16  # characters: a guessable secret would let anyone acknowledge incidents
+
+
+def _webhook_secret(t: _Table, base: Path | None, env: Mapping[str, str]) -> tuple[str, str]:
+    """The webhook's shared secret from `webhook_secret_file` or the env var
+    `webhook_secret_env`; none at all turns the webhook off (the poll still runs)."""
+    file = t.get("webhook_secret_file", str, "a string (a file path)")
+    secret, source, key = "", "", "webhook_secret_env"
+    if file:
+        path = _beside(base, file)
+        key = "webhook_secret_file"
+        try:
+            secret, source = path.read_text(encoding="utf-8").strip(), f"file {path}"
+        except (OSError, UnicodeDecodeError) as exc:
+            t.add(key, f"cannot read {str(path)!r}: {type(exc).__name__}")
+            return "", ""
+    else:
+        name = t.get("webhook_secret_env", str, "a string (an environment variable name)")
+        name = name or DEFAULT_WEBHOOK_SECRET_ENV
+        secret, source = env.get(name, "").strip(), f"env {name}"
+    if not secret:
+        if file:
+            t.add(key, "the file is empty")
+        return "", ""
+    if len(secret) < MIN_WEBHOOK_SECRET:
+        # The length only, never the secret itself.
+        t.add(key, f"the secret is {len(secret)} characters; use at least {MIN_WEBHOOK_SECRET}")
+    return secret, source
 
 
 _TEMPLATE_FIELDS = frozenset(

@@ -120,6 +120,11 @@ def _error_answer(request: web.Request, exc: AlertdError) -> web.Response:
     return error_response(status, exc.public_message(), headers=headers, **extra)
 
 
+# Paths under /api/ that check a credential of their own instead of a bearer token: the
+# helpdesk's automation webhook sends its shared secret (alertd.http.helpdesk_events).
+OWN_AUTH = frozenset({"/api/v1/helpdesk/events"})
+
+
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Bearer-token check for `/api/`; no tokens configured = open (the daemon warns at start).
@@ -127,7 +132,7 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     Tokens are read from `LIVE` per request, so a reload that rotates them takes effect at once.
     """
     tokens = request.app[LIVE].tokens
-    if tokens and request.path.startswith("/api/"):
+    if tokens and request.path.startswith("/api/") and request.path not in OWN_AUTH:
         _require_token(request.headers.get("Authorization", ""), tokens)
     return await handler(request)
 

@@ -87,10 +87,11 @@ async def test_the_ticket_follows_priority_recovery_resolution_and_reopening(
     t = f"/tickets/{ticket_id}"
     assert calls(helpdesk) == [
         "POST /tickets",
-        f"PUT {t}", f"POST {t}/notes",  # priority Medium -> High, with the reason
+        # priority Medium -> High, with the reason (after a look at the agent's priority)
+        f"GET {t}", f"PUT {t}", f"POST {t}/notes",
         f"POST {t}/notes",  # recovering
         f"PUT {t}", f"POST {t}/notes",  # resolved
-        f"PUT {t}", f"POST {t}/notes",  # reopened
+        f"GET {t}", f"PUT {t}", f"POST {t}/notes",  # reopened
     ]  # fmt: skip
     notes = notes_text(helpdesk, ticket_id)
     assert "Priority changed from Medium to High" in notes[0]

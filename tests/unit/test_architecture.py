@@ -18,8 +18,9 @@ PACKAGES = ("alertd", "connectors")
 # The pure core and the one writer: they know the model, never HTTP, the CLI, the sandbox or
 # a concrete helpdesk (the outbox talks to a HelpdeskClient Protocol).
 CORE = (
-    "alertd.batch", "alertd.clock", "alertd.codec", "alertd.durations", "alertd.engine",
-    "alertd.errors", "alertd.escalation", "alertd.flapping", "alertd.heartbeats",
+    "alertd.agent_actions", "alertd.batch", "alertd.clock", "alertd.codec", "alertd.durations",
+    "alertd.routing",
+    "alertd.engine", "alertd.errors", "alertd.escalation", "alertd.flapping", "alertd.heartbeats",
     "alertd.jsontext", "alertd.lifecycle", "alertd.metrics", "alertd.model", "alertd.notices",
     "alertd.outbox", "alertd.policy", "alertd.priority", "alertd.ratelimit", "alertd.silences",
     "alertd.staleness", "alertd.store", "alertd.tickets", "alertd.watch",
@@ -27,8 +28,9 @@ CORE = (
 OUTER = ("alertd.http", "alertd.cli", "alertd.sandbox", "alertd.app", "alertd.daemon",
          "alertd.reload", "connectors")  # fmt: skip
 # Pure: decisions only, no I/O libraries at all (only the standard library and each other).
-PURE = ("alertd.durations", "alertd.escalation", "alertd.flapping", "alertd.lifecycle",
-        "alertd.model", "alertd.notices", "alertd.policy", "alertd.priority",
+PURE = ("alertd.agent_actions", "alertd.durations", "alertd.escalation", "alertd.flapping",
+        "alertd.lifecycle", "alertd.model", "alertd.notices", "alertd.policy", "alertd.priority",
+        "alertd.routing",
         "alertd.silences", "alertd.staleness", "alertd.tickets")  # fmt: skip
 
 

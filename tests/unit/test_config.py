@@ -425,6 +425,10 @@ CONTRACT_KEYS = {
         "on_missing_ticket",
         "instance",
         "public_notes",
+        "on_agent_close",
+        "webhook_secret_file",
+        "webhook_secret_env",
+        "rules",
     },
 }
 
@@ -442,6 +446,7 @@ def test_example_file_matches_defaults(tmp_path: Path) -> None:
     path = write(tmp_path, uncommented)
     write(tmp_path, "## the example names this file; no tokens in it\n", name="tokens")
     write(tmp_path, "example-key\n", name="helpdesk.key")
+    write(tmp_path, "example-webhook-secret-0123\n", name="webhook.secret")
     write(tmp_path, "## the example names this file too\n", name="nrdp-tokens")
     env = {"STATE_DIRECTORY": "/var/lib/alertd"}  # where the example's store path points
     config = load_config(path, env)
@@ -486,7 +491,14 @@ def test_example_file_matches_defaults(tmp_path: Path) -> None:
         "group_id": 42,
         "custom_fields": helpdesk.custom_fields,
         "monitoring_url": helpdesk.monitoring_url,
+        "webhook_secret": "example-webhook-secret-0123",
+        "webhook_secret_source": helpdesk.webhook_secret_source,
+        "rules": helpdesk.rules,
     }
+    (route,) = helpdesk.rules
+    assert (route.name, dict(route.fields), route.recovery) == (
+        "databases to the DBA team", {"group_id": 7}, "note"
+    )
     assert helpdesk == replace(HelpdeskConfig(**example_only))
 
 
@@ -551,3 +563,24 @@ def test_nrdp_tokens_and_alertmanager_mapping(tmp_path: Path) -> None:
         "alertmanager.key_labels", "alertmanager.host_label", "alertmanager.unmapped_severity",
         "alertmanager.severity_map.critical",
     }  # fmt: skip
+
+
+def test_ticket_rules_are_checked_per_key_and_per_helpdesk_kind(tmp_path: Path) -> None:
+    """A routing rule's problems name the rule's key: Freshdesk fields on Freshservice, an
+    unknown recovery, a bad priority, a short webhook secret (its length only, never itself)."""
+    path = write(
+        tmp_path,
+        '[helpdesk]\nkind = "freshservice"\nurl = "https://acme.freshservice.com"\n'
+        'requester_email = "noc@example.com"\n'
+        '[[helpdesk.rules]]\nservice = "Disk*"\nproduct_id = 5\nrecovery = "delete"\n'
+        'min_priority = "huge"\n',
+    )
+    with pytest.raises(ConfigError) as caught:
+        env = {"ALERTD_HELPDESK_API_KEY": "k", "ALERTD_HELPDESK_WEBHOOK_SECRET": "short"}
+        load_config(path, env=env)
+    text = str(caught.value)
+    assert "helpdesk.rules[1].product_id: not a freshservice ticket field" in text
+    assert "helpdesk.rules[1].recovery: expected one of resolve, close, note" in text
+    assert "helpdesk.rules[1].min_priority: expected one of" in text
+    assert "helpdesk.webhook_secret_env: the secret is 5 characters" in text
+    assert "short" not in text.replace("the secret is", "")
