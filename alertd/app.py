@@ -33,6 +33,7 @@ from alertd.http.keys import (
     INGEST_SOURCES,
     LIVE,
     METRICS,
+    RATE_LIMITER,
     READINESS,
     RELOAD_HOOKS,
     STORE,
@@ -47,6 +48,9 @@ from alertd.outbox import Dispatcher
 from alertd.ratelimit import RateLimiter
 from alertd.store import Store, WriteBatch
 from alertd.tickets import TicketPlanner
+from alertd.ui import actions as ui_actions
+from alertd.ui import console
+from alertd.ui import views as ui
 from connectors.freshdesk import FreshdeskClient
 
 log: structlog.typing.FilteringBoundLogger = structlog.get_logger(__name__)
@@ -81,6 +85,25 @@ def add_routes(router: web.UrlDispatcher) -> None:
     router.add_post("/api/v1/outbox/{id}/retry", outbox.retry_outbox)
     # The helpdesk's automation: an agent changed a ticket (its own shared secret, no token).
     router.add_post("/api/v1/helpdesk/events", helpdesk_events.post_event)
+    # The web console (alertd.ui): pages, then what people do from them.
+    router.add_get("/ui", ui.to_board)
+    router.add_get("/ui/", ui.show_board)
+    router.add_get("/ui/incidents/{id}", ui.show_incident)
+    router.add_get("/ui/silences", ui.show_silences)
+    router.add_get("/ui/silences/new", ui.new_silence)
+    router.add_get("/ui/heartbeats", ui.show_heartbeats)
+    router.add_get("/ui/outbox", ui.show_outbox)
+    router.add_get("/ui/history", ui.show_history)
+    router.add_get("/ui/noisiest", ui.show_noisiest)
+    router.add_get("/ui/login", ui.login_form)
+    router.add_post("/ui/login", ui.login)
+    router.add_post("/ui/logout", ui.logout)
+    router.add_post("/ui/incidents/{id}/ack", ui_actions.acknowledge)
+    router.add_post("/ui/incidents/{id}/escalate", ui_actions.escalate)
+    router.add_post("/ui/silences", ui_actions.create_silence)
+    router.add_post("/ui/silences/{id}/expire", ui_actions.expire_silence)
+    router.add_post("/ui/outbox/{id}/retry", ui_actions.redrive)
+    router.add_static("/ui/static", console.STATIC)
     # Probes.
     router.add_get("/healthz", health.healthz)
     router.add_get("/readyz", health.readyz)
@@ -103,6 +126,7 @@ def build_app(
     app[RELOAD_HOOKS] = []
     app[INGEST_SOURCES] = dict(ingest.SOURCES)
     app.cleanup_ctx.append(_store_and_engine)
+    console.install(app)
     add_routes(app.router)
     # No token: Prometheus scrapes it like the probes. It holds counts, never incident data;
     # expose the listener beyond loopback only to the monitoring network (README, "Metrics").
@@ -172,6 +196,7 @@ async def _dispatching(
             store, engine, client, planner, helpdesk, app[CLOCK], metrics=app[METRICS]
         )
         app[DISPATCHER] = dispatcher
+        app[RATE_LIMITER] = limiter
         app[RELOAD_HOOKS].append(_helpdesk_hook(planner, client, dispatcher, limiter))
         app[READINESS].append(ReadinessCheck("helpdesk", _helpdesk_probe(dispatcher)))
         app[READINESS].append(ReadinessCheck("outbox", _outbox_probe(store, app[CLOCK])))

@@ -79,6 +79,13 @@ class RateLimiter:
         if remaining is not None and total and remaining <= max(1, total // 20):
             self._tokens = min(self._tokens, 0.0)
 
+    def headroom(self) -> int:
+        """Requests the budget still allows in the current one-minute window (0 while paused)."""
+        now = self._clock()
+        if now < self.paused_until:
+            return 0
+        return max(0, self.per_minute - sum(1 for sent in self._sent if sent > now - WINDOW))
+
     def _refill(self, now: float) -> None:
         elapsed = now - self._updated
         self._updated = now

@@ -518,6 +518,89 @@ class Store:
         rows = await self._read(f"SELECT {_HEARTBEAT_COLS} FROM heartbeats ORDER BY name", [])
         return [_heartbeat(r) for r in rows]
 
+    # -- the web console's reads (alertd.ui) ---------------------------------------------------
+    # Bulk look-ups for one page of incidents: one query per page, never one per incident.
+
+    async def tickets_for(self, incident_ids: Sequence[int]) -> dict[int, int]:
+        """incident id -> helpdesk ticket id, for those of `incident_ids` that have a ticket."""
+        rows = await self._read(
+            "SELECT incident_id, ticket_id FROM tickets "
+            f"WHERE incident_id IN ({_marks(incident_ids)})",
+            incident_ids,
+        )
+        return {r[0]: r[1] for r in rows}
+
+    async def ticket_times(self, incident_ids: Sequence[int]) -> dict[int, datetime]:
+        """incident id -> when its ticket link was recorded (the time to ticket ends there)."""
+        rows = await self._read(
+            "SELECT incident_id, created_at FROM tickets "
+            f"WHERE incident_id IN ({_marks(incident_ids)})",
+            incident_ids,
+        )
+        return {r[0]: datetime.fromisoformat(r[1]) for r in rows if r[1]}
+
+    async def event_times(
+        self, incident_ids: Sequence[int], kind: str, *, first: bool = False
+    ) -> dict[int, datetime]:
+        """incident id -> the time of its latest (or `first`) event of `kind`."""
+        pick = "min" if first else "max"
+        rows = await self._read(
+            f"SELECT incident_id, {pick}(at) FROM events WHERE kind = ? "
+            f"AND incident_id IN ({_marks(incident_ids)}) GROUP BY incident_id",
+            [kind, *incident_ids],
+        )
+        return {r[0]: datetime.fromisoformat(r[1]) for r in rows if r[1]}
+
+    async def events_page(
+        self, incident_id: int, limit: int, before_id: int | None = None
+    ) -> list[tuple[int, Event]]:
+        """(event id, event), newest first; `before_id` pages to older ones."""
+        sql = "SELECT id, at, kind, detail FROM events WHERE incident_id = ?"
+        args: list[object] = [incident_id]
+        if before_id is not None:
+            sql += " AND id < ?"
+            args.append(before_id)
+        rows = await self._read(sql + " ORDER BY id DESC LIMIT ?", [*args, limit])
+        return [(r[0], codec.event_from_row(r[1], r[2], r[3])) for r in rows]
+
+    async def resolved_between(
+        self, since: datetime, until: datetime, limit: int, before_id: int | None = None
+    ) -> list[Incident]:
+        """Incidents resolved in [since, until), newest first (by id), keyset-paged."""
+        sql = (
+            f"SELECT {_COLS} FROM incidents WHERE status = 'resolved' "
+            "AND resolved_at >= ? AND resolved_at < ?"
+        )
+        args: list[object] = [codec.ts(since), codec.ts(until)]
+        if before_id is not None:
+            sql += " AND id < ?"
+            args.append(before_id)
+        rows = await self._read(sql + " ORDER BY id DESC LIMIT ?", [*args, limit])
+        return [codec.incident_from_row(r) for r in rows]
+
+    async def noisiest_by_events(
+        self, kind: str, since: datetime, until: datetime, limit: int
+    ) -> list[tuple[Incident, int]]:
+        """The incidents with the most events of `kind` in [since, until), most first."""
+        rows = await self._read(
+            f"SELECT n, {_COLS} FROM (SELECT incident_id, count(*) AS n FROM events "
+            "WHERE kind = ? AND at >= ? AND at < ? GROUP BY incident_id "
+            "ORDER BY n DESC LIMIT ?) JOIN incidents ON incidents.id = incident_id ORDER BY n DESC",
+            [kind, codec.ts(since), codec.ts(until), limit],
+        )
+        return [(codec.incident_from_row(tuple(r)[1:]), r[0]) for r in rows]
+
+    async def noisiest_by_occurrences(
+        self, since: datetime, until: datetime, limit: int
+    ) -> list[Incident]:
+        """Incidents seen in [since, until) with the most occurrences, most first."""
+        rows = await self._read(
+            f"SELECT {_COLS} FROM incidents WHERE last_seen >= ? AND first_seen < ? "
+            "ORDER BY occurrences DESC, id DESC LIMIT ?",
+            [codec.ts(since), codec.ts(until), limit],
+        )
+        return [codec.incident_from_row(r) for r in rows]
+
     async def _read(self, sql: str, args: Iterable[object]) -> Sequence[sqlite3.Row]:
         try:
             cursor = await self._reader.execute(sql, tuple(args))
@@ -533,6 +616,11 @@ _OUTBOX_COLS = (
 
 
 _HEARTBEAT_COLS = "name, interval_seconds, last_beat, due, missed"
+
+
+def _marks(values: Sequence[object]) -> str:
+    """`?, ?, ?` for an IN list (SQLite allows 32,766 parameters; pages are far smaller)."""
+    return ", ".join("?" * len(values))
 
 
 def _heartbeat(r: Any) -> Heartbeat:

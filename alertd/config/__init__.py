@@ -19,6 +19,7 @@ the package. The rest, each module importing only those above it:
     priority      [priority]
     helpdesk      [helpdesk]
     escalation    [escalation] and [updates]
+    ui            [ui]: the web console
 
 A name with a leading underscore is shared between these modules but belongs to none of their
 users.
@@ -60,6 +61,7 @@ from alertd.config.server import (
     _server,
     _store,
 )
+from alertd.config.ui import UiConfig, _ui
 from alertd.durations import parse_duration
 from alertd.errors import ConfigError
 from alertd.escalation import EscalationPolicy
@@ -84,6 +86,7 @@ __all__ = [
     "ServerConfig",
     "SeverityAction",
     "StoreConfig",
+    "UiConfig",
     "default_data_dir",
     "load_config",
     "parse_duration",
@@ -107,6 +110,7 @@ class Config:
     source: Path | None = None  # the file it was loaded from; None = built-in defaults
     helpdesk: HelpdeskConfig | None = None  # None: incidents only, no tickets
     escalation: EscalationPolicy = field(default_factory=EscalationPolicy)
+    ui: UiConfig = UiConfig()
 
 
 def load_config(path: Path | None, env: Mapping[str, str] | None = None) -> Config:
@@ -117,7 +121,7 @@ def load_config(path: Path | None, env: Mapping[str, str] | None = None) -> Conf
     root = _Table({} if path is None else _read_toml(path), "", problems)
     root.check_keys(
         ("server", "store", "auth", "nrdp", "alertmanager", "log", "lifecycle", "priority",
-         "helpdesk", "escalation", "updates")
+         "helpdesk", "escalation", "updates", "ui")
     )  # fmt: skip
     # Relative paths in the file mean "next to the file", whatever the daemon's cwd is later.
     base = None if path is None else path.absolute().parent
@@ -132,6 +136,7 @@ def load_config(path: Path | None, env: Mapping[str, str] | None = None) -> Conf
     priority = _priority(root.table("priority"))
     helpdesk = _helpdesk(root.table("helpdesk"), base, env) if "helpdesk" in root.data else None
     escalation = _escalation(root.table("escalation"), root.table("updates"))
+    ui = _ui(root.table("ui"))
     config = Config(
         server=server,
         store=store,
@@ -143,6 +148,7 @@ def load_config(path: Path | None, env: Mapping[str, str] | None = None) -> Conf
         source=path,
         helpdesk=helpdesk,
         escalation=escalation,
+        ui=ui,
     )
     if problems.items:
         raise ConfigError(problems.items)

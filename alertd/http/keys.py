@@ -18,6 +18,7 @@ from alertd.config import Config
 from alertd.engine import Engine
 from alertd.metrics import Metrics
 from alertd.outbox import Dispatcher
+from alertd.ratelimit import RateLimiter
 from alertd.store import Store
 
 
@@ -53,6 +54,7 @@ STORE = web.AppKey("store", Store)
 ENGINE = web.AppKey("engine", Engine)
 METRICS = web.AppKey("metrics", Metrics)
 DISPATCHER = web.AppKey("dispatcher", Dispatcher)  # only with a [helpdesk]
+RATE_LIMITER = web.AppKey("rate_limiter", RateLimiter)  # only with a [helpdesk]
 # Components append their checks here (in their cleanup_ctx); /readyz runs them all.
 READINESS: web.AppKey[list[ReadinessCheck]] = web.AppKey("readiness")
 # Components append a hook here to take their part of a reloaded configuration.

@@ -26,7 +26,7 @@ CORE = (
     "alertd.staleness", "alertd.store", "alertd.tickets", "alertd.watch",
 )  # fmt: skip
 OUTER = ("alertd.http", "alertd.cli", "alertd.sandbox", "alertd.app", "alertd.daemon",
-         "alertd.reload", "connectors")  # fmt: skip
+         "alertd.reload", "alertd.ui", "connectors")  # fmt: skip
 # Pure: decisions only, no I/O libraries at all (only the standard library and each other).
 PURE = ("alertd.agent_actions", "alertd.durations", "alertd.escalation", "alertd.flapping",
         "alertd.lifecycle", "alertd.model", "alertd.notices", "alertd.policy", "alertd.priority",

@@ -401,6 +401,7 @@ CONTRACT_KEYS = {
     "priority": {"default_impact", "unknown_urgency", "matrix", "rules"},
     "escalation": {"stop_on_ack", "urgent"},
     "updates": {"urgent", "high", "medium", "low", "public"},
+    "ui": {"enabled", "read_only", "page_size", "refresh"},
     "helpdesk": {
         "kind",
         "url",
@@ -460,6 +461,7 @@ def test_example_file_matches_defaults(tmp_path: Path) -> None:
         defaults.nrdp,
     )
     assert config.alertmanager == defaults.alertmanager
+    assert config.ui == defaults.ui
     (rule,) = config.lifecycle.priority.rules
     assert (rule.name, rule.impact) == ("databases", Level.HIGH)
     priority = replace(config.lifecycle.priority, rules=())
