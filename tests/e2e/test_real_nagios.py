@@ -14,12 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp import web
-from aiohttp.test_utils import TestServer
 
-from alertd.sandbox import SANDBOX, Sandbox, SandboxOptions, create_app
-from tests.support import KEY
-from tests.support.daemon import Daemon, describe, tickets
+from alertd.sandbox import Sandbox
+from tests.support.daemon import Daemon, describe, live_daemon, live_helpdesk, tickets
 from tests.support.nagios import (
     NAGIOS,
     PACKAGE,
@@ -43,24 +40,9 @@ def nagios_binary() -> Path:
     return require_binary(NAGIOS, PACKAGE)
 
 
-@pytest.fixture
-async def helpdesk(
-    aiohttp_server: Callable[[web.Application], Awaitable[TestServer]],
-) -> tuple[Sandbox, str]:
-    """The sandbox helpdesk on loopback, on the wall clock (the daemon runs on it too)."""
-    app = create_app(SandboxOptions(api_key=KEY, rate_limit_per_minute=1000))
-    server = await aiohttp_server(app)
-    return app[SANDBOX], str(server.make_url("")).rstrip("/")
-
-
-@pytest.fixture
-async def daemon(tmp_path: Path, helpdesk: tuple[Sandbox, str]) -> AsyncIterator[Daemon]:
-    daemon = Daemon(tmp_path / "alertd", helpdesk[1])
-    await daemon.start()
-    try:
-        yield daemon
-    finally:
-        await daemon.stop()
+# Shared with the Alertmanager tests: the sandbox helpdesk and a real `alertd run` beside it.
+helpdesk = live_helpdesk
+daemon = live_daemon
 
 
 @pytest.fixture
@@ -105,7 +87,7 @@ class Scene:
         )
 
     async def until(
-        self, what: str, probe: Callable[[dict[str, dict[str, Any]]], bool], timeout: float = 60
+        self, what: str, probe: Callable[[dict[str, dict[str, Any]]], bool], within: float = 30
     ) -> dict[str, dict[str, Any]]:
         """Wait until `probe(incidents)` holds with the outbox empty (every ticket operation the
         incidents imply has reached the helpdesk), and return the incidents."""
@@ -117,7 +99,7 @@ class Scene:
             outbox = await self.daemon.get("/api/v1/outbox?limit=1")
             return found if outbox["counts"]["pending"] == 0 else None
 
-        return await eventually(look, what, timeout, explain=self.explain)
+        return await eventually(look, what, within, explain=self.explain)
 
     async def nagios_hard(self, host: str, states: dict[str | None, str]) -> None:
         """Wait until Nagios holds each of host's checks (None: the host) HARD in its state."""
@@ -167,11 +149,13 @@ async def test_host_outage_with_three_services_is_one_ticket_twice(
         await scene.outage("web-01", SERVICES)
         found = await scene.until(
             f"outage {outage}: the host's incident open, its services suppressed",
-            lambda i: all(k in i for k in every)
-            and i["web-01"]["status"] == "open"
-            and i["web-01"]["check_state"] == "DOWN"
-            and all(i[k]["suppressed"] for k in every[1:])
-            and len(tickets(sandbox)) >= 1,
+            lambda i: (
+                all(k in i for k in every)
+                and i["web-01"]["status"] == "open"
+                and i["web-01"]["check_state"] == "DOWN"
+                and all(i[k]["suppressed"] for k in every[1:])
+                and len(tickets(sandbox)) >= 1
+            ),
         )
         assert [t["status"] for t in tickets(sandbox)] == [OPEN], await scene.explain()
         assert "web-01" in tickets(sandbox)[0]["subject"]

@@ -9,10 +9,15 @@ import json
 import signal
 import subprocess
 import urllib.request
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from alertd.sandbox import Sandbox
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from alertd.sandbox import SANDBOX, Sandbox, SandboxOptions, create_app
 from tests.support import KEY
 from tests.support.proc import free_port, log_file, start, stop, wait_ready
 
@@ -97,7 +102,29 @@ def describe(incidents: dict[str, dict[str, Any]], sandbox: Sandbox) -> str:
         f" reopen_count={i['reopen_count']} psc={i['percent_state_change']}"
         for key, i in sorted(incidents.items())
     ]
-    lines += [
-        f"ticket {t['id']}: status {t['status']} {t['subject']!r}" for t in tickets(sandbox)
-    ]
+    lines += [f"ticket {t['id']}: status {t['status']} {t['subject']!r}" for t in tickets(sandbox)]
     return "\n".join(lines) or "no incidents, no tickets"
+
+
+# Fixtures for the real-peer tests; a test module binds them to its own names
+# (`helpdesk = live_helpdesk`), since pytest finds fixtures by the name in the module.
+
+
+@pytest.fixture
+async def live_helpdesk(
+    aiohttp_server: Callable[[web.Application], Awaitable[TestServer]],
+) -> tuple[Sandbox, str]:
+    """The sandbox helpdesk on loopback, on the wall clock (the daemon runs on it too)."""
+    app = create_app(SandboxOptions(api_key=KEY, rate_limit_per_minute=1000))
+    server = await aiohttp_server(app)
+    return app[SANDBOX], str(server.make_url("")).rstrip("/")
+
+
+@pytest.fixture
+async def live_daemon(tmp_path: Path, helpdesk: tuple[Sandbox, str]) -> AsyncIterator[Daemon]:
+    daemon = Daemon(tmp_path / "alertd", helpdesk[1])
+    await daemon.start()
+    try:
+        yield daemon
+    finally:
+        await daemon.stop()

@@ -28,7 +28,9 @@ from tests.support import ROOT
 NAGIOS = "/usr/sbin/nagios4"  # Debian's nagios4-core
 PACKAGE = "nagios4-core"
 # The four notification commands of README "Nagios, Naemon, Icinga 1", as written there.
-README_COMMANDS = ("notify-service-by-alertd", "notify-host-by-alertd", "alertd-ocsp", "alertd-ochp")
+README_COMMANDS = (
+    "notify-service-by-alertd", "notify-host-by-alertd", "alertd-ocsp", "alertd-ochp"
+)  # fmt: skip
 # What the README's command lines assume, and what a test replaces it with.
 README_BINARY = "/usr/local/bin/alertd"
 README_URL = "http://alertd.example:8780"
@@ -38,8 +40,15 @@ README_TOKEN_FILE = "/etc/nagios4/alertd.token"
 # parents, never a plugin's.
 EXIT_CODES = {"OK": 0, "UP": 0, "WARNING": 1, "CRITICAL": 2, "DOWN": 2, "UNKNOWN": 3}
 # status.dat's current_state for a state.
-STATUS_CODES = {"OK": 0, "UP": 0, "WARNING": 1, "DOWN": 1, "CRITICAL": 2, "UNREACHABLE": 2,
-                "UNKNOWN": 3}
+STATUS_CODES = {
+    "OK": 0,
+    "UP": 0,
+    "WARNING": 1,
+    "DOWN": 1,
+    "CRITICAL": 2,
+    "UNREACHABLE": 2,
+    "UNKNOWN": 3,
+}
 
 _BLOCK = re.compile(r"^define command \{\n(?P<body>.*?)^\}", re.M | re.S)
 
@@ -51,9 +60,9 @@ def readme_commands(binary: str, url: str, token_file: Path, spool_dir: Path) ->
     text = (ROOT / "README.md").read_text(encoding="utf-8")
     blocks = {}
     for match in _BLOCK.finditer(text):
-        name = re.search(r"command_name\s+(\S+)", match["body"])
-        if name is not None and name[1] in README_COMMANDS:
-            blocks[name[1]] = match[0]
+        named = re.search(r"command_name\s+(\S+)", match["body"])
+        if named is not None and named[1] in README_COMMANDS:
+            blocks[named[1]] = match[0]
     missing = [name for name in README_COMMANDS if name not in blocks]
     assert not missing, f"README.md has no `define command` block for {missing}"
     out = []
@@ -85,7 +94,6 @@ def alertd_command() -> str:
 class Host:
     name: str
     services: list[str] = field(default_factory=list)
-    hostgroups: str = ""
 
 
 @dataclass
@@ -252,10 +260,9 @@ class Nagios:
             "  first_notification_delay 0\n"
         )
         for host in self.hosts:
-            groups = f"  hostgroups {host.hostgroups}\n" if host.hostgroups else ""
             out.append(
                 f"define host {{\n  host_name {host.name}\n  alias {host.name}\n"
-                f"  address 127.0.0.1\n  check_command check-host-file\n{groups}{common}"
+                f"  address 127.0.0.1\n  check_command check-host-file\n{common}"
                 "  notification_options d,u,r,f,s\n}"
             )
             for service in host.services:
@@ -264,11 +271,7 @@ class Nagios:
                     f"  service_description {service}\n  check_command check-service-file\n"
                     f"{common}  notification_options w,u,c,r,f,s\n}}"
                 )
-        for host in self.hosts:
-            if host.hostgroups:
-                for group in host.hostgroups.split(","):
-                    out.append(f"define hostgroup {{\n  hostgroup_name {group}\n  alias {group}\n}}")
-        return "\n\n".join(dict.fromkeys(out)) + "\n"
+        return "\n\n".join(out) + "\n"
 
     # --- process --------------------------------------------------------------------------
 
@@ -300,7 +303,7 @@ class Nagios:
             self.force_check(host.name)
             for service in host.services:
                 self.force_check(host.name, service)
-        keys = [(h.name, None) for h in self.hosts]
+        keys: list[tuple[str, str | None]] = [(h.name, None) for h in self.hosts]
         keys += [(h.name, s) for h in self.hosts for s in h.services]
         deadline = time.monotonic() + timeout
         while True:
@@ -361,9 +364,7 @@ class Nagios:
         found: dict[tuple[str, str | None], dict[str, str]] = {}
         for kind, body in re.findall(r"^(hoststatus|servicestatus) \{\n(.*?)^\s*\}", text,
                                      re.M | re.S):  # fmt: skip
-            fields = dict(
-                line.strip().split("=", 1) for line in body.splitlines() if "=" in line
-            )
+            fields = dict(line.strip().split("=", 1) for line in body.splitlines() if "=" in line)
             service = fields.get("service_description") if kind == "servicestatus" else None
             found[(fields.get("host_name", ""), service)] = fields
         return found

@@ -40,7 +40,7 @@ def require_binary(program: str, package: str) -> Path:
 async def eventually(
     probe: Callable[[], Awaitable[T | None]],
     what: str,
-    timeout: float = 30.0,
+    within: float = 30.0,
     interval: float = 0.2,
     explain: Callable[[], Awaitable[str]] | None = None,
 ) -> T:
@@ -48,12 +48,12 @@ async def eventually(
     A deadline, not a sleep: on a loaded machine a peer may take seconds for what usually
     takes milliseconds, and the test should wait exactly as long as that takes. On timeout the
     failure says `what` was awaited, plus `explain()` (the state seen last) when given."""
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + within
     while True:
         value = await probe()
         if value is not None and value is not False:
             return value
         if time.monotonic() > deadline:
             seen = await explain() if explain is not None else ""
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}\n{seen}")
+            raise AssertionError(f"timed out after {within:.0f}s waiting for {what}\n{seen}")
         await asyncio.sleep(interval)
