@@ -33,9 +33,16 @@ daemon = live_daemon
 
 
 @pytest.fixture
-async def alertmanager(tmp_path: Path, daemon: Daemon) -> AsyncIterator[Alertmanager]:
-    binary = require_binary(ALERTMANAGER, PACKAGE)
-    peer = Alertmanager(binary, tmp_path / "alertmanager", daemon.url, TOKEN)
+def alertmanager_binary() -> Path:
+    return require_binary(ALERTMANAGER, PACKAGE)
+
+
+@pytest.fixture
+async def alertmanager(
+    alertmanager_binary: Path, tmp_path: Path, daemon: Daemon
+) -> AsyncIterator[Alertmanager]:
+    """Alertmanager sending to `daemon` (the binary is looked for first: a skip starts nothing)."""
+    peer = Alertmanager(alertmanager_binary, tmp_path / "alertmanager", daemon.url, TOKEN)
     await asyncio.to_thread(peer.start)
     try:
         yield peer
