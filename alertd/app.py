@@ -137,7 +137,7 @@ async def _store_and_engine(app: web.Application) -> AsyncIterator[None]:
         app[STORE] = store
         app[ENGINE] = engine
         app[READINESS].append(ReadinessCheck("writer", _writer_probe(engine)))
-        app[READINESS].append(ReadinessCheck("store", _store_probe(store)))
+        app[READINESS].append(ReadinessCheck("store", _store_probe(store, engine)))
         app[RELOAD_HOOKS].append(_policy_hook(engine))
         metrics.watch(engine)
         try:
@@ -231,12 +231,19 @@ def _writer_probe(engine: Engine) -> ReadinessProbe:
     return probe
 
 
-def _store_probe(store: Store) -> ReadinessProbe:
+def _store_probe(store: Store, engine: Engine) -> ReadinessProbe:
+    """The store answers on the read-only connection, and the writer's last commit worked.
+
+    Never a transaction on the writer's connection: a probe must not be able to fail a commit.
+    """
+
     async def probe() -> str | None:
         try:
-            await store.check_writable()
+            await store.check_readable()
         except StoreError as exc:
             return str(exc)
+        if engine.commit_error is not None:
+            return f"the last commit failed: {engine.commit_error}"
         return None
 
     return probe

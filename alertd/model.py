@@ -168,6 +168,9 @@ class Notice(NamedTuple):
     comment: str = ""
     sticky: bool = False
     source: str = "api"
+    # Set when a person acts on one incident by id (API ack, escalate): the writer applies the
+    # notice only if that incident still holds the key, never to a successor that took it.
+    incident_id: int | None = None
 
     @property
     def key(self) -> IncidentKey:
