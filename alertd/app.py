@@ -21,7 +21,7 @@ from prometheus_client.aiohttp import make_aiohttp_handler
 
 from alertd import change_log, version
 from alertd.clock import Clock, SystemClock
-from alertd.config import Config, HelpdeskConfig
+from alertd.config import Config, HelpdeskConfig, Scope
 from alertd.engine import BatchHook, BatchStats, Engine, Input
 from alertd.errors import StoreError
 from alertd.http import health, heartbeats, incidents, ingest, outbox, silences
@@ -35,13 +35,14 @@ from alertd.http.keys import (
     METRICS,
     READINESS,
     RELOAD_HOOKS,
+    ROUTE_SCOPES,
     STORE,
     Live,
     ReadinessCheck,
     ReadinessProbe,
     ReloadHook,
 )
-from alertd.http.middleware import auth_middleware, request_middleware
+from alertd.http.middleware import Handler, auth_middleware, request_middleware
 from alertd.metrics import Metrics
 from alertd.outbox import Dispatcher
 from alertd.ratelimit import RateLimiter
@@ -52,36 +53,43 @@ from connectors.freshdesk import FreshdeskClient
 log: structlog.typing.FilteringBoundLogger = structlog.get_logger(__name__)
 
 
-def add_routes(router: web.UrlDispatcher) -> None:
-    """Every route of the daemon, in one table."""
+def add_routes(router: web.UrlDispatcher, scopes: dict[tuple[str, str], Scope]) -> None:
+    """Every route of the daemon, in one table, with the token scope each needs (`scopes`)."""
+    I, R, O = Scope.INGEST, Scope.READ, Scope.OPERATE  # noqa: E741 (one letter keeps a table)
+
+    def route(method: str, path: str, handler: Handler, scope: Scope | None) -> None:
+        router.add_route(method, path, handler)
+        if scope is not None:
+            scopes[(method, path)] = scope
+
     # Inputs (each answers only after its results are durably committed).
-    router.add_post("/api/v1/results", ingest.post_results)
-    router.add_post("/api/v1/nagios", ingest.post_nagios)
-    router.add_post("/api/v1/alertmanager", ingest.post_alertmanager)
+    route("POST", "/api/v1/results", ingest.post_results, I)
+    route("POST", "/api/v1/nagios", ingest.post_nagios, I)
+    route("POST", "/api/v1/alertmanager", ingest.post_alertmanager, I)
     for path in ("/nrdp", "/nrdp/"):  # outside /api/: NRDP checks its own token= field
-        router.add_get(path, ingest.nrdp_request)
-        router.add_post(path, ingest.nrdp_request)
+        route("GET", path, ingest.nrdp_request, None)
+        route("POST", path, ingest.nrdp_request, None)
     # Incidents, and what people do to them.
-    router.add_get("/api/v1/incidents", incidents.list_incidents)
-    router.add_get("/api/v1/incidents/{id}", incidents.show_incident)
-    router.add_post("/api/v1/incidents/{id}/ack", incidents.acknowledge)
-    router.add_delete("/api/v1/incidents/{id}/ack", incidents.acknowledge)
-    router.add_post("/api/v1/incidents/{id}/escalate", incidents.escalate)
-    # Maintenance windows and heartbeats.
-    router.add_post("/api/v1/silences", silences.post_silence)
-    router.add_get("/api/v1/silences", silences.list_silences)
-    router.add_get("/api/v1/silences/{id}", silences.show_silence)
-    router.add_delete("/api/v1/silences/{id}", silences.expire_silence)
-    router.add_post("/api/v1/heartbeats/{name}", heartbeats.post_beat)
-    router.add_get("/api/v1/heartbeats", heartbeats.list_heartbeats)
-    router.add_delete("/api/v1/heartbeats/{name}", heartbeats.delete_heartbeat)
+    route("GET", "/api/v1/incidents", incidents.list_incidents, R)
+    route("GET", "/api/v1/incidents/{id}", incidents.show_incident, R)
+    route("POST", "/api/v1/incidents/{id}/ack", incidents.acknowledge, O)
+    route("DELETE", "/api/v1/incidents/{id}/ack", incidents.acknowledge, O)
+    route("POST", "/api/v1/incidents/{id}/escalate", incidents.escalate, O)
+    # Maintenance windows and heartbeats (a beat is what a job sends: ingest).
+    route("POST", "/api/v1/silences", silences.post_silence, O)
+    route("GET", "/api/v1/silences", silences.list_silences, R)
+    route("GET", "/api/v1/silences/{id}", silences.show_silence, R)
+    route("DELETE", "/api/v1/silences/{id}", silences.expire_silence, O)
+    route("POST", "/api/v1/heartbeats/{name}", heartbeats.post_beat, I)
+    route("GET", "/api/v1/heartbeats", heartbeats.list_heartbeats, R)
+    route("DELETE", "/api/v1/heartbeats/{name}", heartbeats.delete_heartbeat, O)
     # The helpdesk outbox.
-    router.add_get("/api/v1/outbox", outbox.list_outbox)
-    router.add_post("/api/v1/outbox/retry", outbox.retry_outbox)
-    router.add_post("/api/v1/outbox/{id}/retry", outbox.retry_outbox)
+    route("GET", "/api/v1/outbox", outbox.list_outbox, R)
+    route("POST", "/api/v1/outbox/retry", outbox.retry_outbox, O)
+    route("POST", "/api/v1/outbox/{id}/retry", outbox.retry_outbox, O)
     # Probes.
-    router.add_get("/healthz", health.healthz)
-    router.add_get("/readyz", health.readyz)
+    route("GET", "/healthz", health.healthz, None)
+    route("GET", "/readyz", health.readyz, None)
 
 
 def build_app(
@@ -100,8 +108,9 @@ def build_app(
     app[READINESS] = []
     app[RELOAD_HOOKS] = []
     app[INGEST_SOURCES] = dict(ingest.SOURCES)
+    app[ROUTE_SCOPES] = {}
     app.cleanup_ctx.append(_store_and_engine)
-    add_routes(app.router)
+    add_routes(app.router, app[ROUTE_SCOPES])
     # No token: Prometheus scrapes it like the probes. It holds counts, never incident data;
     # expose the listener beyond loopback only to the monitoring network (README, "Metrics").
     app.router.add_get("/metrics", make_aiohttp_handler(metrics.registry))

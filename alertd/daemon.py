@@ -70,8 +70,10 @@ async def run(config: Config, env: Mapping[str, str]) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     loop.add_signal_handler(signal.SIGHUP, hup.set)
-    if not config.auth.tokens:
-        log.warning("auth_disabled", hint="set auth.tokens_file or ALERTD_TOKENS to require tokens")
+    if config.auth.disabled:
+        # Only ever on purpose: without this key, no token at all is a configuration error.
+        log.warning("auth_disabled", hint="auth.disabled = true: anyone who reaches the listener "
+                    "can use the API; configure tokens to require them")  # fmt: skip
     try:
         # Pings start before the store opens: a slow migration must not look like a hang.
         async with watchdog(notifier, watchdog_interval(env, os.getpid())):
