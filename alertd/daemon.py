@@ -22,6 +22,7 @@ from alertd.app import build_app
 from alertd.clock import Clock
 from alertd.config import Config
 from alertd.http.keys import ENGINE
+from alertd.http.server import GuardedRunner
 from alertd.sdnotify import Notifier, watchdog, watchdog_interval
 
 log: structlog.typing.FilteringBoundLogger = structlog.get_logger(__name__)
@@ -44,7 +45,9 @@ async def serving(config: Config, *, clock: Clock | None = None) -> AsyncIterato
 async def serving_app(app: web.Application, config: Config) -> AsyncIterator[str]:
     """Serve `app` (built from `config`) until the block exits; yields the bound base URL."""
     # No access log: one line per check result would drown everything else.
-    runner = web.AppRunner(
+    # Guarded: malformed requests get a short JSON 400 and a throttled JSON log line, never
+    # aiohttp's plain-text echo of the request (`alertd.http.server`).
+    runner = GuardedRunner(
         app, access_log=None, handle_signals=False, shutdown_timeout=SHUTDOWN_TIMEOUT
     )
     await runner.setup()  # runs cleanup_ctx: the store is open and the writer runs after this
