@@ -57,8 +57,11 @@ class Throttle:
 class GuardedRequestHandler(RequestHandler):
     """aiohttp's connection handler, with its error answer and error log replaced."""
 
-    __slots__ = ()
-    throttle = Throttle()  # shared by every connection: the limit is per process
+    __slots__ = ("throttle",)
+
+    def __init__(self, manager: web.Server, *, throttle: Throttle, **kwargs: Any) -> None:
+        super().__init__(manager, **kwargs)
+        self.throttle = throttle  # the server's: one limit for all its connections
 
     def handle_error(
         self,
@@ -69,7 +72,7 @@ class GuardedRequestHandler(RequestHandler):
     ) -> web.StreamResponse:
         # The exception's type is safe to log; its text quotes the request's bytes, so neither
         # it nor `message` goes anywhere.
-        throttle = GuardedRequestHandler.throttle
+        throttle = self.throttle
         if throttle.allow():
             log.warning(
                 "bad_request" if status < 500 else "request_failed_in_server",
@@ -89,8 +92,12 @@ class GuardedRequestHandler(RequestHandler):
 
 
 class _GuardedServer(web.Server):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.throttle = Throttle()
+
     def __call__(self) -> RequestHandler:
-        return GuardedRequestHandler(self, loop=self._loop, **self._kwargs)
+        return GuardedRequestHandler(self, throttle=self.throttle, loop=self._loop, **self._kwargs)
 
 
 class GuardedRunner(web.AppRunner):
