@@ -21,7 +21,7 @@ from prometheus_client.aiohttp import make_aiohttp_handler
 
 from alertd import change_log, version
 from alertd.clock import Clock, SystemClock
-from alertd.config import Config, HelpdeskConfig
+from alertd.config import Config, HelpdeskConfig, Scope
 from alertd.engine import BatchHook, BatchStats, Engine, Input
 from alertd.errors import StoreError
 from alertd.http import health, heartbeats, helpdesk_events, incidents, ingest, outbox, silences
@@ -36,13 +36,14 @@ from alertd.http.keys import (
     RATE_LIMITER,
     READINESS,
     RELOAD_HOOKS,
+    ROUTE_SCOPES,
     STORE,
     Live,
     ReadinessCheck,
     ReadinessProbe,
     ReloadHook,
 )
-from alertd.http.middleware import auth_middleware, request_middleware
+from alertd.http.middleware import Handler, auth_middleware, request_middleware
 from alertd.metrics import Metrics
 from alertd.outbox import Dispatcher
 from alertd.ratelimit import RateLimiter
@@ -56,57 +57,68 @@ from connectors.freshdesk import FreshdeskClient
 log: structlog.typing.FilteringBoundLogger = structlog.get_logger(__name__)
 
 
-def add_routes(router: web.UrlDispatcher) -> None:
-    """Every route of the daemon, in one table."""
+def add_routes(router: web.UrlDispatcher, scopes: dict[tuple[str, str], Scope]) -> None:
+    """Every route of the daemon, in one table, with the token scope each needs (`scopes`)."""
+    I, R, O = Scope.INGEST, Scope.READ, Scope.OPERATE  # noqa: E741 (one letter keeps a table)
+
+    def route(method: str, path: str, handler: Handler, scope: Scope | None) -> None:
+        router.add_route(method, path, handler)
+        if scope is not None:
+            scopes[(method, path)] = scope
+
     # Inputs (each answers only after its results are durably committed).
-    router.add_post("/api/v1/results", ingest.post_results)
-    router.add_post("/api/v1/nagios", ingest.post_nagios)
-    router.add_post("/api/v1/alertmanager", ingest.post_alertmanager)
+    route("POST", "/api/v1/results", ingest.post_results, I)
+    route("POST", "/api/v1/nagios", ingest.post_nagios, I)
+    route("POST", "/api/v1/alertmanager", ingest.post_alertmanager, I)
     for path in ("/nrdp", "/nrdp/"):  # outside /api/: NRDP checks its own token= field
-        router.add_get(path, ingest.nrdp_request)
-        router.add_post(path, ingest.nrdp_request)
+        route("GET", path, ingest.nrdp_request, None)
+        route("POST", path, ingest.nrdp_request, None)
     # Incidents, and what people do to them.
-    router.add_get("/api/v1/incidents", incidents.list_incidents)
-    router.add_get("/api/v1/incidents/{id}", incidents.show_incident)
-    router.add_post("/api/v1/incidents/{id}/ack", incidents.acknowledge)
-    router.add_delete("/api/v1/incidents/{id}/ack", incidents.acknowledge)
-    router.add_post("/api/v1/incidents/{id}/escalate", incidents.escalate)
-    # Maintenance windows and heartbeats.
-    router.add_post("/api/v1/silences", silences.post_silence)
-    router.add_get("/api/v1/silences", silences.list_silences)
-    router.add_get("/api/v1/silences/{id}", silences.show_silence)
-    router.add_delete("/api/v1/silences/{id}", silences.expire_silence)
-    router.add_post("/api/v1/heartbeats/{name}", heartbeats.post_beat)
-    router.add_get("/api/v1/heartbeats", heartbeats.list_heartbeats)
-    router.add_delete("/api/v1/heartbeats/{name}", heartbeats.delete_heartbeat)
+    route("GET", "/api/v1/incidents", incidents.list_incidents, R)
+    route("GET", "/api/v1/incidents/{id}", incidents.show_incident, R)
+    route("POST", "/api/v1/incidents/{id}/ack", incidents.acknowledge, O)
+    route("DELETE", "/api/v1/incidents/{id}/ack", incidents.acknowledge, O)
+    route("POST", "/api/v1/incidents/{id}/escalate", incidents.escalate, O)
+    # Maintenance windows and heartbeats (a beat is what a job sends: ingest).
+    route("POST", "/api/v1/silences", silences.post_silence, O)
+    route("GET", "/api/v1/silences", silences.list_silences, R)
+    route("GET", "/api/v1/silences/{id}", silences.show_silence, R)
+    route("DELETE", "/api/v1/silences/{id}", silences.expire_silence, O)
+    route("POST", "/api/v1/heartbeats/{name}", heartbeats.post_beat, I)
+    route("GET", "/api/v1/heartbeats", heartbeats.list_heartbeats, R)
+    route("DELETE", "/api/v1/heartbeats/{name}", heartbeats.delete_heartbeat, O)
     # The helpdesk outbox.
-    router.add_get("/api/v1/outbox", outbox.list_outbox)
-    router.add_post("/api/v1/outbox/retry", outbox.retry_outbox)
-    router.add_post("/api/v1/outbox/{id}/retry", outbox.retry_outbox)
+    route("GET", "/api/v1/outbox", outbox.list_outbox, R)
+    route("POST", "/api/v1/outbox/retry", outbox.retry_outbox, O)
+    route("POST", "/api/v1/outbox/{id}/retry", outbox.retry_outbox, O)
     # The helpdesk's automation: an agent changed a ticket (its own shared secret, no token).
-    router.add_post("/api/v1/helpdesk/events", helpdesk_events.post_event)
-    # The web console (alertd.ui): pages, then what people do from them.
-    router.add_get("/ui", ui.to_board)
-    router.add_get("/ui/", ui.show_board)
-    router.add_get("/ui/incidents/{id}", ui.show_incident)
-    router.add_get("/ui/silences", ui.show_silences)
-    router.add_get("/ui/silences/new", ui.new_silence)
-    router.add_get("/ui/heartbeats", ui.show_heartbeats)
-    router.add_get("/ui/outbox", ui.show_outbox)
-    router.add_get("/ui/history", ui.show_history)
-    router.add_get("/ui/noisiest", ui.show_noisiest)
-    router.add_get("/ui/login", ui.login_form)
-    router.add_post("/ui/login", ui.login)
-    router.add_post("/ui/logout", ui.logout)
-    router.add_post("/ui/incidents/{id}/ack", ui_actions.acknowledge)
-    router.add_post("/ui/incidents/{id}/escalate", ui_actions.escalate)
-    router.add_post("/ui/silences", ui_actions.create_silence)
-    router.add_post("/ui/silences/{id}/expire", ui_actions.expire_silence)
-    router.add_post("/ui/outbox/{id}/retry", ui_actions.redrive)
+    route("POST", "/api/v1/helpdesk/events", helpdesk_events.post_event, None)
+    # The web console (alertd.ui): pages, then what people do from them. Outside /api/: the
+    # console signs people in with a token and checks what it allows itself (alertd.ui.session).
+    for method, path, handler in (
+        ("GET", "/ui", ui.to_board),
+        ("GET", "/ui/", ui.show_board),
+        ("GET", "/ui/incidents/{id}", ui.show_incident),
+        ("GET", "/ui/silences", ui.show_silences),
+        ("GET", "/ui/silences/new", ui.new_silence),
+        ("GET", "/ui/heartbeats", ui.show_heartbeats),
+        ("GET", "/ui/outbox", ui.show_outbox),
+        ("GET", "/ui/history", ui.show_history),
+        ("GET", "/ui/noisiest", ui.show_noisiest),
+        ("GET", "/ui/login", ui.login_form),
+        ("POST", "/ui/login", ui.login),
+        ("POST", "/ui/logout", ui.logout),
+        ("POST", "/ui/incidents/{id}/ack", ui_actions.acknowledge),
+        ("POST", "/ui/incidents/{id}/escalate", ui_actions.escalate),
+        ("POST", "/ui/silences", ui_actions.create_silence),
+        ("POST", "/ui/silences/{id}/expire", ui_actions.expire_silence),
+        ("POST", "/ui/outbox/{id}/retry", ui_actions.redrive),
+    ):
+        route(method, path, handler, None)
     router.add_static("/ui/static", console.STATIC)
     # Probes.
-    router.add_get("/healthz", health.healthz)
-    router.add_get("/readyz", health.readyz)
+    route("GET", "/healthz", health.healthz, None)
+    route("GET", "/readyz", health.readyz, None)
 
 
 def build_app(
@@ -125,9 +137,10 @@ def build_app(
     app[READINESS] = []
     app[RELOAD_HOOKS] = []
     app[INGEST_SOURCES] = dict(ingest.SOURCES)
+    app[ROUTE_SCOPES] = {}
     app.cleanup_ctx.append(_store_and_engine)
     console.install(app)
-    add_routes(app.router)
+    add_routes(app.router, app[ROUTE_SCOPES])
     # No token: Prometheus scrapes it like the probes. It holds counts, never incident data;
     # expose the listener beyond loopback only to the monitoring network (README, "Metrics").
     app.router.add_get("/metrics", make_aiohttp_handler(metrics.registry))
@@ -163,7 +176,7 @@ async def _store_and_engine(app: web.Application) -> AsyncIterator[None]:
         app[STORE] = store
         app[ENGINE] = engine
         app[READINESS].append(ReadinessCheck("writer", _writer_probe(engine)))
-        app[READINESS].append(ReadinessCheck("store", _store_probe(store)))
+        app[READINESS].append(ReadinessCheck("store", _store_probe(store, engine)))
         app[RELOAD_HOOKS].append(_policy_hook(engine))
         metrics.watch(engine)
         try:
@@ -260,12 +273,19 @@ def _writer_probe(engine: Engine) -> ReadinessProbe:
     return probe
 
 
-def _store_probe(store: Store) -> ReadinessProbe:
+def _store_probe(store: Store, engine: Engine) -> ReadinessProbe:
+    """The store answers on the read-only connection, and the writer's last commit worked.
+
+    Never a transaction on the writer's connection: a probe must not be able to fail a commit.
+    """
+
     async def probe() -> str | None:
         try:
-            await store.check_writable()
+            await store.check_readable()
         except StoreError as exc:
             return str(exc)
+        if engine.commit_error is not None:
+            return f"the last commit failed: {engine.commit_error}"
         return None
 
     return probe

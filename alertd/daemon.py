@@ -22,6 +22,7 @@ from alertd.app import build_app
 from alertd.clock import Clock
 from alertd.config import Config
 from alertd.http.keys import ENGINE
+from alertd.http.server import GuardedRunner
 from alertd.sdnotify import Notifier, watchdog, watchdog_interval
 
 log: structlog.typing.FilteringBoundLogger = structlog.get_logger(__name__)
@@ -44,7 +45,9 @@ async def serving(config: Config, *, clock: Clock | None = None) -> AsyncIterato
 async def serving_app(app: web.Application, config: Config) -> AsyncIterator[str]:
     """Serve `app` (built from `config`) until the block exits; yields the bound base URL."""
     # No access log: one line per check result would drown everything else.
-    runner = web.AppRunner(
+    # Guarded: malformed requests get a short JSON 400 and a throttled JSON log line, never
+    # aiohttp's plain-text echo of the request (`alertd.http.server`).
+    runner = GuardedRunner(
         app, access_log=None, handle_signals=False, shutdown_timeout=SHUTDOWN_TIMEOUT
     )
     await runner.setup()  # runs cleanup_ctx: the store is open and the writer runs after this
@@ -70,8 +73,10 @@ async def run(config: Config, env: Mapping[str, str]) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     loop.add_signal_handler(signal.SIGHUP, hup.set)
-    if not config.auth.tokens:
-        log.warning("auth_disabled", hint="set auth.tokens_file or ALERTD_TOKENS to require tokens")
+    if config.auth.disabled:
+        # Only ever on purpose: without this key, no token at all is a configuration error.
+        log.warning("auth_disabled", hint="auth.disabled = true: anyone who reaches the listener "
+                    "can use the API; configure tokens to require them")  # fmt: skip
     try:
         # Pings start before the store opens: a slow migration must not look like a hang.
         async with watchdog(notifier, watchdog_interval(env, os.getpid())):

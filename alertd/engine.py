@@ -108,6 +108,9 @@ class Engine:
         self._task: asyncio.Task[None] | None = None
         self._closing = False
         self.last_batch: BatchStats | None = None
+        # Why the last commit failed, until one succeeds: the writer reports the store's health
+        # (readiness reads this), so no probe ever has to touch the write connection.
+        self.commit_error: str | None = None
         self._planner = planner
         # Set after a commit that queued ticket operations: the dispatcher's doorbell.
         self.outbox_ready = asyncio.Event()
@@ -277,6 +280,7 @@ class Engine:
                     await self._commit_batch([sub])
                 return
             log.error("commit_failed", error=str(exc), submissions=len(subs))
+            self.commit_error = str(exc)
             await self._watch.reload(now)
             failure = exc if isinstance(exc, StoreError) else StoreError(f"commit failed: {exc}")
             for sub in subs:
@@ -284,6 +288,8 @@ class Engine:
                     sub.done.set_exception(failure)
             return
         self._publish(batch, now)
+        if batch.write:
+            self.commit_error = None
         if batch.write.new_ops or batch.write.redrive:
             self.outbox_ready.set()
         for sub in subs:
@@ -332,6 +338,8 @@ class Engine:
         elif type(item) is Notice:
             key = item.key
             before = self._get(batch, key)
+            if item.incident_id is not None and (before is None or before.id != item.incident_id):
+                return  # the incident it names is gone; the handler answers 404/409
             self._stage(batch, key, before, notices.annotate(before, item, self.policy, now))
         elif type(item) is OutboxUpdate:
             batch.write.op_updates.append(item)

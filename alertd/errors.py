@@ -6,6 +6,7 @@ AlertdError                  500 (a bug if it reaches HTTP)
 ├── ConfigError              bad configuration; carries every problem found (file, key, reason)
 ├── InputError               400: a request we refuse; carries per-item details
 │   ├── AuthError                401: missing or wrong credentials
+│   │   └── Forbidden                403: a good token without the scope the request needs
 │   ├── PayloadTooLarge          413: body over the configured limit
 │   ├── UnsupportedMedia         415: body is not of an accepted content type
 │   ├── Conflict                 409: the object is not in a state that allows the request
@@ -90,6 +91,20 @@ class AuthError(InputError):
     http_status = 401
     metric_reason = "unauthorized"
     http_headers: ClassVar[dict[str, str]] = {"WWW-Authenticate": 'Bearer realm="alertd"'}
+
+
+class Forbidden(AuthError):
+    """The token is valid but lacks the scope this request needs (RFC 6750 insufficient_scope)."""
+
+    http_status = 403
+    metric_reason = "forbidden"
+    http_headers: ClassVar[dict[str, str]] = {
+        "WWW-Authenticate": 'Bearer realm="alertd", error="insufficient_scope"'
+    }
+
+    def __init__(self, scope: str) -> None:
+        self.scope = scope
+        super().__init__(f"this token lacks the scope '{scope}' that this request needs")
 
 
 class PayloadTooLarge(InputError):

@@ -48,7 +48,9 @@ HELPDESK_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 GAUGE_STATUSES = (Status.PENDING, Status.OPEN, Status.RECOVERING)
 
 # Why an ingest request was refused (label `reason` of alertd_ingest_rejected_total).
-REJECT_REASONS = ("invalid", "unauthorized", "too_large", "unsupported_media", "store_unavailable")
+REJECT_REASONS = (
+    "invalid", "unauthorized", "forbidden", "too_large", "unsupported_media", "store_unavailable"
+)  # fmt: skip
 # The inputs (label `source`) and the helpdesk calls whose counters start at 0 (see _zeros).
 SOURCES = ("api", "nrdp", "nagios", "alertmanager")
 HELPDESK_OPERATIONS = (

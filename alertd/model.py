@@ -174,6 +174,9 @@ class Notice(NamedTuple):
     source: str = "api"
     # The helpdesk ticket the notice is about (helpdesk notices only).
     ticket_id: int | None = None
+    # Set when a person acts on one incident by id (API ack, escalate): the writer applies the
+    # notice only if that incident still holds the key, never to a successor that took it.
+    incident_id: int | None = None
 
     @property
     def key(self) -> IncidentKey:

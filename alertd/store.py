@@ -382,15 +382,13 @@ class Store:
         except sqlite3.Error as exc:
             raise StoreError(f"read failed: {exc}") from exc
 
-    async def check_writable(self) -> None:
-        """A cheap write transaction, for readiness checks."""
-        try:
-            await self._writer.execute("BEGIN IMMEDIATE")
-            await self._writer.execute("ROLLBACK")
-        except sqlite3.Error as exc:
-            raise StoreError(f"store not writable: {exc}") from exc
-
     # -- reader side -----------------------------------------------------------------------------
+
+    async def check_readable(self) -> None:
+        """A cheap read on the read-only connection, for readiness checks. A probe never uses
+        the writer's connection: a transaction begun there from a request would collide with
+        the writer's own (and fail its commit)."""
+        await self._read("SELECT count(*) FROM sqlite_master", [])
 
     async def list_incidents(self, query: IncidentQuery) -> list[Incident]:
         where: list[str] = []

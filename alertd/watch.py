@@ -170,6 +170,10 @@ class Watch:
                 self._turn_silences(batch, now)
         elif type(item) is Beat:
             before = self._heartbeats.get(item.name)
+            if before is None and item.interval is None:
+                # Deleted since the handler looked: nothing to beat (it answers 404), and a
+                # raise here would fail the commit of everything batched with it.
+                return
             after, result = heartbeats.beat(before, item)
             self._heartbeats[item.name] = after
             batch.write.heartbeats.append(after)

@@ -89,8 +89,11 @@ def _fast_item(item: Any, now: datetime) -> CheckResult | None:
         return None
     host = item.get("host")
     service = item.get("service")
-    state = _HOST_BY_NAME.get if service is None else _SERVICE_BY_NAME.get
-    check_state = state(item.get("state"))  # type: ignore[arg-type]
+    raw_state = item.get("state")
+    if type(raw_state) is not str:  # numbers, and lists or objects that cannot even be looked up
+        return None
+    by_name = _HOST_BY_NAME if service is None else _SERVICE_BY_NAME
+    check_state = by_name.get(raw_state)
     if (
         check_state is None
         or type(host) is not str
@@ -181,7 +184,11 @@ def _state(item: Mapping[str, Any], service: str | None) -> CheckState:
     elif isinstance(value, str) and value.strip().upper() in names:
         return names[value.strip().upper()]
     allowed = ", ".join(names) + f" or 0-{len(ordered) - 1}"
-    raise _Bad("state", f"{value!r} is not a {kind} state; expected {allowed}")
+    # A list or object is named by its kind: its repr could be megabytes long.
+    shown = repr(value[:40]) if isinstance(value, str) else _kind(value)
+    if isinstance(value, int):
+        shown = repr(value)
+    raise _Bad("state", f"{shown} is not a {kind} state; expected {allowed}")
 
 
 def _text(field: str) -> Any:

@@ -19,7 +19,7 @@ import re
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
-from urllib.parse import unquote_plus
+from urllib.parse import unquote_plus, unquote_to_bytes
 from xml.parsers import expat
 
 from alertd import jsontext
@@ -54,11 +54,83 @@ def decode_form(query: str, body: str) -> Form:
             if value[:1] in ("<", "{"):  # sent raw (send_nrdp.sh, curl -d): see module doc
                 value = _SH_ESCAPES.sub(lambda m: _SH_CHARS[m.group(1).lower()], value)
             else:
-                value = unquote_plus(value)
+                value = _unquote_plus(value)
             # PHP collects `command[]=a&command[]=b` into one array field `command`.
             parsed.setdefault(unquote_plus(key).removesuffix("[]"), []).append(value)
         fields.update(parsed)
     return fields
+
+
+# The fields that decide how a request is answered, read before the body is decoded.
+CONTROL_FIELDS = ("cmd", "token", "output_type")
+# A control field's value is at most this long (tokens and command names are short).
+MAX_CONTROL = 1024
+# Fields beyond the commands themselves (cmd, token, output_type, data, a few unknown).
+SPARE_FIELDS = 64
+
+
+def peek(query: str, body: bytes) -> Form:
+    """The control fields (`CONTROL_FIELDS`) and whether each data field is non-empty, found
+    without decoding the form: a few `rfind`s over the raw bytes, so a 16 MiB body with a wrong
+    token costs milliseconds. Same precedence as `decode_form`: a field in the body replaces the
+    query's, and the last occurrence counts. Data fields read "1" when non-empty (their value is
+    not decoded here). A field whose name is percent-encoded is not seen (no client does that).
+    """
+    raw_query = query.encode("utf-8", "surrogateescape")
+    fields: Form = {}
+    for field in (*CONTROL_FIELDS, *XML_FIELDS, *JSON_FIELDS):
+        key = field.encode()
+        for source in (body, raw_query):
+            value = _last_value(source, key)
+            if value is None:
+                continue
+            if field in CONTROL_FIELDS:
+                text = value[:MAX_CONTROL].decode("utf-8", "replace")
+                fields[field] = [unquote_plus(text)]
+            else:
+                fields[field] = ["1" if value else ""]
+            break
+    return fields
+
+
+def _last_value(raw: bytes, key: bytes) -> bytes | None:
+    """The raw value of the last `key=` field in `raw` (its first bytes at most), or None."""
+    at = raw.rfind(b"&" + key + b"=")
+    start = at + len(key) + 2 if at >= 0 else (len(key) + 1 if raw.startswith(key + b"=") else -1)
+    if start < 0:
+        return None
+    end = raw.find(b"&", start, start + MAX_CONTROL + 1)
+    return raw[start : end if end >= 0 else start + MAX_CONTROL + 1]
+
+
+def too_many_fields(query: str, body: bytes, max_items: int) -> int | None:
+    """The number of form fields if over what `max_items` commands need, else None. Counted
+    before anything is decoded: splitting millions of empty fields is what stalls a parser."""
+    count = query.count("&") + body.count(b"&") + 2
+    return count if count > max_items + SPARE_FIELDS else None
+
+
+# Long values are unquoted in pieces of this size: one C call over megabytes would hold the GIL
+# (and so the event loop, even from a worker thread) for the whole value.
+UNQUOTE_PIECE = 64 * 1024
+
+
+def _unquote_plus(value: str) -> str:
+    """`unquote_plus`, in pieces for a long value (the escapes' bytes are joined before they
+    are decoded, so a character split between two pieces is kept whole)."""
+    if len(value) <= UNQUOTE_PIECE:
+        return unquote_plus(value)
+    pieces: list[bytes] = []
+    start = 0
+    while start < len(value):
+        end = min(start + UNQUOTE_PIECE, len(value))
+        # Never cut inside "%XX": move the cut before a "%" in the last two characters.
+        cut = value.rfind("%", end - 2, end)
+        if cut > start and end < len(value):
+            end = cut
+        pieces.append(unquote_to_bytes(value[start:end].replace("+", " ")))
+        start = end
+    return b"".join(pieces).decode("utf-8", "replace")
 
 
 def first(form: Form, *names: str) -> str:

@@ -33,6 +33,9 @@ def make_config(tmp_path: Path) -> Callable[[str], Config]:
 
     def make(toml: str = "") -> Config:
         path = tmp_path / "alertd.toml"
+        # Auth fails closed: a test that configures no [auth] runs with the API open on purpose.
+        if "[auth]" not in toml:
+            toml = f"[auth]\ndisabled = true\n{toml}"
         path.write_text(f'[store]\npath = "{tmp_path / "alertd.db"}"\n{toml}')
         return load_config(path, env={})
 

@@ -1,7 +1,10 @@
 """A small blocking client of alertd's own HTTP API, for the command line (standard library only).
 
 Owns the URL, the bearer token and turning HTTP failures into `ApiClientError` with a message an
-operator can act on. The token is sent, never printed: no message here contains it.
+operator can act on. The token is sent, never printed: no message here contains it. And it goes
+to the given URL only, as with `alertd notify`: proxies from the environment (`http_proxy` and
+friends, often set for other tools) are ignored, and a redirect is refused, not followed
+(urllib would carry the Authorization header to wherever Location points).
 """
 
 from __future__ import annotations
@@ -51,11 +54,20 @@ def read_token(token_file: Path | None, env_token: str | None) -> str | None:
     return env_token or None
 
 
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """A redirect is answered as the HTTPError it is (see the module docstring)."""
+
+    def redirect_request(self, *args: object, **kwargs: object) -> None:
+        return None
+
+
 class ApiClient:
     def __init__(self, url: str, token: str | None, *, timeout: float = 10.0) -> None:
         self.url = url.rstrip("/")
         self._token = token
         self._timeout = timeout
+        # No ProxyHandler from the environment, and no redirects: only ever to `url`.
+        self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}), _NoRedirects)
 
     def __repr__(self) -> str:
         return f"ApiClient(url={self.url!r}, token={'<hidden>' if self._token else None})"
@@ -83,7 +95,7 @@ class ApiClient:
         if self._token:
             request.add_header("Authorization", f"Bearer {self._token}")
         try:
-            with urllib.request.urlopen(request, timeout=self._timeout) as response:
+            with self._opener.open(request, timeout=self._timeout) as response:
                 return json.loads(response.read() or b"null")
         except urllib.error.HTTPError as exc:
             message, details = _refusal(exc)
@@ -98,6 +110,13 @@ class ApiClient:
 
 
 def _refusal(exc: urllib.error.HTTPError) -> tuple[str, Any]:
+    if 300 <= exc.code < 400:
+        where = exc.headers.get("Location", "?") if exc.headers else "?"
+        return (
+            f"alertd answered {exc.code}, a redirect to {where}: not followed, the token goes "
+            "to the given --url only (point --url at alertd itself)",
+            None,
+        )
     try:
         answer = json.loads(exc.read())
         message, details = str(answer["error"]), answer.get("details")

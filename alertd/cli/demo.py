@@ -29,6 +29,9 @@ DEMO_KEY = "demo-api-key"
 PRIORITY = {1: "Low", 2: "Medium", 3: "High", 4: "Urgent"}
 STATUS = {2: "Open", 3: "Pending", 4: "Resolved", 5: "Closed"}
 DEMO_CONFIG = """
+[auth]
+disabled = true           # a throw-away daemon on a loopback port only this demo talks to
+
 [lifecycle]
 recovery_hold = "2s"      # short, so the demo can show a recovery being confirmed
 

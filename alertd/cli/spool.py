@@ -5,6 +5,11 @@ never leaves half a notification; names sort by creation time, so delivery is ol
 Every notification passes through here, even when the daemon is up: that is what keeps order.
 A file the daemon refuses as malformed moves to `rejected/` rather than blocking the queue.
 Standard library only: this runs in every notification command.
+
+The spool is trusted: what is in it is sent with our token. So a directory that is not owned
+by the running user, or that others may write to, is refused (anyone could plant notifications
+there, or swap a file for a symlink), and temporary files get unpredictable names, created
+exclusively (`mkstemp`), so nothing prepared in advance can be written through.
 """
 
 from __future__ import annotations
@@ -12,6 +17,8 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import stat
+import tempfile
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -35,22 +42,32 @@ class Spool:
         for path in candidates:
             try:
                 path.mkdir(parents=True, exist_ok=True, mode=0o700)
-                if os.access(path, os.W_OK | os.X_OK):
+                unsafe = _unsafe(path)
+                if unsafe:
+                    problems.append(f"{path}: {unsafe}")
+                elif os.access(path, os.W_OK | os.X_OK):
                     return cls(path)
-                problems.append(f"{path}: not writable")
+                else:
+                    problems.append(f"{path}: not writable")
             except OSError as exc:
                 problems.append(f"{path}: {exc.strerror or exc}")
         raise SpoolError("no usable spool directory: " + "; ".join(problems))
 
     def put(self, body: bytes) -> Path:
         name = f"{time.time_ns():020d}-{os.getpid()}.json"
-        tmp = self.path / f".{name}.tmp"
-        with open(tmp, "wb") as out:
-            out.write(body)
-            out.flush()
-            os.fsync(out.fileno())
-        final = self.path / name
-        os.replace(tmp, final)
+        # A random name, created with O_EXCL and mode 0600: never a file or link made before.
+        fd, tmp = tempfile.mkstemp(prefix=".", suffix=".tmp", dir=self.path)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                out.write(body)
+                out.flush()
+                os.fsync(out.fileno())
+            final = self.path / name
+            os.replace(tmp, final)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
         return final
 
     def pending(self) -> list[Path]:
@@ -85,6 +102,19 @@ class Spool:
                 yield True
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _unsafe(path: Path) -> str | None:
+    """Why `path` must not be the spool (None if it may): not a real directory, owned by
+    another user, or writable by others."""
+    info = os.lstat(path)  # a symlink is refused, not followed to wherever it points
+    if not stat.S_ISDIR(info.st_mode):
+        return "not a directory (a symlink or a file)"
+    if info.st_uid != os.geteuid():
+        return f"owned by uid {info.st_uid}, not by this user (uid {os.geteuid()}): refused"
+    if info.st_mode & stat.S_IWOTH:
+        return f"writable by others (mode {stat.S_IMODE(info.st_mode):o}): refused"
+    return None
 
 
 def _user_dir(env: Mapping[str, str]) -> Path:

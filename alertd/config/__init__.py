@@ -40,9 +40,12 @@ from alertd.config.alertmanager import (
     _alertmanager,
 )
 from alertd.config.auth import (
+    ALL_SCOPES,
     DEFAULT_NRDP_TOKENS_ENV,
     DEFAULT_TOKENS_ENV,
+    INGEST_ONLY,
     AuthConfig,
+    Scope,
     _tokens,
 )
 from alertd.config.escalation import _escalation
@@ -68,12 +71,14 @@ from alertd.escalation import EscalationPolicy
 from alertd.policy import LifecyclePolicy
 
 __all__ = [
+    "ALL_SCOPES",
     "DEFAULTS_FILE",
     "DEFAULT_NRDP_TOKENS_ENV",
     "DEFAULT_SEVERITY_MAP",
     "DEFAULT_SUBJECT",
     "DEFAULT_TOKENS_ENV",
     "HELPDESK_KINDS",
+    "INGEST_ONLY",
     "LOG_LEVELS",
     "MIN_STALE_AFTER",
     "SEVERITY_ACTIONS",
@@ -83,6 +88,7 @@ __all__ = [
     "Config",
     "HelpdeskConfig",
     "LogConfig",
+    "Scope",
     "ServerConfig",
     "SeverityAction",
     "StoreConfig",
@@ -129,7 +135,7 @@ def load_config(path: Path | None, env: Mapping[str, str] | None = None) -> Conf
     server = _server(root.table("server"))
     store = _store(root.table("store"), base, env)
     auth = _tokens(root.table("auth"), base, env, DEFAULT_TOKENS_ENV)
-    nrdp = _tokens(root.table("nrdp"), base, env, DEFAULT_NRDP_TOKENS_ENV)
+    nrdp = _tokens(root.table("nrdp"), base, env, DEFAULT_NRDP_TOKENS_ENV, nrdp=True)
     alertmanager = _alertmanager(root.table("alertmanager"))
     log = _log(root.table("log"))
     lifecycle = _lifecycle(root.table("lifecycle"))
@@ -160,7 +166,9 @@ def summary(config: Config) -> str:
     server = config.server
     host = f"[{server.host}]" if ":" in server.host else server.host
     tokens = _count(len(config.auth.tokens), "auth token")
-    if config.auth.tokens:
+    if config.auth.disabled:
+        tokens = "auth DISABLED (auth.disabled = true: the API is open)"
+    elif config.auth.tokens:
         tokens += f" ({', '.join(config.auth.token_sources)})"
     if config.nrdp.tokens:
         tokens += f", {_count(len(config.nrdp.tokens), 'NRDP token')}"

@@ -41,7 +41,8 @@ async def post_beat(request: web.Request) -> web.Response:
         raise InputError(f"heartbeat {name}: the first beat must give an interval, e.g. 5m")
     await engine.submit([Beat(name, interval, request.app[CLOCK].now())])
     beat = engine.heartbeat(name)
-    assert beat is not None  # the engine just stored it
+    if beat is None:  # a DELETE came first, or right after the beat, in the writer's order
+        raise NotFoundError(f"heartbeat {name} (deleted while this beat was committed)")
     return web.json_response(heartbeat_json(beat))
 
 

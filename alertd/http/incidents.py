@@ -78,7 +78,10 @@ async def acknowledge(request: web.Request) -> web.Response:
         raise InputError("sticky: expected true or false")
     kind = NoticeKind.ACKNOWLEDGED if ack else NoticeKind.UNACKNOWLEDGED
     now = request.app[CLOCK].now()
-    notice = Notice(kind, incident.host, incident.service, now, author, comment, sticky, "api")
+    notice = Notice(
+        kind, incident.host, incident.service, now, author, comment, sticky, "api",
+        incident_id=incident.id,
+    )
     return await _after_notice(request, notice)
 
 
@@ -91,7 +94,8 @@ async def escalate(request: web.Request) -> web.Response:
         raise InputError("reason: required (why this incident is escalated by hand)")
     now = request.app[CLOCK].now()
     notice = Notice(NoticeKind.ESCALATE, incident.host, incident.service, now,
-                    text_field(body, "author"), reason, False, "api")  # fmt: skip
+                    text_field(body, "author"), reason, False, "api",
+                    incident_id=incident.id)  # fmt: skip
     return await _after_notice(request, notice)
 
 
@@ -110,7 +114,20 @@ async def _live_incident(request: web.Request) -> Incident:
 
 
 async def _after_notice(request: web.Request, notice: Notice) -> web.Response:
+    """Submit a notice that names its incident; answer with that incident as committed.
+
+    The incident was live when the request was read, but the writer may have discarded or
+    resolved it (and a new incident may have taken its key) before the notice's turn came. The
+    writer applies the notice only to the incident it names (`Notice.incident_id`), so here an
+    incident of another id under the key means the notice was not applied.
+    """
     await request.app[ENGINE].submit([notice])
     incident = request.app[ENGINE].cached(notice.key)
-    assert incident is not None  # live a moment ago, and notices never end an incident
+    if incident is None:
+        raise NotFoundError(f"incident {notice.incident_id}")
+    if incident.id != notice.incident_id:
+        raise Conflict(
+            f"incident {notice.incident_id} was discarded meanwhile; its key now belongs to "
+            f"incident {incident.id}: nothing was done"
+        )
     return web.json_response(codec.incident_json(incident, key_text=key_text(incident.key)))

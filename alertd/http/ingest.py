@@ -8,12 +8,18 @@ middleware does not apply: it checks its own `token=` field against `[nrdp]` tok
 
 from __future__ import annotations
 
+import asyncio
+import functools
+from collections.abc import Sequence
+from datetime import datetime
+
 from aiohttp import web
 
 from alertd.errors import NrdpRefusal, UnsupportedMedia
 from alertd.http.decode import FORM, read_form, read_json
 from alertd.http.keys import CLOCK, CONFIG, ENGINE, LIVE, METRICS
 from alertd.http.middleware import token_matches
+from alertd.model import CheckResult, Notice
 from connectors import nrdp
 from connectors.alertmanager import parse_webhook
 from connectors.nagios import parse_payload
@@ -44,30 +50,51 @@ async def post_results(request: web.Request) -> web.Response:
 
 
 async def nrdp_request(request: web.Request) -> web.Response:
+    """NRDP: the token is checked before the body is decoded, the number of fields is capped,
+    and a large body is decoded and parsed in a worker thread, so no request (least of all one
+    with a wrong token) holds the event loop for long."""
     body = await request.read() if request.method == "POST" else b""
-    # Undecodable bytes (a plugin printing Latin-1) must not cost the whole batch.
-    form = nrdp.decode_form(request.rel_url.raw_query_string, body.decode("utf-8", "replace"))
-    fmt = nrdp.reply_format(form)
-    cmd = nrdp.first(form, "cmd").lower()
+    query = request.rel_url.raw_query_string
+    head = nrdp.peek(query, body)
+    fmt = nrdp.reply_format(head)
+    cmd = nrdp.first(head, "cmd").lower()
     if not cmd:
         return web.Response(text=NRDP_USAGE, content_type="text/plain")
     if cmd == "hello":  # answered without a token, as NRDP does
         return _answer(nrdp.hello(fmt))
-    _check_nrdp_token(request, nrdp.first(form, "token"), fmt)
-    config = request.app[CONFIG]
-    now = request.app[CLOCK].now()
-    limit = config.server.max_results_per_request
+    _check_nrdp_token(request, nrdp.first(head, "token"), fmt)
+    if cmd not in ("submitcheck", "submitcmd", "submitrawcmd"):
+        return web.Response(
+            text="No command specified or request handler", content_type="text/plain"
+        )
+    limit = request.app[CONFIG].server.max_results_per_request
+    fields = nrdp.too_many_fields(query, body, limit)
+    if fields is not None:
+        code = "BAD COMMAND" if cmd != "submitcheck" else "BAD XML"
+        raise NrdpRefusal(code, f"too many form fields: {fields}", fmt)
+    parse = functools.partial(_parse_nrdp, cmd, query, body, request.app[CLOCK].now(), limit)
+    # Small bodies (the usual few checks) inline; a thread hop costs more than parsing them.
+    items = parse() if len(body) <= INLINE_PARSE_BYTES else await asyncio.to_thread(parse)
+    await request.app[ENGINE].submit(items)
+    request.app[METRICS].results_accepted("nrdp", items)
     if cmd == "submitcheck":
-        results = nrdp.parse_submitcheck(form, now, limit)
-        await request.app[ENGINE].submit(results)
-        request.app[METRICS].results_accepted("nrdp", results)
-        return _answer(nrdp.processed(fmt, len(results)))
-    if cmd in ("submitcmd", "submitrawcmd"):
-        items = nrdp.parse_submitcmd(form, now, limit)
-        await request.app[ENGINE].submit(items)
-        request.app[METRICS].results_accepted("nrdp", items)
-        return _answer(nrdp.reply(fmt, 0, "OK"))
-    return web.Response(text="No command specified or request handler", content_type="text/plain")
+        return _answer(nrdp.processed(fmt, len(items)))
+    return _answer(nrdp.reply(fmt, 0, "OK"))
+
+
+# NRDP bodies larger than this are decoded and parsed off the event loop.
+INLINE_PARSE_BYTES = 64 * 1024
+
+
+def _parse_nrdp(
+    cmd: str, query: str, body: bytes, now: datetime, limit: int
+) -> Sequence[CheckResult | Notice]:
+    """The whole form, decoded and parsed (pure; runs in a thread for large bodies)."""
+    # Undecodable bytes (a plugin printing Latin-1) must not cost the whole batch.
+    form = nrdp.decode_form(query, body.decode("utf-8", "replace"))
+    if cmd == "submitcheck":
+        return nrdp.parse_submitcheck(form, now, limit)
+    return nrdp.parse_submitcmd(form, now, limit)
 
 
 def _check_nrdp_token(request: web.Request, token: str, fmt: str) -> None:

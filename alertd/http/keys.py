@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from alertd.clock import Clock
-from alertd.config import Config
+from alertd.config import Config, Scope
 from alertd.engine import Engine
 from alertd.metrics import Metrics
 from alertd.outbox import Dispatcher
@@ -27,12 +27,15 @@ class Live:
 
     def __init__(self, config: Config) -> None:
         self.config = config
-        self.tokens: tuple[bytes, ...] = ()
+        self.tokens: tuple[tuple[bytes, frozenset[Scope]], ...] = ()
+        self.auth_disabled = False
         self.reconfigure(config)
 
     def reconfigure(self, config: Config) -> None:
         self.config = config
-        self.tokens = tuple(t.encode() for t in config.auth.tokens)
+        self.tokens = tuple((t.encode(), scopes) for t, scopes in config.auth.scoped())
+        # Only an explicit `auth.disabled = true` opens the API; no tokens alone never does.
+        self.auth_disabled = config.auth.disabled
 
 
 # A readiness probe answers None when fine, or the reason it is not (shown in /readyz).
@@ -59,5 +62,7 @@ RATE_LIMITER = web.AppKey("rate_limiter", RateLimiter)  # only with a [helpdesk]
 READINESS: web.AppKey[list[ReadinessCheck]] = web.AppKey("readiness")
 # Components append a hook here to take their part of a reloaded configuration.
 RELOAD_HOOKS: web.AppKey[list[ReloadHook]] = web.AppKey("reload_hooks")
+# (method, route path) -> the scope a token needs for it; filled with the route table.
+ROUTE_SCOPES: web.AppKey[dict[tuple[str, str], Scope]] = web.AppKey("route_scopes")
 # Ingest routes: path -> input source name, so refusals are counted per source.
 INGEST_SOURCES: web.AppKey[dict[str, str]] = web.AppKey("ingest_sources")

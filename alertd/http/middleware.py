@@ -18,15 +18,17 @@ import structlog
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
+from alertd.config import Scope
 from alertd.errors import (
     AlertdError,
     AuthError,
+    Forbidden,
     InputError,
     NrdpRefusal,
     PayloadTooLarge,
     StoreError,
 )
-from alertd.http.keys import CONFIG, INGEST_SOURCES, LIVE, METRICS
+from alertd.http.keys import CONFIG, INGEST_SOURCES, LIVE, METRICS, ROUTE_SCOPES
 from connectors import nrdp
 
 log: structlog.typing.FilteringBoundLogger = structlog.get_logger(__name__)
@@ -127,24 +129,59 @@ OWN_AUTH = frozenset({"/api/v1/helpdesk/events"})
 
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Bearer-token check for `/api/`; no tokens configured = open (the daemon warns at start).
+    """Bearer-token check for `/api/`: a token, and the scope its route needs.
 
-    Tokens are read from `LIVE` per request, so a reload that rotates them takes effect at once.
+    Fails closed: with no tokens the check refuses everything, unless `auth.disabled = true`
+    opened the API on purpose. Tokens are read from `LIVE` per request, so a reload that rotates
+    them takes effect at once.
     """
-    tokens = request.app[LIVE].tokens
-    if tokens and request.path.startswith("/api/") and request.path not in OWN_AUTH:
-        _require_token(request.headers.get("Authorization", ""), tokens)
+    live = request.app[LIVE]
+    if request.path.startswith("/api/") and request.path not in OWN_AUTH and not live.auth_disabled:
+        granted = _require_token(request.headers.get("Authorization", ""), live.tokens)
+        needed = _needed_scope(request)
+        if needed is not None and needed not in granted:
+            raise Forbidden(needed.value)
     return await handler(request)
 
 
-def _require_token(header: str, tokens: Sequence[bytes]) -> None:
+def _needed_scope(request: web.Request) -> Scope | None:
+    """The scope the matched route needs; None for no route (any valid token gets the 404)."""
+    resource = request.match_info.route.resource
+    if resource is None:
+        return None
+    scope = request.app[ROUTE_SCOPES].get((request.method, resource.canonical))
+    if scope is not None:
+        return scope
+    # A route missing from the table (HEAD of a GET) reads, or else needs the most: fail closed.
+    return Scope.READ if request.method in ("GET", "HEAD") else Scope.OPERATE
+
+
+def _require_token(
+    header: str, tokens: Sequence[tuple[bytes, frozenset[Scope]]]
+) -> frozenset[Scope]:
+    """The scopes of the presented token, or AuthError saying what was wrong (never what)."""
     scheme, _, presented = header.partition(" ")
     if not header:
         raise AuthError("missing Authorization header: send 'Authorization: Bearer <token>'")
     if scheme.lower() != "bearer" or not presented.strip():
         raise AuthError("Authorization header must be 'Bearer <token>'")
-    if not token_matches(presented.strip(), tokens):
+    granted = token_scopes(presented.strip(), tokens)
+    if granted is None:
         raise AuthError("invalid token")
+    return granted
+
+
+def token_scopes(
+    presented: str, tokens: Sequence[tuple[bytes, frozenset[Scope]]]
+) -> frozenset[Scope] | None:
+    """The scopes of `presented` if it is one of `tokens` (compared in constant time), else None."""
+    candidate = presented.encode("utf-8", "surrogatepass")
+    granted: frozenset[Scope] | None = None
+    # Compare with every token, without stopping early, so timing says nothing of which matched.
+    for token, scopes in tokens:
+        if hmac.compare_digest(candidate, token):
+            granted = scopes
+    return granted
 
 
 def token_matches(presented: str, tokens: Sequence[bytes]) -> bool:

@@ -54,7 +54,8 @@ async def acknowledge(request: web.Request) -> web.StreamResponse:
         raise InputError("do: expected ack or unack")
     kind = NoticeKind.ACKNOWLEDGED if do == "ack" else NoticeKind.UNACKNOWLEDGED
     notice = Notice(kind, incident.host, incident.service, now_of(request),
-                    _text(fields, "author"), _text(fields, "comment"), False, SOURCE)  # fmt: skip
+                    _text(fields, "author"), _text(fields, "comment"), False, SOURCE,
+                    incident_id=incident.id)  # fmt: skip
     await request.app[ENGINE].submit([notice])
     raise _back(fields, f"/ui/incidents/{incident.id}")
 
@@ -68,7 +69,8 @@ async def escalate(request: web.Request) -> web.StreamResponse:
     if not reason:
         raise InputError("reason: required (why this incident is escalated by hand)")
     notice = Notice(NoticeKind.ESCALATE, incident.host, incident.service, now_of(request),
-                    _text(fields, "author"), reason, False, SOURCE)  # fmt: skip
+                    _text(fields, "author"), reason, False, SOURCE,
+                    incident_id=incident.id)  # fmt: skip
     await request.app[ENGINE].submit([notice])
     raise _back(fields, f"/ui/incidents/{incident.id}")
 

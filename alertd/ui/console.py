@@ -107,7 +107,7 @@ def viewer(request: web.Request) -> Viewer:
     session = sessions.find(request.cookies.get(COOKIE), live, now)
     fresh = False
     if session is None:
-        if live.tokens:
+        if not live.auth_disabled:
             target = request.path_qs if request.method == "GET" else "/ui/"
             raise web.HTTPSeeOther(f"/ui/login?{_next(target)}")
         session, fresh = sessions.open(None, now), True

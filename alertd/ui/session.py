@@ -20,8 +20,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
 
+from alertd.config.auth import Scope as AuthScope
 from alertd.http.keys import Live
-from alertd.http.middleware import token_matches
+from alertd.http.middleware import token_scopes
 
 COOKIE = "alertd_console"
 LIFETIME = timedelta(hours=12)
@@ -44,12 +45,15 @@ class Session:
 def token_allows(live: Live, token: str | None, scope: Scope) -> bool:
     """Whether `token` may do `scope` under the tokens in force now.
 
-    Every valid token may read and operate today; when tokens gain scopes in the API's auth
-    check, this is the one place the console asks, so both judge a token alike.
+    The API's own check (`alertd.http.middleware.token_scopes`), so both judge a token alike:
+    `read` to look, `operate` to act.
     """
-    if not live.tokens:
-        return True  # no tokens at all: the API is open, and so is the console
-    return token is not None and token_matches(token, live.tokens)
+    if live.auth_disabled:
+        return True  # the API is open on purpose (`auth.disabled`), and so is the console
+    if token is None:
+        return False
+    granted = token_scopes(token, live.tokens)
+    return granted is not None and AuthScope(scope) in granted
 
 
 class Sessions:
@@ -76,7 +80,7 @@ class Sessions:
         if session.expires <= now or not token_allows(live, session.token, "read"):
             del self._by_id[session_id]
             return None
-        if session.token is None and live.tokens:
+        if session.token is None and not live.auth_disabled:
             return None  # made while the console was open; tokens were configured since
         return session
 

@@ -32,12 +32,13 @@ def test_check_config_reports_every_problem_and_exits_1(
     bad.write_text('[lifecycle]\nrecovery_hold = "soon"\n[server]\nlisten = "nowhere"\nport = 1\n')
     assert main(["check-config", "--config", str(bad)]) == 1
     err = capsys.readouterr().err.splitlines()
-    assert len(err) == 3
+    assert len(err) == 4
     assert all(line.startswith(f"{bad}: ") for line in err)
+    assert any("auth.tokens: no API token" in line for line in err)  # auth fails closed
     assert any("lifecycle.recovery_hold" in line and "'soon'" in line for line in err)
 
     good = tmp_path / "good.toml"
-    good.write_text('[server]\nlisten = "127.0.0.1:9999"\n')
+    good.write_text('[server]\nlisten = "127.0.0.1:9999"\n[auth]\ntokens = ["t0k"]\n')
     assert main(["check-config", "--config", str(good)]) == 0
     assert capsys.readouterr().out.startswith("config OK: listen 127.0.0.1:9999")
 
@@ -54,6 +55,7 @@ def test_run_serves_until_sigterm_and_keeps_what_it_accepted(tmp_path: Path) -> 
     config = tmp_path / "alertd.toml"
     config.write_text(
         f'[server]\nlisten = "127.0.0.1:{port}"\n[store]\npath = "{tmp_path / "a.db"}"\n'
+        "[auth]\ndisabled = true\n"
     )
     proc = subprocess.Popen(
         [*ALERTD, "run", "--config", str(config)],
@@ -83,7 +85,7 @@ def test_run_serves_until_sigterm_and_keeps_what_it_accepted(tmp_path: Path) -> 
     assert proc.returncode == 0
     logged = [json.loads(line) for line in stderr.splitlines()]
     events = [e["event"] for e in logged]
-    assert events[0] == "auth_disabled"  # no tokens: the operator is warned
+    assert events[0] == "auth_disabled"  # an open API on purpose: the operator is warned
     assert {"listening", "shutting_down", "stopped"} <= set(events)
     with sqlite3.connect(tmp_path / "a.db") as db:
         assert db.execute("SELECT host, occurrences FROM incidents").fetchall() == [("web-01", 3)]
@@ -182,7 +184,8 @@ def test_run_listens_where_listen_says_without_a_config_file(tmp_path: Path) -> 
     """`alertd run --listen HOST:PORT` needs no config file to change the port."""
     port = free_port()
     env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(Path(__file__).parents[2]),
-           "XDG_STATE_HOME": str(tmp_path), "HOME": str(tmp_path)}  # fmt: skip
+           "XDG_STATE_HOME": str(tmp_path), "HOME": str(tmp_path),
+           "ALERTD_TOKENS": "listen-test-token"}  # fmt: skip
     proc = subprocess.Popen(
         [*ALERTD, "run", "--listen", f"127.0.0.1:{port}"], stderr=subprocess.DEVNULL, env=env
     )

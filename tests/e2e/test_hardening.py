@@ -61,7 +61,8 @@ def test_daemon_serves_and_stops_under_memory_deny_write_execute(tmp_path: Path)
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     config = tmp_path / "alertd.toml"
-    config.write_text(f'[server]\nlisten = "127.0.0.1:{port}"\n[store]\npath = "a.db"\n')
+    config.write_text(f'[server]\nlisten = "127.0.0.1:{port}"\n[store]\npath = "a.db"\n'
+                      "[auth]\ndisabled = true\n")
     proc = start(config, python=WRAPPER)
     try:
         wait_ready(base, proc)

@@ -306,6 +306,7 @@ async def test_sigkill_during_a_create_loses_nothing_and_duplicates_nothing(
     config = tmp_path / "alertd.toml"
     config.write_text(
         f'[server]\nlisten = "127.0.0.1:{port}"\n[store]\npath = "{tmp_path / "a.db"}"\n'
+        "[auth]\ndisabled = true\n"
         f'[helpdesk]\nurl = "{str(server.make_url("")).rstrip("/")}"\n'
         f'requester_email = "noc@example.com"\napi_key_file = "{tmp_path / "key"}"\n'
     )

@@ -362,3 +362,30 @@ async def test_check_says_whether_this_user_can_spool_and_reach_the_daemon(
     assert daemon_line.startswith(f"daemon: {daemon}/api/v1/nagios refused: HTTP 401")
     assert "wrong-token" not in bad.stdout
     assert await incidents(daemon) == []
+
+
+async def test_a_spool_others_could_write_to_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A spool directory writable by others, a symlink to one, or one owned by someone else is
+    refused (exit 2, nothing written): its files would be sent with our token."""
+    open_dir = tmp_path / "open"
+    open_dir.mkdir()
+    open_dir.chmod(0o777)
+    link = tmp_path / "link"
+    link.symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    (tmp_path / "elsewhere").mkdir()
+    cases = [(open_dir, "writable by others (mode 777)"), (link, "not a directory")]
+    if os.geteuid() == 0:  # only root can give a directory away
+        foreign = tmp_path / "foreign"
+        foreign.mkdir(mode=0o700)
+        os.chown(foreign, 65534, 65534)
+        cases.append((foreign, "owned by uid 65534"))
+    down = f"http://127.0.0.1:{free_port()}"
+    env = {**macros("notification_problem"), "ALERTD_TOKEN": TOKEN}
+    for directory, why in cases:
+        code = await run(["--url", down, "--spool-dir", str(directory), "--retries", "0"], env)
+        out = capsys.readouterr().out
+        assert code == 2 and why in out, out
+        assert not [p for p in directory.iterdir()], directory
+    assert list((tmp_path / "elsewhere").iterdir()) == []

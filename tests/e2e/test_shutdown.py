@@ -20,7 +20,8 @@ async def test_sigterm_under_load_loses_nothing_accepted(tmp_path: Path) -> None
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     config = tmp_path / "alertd.toml"
-    config.write_text(f'[server]\nlisten = "127.0.0.1:{port}"\n[store]\npath = "a.db"\n')
+    config.write_text(f'[server]\nlisten = "127.0.0.1:{port}"\n[store]\npath = "a.db"\n'
+                      "[auth]\ndisabled = true\n")
     proc = start(config)
     try:
         await asyncio.to_thread(wait_ready, base, proc)

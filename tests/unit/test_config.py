@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from alertd.config import (
+    ALL_SCOPES,
     AuthConfig,
     HelpdeskConfig,
     LogConfig,
@@ -27,7 +28,8 @@ from alertd.policy import DEFAULT_MATRIX, DEFAULT_URGENCY, LifecyclePolicy
 from tests.support import ROOT
 
 EXAMPLE = ROOT / "config" / "alertd.example.toml"
-ENV = {"STATE_DIRECTORY": "/srv/alertd"}
+# Auth fails closed: every file loaded here has at least this token (from the environment).
+ENV = {"STATE_DIRECTORY": "/srv/alertd", "ALERTD_TOKENS": "env-t0ken"}
 
 
 def write(directory: Path, text: str, name: str = "alertd.toml") -> Path:
@@ -46,18 +48,23 @@ def problems_of(path: Path, env: dict[str, str] | None = None) -> dict[str, str]
 
 def test_defaults_without_file() -> None:
     """With no file every setting has its documented default and the store lives in the data dir."""
-    config = load_config(None, {"STATE_DIRECTORY": "/var/lib/alertd:/var/lib/other"})
+    env = {"STATE_DIRECTORY": "/var/lib/alertd:/var/lib/other", "ALERTD_TOKENS": "t"}
+    config = load_config(None, env)
 
     assert config.server == ServerConfig(host="127.0.0.1", port=8780)
     assert config.store == StoreConfig(path=Path("/var/lib/alertd/alertd.db"), synchronous="FULL")
-    assert config.auth == AuthConfig(tokens=(), token_sources=())
+    assert config.auth == AuthConfig(("t",), ("env ALERTD_TOKENS",), (ALL_SCOPES,))
     assert config.log == LogConfig(level="info")
     assert config.lifecycle == LifecyclePolicy()
     assert config.source is None
     assert summary(config) == (
         "config OK: listen 127.0.0.1:8780, store /var/lib/alertd/alertd.db, "
-        "0 auth tokens, 0 impact rules, no helpdesk"
+        "1 auth token (env ALERTD_TOKENS), 0 impact rules, no helpdesk"
     )
+    # Without any token the defaults are refused: the API is never open by accident.
+    with pytest.raises(ConfigError) as info:
+        load_config(None, {"STATE_DIRECTORY": "/var/lib/alertd"})
+    assert [p.key for p in info.value.problems] == ["auth.tokens"]
 
 
 @pytest.mark.parametrize(
@@ -126,7 +133,7 @@ def test_full_file_round_trips(tmp_path: Path) -> None:
     assert config.source == path
     assert config.server == ServerConfig("::1", 9000, 1024, 10)
     assert config.store == StoreConfig(Path("/data/incidents.db"), "NORMAL")
-    assert config.auth == AuthConfig(("tok-a",), ("auth.tokens",))
+    assert config.auth == AuthConfig(("tok-a",), ("auth.tokens",), (ALL_SCOPES,))
     assert config.log == LogConfig("debug")
     assert replace(config.lifecycle, priority=LifecyclePolicy().priority) == LifecyclePolicy(
         open_after=3,
@@ -316,10 +323,10 @@ def test_token_sources_combined(tmp_path: Path) -> None:
         "env MY_TOKENS",
     )
     assert load_config(None, {"ALERTD_TOKENS": "a,b"}).auth == AuthConfig(
-        ("a", "b"), ("env ALERTD_TOKENS",)
+        ("a", "b"), ("env ALERTD_TOKENS",), (ALL_SCOPES, ALL_SCOPES)
     )
     no_env = write(tmp_path, '[auth]\ntokens_env = ""\n', name="no-env.toml")
-    assert load_config(no_env, {"ALERTD_TOKENS": "a"}).auth == AuthConfig()
+    assert "no API token" in problems_of(no_env, {"ALERTD_TOKENS": "a"})["auth.tokens"]
 
 
 def test_token_values_never_shown(tmp_path: Path) -> None:
@@ -361,7 +368,7 @@ def test_relative_paths_resolve_against_config_dir(
     assert config.store.path == tmp_path / "etc" / "data" / "alertd.db"
     assert config.auth.tokens == ("tok",)
     absolute = write(tmp_path, '[store]\npath = "/abs/alertd.db"\n', name="abs.toml")
-    assert load_config(absolute, {}).store.path == Path("/abs/alertd.db")
+    assert load_config(absolute, ENV).store.path == Path("/abs/alertd.db")
 
 
 def test_unreadable_or_invalid_file(tmp_path: Path) -> None:
@@ -377,7 +384,7 @@ def test_unreadable_or_invalid_file(tmp_path: Path) -> None:
 CONTRACT_KEYS = {
     "server": {"listen", "max_body_bytes", "max_results_per_request"},
     "store": {"path", "synchronous"},
-    "auth": {"tokens", "tokens_file", "tokens_env"},
+    "auth": {"tokens", "tokens_file", "tokens_env", "disabled"},
     "nrdp": {"tokens", "tokens_file", "tokens_env"},
     "alertmanager": {
         "key_labels",
@@ -449,7 +456,8 @@ def test_example_file_matches_defaults(tmp_path: Path) -> None:
     write(tmp_path, "example-key\n", name="helpdesk.key")
     write(tmp_path, "example-webhook-secret-0123\n", name="webhook.secret")
     write(tmp_path, "## the example names this file too\n", name="nrdp-tokens")
-    env = {"STATE_DIRECTORY": "/var/lib/alertd"}  # where the example's store path points
+    # Where the example's store path points; a token, since the example configures none.
+    env = {"STATE_DIRECTORY": "/var/lib/alertd", "ALERTD_TOKENS": "t"}
     config = load_config(path, env)
     defaults = load_config(None, env)
 
@@ -512,7 +520,7 @@ def test_helpdesk_problems_are_named_and_the_key_stays_secret(tmp_path: Path) ->
         '[helpdesk]\nurl = "acme.freshdesk.com"\nrequester_email = "noc"\nsource = 4\n'
         'resolve_status = 3\nsubject_template = "{host} {severity}"\nkind = "zendesk"\n',
     )
-    problems = problems_of(path, {})
+    problems = problems_of(path, {"ALERTD_TOKENS": "t"})
     assert set(problems) == {
         "helpdesk.url", "helpdesk.requester_email", "helpdesk.api_key_env", "helpdesk.source",
         "helpdesk.resolve_status", "helpdesk.subject_template", "helpdesk.kind",
@@ -525,7 +533,7 @@ def test_helpdesk_problems_are_named_and_the_key_stays_secret(tmp_path: Path) ->
         '[helpdesk]\nurl = "https://acme.freshdesk.com/"\nrequester_email = "noc@example.com"\n'
         'api_key_env = "FD_KEY"\n',
     )
-    config = load_config(good, {"FD_KEY": "sup3r-s3cret-key"})
+    config = load_config(good, {"FD_KEY": "sup3r-s3cret-key", "ALERTD_TOKENS": "t"})
     assert config.helpdesk is not None and config.helpdesk.api_key == "sup3r-s3cret-key"
     assert config.helpdesk.url == "https://acme.freshdesk.com"
     assert "sup3r" not in repr(config) + summary(config)
