@@ -142,6 +142,8 @@ def incident_row(incident: Incident, due: datetime | None) -> tuple[Any, ...]:
         "update_from": incident.update_from,
         "interval": incident.interval,
         "stale": incident.stale,
+        "stream_seen": incident.stream_seen,
+        "ticket_resolved": incident.ticket_resolved,
     }
     return (
         incident.id,
@@ -229,6 +231,8 @@ def incident_from_row(row: Any) -> Incident:
         update_from=body.get("update_from", 0),
         interval=body.get("interval"),
         stale=body.get("stale", False),
+        stream_seen=parse_ts(body.get("stream_seen")),
+        ticket_resolved=body.get("ticket_resolved", False),
     )
 
 
@@ -273,6 +277,7 @@ def incident_json(incident: Incident, *, key_text: str) -> dict[str, Any]:
         "suppressed_reason": incident.suppressed_reason,
         "stale": incident.stale,
         "interval_seconds": None if incident.interval is None else round(incident.interval, 1),
+        "reporting": "stream" if incident.fed_by_stream else "change",
         "acknowledged": incident.acknowledged,
         "ack_author": incident.ack_author,
         "ack_comment": incident.ack_comment,

@@ -41,6 +41,10 @@ GAUGE_STATUSES = (Status.PENDING, Status.OPEN, Status.RECOVERING)
 # Why an ingest request was refused (label `reason` of alertd_ingest_rejected_total).
 REJECT_REASONS = ("invalid", "unauthorized", "too_large", "unsupported_media", "store_unavailable")
 
+# The inputs, as label `source` of alertd_results_late_total (at zero from the start). Only a
+# time the source gives can be late (`api`, `nagios`); the others stamp results on receipt.
+LATE_SOURCES = ("api", "nrdp", "nagios", "alertmanager")
+
 # Every metric family this module exports, as exposed (counters with their `_total`).
 METRIC_NAMES = (
     "alertd_build_info",
@@ -58,6 +62,7 @@ METRIC_NAMES = (
     "alertd_incidents_resolved_total",
     "alertd_incidents_reopened_total",
     "alertd_results_deduplicated_total",
+    "alertd_results_late_total",
     "alertd_helpdesk_requests_total",
     "alertd_helpdesk_request_duration_seconds",
     "alertd_helpdesk_rate_limited_total",
@@ -134,6 +139,15 @@ class Metrics:
             "Problem results folded into an existing incident instead of a new one.",
             registry=registry,
         )
+        self._late = Counter(
+            "alertd_results_late",
+            "Check results older than the newest one applied for their key: recorded in the "
+            "incident's audit trail (event `late`), applied to nothing. By input.",
+            ["source"],
+            registry=registry,
+        )
+        for source in LATE_SOURCES:  # on /metrics from the start, for rate() and alerts
+            self._late.labels(source)
 
         # -- helpdesk and outbox (issue 4 calls these) -------------------------------------------
         self._helpdesk_requests = Counter(
@@ -234,6 +248,8 @@ class Metrics:
                 self._resolved.inc()
             elif kind is EventKind.REOPENED:
                 self._reopened.inc()
+            elif kind is EventKind.LATE:
+                self._late.labels(str(event.detail.get("source"))).inc(event.detail.get("count", 1))
             elif kind is EventKind.ESCALATED and "name" in event.detail:
                 self.escalated(str(event.detail["name"]))
 

@@ -264,6 +264,7 @@ async def test_sigkill_during_a_create_loses_nothing_and_duplicates_nothing(
         f'[server]\nlisten = "127.0.0.1:{port}"\n[store]\npath = "{tmp_path / "a.db"}"\n'
         f'[helpdesk]\nurl = "{str(server.make_url("")).rstrip("/")}"\n'
         f'requester_email = "noc@example.com"\napi_key_file = "{tmp_path / "key"}"\n'
+        'service_grace = "0s"\n'
     )
     base = f"http://127.0.0.1:{port}"
 
