@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from alertd.model import Incident, IncidentKey
+from alertd.model import Event, Incident, IncidentKey
 from alertd.store import WriteBatch
 
 
@@ -21,4 +21,6 @@ class Batch:
     expired: list[IncidentKey] = field(default_factory=list)
     write: WriteBatch = field(default_factory=WriteBatch)
     dedup_counts: dict[int, tuple[int, datetime]] = field(default_factory=dict)
+    # Late results per (incident id, source): how many, and the first one's event.
+    late_counts: dict[tuple[int, str], tuple[int, Event]] = field(default_factory=dict)
     timers_taken: list[tuple[datetime, int, IncidentKey]] = field(default_factory=list)

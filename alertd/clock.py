@@ -13,8 +13,20 @@ class Clock(Protocol):
 
 
 class SystemClock:
+    """The wall clock, never going back: results stamped on receipt are compared by time (a
+    result older than the newest for its key is late, alertd.lifecycle), so a wall clock set
+    back (NTP stepping it) must not make the next results look older than the last ones. Time
+    stands still until the wall clock has caught up."""
+
+    def __init__(self) -> None:
+        self._last = datetime.now(UTC)
+
     def now(self) -> datetime:
-        return datetime.now(UTC)
+        now = datetime.now(UTC)
+        if now < self._last:
+            return self._last
+        self._last = now
+        return now
 
 
 class ManualClock:

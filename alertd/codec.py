@@ -144,6 +144,8 @@ def incident_row(incident: Incident, due: datetime | None) -> tuple[Any, ...]:
         "stale": incident.stale,
         "agent_closed": incident.agent_closed,
         "ticket_recovery": incident.ticket_recovery,
+        "stream_seen": incident.stream_seen,
+        "ticket_resolved": incident.ticket_resolved,
     }
     return (
         incident.id,
@@ -233,6 +235,8 @@ def incident_from_row(row: Any) -> Incident:
         stale=body.get("stale", False),
         agent_closed=body.get("agent_closed"),
         ticket_recovery=body.get("ticket_recovery"),
+        stream_seen=parse_ts(body.get("stream_seen")),
+        ticket_resolved=body.get("ticket_resolved", False),
     )
 
 
@@ -278,6 +282,7 @@ def incident_json(incident: Incident, *, key_text: str) -> dict[str, Any]:
         "stale": incident.stale,
         "ticket_closed_by_agent": incident.agent_closed,
         "interval_seconds": None if incident.interval is None else round(incident.interval, 1),
+        "reporting": "stream" if incident.fed_by_stream else "change",
         "acknowledged": incident.acknowledged,
         "ack_author": incident.ack_author,
         "ack_comment": incident.ack_comment,

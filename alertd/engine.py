@@ -128,6 +128,7 @@ class Engine:
         """A reloaded lifecycle policy. The writer reads `policy` once per input between awaits,
         so a batch never mixes two."""
         self.policy = policy
+        self._watch.stale_rules_changed()  # deadlines follow `stale_after`: look again
 
     async def start(self) -> None:
         now = self._clock.now()
@@ -236,6 +237,13 @@ class Engine:
     def _idle_timeout(self) -> float:
         return min(self._incident_timeout(), self._watch_timeout())
 
+    def next_due(self) -> datetime | None:
+        """The earliest timer the writer wakes for by itself (a hold, a grace, a silence, a
+        heartbeat, a stale deadline), or None; it also wakes at least every 30 s."""
+        self._incident_timeout()  # drops heap entries of incidents that moved on
+        dues = [d for d in (self._timers[0][0] if self._timers else None, self._watch.due()) if d]
+        return min(dues, default=None)
+
     def _incident_timeout(self) -> float:
         while self._timers:
             due, incident_id, key = self._timers[0]
@@ -271,6 +279,7 @@ class Engine:
             # Nothing was published: memory is as before, and the timers taken go back.
             for entry in batch.timers_taken:
                 heapq.heappush(self._timers, entry)
+            self._unindex(batch)
             if len(subs) > 1:
                 # Shared fate is the price of group commit, not of a bad input: try each
                 # submission alone, so only the one that cannot be committed fails.
@@ -362,14 +371,25 @@ class Engine:
             batch.dedup_counts.pop(before.id, None)
         elif after is not before or transition.events:  # events need planning too
             batch.staged[key] = after
-        if key[1] is None:
-            self._absorb_services(batch, key[0], before, after)
+        host, service = key
+        if service is None:
+            self._absorb_services(batch, host, before, after)
+        elif after is not None and before is None:
+            # Indexed at once, not at publication: a host result later in this same batch
+            # must find the service to absorb or release it.
+            self._services_by_host.setdefault(host, set()).add(service)
         if after is None:
             return
         for event in transition.events:
-            if event.kind is EventKind.DEDUPLICATED:
+            kind = event.kind
+            if kind is EventKind.DEDUPLICATED:
                 count, _ = batch.dedup_counts.get(after.id, (0, event.at))
                 batch.dedup_counts[after.id] = (count + 1, event.at)
+            elif kind is EventKind.LATE:
+                # A spool or a retry may bring many: one event per incident, source and commit.
+                late = (after.id, str(event.detail.get("source")))
+                count, first = batch.late_counts.get(late, (0, event))
+                batch.late_counts[late] = (count + 1, first)
             else:
                 batch.write.events.append((after.id, event))
 
@@ -413,6 +433,10 @@ class Engine:
                 continue
             if not lifecycle.is_active(incident, now):
                 batch.expired.append(key)  # reopen window over: nothing left to do in memory
+                if key[1] is None and _is_host_problem(incident):
+                    # A host leaving memory in a SOFT problem no longer holds its services.
+                    batch.staged[key] = None
+                    self._absorb_services(batch, key[0], incident, None)
                 continue
             try:
                 self._fire_incident(batch, key, incident, now)
@@ -454,9 +478,9 @@ class Engine:
     def _finish(self, batch: Batch, now: datetime) -> None:
         """Turn the staged view into rows: one upsert per changed incident, coalesced dedups,
         and the ticket operations the changes imply (same transaction: the outbox)."""
-        if batch.write.deletes:
+        gone = set(batch.write.deletes)
+        if gone:
             # A pending incident opened and discarded in this batch leaves no events behind.
-            gone = set(batch.write.deletes)
             batch.write.events = [(i, e) for i, e in batch.write.events if i not in gone]
         by_incident: dict[int, list[Event]] = {}
         for incident_id, event in batch.write.events:
@@ -465,6 +489,10 @@ class Engine:
             event = Event(EventKind.DEDUPLICATED, at, {"count": count})
             batch.write.events.append((incident_id, event))
             by_incident.setdefault(incident_id, []).append(event)
+        for (incident_id, _), (count, first) in batch.late_counts.items():
+            if incident_id not in gone:
+                event = Event(EventKind.LATE, first.at, {**first.detail, "count": count})
+                batch.write.events.append((incident_id, event))
         for key, incident in batch.staged.items():
             if incident is None:
                 continue
@@ -501,6 +529,17 @@ class Engine:
                 self._forget(key)
             else:
                 self._remember(incident)
+                self._watch.changed(incident, self.policy)
+
+    def _unindex(self, batch: Batch) -> None:
+        """After a failed commit: services indexed by `_stage` that were never published."""
+        for host, service in batch.staged:
+            if service is not None and (host, service) not in self._cache:
+                services = self._services_by_host.get(host)
+                if services is not None:
+                    services.discard(service)
+                    if not services:
+                        del self._services_by_host[host]
 
     def _remember(self, incident: Incident) -> None:
         previous = self._cache.get(incident.key)
@@ -526,10 +565,10 @@ class Engine:
 
 
 def _is_host_problem(incident: Incident | None) -> bool:
-    # A pending (SOFT) host problem absorbs too: Nagios forces a service of a host in any
-    # problem state HARD at once, and its OCSP forwards that before the host is HARD itself.
-    return (
-        incident is not None
-        and (incident.status is Status.OPEN or incident.status is Status.PENDING)
-        and incident.check_state.is_host_problem
-    )
+    """Whether a host's incident absorbs its services: its host is DOWN or UNREACHABLE now.
+
+    A SOFT problem absorbs too, pending or on a resolved incident that may still reopen: Nagios
+    forces a service of a host in any problem state HARD at once, and its OCSP forwards that
+    before the host is HARD itself. (A recovering incident's state is UP.)
+    """
+    return incident is not None and incident.check_state.is_host_problem

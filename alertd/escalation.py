@@ -73,7 +73,7 @@ class EscalationPolicy:
 
 def clock_runs(incident: Incident, policy: EscalationPolicy) -> bool:
     return (
-        incident.ticket_requested
+        incident.ticket_live
         and incident.status is Status.OPEN
         and not incident.suppressed
         and not (incident.acknowledged and policy.stop_on_ack)
@@ -99,7 +99,7 @@ def sync(incident: Incident, policy: EscalationPolicy, now: datetime) -> Inciden
     # No updates while suppressed either: maintenance or a host outage calls nobody.
     if (
         incident.status is not Status.OPEN
-        or not incident.ticket_requested
+        or not incident.ticket_live
         or cadence is None
         or incident.suppressed
         or incident.agent_closed is not None

@@ -4,7 +4,9 @@
 and a half intervals; a miss is a synthetic CRITICAL result for the key
 (`alertd-heartbeat`, name), repeated every interval while the beats stay away (so the incident
 stays fresh and its summary counts the misses), and the next beat is an OK result for that key:
-the incident then recovers and resolves like any other.
+the incident then recovers and resolves like any other. Beats and misses are a stream with the
+heartbeat's interval. Retiring a heartbeat is an OK reported as a change (nothing will beat
+again), so an incident its misses opened resolves after the hold.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from datetime import datetime, timedelta
 from typing import NamedTuple
 
 from alertd.durations import format_duration
-from alertd.model import CheckResult, CheckState, StateType
+from alertd.model import CheckResult, CheckState, Reporting, StateType
 
 HOST = "alertd-heartbeat"
 SOURCE = "heartbeat"
@@ -44,15 +46,18 @@ class HeartbeatRemove(NamedTuple):
 
 
 def beat(previous: Heartbeat | None, item: Beat) -> tuple[Heartbeat, CheckResult | None]:
-    """The heartbeat after a beat, and the OK result that ends a miss (None if none was on)."""
+    """The heartbeat after a beat, and the OK result that ends a miss (None if none was on).
+
+    A first beat brings an OK too: an incident left open under this name (by a heartbeat of
+    the same name retired before) recovers; for a key without one, an OK changes nothing."""
     interval = item.interval or (previous.interval if previous else None)
     if interval is None:
         raise ValueError(f"heartbeat {item.name}: the first beat must give an interval")
     after = Heartbeat(item.name, interval, item.at, item.at + interval * SLACK)
-    if previous is None or not previous.missed:
+    if previous is not None and not previous.missed:
         return after, None
     output = f"heartbeat from {item.name} received (expected every {format_duration(interval)})"
-    return after, _result(item.name, CheckState.OK, output, item.at)
+    return after, _result(item.name, CheckState.OK, output, item.at, interval)
 
 
 def miss(heartbeat: Heartbeat, now: datetime) -> tuple[Heartbeat, CheckResult]:
@@ -62,10 +67,19 @@ def miss(heartbeat: Heartbeat, now: datetime) -> tuple[Heartbeat, CheckResult]:
         f"(expected every {format_duration(heartbeat.interval)})"
     )
     after = heartbeat._replace(missed=True, due=now + heartbeat.interval)
-    return after, _result(heartbeat.name, CheckState.CRITICAL, output, now)
+    return after, _result(heartbeat.name, CheckState.CRITICAL, output, now, heartbeat.interval)
 
 
-def _result(name: str, state: CheckState, output: str, at: datetime) -> CheckResult:
+def retired(name: str, now: datetime) -> CheckResult:
+    """The OK that ends whatever a retired heartbeat's misses opened: a change report, since
+    no beat will follow it (docs/architecture.md, "Streams and change reports")."""
+    output = f"heartbeat {name} retired: no longer watched"
+    return _result(name, CheckState.OK, output, now, None)
+
+
+def _result(
+    name: str, state: CheckState, output: str, at: datetime, interval: timedelta | None
+) -> CheckResult:
     return CheckResult(
         host=HOST,
         service=name,
@@ -75,4 +89,6 @@ def _result(name: str, state: CheckState, output: str, at: datetime) -> CheckRes
         state_type=StateType.HARD,
         labels={"heartbeat": name},
         source=SOURCE,
+        reporting=Reporting.CHANGE if interval is None else Reporting.STREAM,
+        interval=interval,
     )

@@ -4,8 +4,12 @@ pending -> open -> recovering -> resolved, with reopening, Nagios soft/hard emul
 detection, priority and absorption by the host's incident (docs/architecture.md, "The incident
 lifecycle"; docs/protocols.md 5). No I/O and no clock: time arrives as `now` (aware UTC), and
 timers are due times stored on the incident that `tick` fires and `due_at` reports to the
-scheduler. When a silent
-check's incident turns stale, and its observed interval, are alertd.staleness's.
+scheduler. When a silent check's incident turns stale, and its interval, are alertd.staleness's.
+
+A result is a stream or a change report (`Reporting`): only streams are counted for flap
+detection and give a check its interval; a recovery reported as a change is resolved after the
+hold whatever the flapping flag says. A result older than the newest one applied for its key is
+late: recorded as an event, applied to nothing.
 
 `apply` is on the ingest hot path, so each call builds at most one new Incident.
 """
@@ -22,6 +26,7 @@ from alertd.model import (
     Event,
     EventKind,
     Incident,
+    Reporting,
     StateChange,
     StateType,
     Status,
@@ -42,6 +47,7 @@ OUTPUT_LIMIT = 200
 _HARD, _SOFT = StateType.HARD, StateType.SOFT
 _PENDING, _OPEN = Status.PENDING, Status.OPEN
 _RECOVERING, _RESOLVED = Status.RECOVERING, Status.RESOLVED
+_STREAM = Reporting.STREAM
 _NOTHING = Transition(None)
 _DISCARDED = Transition(None, discarded=True)
 
@@ -70,13 +76,17 @@ def apply(
         if result.state.is_ok:
             return _NOTHING
         return _create(result, policy, now, new_id, host_problem)
+    if result.timestamp < incident.last_seen:
+        return _late(incident, result, now)
     if incident.stale:
         fresh = incident._replace(stale=False)
         after = apply(fresh, result, policy, now, new_id=new_id, host_problem=host_problem)
         return _freshened(after, incident, result, now)
     if _same_check_again(incident, result):
+        if result.reporting is _STREAM and incident.stream_seen != result.timestamp:
+            return _stream_echo(incident, result, policy, now)
         return Transition(incident)
-    if host_problem is None and _is_plain_repeat(incident, result):
+    if host_problem is None and _is_plain_repeat(incident, result, policy):
         return _repeat(incident, result, now)
     if result.state.is_ok:
         return _ok(incident, result, policy, now, host_problem)
@@ -99,53 +109,112 @@ def _same_check_again(incident: Incident, result: CheckResult) -> bool:
     )
 
 
-def _is_plain_repeat(incident: Incident, result: CheckResult) -> bool:
+def _late(incident: Incident, result: CheckResult, now: datetime) -> Transition:
+    """A result older than the newest one applied for its key (a spool, a retry, two paths
+    racing): it is history, not news. Recorded in the audit trail, applied to nothing."""
+    detail: Detail = {
+        "state": result.state.value,
+        "timestamp": result.timestamp.isoformat(),
+        "newest": incident.last_seen.isoformat(),
+        "source": result.source,
+        "output": result.output[:OUTPUT_LIMIT],
+    }
+    return Transition(incident, (Event(EventKind.LATE, now, detail),))
+
+
+def _stream_echo(
+    incident: Incident, result: CheckResult, policy: LifecyclePolicy, now: datetime
+) -> Transition:
+    """The stream's copy of a check whose notification came first (Nagios runs OCSP and the
+    notification as separate jobs): the state is applied already, so only what a stream adds
+    is taken, its place in the flap history and the check's rhythm."""
+    changes: Changes = {}
+    _stream(incident, result, changes)
+    events: list[Event] = []
+    if result.state.is_ok or (result.state_type is not _SOFT and incident.state_type is _HARD):
+        _record_flap(incident, result.state, policy, now, changes, events)
+    return Transition(incident._replace(**changes), tuple(events))
+
+
+def _is_plain_repeat(incident: Incident, result: CheckResult, policy: LifecyclePolicy) -> bool:
     """The commonest input: the same HARD problem again on an open incident, changing nothing
     but counters and output (no state, priority, flap or suppression change is possible)."""
     state = result.state
-    history = incident.flap_history
-    return (
+    if not (
         incident.status is _OPEN
         and state is incident.check_state
         and incident.state_type is _HARD
         and result.state_type is not _SOFT
         and state is incident.reason.state
-        and incident.percent_state_change == 0.0
         and not incident.flapping
         and not incident.stale
-        and bool(history)
-        and history[-1] is state
-    )
+    ):
+        return False
+    if result.reporting is not _STREAM:
+        return True  # change reports are not counted for flap detection
+    # Recording the newest state again only ages the buffer's changes: the percentage can only
+    # fall, so flapping cannot start (below the start threshold) and `_repeat` records it.
+    history = incident.flap_history
+    pct = incident.percent_state_change
+    return bool(history) and history[-1] is state and pct < policy.flap_high
 
 
 def _repeat(incident: Incident, result: CheckResult, now: datetime) -> Transition:
-    """`_problem` for a plain repeat, without its general bookkeeping (hot path)."""
+    """`_problem` for a plain repeat, without its general bookkeeping (hot path: one
+    `_replace`, hence the two spelled-out branches)."""
     attempt = incident.attempt + 1 if result.attempt is None else result.attempt
-    repeated = incident._replace(
-        last_seen=result.timestamp,
-        interval=_observed(incident, result),
-        occurrences=incident.occurrences + 1,
-        attempt=attempt,
-        last_output=result.output,
-        long_output=result.long_output,
-        perfdata=result.perfdata,
-        labels=result.labels or incident.labels,
-    )
+    if result.reporting is _STREAM:
+        repeated = incident._replace(
+            last_seen=result.timestamp,
+            occurrences=incident.occurrences + 1,
+            attempt=attempt,
+            last_output=result.output,
+            long_output=result.long_output,
+            perfdata=result.perfdata,
+            labels=result.labels or incident.labels,
+            stream_seen=result.timestamp,
+            interval=_observed(incident, result),
+        )
+        if incident.percent_state_change != 0.0:  # ages the buffer's changes
+            history = record(incident.flap_history, result.state)
+            repeated = repeated._replace(
+                flap_history=history, percent_state_change=percent_state_change(history)
+            )
+    else:
+        repeated = incident._replace(
+            last_seen=result.timestamp,
+            occurrences=incident.occurrences + 1,
+            attempt=attempt,
+            last_output=result.output,
+            long_output=result.long_output,
+            perfdata=result.perfdata,
+            labels=result.labels or incident.labels,
+        )
     # No detail: the engine folds a commit's repeats into one event with their count.
     return Transition(repeated, (Event(EventKind.DEDUPLICATED, now),))
+
+
+def _stream(incident: Incident, result: CheckResult, changes: Changes) -> None:
+    """What a stream result tells beyond its state, written into `changes`: when the stream was
+    last heard, and the check's interval (stated, or observed between stream results)."""
+    if result.reporting is _STREAM:
+        changes["stream_seen"] = result.timestamp
+        changes["interval"] = _observed(incident, result)
 
 
 def tick(incident: Incident, policy: LifecyclePolicy, now: datetime) -> Transition:
     """Fire the incident's due timer: a recovery hold that has ended resolves the incident.
 
-    A hold that fell due long ago (the daemon was down) resolves on the first tick. A flapping
-    incident is not resolved; otherwise nothing is due and the incident comes back unchanged.
+    A hold that fell due long ago (the daemon was down) resolves on the first tick. An incident
+    whose stream says it flaps is not resolved (its stream goes on and settles it); a recovery
+    reported as a change is resolved whatever the flag says, since no further result may come.
+    Otherwise nothing is due and the incident comes back unchanged.
     """
     due = incident.recovery_due
-    if incident.status is not _RECOVERING or due is None or now < due or incident.flapping:
+    if incident.status is not _RECOVERING or due is None or now < due:
         return Transition(incident)
-    if incident.stale:
-        return Transition(incident)  # no data is not OK held: wait for a fresh OK
+    if _held_by_flapping(incident):
+        return Transition(incident)
     reopen_until = now + policy.reopen_window
     detail: Detail = {
         "recovering_since": _iso(incident.recovering_since),
@@ -157,6 +226,7 @@ def tick(incident: Incident, policy: LifecyclePolicy, now: datetime) -> Transiti
         resolved_at=now,
         recovery_due=None,
         reopen_until=reopen_until,
+        stale=False,  # stored before staleness stopped at recovery; resolved is not stale
         **_NO_ACK,
     )
     # A resolved incident is acknowledged no more: if it reopens, someone must look again.
@@ -167,15 +237,22 @@ def due_at(incident: Incident) -> datetime | None:
     """When the scheduler should next look at this incident, or None.
 
     For a recovering incident, the end of its recovery hold (`tick` then resolves it); none
-    while it flaps, since `tick` would not act. For a resolved one, the end of its reopen
-    window, when `is_active` turns False and the engine may drop it from its cache.
+    while its stream says it flaps, since `tick` would not act. For a resolved one, the end of
+    its reopen window, when `is_active` turns False and the engine may drop it from its cache.
     """
     status = incident.status
     if status is _RECOVERING:
-        return None if incident.flapping or incident.stale else incident.recovery_due
+        return None if _held_by_flapping(incident) else incident.recovery_due
     if status is _RESOLVED:
         return incident.reopen_until
     return None
+
+
+def _held_by_flapping(incident: Incident) -> bool:
+    """Whether flapping keeps the incident from resolving: only while its newest result came
+    from a stream, which goes on reporting and ends the flapping. A change-report source may
+    never send another result, so its recovery is not held (docs/architecture.md)."""
+    return incident.flapping and incident.fed_by_stream
 
 
 def _freshened(
@@ -258,19 +335,29 @@ def _create(
         perfdata=result.perfdata,
         labels=result.labels,
         opened_at=now if hard else None,
-        # Nagios records HARD states only, so a SOFT problem starts with an empty buffer.
-        flap_history=(state,) if hard else (),
+        # The key had no incident: it was OK, as Nagios's buffer starts (all OK). A HARD state
+        # from a stream is recorded after it, so the OK -> problem change counts, as in Nagios;
+        # SOFT states and change reports are not recorded.
+        flap_history=(CheckState.UP if result.service is None else CheckState.OK,),
         suppressed=suppressed_reason is not None,
         suppressed_reason=suppressed_reason,
         history=_history((), StateChange(result.timestamp, state, state_type), policy),
     )
+    events: list[Event] = []
+    if result.reporting is _STREAM:
+        changes: Changes = {}
+        _stream(incident, result, changes)
+        if hard:
+            _record_flap(incident, state, policy, now, changes, events)
+        incident = incident._replace(**changes)
     if hard:
         first = Event(EventKind.OPENED, now, _opened_detail(incident))
     else:
         first = Event(EventKind.STATE_CHANGED, now, _state_detail(None, incident))
-    if suppressed_reason is None:
-        return Transition(incident, (first,))
-    return Transition(incident, (first, _suppressed_event(suppressed_reason, now)))
+    events.insert(0, first)
+    if suppressed_reason is not None:
+        events.append(_suppressed_event(suppressed_reason, now))
+    return Transition(incident, tuple(events))
 
 
 def _problem(
@@ -300,7 +387,6 @@ def _problem(
         "check_state": state,
         "state_type": state_type,
         "last_seen": result.timestamp,
-        "interval": _observed(incident, result),
         "occurrences": incident.occurrences + 1,
         "attempt": attempt,
         "last_output": result.output,
@@ -308,6 +394,7 @@ def _problem(
         "perfdata": result.perfdata,
         "labels": result.labels or incident.labels,
     }
+    _stream(incident, result, changes)
     kind = _enter_problem(incident, state, hard, now, changes)
     priority, reason = incident.priority, incident.reason
     if state is not reason.state:
@@ -318,7 +405,10 @@ def _problem(
     events: list[Event] = []
     if hard:
         changes["last_hard_state"] = state
-        _record_flap(incident, state, policy, now, changes, events)
+        # Nagios records HARD states (and recoveries) only: a problem the source calls SOFT is
+        # not recorded, even where alertd keeps a recovering incident's recurrence HARD.
+        if result.reporting is _STREAM and result.state_type is not _SOFT:
+            _record_flap(incident, state, policy, now, changes, events)
     if state is not previous or state_type is not incident.state_type:
         changes["history"] = _history(
             incident.history, StateChange(result.timestamp, state, state_type), policy
@@ -373,6 +463,7 @@ def _resolved_attempt(
         "long_output": result.long_output,
         "perfdata": result.perfdata,
     }
+    _stream(incident, result, changes)
     if state is not incident.check_state or incident.state_type is not _SOFT:
         changes["history"] = _history(
             incident.history, StateChange(result.timestamp, state, _SOFT), policy
@@ -401,11 +492,11 @@ def _ok(
         "state_type": state_type,
         "attempt": 1,
         "last_seen": result.timestamp,
-        "interval": _observed(incident, result),
         "last_output": result.output,
         "long_output": result.long_output,
         "perfdata": result.perfdata,
     }
+    _stream(incident, result, changes)
     if state_type is _HARD:
         changes["last_hard_state"] = state
     if state is not incident.check_state or state_type is not incident.state_type:
@@ -413,9 +504,12 @@ def _ok(
             incident.history, StateChange(result.timestamp, state, state_type), policy
         )
     events: list[Event] = []
-    flapping = _record_flap(incident, state, policy, now, changes, events)
-    # A flapping incident stays open through its OK swings; it starts recovering once the
-    # flapping stops (on this result or a later one).
+    if result.reporting is _STREAM:
+        flapping = _record_flap(incident, state, policy, now, changes, events)
+    else:
+        flapping = False  # a change report may be the last word: its recovery is not held
+    # A flapping incident stays open through the OK swings of its stream; it starts recovering
+    # once the flapping stops (on this result or a later one).
     if status is _OPEN and not flapping:
         due = now + policy.recovery_hold
         changes["status"] = _RECOVERING
@@ -444,20 +538,21 @@ def _resolved_ok(
 ) -> Transition:
     """OK on a resolved incident: no change, beyond ending a counted SOFT streak.
 
-    The OK is still recorded for flap detection, so a reopening much later is measured on a
-    buffer that has aged; once the buffer holds only OKs this is the same incident, untouched.
+    The time is kept (`last_seen`: a late result is measured against it), and a stream's OK is
+    still recorded for flap detection, so a reopening much later is measured on a buffer that
+    has aged, as Nagios's is.
     """
     state = result.state
-    changes: Changes = {}
+    changes: Changes = {"last_seen": result.timestamp}
+    _stream(incident, result, changes)
     events: list[Event] = []
-    _record_flap(incident, state, policy, now, changes, events)
+    if result.reporting is _STREAM:
+        _record_flap(incident, state, policy, now, changes, events)
     if state is not incident.check_state or state_type is not incident.state_type:
         changes["check_state"], changes["state_type"], changes["attempt"] = state, state_type, 1
         changes["history"] = _history(
             incident.history, StateChange(result.timestamp, state, state_type), policy
         )
-    if not changes:
-        return Transition(incident)
     return Transition(incident._replace(**changes), tuple(events))
 
 

@@ -61,6 +61,10 @@ HELPDESK_OUTCOMES = (
     "ok", "transient_error", "permanent_error", "auth_error", "timeout", "rate_limited",
 )  # fmt: skip
 
+# The inputs, as label `source` of alertd_results_late_total (at zero from the start). Only a
+# time the source gives can be late (`api`, `nagios`); the others stamp results on receipt.
+LATE_SOURCES = ("api", "nrdp", "nagios", "alertmanager")
+
 # Every metric family this module exports, as exposed (counters with their `_total`).
 METRIC_NAMES = (
     "alertd_build_info",
@@ -79,6 +83,7 @@ METRIC_NAMES = (
     "alertd_incidents_resolved_total",
     "alertd_incidents_reopened_total",
     "alertd_results_deduplicated_total",
+    "alertd_results_late_total",
     "alertd_helpdesk_requests_total",
     "alertd_helpdesk_request_duration_seconds",
     "alertd_helpdesk_rate_limited_total",
@@ -160,6 +165,15 @@ class Metrics:
             "Problem results folded into an existing incident instead of a new one.",
             registry=registry,
         )
+        self._late = Counter(
+            "alertd_results_late",
+            "Check results older than the newest one applied for their key: recorded in the "
+            "incident's audit trail (event `late`), applied to nothing. By input.",
+            ["source"],
+            registry=registry,
+        )
+        for source in LATE_SOURCES:  # on /metrics from the start, for rate() and alerts
+            self._late.labels(source)
 
         # -- helpdesk and outbox (issue 4 calls these) -------------------------------------------
         self._helpdesk_requests = Counter(
@@ -285,6 +299,8 @@ class Metrics:
                 self._resolved.inc()
             elif kind is EventKind.REOPENED:
                 self._reopened.inc()
+            elif kind is EventKind.LATE:
+                self._late.labels(str(event.detail.get("source"))).inc(event.detail.get("count", 1))
             elif kind is EventKind.ESCALATED and "name" in event.detail:
                 self.escalated(str(event.detail["name"]))
 

@@ -43,6 +43,21 @@ SERVICE_STATES: tuple[CheckState, ...] = (
 HOST_STATES: tuple[CheckState, ...] = (CheckState.UP, CheckState.DOWN, CheckState.UNREACHABLE)
 
 
+class Reporting(StrEnum):
+    """What kind of source sent a check result (docs/architecture.md, "Streams and change
+    reports").
+
+    A *stream* reports the check every time it runs (Nagios's OCSP/OCHP, NRDP passive results,
+    heartbeats, native results that give an `interval`): silence means something, and its
+    sequence of states is what Nagios measures for flapping. A *change report* says only that
+    the state changed (notifications, Alertmanager, native results by default): silence is its
+    normal, and every entry is a transition.
+    """
+
+    STREAM = "stream"
+    CHANGE = "change"
+
+
 class StateType(StrEnum):
     SOFT = "SOFT"
     HARD = "HARD"
@@ -104,6 +119,7 @@ class EventKind(StrEnum):
     FRESH = "fresh"  # data came back after `stale`
     # An agent resolved or closed the incident's ticket by hand (alertd.agent_actions).
     TICKET_CLOSED = "ticket_closed"
+    LATE = "late"  # a result older than the newest applied for the key: recorded, not applied
 
 
 class NoticeKind(StrEnum):
@@ -154,10 +170,18 @@ class CheckResult(NamedTuple):
     max_attempts: int | None = None
     labels: Mapping[str, str] = NO_LABELS
     source: str = "api"
+    # A stream or a change report (see `Reporting`); the check's interval when the source
+    # states it (a stream only).
+    reporting: Reporting = Reporting.CHANGE
+    interval: timedelta | None = None
 
     @property
     def key(self) -> IncidentKey:
         return (self.host, self.service)
+
+    @property
+    def is_stream(self) -> bool:
+        return self.reporting is Reporting.STREAM
 
 
 class Notice(NamedTuple):
@@ -273,8 +297,10 @@ class Incident(NamedTuple):
     escalation_due: datetime | None = None
     update_due: datetime | None = None
     update_from: int = 0
-    # Staleness: the observed gap between results (seconds, smoothed) and whether the check
-    # has stopped reporting (alertd.staleness.stale_deadline).
+    # Staleness: the check's interval (seconds: as its stream states it, else the observed gap
+    # between stream results, smoothed), the time of the newest stream result (None: only
+    # change reports so far), and whether the check has stopped reporting
+    # (alertd.staleness.stale_deadline).
     interval: float | None = None
     stale: bool = False
     # The ticket an agent resolved or closed by hand while alertd still tracked the problem:
@@ -283,10 +309,27 @@ class Incident(NamedTuple):
     # What the recovery does to the ticket, from the routing rule matched at its create
     # (alertd.routing: resolve, close, note); None = `helpdesk.resolve_status`.
     ticket_recovery: str | None = None
+    stream_seen: datetime | None = None
+    # alertd resolved the ticket (`resolved`); it is brought back if the problem returns.
+    ticket_resolved: bool = False
 
     @property
     def key(self) -> IncidentKey:
         return (self.host, self.service)
+
+    @property
+    def ticket_live(self) -> bool:
+        """Whether the incident has a ticket that follows it: one was created, and it is not
+        held resolved while the problem is back (a reopening waits like a creation: for the
+        service grace, or for the host whose outage absorbs it)."""
+        return self.ticket_requested and (
+            not self.ticket_resolved or self.status is Status.RESOLVED
+        )
+
+    @property
+    def fed_by_stream(self) -> bool:
+        """Whether the newest result applied came from a stream (see `Reporting`)."""
+        return self.stream_seen is not None and self.stream_seen >= self.last_seen
 
     @property
     def impact(self) -> Level:

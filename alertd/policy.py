@@ -94,7 +94,7 @@ class LifecyclePolicy:
     flap_high: float = 20.0
     # How many state changes an incident keeps in its history.
     history_limit: int = 50
-    # An open or recovering incident whose check has sent nothing for this long is stale;
-    # None = "auto": STALE_FACTOR x its observed interval, at least STALE_MINIMUM.
+    # An open incident whose stream has sent nothing for this long is stale (alertd.staleness);
+    # None = "auto": STALE_FACTOR x its interval, at least STALE_MINIMUM.
     stale_after: timedelta | None = None
     priority: PriorityPolicy = field(default_factory=PriorityPolicy)

@@ -1,10 +1,13 @@
-"""Staleness as pure functions: a check's observed rhythm, and when its silence makes the
-incident stale.
+"""Staleness as pure functions: a check's rhythm, and when its silence makes the incident stale.
 
-Each result updates the smoothed gap between the check's results (`observed_interval`, on the
-ingest path); the engine's stale sweep (alertd.watch) asks `stale_deadline` and marks an
-incident past it with `mark_stale`. A fresh result on a stale incident is the lifecycle's to
-announce (alertd.lifecycle `apply`). No I/O and no clock: time arrives as `now`.
+Only a stream has a rhythm (`Reporting`): each stream result gives the check's interval, as the
+source states it or as the smoothed gap between stream results (`observed_interval`, on the
+ingest path). A change report's silence is its normal, so an incident fed only by change reports
+is never stale. The engine's stale sweep (alertd.watch) asks `stale_deadline` and marks an open
+incident past it with `mark_stale`. A recovering incident is never marked: its last word was OK,
+and its hold resolves it (a problem that returns reopens it). A fresh result on a stale incident
+is the lifecycle's to announce (alertd.lifecycle `apply`). No I/O and no clock: time arrives as
+`now`.
 """
 
 from __future__ import annotations
@@ -15,24 +18,30 @@ from typing import Any
 from alertd.model import CheckResult, Event, EventKind, Incident, Status, Transition
 from alertd.policy import STALE_FACTOR, STALE_MINIMUM, LifecyclePolicy
 
-_OPEN, _RECOVERING = Status.OPEN, Status.RECOVERING
+_OPEN = Status.OPEN
 
 Detail = dict[str, Any]
 
 
-def stale_deadline(incident: Incident, policy: LifecyclePolicy) -> datetime | None:
-    """When an open or recovering incident whose check stays silent becomes stale; None if
-    it cannot (other status, already stale, or "auto" with no interval observed yet)."""
-    status = incident.status
-    if incident.stale or (status is not _OPEN and status is not _RECOVERING):
+def stale_deadline(
+    incident: Incident, policy: LifecyclePolicy, since: datetime | None = None
+) -> datetime | None:
+    """When an open incident whose check stays silent becomes stale; None if it cannot (not
+    open, already stale, never fed by a stream, or "auto" with no interval known yet).
+
+    The silence counts from the newest result, or from `since` if later: the daemon's start,
+    since alertd's own downtime is not the check's silence.
+    """
+    if incident.stale or incident.status is not _OPEN or incident.stream_seen is None:
         return None
     after = policy.stale_after
     if after is None:
         if incident.interval is None:
             return None
         after = max(STALE_MINIMUM, timedelta(seconds=incident.interval * STALE_FACTOR))
+    start = incident.last_seen if since is None else max(incident.last_seen, since)
     try:
-        return incident.last_seen + after
+        return start + after
     except OverflowError:  # past year 9999: never, as far as a datetime can say
         return None
 
@@ -54,9 +63,14 @@ _GAP_WEIGHT = 0.3
 
 
 def observed_interval(incident: Incident, result: CheckResult) -> float | None:
-    """The smoothed gap between the check's results, with `result` counted."""
-    gap = (result.timestamp - incident.last_seen).total_seconds()
+    """The check's interval with stream result `result` counted: the one it states, else the
+    smoothed gap between the stream's results."""
+    if result.interval is not None:
+        return result.interval.total_seconds()
     previous = incident.interval
+    if incident.stream_seen is None:
+        return previous
+    gap = (result.timestamp - incident.stream_seen).total_seconds()
     if gap < _MIN_GAP:
         return previous
     return gap if previous is None else previous + _GAP_WEIGHT * (gap - previous)

@@ -6,10 +6,11 @@ dispatcher (`alertd.outbox`) later sends them. Rendering happens here, at plan t
 outbox holds exactly what will be sent and an audit can read it.
 
 Rules (issue "Helpdesk tickets", section 2): a ticket is created when an incident opens (not
-while suppressed: a host-down or maintenance incident surfaces when released); every change of
-state, priority, flapping, suppression or acknowledgement is one private note; repeats are
-summed up in at most one note per `note_interval`; resolution resolves the ticket and a
-reopening reopens the same one.
+while suppressed: a host-down or maintenance incident surfaces when released; a service's after
+`service_grace`, so that its host's problem arriving just after absorbs it; never for a check
+that is OK); every change of state, priority, flapping, suppression or acknowledgement is one
+private note; repeats are summed up in at most one note per `note_interval`; resolution
+resolves the ticket and a reopening reopens the same one, by the same rules as a creation.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from enum import StrEnum
 from typing import Any, NotRequired, TypedDict, cast
 from urllib.parse import quote
 
-from alertd import escalation, routing
+from alertd import escalation, heartbeats, routing
 from alertd.config import HelpdeskConfig
 from alertd.durations import human
 from alertd.escalation import EscalationLevel, EscalationPolicy
@@ -86,6 +87,9 @@ class PlannedOp:
 class _Plan:
     incident: Incident
     ops: list[PlannedOp] = field(default_factory=list)
+    # When the incident's ticket should be created or brought back, by this commit's events:
+    # the latest time any of them asks for (each reason to wait must be met).
+    bring_up_at: datetime | None = None
 
 
 # What a timer of the planner returns: the incident after it, operations, audit events.
@@ -115,6 +119,8 @@ class TicketPlanner:
         plan = _Plan(incident)
         for event in events:
             self._on_event(plan, event, now)
+        if plan.bring_up_at is not None:
+            self._schedule(plan, plan.bring_up_at, now)
         return escalation.sync(plan.incident, self.escalation, now), _compact(plan.ops)
 
     def timers(self, incident: Incident) -> tuple[datetime | None, ...]:
@@ -146,7 +152,7 @@ class TicketPlanner:
         cleared = incident._replace(summary_due=None)
         new = incident.occurrences - incident.summary_from
         if (
-            not incident.ticket_requested
+            not incident.ticket_live
             or incident.status is not Status.OPEN
             or new <= 0
             or incident.agent_closed is not None
@@ -164,12 +170,13 @@ class TicketPlanner:
     # -- events -> operations -------------------------------------------------------------------
 
     def release(self, incident: Incident, now: datetime) -> Fired:
-        """The grace after a release fell due (an engine timer): a ticket if still failing."""
+        """A grace fell due (an engine timer: after a release, or a service's opening): the
+        ticket is created, or brought back if alertd resolved it, if the problem still fails."""
         cleared = incident._replace(ticket_due=None)
-        if incident.ticket_requested or incident.suppressed or incident.status is not Status.OPEN:
+        if incident.ticket_live or not _wants_ticket(incident):
             return cleared, [], ()
         plan = _Plan(cleared)
-        self._create(plan, now)
+        self._bring_up(plan, now)
         return plan.incident, plan.ops, ()
 
     def situation(self, incident: Incident, now: datetime) -> Fired:
@@ -177,7 +184,7 @@ class TicketPlanner:
         cadence = self.escalation.cadence.get(incident.priority)
         if (
             incident.status is not Status.OPEN
-            or not incident.ticket_requested
+            or not incident.ticket_live
             or not cadence
             or incident.suppressed
             or incident.agent_closed is not None
@@ -254,25 +261,8 @@ class TicketPlanner:
 
     def _on_event(self, plan: _Plan, event: Event, now: datetime) -> None:
         incident, kind = plan.incident, event.kind
-        if not incident.ticket_requested:
-            # A ticket appears once a problem is confirmed and nobody muted it. Only a problem
-            # still failing gets one: a service that recovered while its host was down, or
-            # during maintenance, needs nobody's attention.
-            if incident.suppressed or incident.status is not Status.OPEN:
-                return
-            if kind in (EventKind.OPENED, EventKind.REOPENED):
-                self._create(plan, now)
-            elif kind is EventKind.PRIORITY_CHANGED and incident.ticket_due is None:
-                # A routing rule's min_priority may be reached only now.
-                self._create(plan, now)
-            elif kind is EventKind.UNSUPPRESSED and _after_maintenance(event):
-                # The window is over and the check is still failing: call someone now.
-                self._create(plan, now)
-            elif kind is EventKind.UNSUPPRESSED and incident.ticket_due is None:
-                # Released because its host is back: services are rechecked in the next
-                # minute or two, so wait that long before calling anyone.
-                due = now + self.config.release_grace
-                plan.incident = incident._replace(ticket_due=due)
+        if not incident.ticket_live:
+            self._without_ticket(plan, event, now)
             return
         if incident.agent_closed is not None:
             self._after_agent_close(plan, event, now)
@@ -324,6 +314,66 @@ class TicketPlanner:
             escalation_due=None,
         )  # fmt: skip
 
+    def _without_ticket(self, plan: _Plan, event: Event, now: datetime) -> None:
+        """An event of an incident with no open ticket (none yet, or alertd resolved it): whether
+        and when the ticket is created or brought back. Nothing else is sent meanwhile."""
+        incident, kind = plan.incident, event.kind
+        if not _wants_ticket(incident):
+            # Suppressed, not open, or OK (kept open by flapping): nobody is called. A problem
+            # that reopens inside a maintenance window still reopens its ticket, with a note
+            # that says so; one absorbed by its host's outage waits for the host's recovery.
+            if (
+                kind is EventKind.REOPENED
+                and incident.ticket_requested
+                and _in_maintenance(incident)
+            ):
+                self._reopened(plan, event, now)
+            return
+        if kind in (EventKind.OPENED, EventKind.REOPENED):
+            wait = self._grace(incident)
+        elif kind is EventKind.UNSUPPRESSED and _after_maintenance(event):
+            wait = timedelta(0)  # the window is over and the check still fails: call now
+        elif kind is EventKind.UNSUPPRESSED:
+            # Released because its host is back: services are rechecked in the next minute or
+            # two, so wait that long before calling anyone.
+            wait = self.config.release_grace
+        elif incident.ticket_due is None:
+            # Failing again after its wait ended at OK (a flapping check held open): the wait
+            # was served, and a real problem gets its ticket.
+            wait = timedelta(0)
+        else:
+            return
+        at = now + wait
+        plan.bring_up_at = at if plan.bring_up_at is None else max(plan.bring_up_at, at)
+
+    def _schedule(self, plan: _Plan, at: datetime, now: datetime) -> None:
+        """Create or bring back the ticket at `at` (now, or by the `ticket_due` timer), unless
+        a grace already running ends later, or the incident no longer calls for one."""
+        incident = plan.incident
+        if incident.ticket_live or not _wants_ticket(incident):
+            return
+        if incident.ticket_due is not None:
+            at = max(at, incident.ticket_due)
+        if at <= now:
+            self._bring_up(plan, now)
+        else:
+            plan.incident = incident._replace(ticket_due=at)
+
+    def _grace(self, incident: Incident) -> timedelta:
+        """How long a newly (re)opened incident waits for its ticket: a service's waits for its
+        host's result, which Nagios may deliver just after it (OCSP and OCHP are separate
+        jobs); a host's, and a heartbeat's (no host check stands behind it), do not wait."""
+        if incident.service is None or incident.host == heartbeats.HOST:
+            return timedelta(0)
+        return self.config.service_grace
+
+    def _bring_up(self, plan: _Plan, now: datetime) -> None:
+        """Create the ticket, or reopen the one alertd resolved."""
+        if not plan.incident.ticket_requested:
+            self._create(plan, now)
+        else:
+            self._reopened(plan, Event(EventKind.REOPENED, now), now)
+
     def _create(self, plan: _Plan, now: datetime) -> None:
         incident = plan.incident
         rule = routing.route(self.config.rules, incident)
@@ -334,6 +384,7 @@ class TicketPlanner:
         plan.incident = incident._replace(
             ticket_recovery=None if rule is None else rule.recovery,
             ticket_requested=True,
+            ticket_resolved=False,
             summary_from=incident.occurrences,
             summary_last_at=now,
             summary_due=None,
@@ -386,6 +437,8 @@ class TicketPlanner:
 
     def _resolved(self, plan: _Plan, event: Event, now: datetime) -> None:
         incident = plan.incident
+        if incident.ticket_resolved:
+            return  # its reopening was held back (absorbed): the ticket is resolved already
         since = incident.recovering_since or now
         body = _p(
             f"Recovered at {_when(since)}, OK for {human(now - since)}: resolved by alertd. "
@@ -407,7 +460,7 @@ class TicketPlanner:
                     incident.priority.rank,
                 )
             )  # fmt: skip
-        plan.incident = incident._replace(summary_due=None)
+        plan.incident = incident._replace(summary_due=None, ticket_resolved=True)
 
     def _reopened(self, plan: _Plan, event: Event, now: datetime) -> None:
         incident = plan.incident
@@ -424,8 +477,9 @@ class TicketPlanner:
             PlannedOp(Op.UPDATE, {"fields": fields, "note": body}, incident.priority.rank)
         )
         plan.incident = incident._replace(
-            summary_from=incident.occurrences, summary_last_at=now, summary_due=None
-        )
+            summary_from=incident.occurrences, summary_last_at=now, summary_due=None,
+            ticket_resolved=False, ticket_due=None,
+        )  # fmt: skip
 
     def _manual_escalation(self, plan: _Plan, event: Event, now: datetime) -> None:
         if not event.detail.get("manual") or "level" in event.detail:
@@ -600,6 +654,20 @@ _HANDLERS = {
     EventKind.STALE: TicketPlanner._stale_note,
     EventKind.FRESH: TicketPlanner._stale_note,
 }
+
+
+def _wants_ticket(incident: Incident) -> bool:
+    """Whether the incident calls for an open ticket: a confirmed problem, still failing, that
+    nobody muted. A check that is OK never gets a ticket (one kept open by flapping included)."""
+    return (
+        incident.status is Status.OPEN
+        and not incident.suppressed
+        and not incident.check_state.is_ok
+    )
+
+
+def _in_maintenance(incident: Incident) -> bool:
+    return str(incident.suppressed_reason or "").startswith(MAINTENANCE)
 
 
 def _after_maintenance(event: Event) -> bool:

@@ -10,7 +10,7 @@ passes in, so it never commits and never holds the write connection.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from datetime import datetime, timedelta
+from datetime import UTC, datetime
 
 import structlog
 
@@ -39,8 +39,6 @@ from alertd.silences import (
 )
 from alertd.store import Store
 
-# The writer looks for stale incidents at least this often (config: stale_after >= 1m).
-STALE_SWEEP = timedelta(minutes=1)
 _DOWNTIME_ENDS = frozenset({NoticeKind.DOWNTIME_ENDED, NoticeKind.DOWNTIME_CANCELLED})
 
 # The engine's side of a batch, as the watch uses it: read an incident as staged so far,
@@ -51,6 +49,9 @@ Apply = Callable[[Batch, CheckResult, datetime], None]
 HostProblem = Callable[[Batch, str], Incident | None]
 
 log: structlog.typing.FilteringBoundLogger = structlog.get_logger(__name__)
+
+# "Look now": earlier than any time the writer can be asked about.
+_AT_ONCE = datetime.min.replace(tzinfo=UTC)
 
 
 class Watch:
@@ -80,7 +81,11 @@ class Watch:
         self._silence_due: datetime | None = None
         self._next_silence_id = 1
         self._heartbeats: dict[str, Heartbeat] = {}
+        # The earliest stale deadline of an open incident (None: none can turn stale), and
+        # when the daemon started: silence is counted from then at the earliest, since
+        # alertd's own downtime is not the checks' silence.
         self._stale_due: datetime | None = None
+        self._started: datetime | None = None
         self._rescan = False  # compare every incident with the silences at the next look
 
     @property
@@ -112,6 +117,8 @@ class Watch:
         # releases incidents held by a silence that ended while the daemon was down.
         self.active.clear()
         self._silence_due = self._stale_due = now
+        if self._started is None:  # not moved by a reload after a failed commit
+            self._started = now
         self._rescan = True
 
     async def reload(self, now: datetime) -> None:
@@ -129,8 +136,17 @@ class Watch:
         dues += [h.due for h in self._heartbeats.values()]
         return min(dues, default=None)
 
+    def stale_rules_changed(self) -> None:
+        """The lifecycle policy was reloaded: every deadline may have moved; look again."""
+        self._stale_due = _AT_ONCE
+
+    def changed(self, incident: Incident, policy: LifecyclePolicy) -> None:
+        """A committed incident: the stale look comes no later than its deadline."""
+        deadline = staleness.stale_deadline(incident, policy, self._started)
+        if deadline is not None and (self._stale_due is None or deadline < self._stale_due):
+            self._stale_due = deadline
+
     def fire(self, batch: Batch, now: datetime, policy: LifecyclePolicy) -> None:
-        # Staleness first: a hold that ends as the data stops must not resolve the incident.
         if self._stale_due is not None and self._stale_due <= now:
             self._sweep_stale(batch, now, policy)
         if self._silence_due is not None and self._silence_due <= now:
@@ -143,17 +159,20 @@ class Watch:
                 self._apply(batch, result, now)
 
     def _sweep_stale(self, batch: Batch, now: datetime, policy: LifecyclePolicy) -> None:
-        """Mark stale every open or recovering incident whose check went quiet."""
-        upcoming = now + STALE_SWEEP
+        """Mark stale every open incident whose stream went quiet; the next look is at the
+        earliest deadline left (`changed` brings it forward for incidents committed since)."""
+        upcoming: datetime | None = None
         for key in list(self._cache):
             incident = self._get(batch, key)
-            deadline = None if incident is None else staleness.stale_deadline(incident, policy)
-            if incident is None or deadline is None:
+            if incident is None:
+                continue
+            deadline = staleness.stale_deadline(incident, policy, self._started)
+            if deadline is None:
                 continue
             if deadline <= now:
                 self._stage(batch, key, incident, staleness.mark_stale(incident, now))
-            else:
-                upcoming = min(upcoming, deadline)
+            elif upcoming is None or deadline < upcoming:
+                upcoming = deadline
         self._stale_due = upcoming
 
     def apply(self, batch: Batch, item: object, now: datetime) -> None:
@@ -182,6 +201,9 @@ class Watch:
         elif type(item) is HeartbeatRemove and item.name in self._heartbeats:
             del self._heartbeats[item.name]
             batch.write.heartbeat_deletes.append(item.name)
+            # Nobody waits for these beats any more: a miss's incident must not stay open
+            # (and escalate) for ever. Reported as a change, so its recovery always resolves.
+            self._apply(batch, heartbeats.retired(item.name, now), now)
 
     def downtime(self, batch: Batch, notice: Notice, now: datetime) -> None:
         """A Nagios downtime starts or ends the equivalent silence (one per host/service)."""

@@ -17,7 +17,8 @@ Each alert becomes one HARD result (Prometheus's `for:` has already confirmed it
   `annotations.<name>`, plus `alertmanager.fingerprint` and `alertmanager.generator_url`.
 
 Unknown extra keys are allowed (newer Alertmanagers add fields); `endsAt` may be the zero time.
-Times are not used: a result is stamped when alertd receives it.
+Times are not used: a result is stamped when alertd receives it. A webhook is a change report:
+Alertmanager sends when a group changes (and repeats), not every evaluation.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from typing import Any
 
 from alertd.config import AlertmanagerConfig
 from alertd.errors import InputError, ItemProblem
-from alertd.model import CheckResult, CheckState, StateType
+from alertd.model import CheckResult, CheckState, Reporting, StateType
 from connectors.plugin_output import MAX_NAME, MAX_TEXT, BadValue, name
 
 SOURCE = "alertmanager"
@@ -111,6 +112,7 @@ def _alert(alert: Any, config: AlertmanagerConfig, now: datetime) -> CheckResult
         state_type=StateType.HARD,
         labels=kept,
         source=SOURCE,
+        reporting=Reporting.CHANGE,
     )
 
 

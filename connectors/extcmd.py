@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 from datetime import datetime
 
-from alertd.model import CheckResult, Notice, NoticeKind, StateType
+from alertd.model import CheckResult, Notice, NoticeKind, Reporting, StateType
 from connectors.plugin_output import BadValue, name, split_output, state_from_code, unescape
 
 SOURCE = "nagios"
@@ -74,6 +74,8 @@ def _result(host: str, service: str | None, code: str, output: str, now: datetim
     # Nagios takes passive host results as HARD (passive_host_checks_are_soft=0); passive
     # service results go through soft/hard logic, which alertd emulates (open_after).
     state_type = StateType.HARD if service is None else None
+    # Passive results are a stream: a check that submits, submits every time it runs.
     return CheckResult(
-        host, service, state, now, short, long_output, perfdata, state_type, source=SOURCE
-    )
+        host, service, state, now, short, long_output, perfdata, state_type, source=SOURCE,
+        reporting=Reporting.STREAM,
+    )  # fmt: skip

@@ -5,11 +5,13 @@ notification method sees in its environment. `alertd notify` posts it as JSON to
 `/api/v1/nagios`; a form body with the same names works too.
 
 - `NAGIOS_NOTIFICATIONTYPE` PROBLEM / RECOVERY: a HARD check result (Nagios notifies only on
-  HARD states and hard recoveries).
+  HARD states and hard recoveries), reported as a change: notifications come only when the
+  state changes (and as reminders), never for every check.
 - ACKNOWLEDGEMENT, FLAPPING*, DOWNTIME*, CUSTOM: a notice (flags and an event, with author and
   comment). Nagios does not export whether an ack is sticky; it is taken as non-sticky, so a
   change of state ends it in alertd (a re-alert is safer than a silently kept ack).
-- No notification type (OCSP/OCHP): a plain check result with its state type and attempts.
+- No notification type (OCSP/OCHP): a plain check result with its state type and attempts,
+  part of a stream: the obsessive-compulsive processor runs after every check.
 
 Opsview exports a fixed subset (no `*STATEID`, `MAX*ATTEMPTS`, perfdata, problem ids), so the
 state comes from the state *name* and everything but host name and state is optional.
@@ -32,6 +34,7 @@ from alertd.model import (
     CheckState,
     Notice,
     NoticeKind,
+    Reporting,
     StateType,
 )
 from connectors.plugin_output import MAX_TEXT, BadValue, name, state_from_code, unescape
@@ -152,6 +155,7 @@ class _Reader:
             max_attempts=maximum,
             labels=self.labels(obj),
             source=SOURCE,
+            reporting=Reporting.CHANGE if kind else Reporting.STREAM,
         )
 
     def state(self, obj: str) -> CheckState:

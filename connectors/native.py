@@ -2,21 +2,35 @@
 
 Pure: takes the decoded JSON and the receive time, returns results or raises `InputError`
 naming every bad item and field, so a client can fix a whole batch from one answer.
+
+A result is a change report unless the client says otherwise (`Reporting`): `"reporting":
+"stream"` for a client that sends every check, and an `interval` (which implies a stream) when
+it knows how often.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from alertd.codec import wire_time
+from alertd.durations import parse_duration
 from alertd.errors import InputError, ItemProblem
-from alertd.model import HOST_STATES, SERVICE_STATES, CheckResult, CheckState, StateType
+from alertd.model import (
+    HOST_STATES,
+    SERVICE_STATES,
+    CheckResult,
+    CheckState,
+    Reporting,
+    StateType,
+)
 
 MAX_NAME = 255
 MAX_TEXT = 65_536
 MAX_LABELS = 64
+MIN_INTERVAL = timedelta(seconds=1)
+MAX_INTERVAL = timedelta(days=365)
 
 FIELDS = frozenset(
     {
@@ -31,6 +45,8 @@ FIELDS = frozenset(
         "max_attempts",
         "timestamp",
         "labels",
+        "reporting",
+        "interval",
     }
 )
 # Fields the fast path handles; an item with any other goes through the full parser.
@@ -147,6 +163,12 @@ def _parse_item(item: Any, now: datetime) -> CheckResult:
     attempt, max_attempts = values["attempt"], values["max_attempts"]
     if attempt is not None and max_attempts is not None and attempt > max_attempts:
         raise _Bad("attempt", f"attempt {attempt} is greater than max_attempts {max_attempts}")
+    if values["interval"] is not None:
+        if values["reporting"] is Reporting.CHANGE:
+            raise _Bad("interval", 'an interval is for a stream; drop it or "reporting"')
+        values["reporting"] = Reporting.STREAM
+    elif values["reporting"] is None:
+        values["reporting"] = Reporting.CHANGE
     return CheckResult(**values)
 
 
@@ -241,6 +263,35 @@ def _timestamp(item: Mapping[str, Any], now: datetime) -> datetime:
     return min(at, now)
 
 
+def _reporting(item: Mapping[str, Any], _now: datetime) -> Reporting | None:
+    value = item.get("reporting")
+    if value is None:
+        return None
+    if isinstance(value, str) and value.strip().lower() in ("stream", "change"):
+        return Reporting(value.strip().lower())
+    raise _Bad("reporting", f"{value!r} is not stream or change")
+
+
+def _interval(item: Mapping[str, Any], _now: datetime) -> timedelta | None:
+    value = item.get("interval")
+    if value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            interval = parse_duration(value.strip())
+        except ValueError as exc:
+            raise _Bad("interval", str(exc)) from None
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        if not MIN_INTERVAL.total_seconds() <= value <= MAX_INTERVAL.total_seconds():
+            raise _Bad("interval", f"{value} seconds is out of range 1s-365d")
+        interval = timedelta(seconds=value)
+    else:
+        raise _Bad("interval", f'expected a duration like "5m" or seconds, got {_kind(value)}')
+    if not MIN_INTERVAL <= interval <= MAX_INTERVAL:
+        raise _Bad("interval", f"{value!r} is out of range 1s-365d")
+    return interval
+
+
 def _labels(item: Mapping[str, Any], _now: datetime) -> Mapping[str, str]:
     value = item.get("labels")
     if value is None:
@@ -268,6 +319,8 @@ _PARSERS: tuple[tuple[str, Any], ...] = (
     ("max_attempts", _count("max_attempts")),
     ("timestamp", _timestamp),
     ("labels", _labels),
+    ("reporting", _reporting),
+    ("interval", _interval),
 )
 
 

@@ -24,7 +24,7 @@ from xml.parsers import expat
 
 from alertd import jsontext
 from alertd.errors import NrdpRefusal
-from alertd.model import CheckResult, Notice, StateType
+from alertd.model import CheckResult, Notice, Reporting, StateType
 from connectors.extcmd import parse_command
 from connectors.plugin_output import BadValue, name, split_output, state_from_code
 
@@ -199,9 +199,11 @@ def _result(item: Mapping[str, Any], now: datetime) -> CheckResult:
     # Passive host results are HARD in Nagios (passive_host_checks_are_soft=0); passive
     # service results go through soft/hard logic, which alertd emulates (open_after).
     state_type = StateType.HARD if service is None else None
+    # Passive results are a stream: a check that submits, submits every time it runs.
     return CheckResult(
-        host, service, state, now, short, long_output, perfdata, state_type, source=SOURCE
-    )
+        host, service, state, now, short, long_output, perfdata, state_type, source=SOURCE,
+        reporting=Reporting.STREAM,
+    )  # fmt: skip
 
 
 def _text(item: Mapping[str, Any], field: str) -> str:

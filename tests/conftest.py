@@ -80,12 +80,16 @@ def start(
     """An alertd app whose [helpdesk] is the sandbox (extra TOML lines go in that table)."""
     (tmp_path / "helpdesk.key").write_text(KEY)
 
-    async def start(extra: str = "", key_file: str = "helpdesk.key") -> Client:
+    async def start(
+        extra: str = "", key_file: str = "helpdesk.key", service_grace: str | None = "0s"
+    ) -> Client:
+        # Service tickets at once, unless the test is about that grace (None: the default).
+        grace = "" if service_grace is None else f'service_grace = "{service_grace}"\n'
         return await make_client(
             f'[helpdesk]\nurl = "{sandbox[1]}"\nrequester_email = "noc@example.com"\n'
             f'api_key_file = "{tmp_path / key_file}"\nnote_interval = "10m"\n'
             # Tests poll for taken tickets themselves (poll_taken_tickets), not on a timer.
-            f'poll_interval = "0s"\n{extra}'
+            f'poll_interval = "0s"\n{grace}{extra}'
         )
 
     return start

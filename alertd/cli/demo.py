@@ -45,6 +45,7 @@ url = "@URL@"
 requester_email = "monitoring@example.com"
 note_interval = "2s"      # short, so the demo can show a summary of repeats
 release_grace = "1s"      # services released by their host's recovery: still failing after 1s?
+service_grace = "1s"      # a service's ticket waits this long for its host's problem
 monitoring_url = "https://nagios.example.com/cgi-bin/extinfo.cgi?type=2&host={host}&service={service}"
 """
 
@@ -105,11 +106,14 @@ async def _script(http: aiohttp.ClientSession) -> None:
     await _post(http, [{**db, "service": s, "state": "CRITICAL", "output": "timeout"}
                        for s in services])  # fmt: skip
 
-    step("app-01/Queue flaps between OK and CRITICAL")
+    step("app-01/Queue flaps between OK and CRITICAL (a stream: every check is sent)")
     for n in range(12):
         state = "CRITICAL" if n % 2 == 0 else "OK"
         await _post(http, {"host": "app-01", "service": "Queue", "state": state,
-                           "output": f"queue depth {'9000' if n % 2 == 0 else '12'}"})  # fmt: skip
+                           "output": f"queue depth {'9000' if n % 2 == 0 else '12'}",
+                           "interval": "1m"})  # fmt: skip
+        if n == 0:
+            await asyncio.sleep(1.2)  # the service grace: then the ticket, then the swings
 
     step("web-01/HTTP recovers; alertd waits 2s of OK before resolving the ticket")
     await _post(http, {**web01, "state": "OK", "output": "HTTP OK: 200 in 0.04 s"})
@@ -123,6 +127,7 @@ async def _script(http: aiohttp.ClientSession) -> None:
 
     step("web-01/HTTP fails again, within the reopen window: the same ticket reopens")
     await _post(http, {**web01, "state": "CRITICAL", "output": "502 Bad Gateway"})
+    await asyncio.sleep(1.5)  # the service grace: its host's problem could still absorb it
 
 
 async def _drained(http: aiohttp.ClientSession) -> None:

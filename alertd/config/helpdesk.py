@@ -40,6 +40,9 @@ class HelpdeskConfig:
     rate_limit_per_minute: int = 100
     note_interval: timedelta = timedelta(minutes=30)
     release_grace: timedelta = timedelta(minutes=2)
+    # A service incident's ticket waits this long, so that its host's problem, which Nagios
+    # may report just after it, absorbs it first (the incident itself is visible at once).
+    service_grace: timedelta = timedelta(seconds=30)
     poll_interval: timedelta = timedelta(minutes=1)
     concurrency: int = 4
     timeout: timedelta = timedelta(seconds=30)
@@ -65,8 +68,8 @@ class HelpdeskConfig:
 _HELPDESK_KEYS = (
     "kind", "url", "api_key_env", "api_key_file", "requester_email", "source", "type",
     "group_id", "tags", "custom_fields", "resolve_status", "subject_template", "monitoring_url",
-    "rate_limit_per_minute", "note_interval", "release_grace", "poll_interval", "concurrency",
-    "timeout",
+    "rate_limit_per_minute", "note_interval", "release_grace", "service_grace", "poll_interval",
+    "concurrency", "timeout",
     "keep_agent_priority",
     "on_missing_ticket", "instance", "public_notes", "on_agent_close",
     "webhook_secret_file", "webhook_secret_env", "rules",
@@ -122,6 +125,7 @@ def _helpdesk(t: _Table, base: Path | None, env: Mapping[str, str]) -> HelpdeskC
         rate_limit_per_minute=_int(t, "rate_limit_per_minute", d.rate_limit_per_minute, 1),
         note_interval=_duration(t, "note_interval", d.note_interval),
         release_grace=_duration(t, "release_grace", d.release_grace),
+        service_grace=_duration(t, "service_grace", d.service_grace),
         poll_interval=_duration(t, "poll_interval", d.poll_interval),
         concurrency=_int(t, "concurrency", d.concurrency, 1),
         timeout=_duration(t, "timeout", d.timeout),

@@ -34,7 +34,7 @@ def _lifecycle(t: _Table) -> LifecyclePolicy:
     )
 
 
-# The engine looks for stale incidents at least this often; a shorter threshold is not kept.
+# The shortest `stale_after` accepted: a shorter one would call a check's own jitter silence.
 MIN_STALE_AFTER = timedelta(minutes=1)
 
 

@@ -41,14 +41,15 @@ async def test_incidents_show_ticket_flags_and_only_harmless_text(
     helpdesk, helpdesk_url = sandbox
     client = await start('[lifecycle]\nrecovery_hold = "1m"\nstale_after = "5m"\n')
     url = str(client.make_url("")).rstrip("/")
-    await post(client, CRIT)
+    check = {**CRIT, "reporting": "stream"}  # a stream can go quiet: stale
+    await post(client, check)
     clock.advance(timedelta(minutes=1))
-    await post(client, {**CRIT, "state": "OK", "output": "fine"})
+    await post(client, {**check, "state": "OK", "output": "fine"})
     clock.advance(timedelta(minutes=2))
     await deliver(client)  # resolved
-    await post(client, {**CRIT, "output": HOSTILE})  # reopened
+    await post(client, {**check, "output": HOSTILE})  # reopened
     clock.advance(timedelta(minutes=1))
-    await post(client, {**CRIT, "output": HOSTILE})
+    await post(client, {**check, "output": HOSTILE})
     clock.advance(timedelta(minutes=10))
     await deliver(client)  # the check went quiet: stale
     (ticket_id,) = helpdesk.tickets

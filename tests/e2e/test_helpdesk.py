@@ -254,6 +254,7 @@ async def test_an_unreachable_helpdesk_makes_alertd_not_ready(
     client = await make_client(
         f'[helpdesk]\nurl = "http://127.0.0.1:{port}"\nrequester_email = "noc@example.com"\n'
         f'api_key_file = "{tmp_path / "helpdesk.key"}"\npoll_interval = "0s"\n'
+        'service_grace = "0s"\n'
     )
     assert (await client.get("/readyz")).status == 200
     await post(client, CRIT)
@@ -309,6 +310,7 @@ async def test_sigkill_during_a_create_loses_nothing_and_duplicates_nothing(
         "[auth]\ndisabled = true\n"
         f'[helpdesk]\nurl = "{str(server.make_url("")).rstrip("/")}"\n'
         f'requester_email = "noc@example.com"\napi_key_file = "{tmp_path / "key"}"\n'
+        'service_grace = "0s"\n'
     )
     base = f"http://127.0.0.1:{port}"
 

@@ -33,7 +33,8 @@ async def test_a_result_from_the_future_counts_as_received_now(
     commits go on working."""
     client = await make_client('[lifecycle]\nstale_after = "1h"\n')
     response = await client.post(
-        "/api/v1/results", json={**CRIT, "timestamp": "9999-12-31T23:59:59Z"}
+        "/api/v1/results",
+        json={**CRIT, "timestamp": "9999-12-31T23:59:59Z", "reporting": "stream"},
     )
     assert response.status == 202, await response.text()
     clock.advance(timedelta(hours=2))

@@ -202,24 +202,21 @@ async def test_bad_silences_are_refused_naming_each_field(start: Start) -> None:
 async def test_a_check_that_stops_reporting_is_stale_not_resolved(
     start: Start, sandbox: tuple[Sandbox, str], clock: ManualClock
 ) -> None:
-    """Results every 2 minutes then nothing: after 3 intervals (6m) the incident is stale with a
-    ticket note; a recovering one is not resolved by its hold while stale; fresh OK data then
-    resolves it."""
+    """A stream with results every 2 minutes, then nothing: after 3 intervals (6m) its open
+    incident is stale with a ticket note, and silence never resolves it; fresh OK data then
+    recovers it, and the hold resolves it."""
     helpdesk, _ = sandbox
     client = await start()
+    stream = {**CRIT, "reporting": "stream"}
     for _ in range(3):
-        await post(client, CRIT)
+        await post(client, stream)
         clock.advance(2 * MINUTE)
-    await post(client, OK)  # recovering; the hold would end 5m later
     await deliver(client)
     clock.advance(6 * MINUTE)
     await deliver(client)
     quiet = await incident(client)
-    assert (quiet["status"], quiet["stale"], quiet["interval_seconds"]) == (
-        "recovering",
-        True,
-        120.0,
-    )
+    assert (quiet["status"], quiet["stale"], quiet["interval_seconds"]) == ("open", True, 120.0)
+    assert quiet["reporting"] == "stream"
     (ticket_id,) = helpdesk.tickets
     assert "No data from the check since" in notes_text(helpdesk, ticket_id)[-1]
     assert "every 2m" in notes_text(helpdesk, ticket_id)[-1]
@@ -227,14 +224,69 @@ async def test_a_check_that_stops_reporting_is_stale_not_resolved(
     assert "alertd_incidents_stale 1.0" in metrics  # an SRE sees it too
     clock.advance(HOUR)
     await deliver(client)
-    assert (await incident(client))["status"] == "recovering"
-    await post(client, OK)
-    await deliver(client)
+    assert (await incident(client))["status"] == "open"
+    await post(client, {**OK, "reporting": "stream"})
     await deliver(client)
     back = await incident(client)
-    assert (back["status"], back["stale"]) == ("resolved", False)
+    assert (back["status"], back["stale"]) == ("recovering", False)
+    clock.advance(5 * MINUTE)
+    await deliver(client)
+    assert (await incident(client))["status"] == "resolved"
     notes = notes_text(helpdesk, ticket_id)
-    assert "reports again (OK)" in notes[-2] and "resolved by alertd" in notes[-1]
+    assert any("reports again (OK)" in n and "Recovered at" in n for n in notes)
+    assert "resolved by alertd" in notes[-1]
+
+
+async def test_a_stream_that_stops_during_the_hold_still_resolves(
+    start: Start, sandbox: tuple[Sandbox, str], clock: ManualClock
+) -> None:
+    """Staleness never turns a recovery into a stuck incident: a stream that recovers and then
+    goes quiet (the check removed, the host decommissioned) resolves when its hold ends, its
+    ticket too; a problem that comes back later reopens it."""
+    helpdesk, _ = sandbox
+    client = await start('[lifecycle]\nstale_after = "1m"\nrecovery_hold = "10m"')
+    stream = {**CRIT, "reporting": "stream"}
+    for _ in range(3):
+        await post(client, stream)
+        clock.advance(30 * timedelta(seconds=1))
+    await post(client, {**OK, "reporting": "stream"})
+    await deliver(client)
+    clock.advance(2 * MINUTE)  # past stale_after, inside the hold
+    await deliver(client)
+    assert (await incident(client))["stale"] is False
+    clock.advance(8 * MINUTE)
+    await deliver(client)
+    assert (await incident(client))["status"] == "resolved"
+    (ticket,) = helpdesk.tickets.values()
+    assert ticket["status"] == 4
+
+
+async def test_notifications_a_minute_apart_resolve_and_are_never_stale(
+    start: Start, sandbox: tuple[Sandbox, str], clock: ManualClock
+) -> None:
+    """PROBLEM and RECOVERY notifications less than 100 s apart (a short outage; notifications
+    only, the main Nagios setup): the recovery resolves after the hold and the ticket with it.
+    A notification's silence is its normal, so no interval is learnt and nothing turns stale."""
+    helpdesk, _ = sandbox
+    client = await start()
+    problem = {**sample("nagios_notification_problem"), "NAGIOS_TIMET": str(int(START.timestamp()))}
+    assert (await client.post("/api/v1/nagios", json=problem)).status == 202
+    clock.advance(timedelta(seconds=60))
+    recovery = {
+        **sample("nagios_notification_recovery"),
+        "NAGIOS_TIMET": str(int(clock.now().timestamp())),
+        "NAGIOS_LASTSERVICECHECK": str(int(clock.now().timestamp())),
+    }
+    assert (await client.post("/api/v1/nagios", json=recovery)).status == 202
+    await deliver(client)
+    for _ in range(24 * 60 // 5):  # a day, looking every five minutes
+        clock.advance(5 * MINUTE)
+        await deliver(client)
+    done = await incident(client)
+    assert (done["status"], done["stale"], done["interval_seconds"]) == ("resolved", False, None)
+    assert done["reporting"] == "change"
+    (ticket,) = helpdesk.tickets.values()
+    assert ticket["status"] == 4
 
 
 async def test_a_missed_heartbeat_opens_an_incident_and_the_next_beat_resolves_it(
@@ -265,3 +317,74 @@ async def test_a_missed_heartbeat_opens_an_incident_and_the_next_beat_resolves_i
     assert helpdesk.tickets[ticket_id]["status"] == 4
     assert (await client.delete("/api/v1/heartbeats/nagios")).status == 200
     assert (await client.post("/api/v1/heartbeats/other")).status == 400  # no interval yet
+
+
+async def test_deleting_a_heartbeat_resolves_what_its_misses_opened(
+    start: Start, sandbox: tuple[Sandbox, str], clock: ManualClock
+) -> None:
+    """A heartbeat whose miss opened a CRITICAL incident is deleted: the incident recovers
+    (nothing will beat again) and resolves after the hold, its ticket too, instead of staying
+    open and escalating for ever. Fresh beats under the same name later change nothing."""
+    helpdesk, _ = sandbox
+    client = await start()
+    assert (await client.post("/api/v1/heartbeats/backup", json={"interval": "5m"})).status == 200
+    clock.advance(8 * MINUTE)
+    await deliver(client)
+    (ticket_id,) = helpdesk.tickets
+    assert (await incident(client))["status"] == "open"
+    assert (await client.delete("/api/v1/heartbeats/backup")).status == 200
+    await deliver(client)
+    gone = await incident(client)
+    assert (gone["status"], gone["check_state"]) == ("recovering", "OK")
+    assert gone["last_output"] == "heartbeat backup retired: no longer watched"
+    clock.advance(5 * MINUTE)
+    await deliver(client)
+    assert (await incident(client))["status"] == "resolved"
+    assert helpdesk.tickets[ticket_id]["status"] == 4
+    clock.advance(HOUR)
+    assert (await client.post("/api/v1/heartbeats/backup", json={"interval": "5m"})).status == 200
+    clock.advance(4 * MINUTE)
+    assert (await client.post("/api/v1/heartbeats/backup")).status == 200
+    await deliver(client)
+    assert (await incident(client))["status"] == "resolved"
+    assert list(helpdesk.tickets) == [ticket_id]
+
+
+async def test_a_first_beat_ends_an_incident_left_open_under_its_name(
+    start: Start, sandbox: tuple[Sandbox, str], clock: ManualClock
+) -> None:
+    """An incident left open under a heartbeat's key (a heartbeat deleted by an older alertd)
+    recovers at the first beat of a heartbeat of that name."""
+    client = await start()
+    await post(client, {"host": "alertd-heartbeat", "service": "backup", "state": "CRITICAL"})
+    assert (await client.post("/api/v1/heartbeats/backup", json={"interval": "5m"})).status == 200
+    assert (await incident(client))["status"] == "recovering"
+
+
+async def test_alertds_own_downtime_does_not_make_checks_stale(
+    start: Start, sandbox: tuple[Sandbox, str], clock: ManualClock
+) -> None:
+    """alertd is down for an hour, far longer than a stream's stale window (3 x 2m): at the
+    restart no incident is marked stale and no ticket gets a "No data" note; the silence counts
+    from the daemon's start, so a check that stays silent after it is stale 6 minutes later."""
+    helpdesk, _ = sandbox
+    client = await start()
+    for _ in range(3):
+        await post(client, {**CRIT, "interval": "2m"})
+        clock.advance(2 * MINUTE)
+    await deliver(client)
+    (ticket_id,) = helpdesk.tickets
+    await client.close()
+    clock.advance(HOUR)
+    client = await start()  # the restart
+    await deliver(client)
+    assert (await incident(client))["stale"] is False
+    clock.advance(5 * MINUTE)
+    await post(client, {**CRIT, "interval": "2m"})  # the check reports again: never stale
+    await deliver(client)
+    assert (await incident(client))["stale"] is False
+    notes = notes_text(helpdesk, ticket_id)
+    assert not [n for n in notes if "No data from the check" in n or "reports again" in n]
+    clock.advance(6 * MINUTE)
+    await deliver(client)
+    assert (await incident(client))["stale"] is True  # silent 6m while alertd ran

@@ -7,11 +7,23 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from alertd.lifecycle import apply
-from alertd.model import CheckResult, CheckState, EventKind, Incident, StateType, Status, Transition
+from alertd.model import (
+    CheckResult,
+    CheckState,
+    EventKind,
+    Incident,
+    Reporting,
+    StateType,
+    Status,
+    Transition,
+)
 from alertd.policy import LifecyclePolicy
 
 OK, WARN, CRIT = CheckState.OK, CheckState.WARNING, CheckState.CRITICAL
 SOFT, HARD = StateType.SOFT, StateType.HARD
+# A result from a stream (every check, e.g. OCSP) or a change report (e.g. a notification); a
+# result is a change report unless told (as native results are).
+STREAM, CHANGE = Reporting.STREAM, Reporting.CHANGE
 K = EventKind
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 MINUTE = timedelta(minutes=1)

@@ -426,6 +426,7 @@ CONTRACT_KEYS = {
         "rate_limit_per_minute",
         "note_interval",
         "release_grace",
+        "service_grace",
         "poll_interval",
         "concurrency",
         "timeout",

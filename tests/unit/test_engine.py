@@ -13,7 +13,15 @@ import pytest
 from alertd.clock import ManualClock
 from alertd.engine import Engine
 from alertd.errors import StoreError
-from alertd.model import CheckResult, CheckState, Notice, NoticeKind, StateType, Status
+from alertd.model import (
+    CheckResult,
+    CheckState,
+    Notice,
+    NoticeKind,
+    Reporting,
+    StateType,
+    Status,
+)
 from alertd.policy import LifecyclePolicy
 from alertd.store import Store
 
@@ -140,3 +148,82 @@ async def test_a_soft_host_down_already_absorbs_its_services(
     assert engine.cached(("db", None)) is None  # a soft recovery: no host incident remains
     mysql = engine.cached(("db", "MySQL"))
     assert mysql is not None and not mysql.suppressed
+
+
+async def test_a_service_and_its_hosts_problem_in_one_commit_absorb_in_either_order(
+    engine: Engine, clock: ManualClock
+) -> None:
+    """`[service CRITICAL, host DOWN]` in one commit absorbs the service (the host's change
+    used to see only services of earlier commits); so do two requests that share a group
+    commit."""
+    down = CheckResult("db", None, CheckState.DOWN, clock.now(), state_type=StateType.HARD)
+    await engine.submit([crit("db", clock, "MySQL"), down])
+    mysql = engine.cached(("db", "MySQL"))
+    assert mysql is not None and mysql.suppressed
+
+    other = CheckResult("web", None, CheckState.DOWN, clock.now(), state_type=StateType.HARD)
+    await asyncio.gather(engine.submit([crit("web", clock)]), engine.submit([other]))
+    assert engine.last_batch is not None and engine.last_batch.submissions == 2
+    http = engine.cached(("web", "HTTP"))
+    assert http is not None and http.suppressed
+
+
+async def test_a_new_service_and_its_hosts_recovery_in_one_commit_leave_it_released(
+    engine: Engine, clock: ManualClock
+) -> None:
+    """The host is DOWN; one commit brings a new service problem (absorbed) and the host's UP:
+    the service is released, not left suppressed for ever."""
+    down = CheckResult("db", None, CheckState.DOWN, clock.now(), state_type=StateType.HARD)
+    await engine.submit([down])
+    up = CheckResult("db", None, CheckState.UP, clock.now())
+    await engine.submit([crit("db", clock, "MySQL"), up])
+    mysql = engine.cached(("db", "MySQL"))
+    assert mysql is not None and mysql.status is Status.OPEN and not mysql.suppressed
+
+
+async def test_a_resolved_host_going_soft_down_absorbs_its_services(
+    engine: Engine, clock: ManualClock
+) -> None:
+    """A host resolved within its reopen window that goes SOFT DOWN stays resolved (only a
+    HARD problem reopens it) but its services are absorbed as for any host problem; its UP
+    releases them, and so does the end of its reopen window."""
+    hard = {"state_type": StateType.HARD}
+    await engine.submit([CheckResult("db", None, CheckState.DOWN, clock.now(), **hard)])
+    await engine.submit([CheckResult("db", None, CheckState.UP, clock.now(), **hard)])
+    clock.advance(timedelta(minutes=5))
+    await engine.run_timers()
+    soft = CheckResult("db", None, CheckState.DOWN, clock.now(), state_type=StateType.SOFT)
+    await engine.submit([soft, crit("db", clock, "MySQL")])
+    host, mysql = engine.cached(("db", None)), engine.cached(("db", "MySQL"))
+    assert host is not None and host.status is Status.RESOLVED
+    assert mysql is not None and mysql.suppressed
+    clock.advance(timedelta(hours=24))
+    await engine.run_timers()  # the host's reopen window ends while it is SOFT DOWN
+    assert engine.cached(("db", None)) is None
+    mysql = engine.cached(("db", "MySQL"))
+    assert mysql is not None and not mysql.suppressed
+
+
+async def test_the_stale_look_comes_at_the_earliest_deadline(
+    tmp_path: Path, clock: ManualClock
+) -> None:
+    """The writer wakes for staleness exactly at the earliest deadline of an open stream, not
+    once a minute counted from its start; silence counts from its start at the earliest."""
+    store = await Store.open(tmp_path / "alertd.db")
+    engine = Engine(store, LifecyclePolicy(stale_after=timedelta(minutes=5)), clock)
+    await engine.start()
+    try:
+        assert engine.next_due() is None  # nothing can turn stale
+        clock.advance(timedelta(seconds=10))
+        stream = crit("web", clock)._replace(reporting=Reporting.STREAM)
+        await engine.submit([stream])
+        deadline = clock.now() + timedelta(minutes=5)
+        assert engine.next_due() == deadline
+        clock.advance(timedelta(minutes=5))
+        await engine.run_timers()
+        web = engine.cached(("web", "HTTP"))
+        assert web is not None and web.stale
+        assert engine.next_due() is None
+    finally:
+        await engine.stop()
+        await store.close()

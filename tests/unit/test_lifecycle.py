@@ -28,6 +28,7 @@ from tests.support.lifecycle import (
     OK,
     POLICY,
     SOFT,
+    STREAM,
     T0,
     WARN,
     WINDOW,
@@ -39,8 +40,8 @@ from tests.support.lifecycle import (
 
 
 def recovering(at: datetime = T0) -> Incident:
-    """An incident opened at T0 that went OK at `at`."""
-    incident = step(opened(), OK, at).incident
+    """An incident opened at T0 (or at `at` if earlier) that went OK at `at`."""
+    incident = step(opened(at=min(at, T0)), OK, at).incident
     assert incident is not None and incident.status is Status.RECOVERING
     return incident
 
@@ -263,20 +264,22 @@ def test_soft_problem_on_resolved_incident_counts_attempts() -> None:
 
 
 def test_ok_on_resolved_incident_changes_nothing() -> None:
-    """OK on a resolved incident only ages its flap buffer; once that holds only OKs, nothing."""
-    incident = resolved(T0)
-    assert incident.flap_history == (CRIT, OK) and incident.percent_state_change == 6.25
-    transition = step(incident, OK, T0 + MINUTE)
+    """OK on a resolved incident keeps its time (late results are measured against it) and, from
+    a stream, ages its flap buffer; nothing else changes and no event is made."""
+    incident = step(opened(reporting=STREAM), OK, T0, reporting=STREAM).incident
+    assert incident is not None
+    incident = tick(incident, POLICY, T0 + HOLD).incident
+    assert incident is not None and incident.status is Status.RESOLVED
+    assert incident.flap_history == (OK, CRIT, OK)
+    transition = step(incident, OK, T0 + HOLD + MINUTE, reporting=STREAM)
     aged = transition.incident
     assert aged is not None and transition.events == ()
-    assert aged.flap_history == (CRIT, OK, OK) and aged.percent_state_change < 6.25
-    assert (aged.status, aged.last_seen, aged.history) == (
-        Status.RESOLVED,
-        incident.last_seen,
-        incident.history,
-    )
-    quiet = incident._replace(flap_history=(OK,), percent_state_change=0.0)
-    assert step(quiet, OK, T0 + MINUTE).incident is quiet
+    assert aged.flap_history == (OK, CRIT, OK, OK)
+    assert aged.percent_state_change < incident.percent_state_change
+    assert (aged.status, aged.history) == (Status.RESOLVED, incident.history)
+    assert aged.last_seen == T0 + HOLD + MINUTE
+    told = step(incident, OK, T0 + HOLD + MINUTE).incident  # a change report: not counted
+    assert told == incident._replace(last_seen=T0 + HOLD + MINUTE)
 
 
 def test_ok_after_soft_streak_on_resolved_incident_ends_the_streak() -> None:
@@ -302,30 +305,26 @@ def test_is_active_until_the_reopen_window_ends() -> None:
 
 
 def test_flapping_incident_stays_open_until_flapping_stops() -> None:
-    """Swings keep a flapping incident open; when it stops at OK it starts recovering."""
+    """Swings of a stream keep a flapping incident open; when it stops at OK it recovers."""
     swings = [CRIT, OK, CRIT, OK, CRIT, OK, CRIT, OK, CRIT]
     transitions: list[Transition] = []
     incident: Incident | None = None
     at = T0
     for state in swings:
-        transitions.append(step(incident, state, at))
+        transitions.append(step(incident, state, at, reporting=STREAM))
         incident = transitions[-1].incident
         at += MINUTE
-    # C O C O C: changes at transitions 17..20 weigh 1.1711 + 1.1974 + 1.2237 + 1.25 = 4.8421,
-    # x 100/20 = 24.21% >= 20: flapping starts on the fifth result.
-    assert [kinds(t) for t in transitions[:5]] == [
+    # The key was OK before (Nagios's buffer starts all OK): O C O C O has changes at
+    # transitions 17..20, weighing 1.1711 + 1.1974 + 1.2237 + 1.25 = 4.8421, x 100/20 = 24.21%
+    # >= 20: flapping starts on the fourth result, an OK, which therefore does not recover.
+    assert [kinds(t) for t in transitions[:4]] == [
         [K.OPENED],
         [K.RECOVERING],
         [K.RECURRED],
-        [K.RECOVERING],
-        [K.RECURRED, K.FLAPPING_STARTED],
+        [K.FLAPPING_STARTED],
     ]
-    assert transitions[4].events[1].detail == {
-        "percent": 24.21,
-        "state": "CRITICAL",
-        "threshold": 20.0,
-    }
-    for transition in transitions[5:]:
+    assert transitions[3].events[0].detail == {"percent": 24.21, "state": "OK", "threshold": 20.0}
+    for transition in transitions[4:]:
         assert transition.incident is not None and transition.incident.status is Status.OPEN
         assert kinds(transition) in ([], [K.STATE_CHANGED])
     assert incident is not None and incident.flapping and incident.check_state is CRIT
@@ -334,7 +333,7 @@ def test_flapping_incident_stays_open_until_flapping_stops() -> None:
     quiet: list[Transition] = []
     while incident.status is Status.OPEN:
         assert len(quiet) < 21, "the swings must have left the 21-entry window by now"
-        quiet.append(step(incident, OK, at))
+        quiet.append(step(incident, OK, at, reporting=STREAM))
         incident = quiet[-1].incident
         assert incident is not None
         at += MINUTE
@@ -345,9 +344,12 @@ def test_flapping_incident_stays_open_until_flapping_stops() -> None:
     assert kinds(tick(incident, POLICY, at + HOLD)) == [K.RESOLVED]
 
 
-def test_tick_does_not_resolve_a_flapping_incident() -> None:
-    """A recovering incident that flaps has no due timer and a tick leaves it alone."""
-    incident = recovering(T0)._replace(flapping=True)
+def test_tick_does_not_resolve_an_incident_whose_stream_flaps() -> None:
+    """A recovering incident whose stream says it flaps has no due timer and a tick leaves it
+    alone: the stream goes on and settles it."""
+    incident = step(opened(reporting=STREAM), OK, T0, reporting=STREAM).incident
+    assert incident is not None and incident.status is Status.RECOVERING
+    incident = incident._replace(flapping=True)
     assert due_at(incident) is None
     assert tick(incident, POLICY, T0 + HOLD * 10).incident is incident
 
@@ -455,3 +457,126 @@ def test_event_details_are_small_json() -> None:
         for value in event.detail.values():
             assert value is None or type(value) in (str, int, float, bool)
         assert len(event.detail.get("output", "")) <= 200
+
+
+class NagiosFlapBuffer:
+    """Nagios Core 4's service flap detection as `base/flapping.c` does it, independently of
+    alertd's: a ring of 21 states that starts all OK, each HARD state or soft recovery written
+    at the index, the weighted percent state change read from the oldest entry on."""
+
+    def __init__(self) -> None:
+        self.history = [0] * 21  # STATE_OK
+        self.index = 0
+        self.flapping = False
+        self.pct = 0.0
+
+    def check(self, state: int, low: float = 5.0, high: float = 20.0) -> float:
+        self.history[self.index] = state
+        self.index = (self.index + 1) % 21
+        weighted = 0.0
+        last = self.history[self.index]
+        for x in range(1, 21):
+            current = self.history[(self.index + x) % 21]
+            if current != last:
+                weighted += 0.75 + (x - 1) * (1.25 - 0.75) / 19
+            last = current
+        pct = weighted * 100.0 / 20
+        if pct <= low:
+            self.flapping = False
+        elif pct >= high:
+            self.flapping = True
+        self.pct = pct
+        return pct
+
+
+@pytest.mark.parametrize(
+    "sequence",
+    [
+        "CO" * 12,
+        "CCCOOOCOCOOOOOOOOOOOOOOOOOOOOOO",
+        "OOOOCOOOOCOOOOCOOOOCOOOOOOOOOOOOOOOOOOOO",
+        "CWCWCOOOOOOOOOOOOOOOOOOOOOOOOOOO",
+        "ccCOccCOcOccCOccCOOOOOOOOOOOOOOOOOOOOOO",
+    ],
+)
+def test_a_stream_flaps_exactly_when_nagios_core_does(sequence: str) -> None:
+    """The same sequence of results (OCSP forwards every check; lower case: SOFT) gives alertd
+    the percent state change and flapping flag Nagios computes, at every result: the OK before
+    the first problem counts, as Nagios's buffer starts all OK, and SOFT problems do not."""
+    codes = {"O": 0, "W": 1, "C": 2}
+    states = {"O": OK, "W": WARN, "C": CRIT}
+    nagios = NagiosFlapBuffer()
+    incident: Incident | None = None
+    at = T0
+    for n, letter in enumerate(sequence):
+        soft = letter.islower()
+        pct = nagios.pct if soft else nagios.check(codes[letter])
+        state_type = SOFT if soft else HARD
+        state = states[letter.upper()]
+        transition = step(incident, state, at, reporting=STREAM, state_type=state_type)
+        if transition.incident is None:  # nothing to measure: all OK, or a soft recovery
+            assert letter == "O" and (incident is None or transition.discarded)
+            incident = None
+            continue
+        incident = transition.incident
+        assert round(incident.percent_state_change, 6) == round(pct, 6), n
+        assert incident.flapping is nagios.flapping, n
+        at += MINUTE
+
+
+def test_change_reports_are_not_counted_for_flap_detection() -> None:
+    """Notifications, Alertmanager and native results report changes only: every entry would
+    be a transition. They are not recorded, so outages reported as changes never flap, and each
+    recovery leads to `resolved` after the hold."""
+    incident: Incident | None = None
+    at = T0
+    for _ in range(6):
+        problem = step(incident, CRIT, at)
+        incident = problem.incident
+        assert incident is not None and incident.status is Status.OPEN
+        at += 10 * MINUTE
+        recovered = step(incident, OK, at).incident
+        assert recovered is not None and recovered.status is Status.RECOVERING
+        incident = tick(recovered, POLICY, at + HOLD).incident
+        assert incident is not None and incident.status is Status.RESOLVED
+        assert not incident.flapping and incident.percent_state_change == 0.0
+        at += 3 * 60 * MINUTE
+
+
+def test_a_result_older_than_the_newest_is_late_and_changes_nothing() -> None:
+    """A problem stamped before the newest result neither reopens nor moves `last_seen` back;
+    an OK older than the newest problem does not recover it. Both are recorded (`late`)."""
+    incident = recovering(T0 + 9 * MINUTE)
+    late = step(incident, CRIT, T0 + MINUTE, output="from a spool")
+    assert late.incident is incident and kinds(late) == [K.LATE]
+    assert late.events[0].detail == {
+        "state": "CRITICAL",
+        "timestamp": (T0 + MINUTE).isoformat(),
+        "newest": (T0 + 9 * MINUTE).isoformat(),
+        "source": "api",
+        "output": "from a spool",
+    }
+    problem = step(None, CRIT, T0 + 5 * MINUTE).incident
+    assert problem is not None
+    old_ok = step(problem, OK, T0 + 3 * MINUTE)
+    assert old_ok.incident is problem and kinds(old_ok) == [K.LATE]
+    same_time = step(problem, OK, T0 + 5 * MINUTE).incident  # not older: applied
+    assert same_time is not None and same_time.status is Status.RECOVERING
+
+
+def test_the_streams_copy_of_a_notified_check_is_counted_once() -> None:
+    """Nagios sends a check both by OCSP (a stream) and, when it notifies, as a notification
+    (a change report), in either order and with the same check time. Notification first: the
+    OCSP copy still counts for flap detection and the interval, and nothing else; OCSP first:
+    the notification changes nothing."""
+    nagios = {"source": "nagios", "state_type": HARD}
+    first = step(None, CRIT, T0, **nagios).incident  # the PROBLEM notification
+    assert first is not None and first.flap_history == (OK,)
+    echo = step(first, CRIT, T0, reporting=STREAM, **nagios)
+    assert echo.incident is not None and echo.events == ()
+    assert echo.incident.flap_history == (OK, CRIT)
+    assert echo.incident.occurrences == 1 and echo.incident.stream_seen == T0
+    again = step(echo.incident, CRIT, T0, reporting=STREAM, **nagios)
+    assert again.incident is echo.incident  # the same check a third time: nothing
+    notified = step(echo.incident, CRIT, T0, **nagios)
+    assert notified.incident is echo.incident

@@ -19,7 +19,7 @@ from alertd.silences import (
     to_document,
     weekly,
 )
-from tests.support.lifecycle import HOLD, MINUTE, OK, T0, kinds, opened, step
+from tests.support.lifecycle import HOLD, MINUTE, OK, STREAM, T0, kinds, opened, step
 
 HOUR = timedelta(hours=1)
 
@@ -112,47 +112,67 @@ def test_a_nagios_downtime_is_an_exact_open_ended_silence() -> None:
     assert is_downtime_of(s, "web[1]", "HTTP *") and not is_downtime_of(s, "web[1]", None)
 
 
-def test_a_check_that_goes_quiet_is_stale_after_three_intervals_or_the_configured_time() -> None:
-    """The observed interval is smoothed from result gaps; auto staleness is 3x it (at least
-    5m); a fixed `stale_after` applies even before any interval is known (never past 9999)."""
-    incident = opened()
+def test_a_stream_that_goes_quiet_is_stale_after_three_intervals_or_the_configured_time() -> None:
+    """The interval is smoothed from the gaps between a stream's results; auto staleness is 3x
+    it (at least 5m); a fixed `stale_after` applies to a stream even before any interval is
+    known (never past 9999). Silence counts from the daemon's start at the earliest."""
+    incident = opened(reporting=STREAM)
     assert incident.interval is None and stale_deadline(incident, LifecyclePolicy()) is None
     fixed = LifecyclePolicy(stale_after=timedelta(minutes=2))
     assert stale_deadline(incident, fixed) == T0 + 2 * MINUTE
+    assert stale_deadline(incident, fixed, since=T0 + HOUR) == T0 + HOUR + 2 * MINUTE
     last_day = datetime.max.replace(tzinfo=UTC)
     assert stale_deadline(incident._replace(last_seen=last_day), fixed) is None
+    for n in range(1, 4):
+        after = step(incident, CheckState.CRITICAL, T0 + n * 4 * MINUTE, reporting=STREAM)
+        assert after.incident is not None
+        incident = after.incident
+    assert incident.interval == 240.0
+    assert stale_deadline(incident, LifecyclePolicy()) == T0 + 24 * MINUTE
+    batch = step(incident, CheckState.CRITICAL, T0 + 12 * MINUTE, reporting=STREAM).incident
+    assert batch is not None and batch.interval == 240.0  # a spool: a gap of 0 does not count
+    hourly = {"reporting": STREAM, "interval": timedelta(hours=1)}  # a stream that says its rhythm
+    stated = step(incident, CheckState.CRITICAL, T0 + 13 * MINUTE, **hourly)
+    assert stated.incident is not None and stated.incident.interval == 3600.0
+
+
+def test_a_check_that_reports_only_changes_is_never_stale() -> None:
+    """Silence is a change report's normal: no interval is learnt from the gaps between its
+    results, and no `stale_after` applies to it."""
+    incident = opened()
     for n in range(1, 4):
         after = step(incident, CheckState.CRITICAL, T0 + n * 4 * MINUTE).incident
         assert after is not None
         incident = after
-    assert incident.interval == 240.0
-    assert stale_deadline(incident, LifecyclePolicy()) == T0 + 24 * MINUTE
-    batch = step(incident, CheckState.CRITICAL, T0 + 12 * MINUTE).incident  # a spool: gap 0
-    assert batch is not None and batch.interval == 240.0
+    assert incident.interval is None and incident.stream_seen is None
+    assert stale_deadline(incident, LifecyclePolicy()) is None
+    assert stale_deadline(incident, LifecyclePolicy(stale_after=timedelta(minutes=2))) is None
 
 
-def test_a_stale_recovering_incident_resolves_only_on_fresh_ok() -> None:
-    """Data that stops during the hold is not OK held: no resolution, no timer; a fresh OK
-    announces the data is back and the hold, long over, then resolves it."""
-    recovering = step(opened(), OK, T0 + MINUTE).incident
+def test_a_recovering_incident_is_never_stale_and_resolves_after_its_hold() -> None:
+    """Staleness never turns a recovery into a stuck incident: a recovering incident has no
+    stale deadline (its last word was OK; a problem that returns reopens it), and one stored
+    stale while recovering (by an older alertd) resolves when its hold ends."""
+    fixed = LifecyclePolicy(stale_after=timedelta(minutes=2))
+    recovering = step(opened(reporting=STREAM), OK, T0 + MINUTE, reporting=STREAM).incident
     assert recovering is not None and recovering.status is Status.RECOVERING
-    stale = mark_stale(recovering, T0 + 6 * MINUTE)
-    assert stale.incident is not None and kinds(stale) == [EventKind.STALE]
-    quiet = stale.incident
-    assert quiet.stale and due_at(quiet) is None
-    assert tick(quiet, LifecyclePolicy(), T0 + HOLD + HOUR).incident is quiet
-    back = step(quiet, OK, T0 + 2 * HOUR)
-    assert back.incident is not None and not back.incident.stale
-    assert kinds(back) == [EventKind.FRESH]
-    resolved = tick(back.incident, LifecyclePolicy(), T0 + 2 * HOUR).incident
-    assert resolved is not None and resolved.status is Status.RESOLVED
+    assert stale_deadline(recovering, fixed) is None
+    stored = mark_stale(recovering, T0 + 6 * MINUTE).incident
+    assert stored is not None and stored.stale and due_at(stored) == T0 + MINUTE + HOLD
+    resolved = tick(stored, fixed, T0 + MINUTE + HOLD)
+    assert resolved.incident is not None and resolved.incident.status is Status.RESOLVED
+    assert kinds(resolved) == [EventKind.RESOLVED] and not resolved.incident.stale
 
 
 def test_a_heartbeat_is_missed_after_one_and_a_half_intervals_and_a_beat_ends_the_miss() -> None:
     """The first beat needs an interval; a miss is a HARD CRITICAL for alertd-heartbeat/<name>
     and repeats every interval; the next beat is an OK for that key."""
-    hb, none = heartbeats.beat(None, heartbeats.Beat("backup", timedelta(minutes=10), T0))
-    assert none is None and hb.due == T0 + 15 * MINUTE
+    hb, first = heartbeats.beat(None, heartbeats.Beat("backup", timedelta(minutes=10), T0))
+    assert hb.due == T0 + 15 * MINUTE
+    # A first beat is an OK too: it ends what a retired heartbeat of that name left open.
+    assert first is not None and first.state is CheckState.OK and first.is_stream
+    again, none = heartbeats.beat(hb, heartbeats.Beat("backup", None, T0 + MINUTE))
+    assert none is None and again.due == T0 + 16 * MINUTE
     missed, crit = heartbeats.miss(hb, hb.due)
     assert missed.missed and missed.due == T0 + 25 * MINUTE
     assert (crit.host, crit.service, crit.state) == (

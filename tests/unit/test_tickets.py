@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 
 from alertd.config import HelpdeskConfig
@@ -16,6 +17,7 @@ CONFIG = HelpdeskConfig(
     api_key_source="test",
     requester_email="noc@example.com",
     monitoring_url="https://nagios.example/cgi-bin/extinfo.cgi?host={host}&service={service}",
+    service_grace=timedelta(0),  # these tests are about the ticket itself, not its timing
 )
 PLANNER = TicketPlanner(CONFIG, HOLD)
 
@@ -127,3 +129,110 @@ def test_suppressed_problems_get_no_ticket_until_released() -> None:
     assert recovered.incident is not None
     _, ops, _ = PLANNER.release(recovered.incident, T0 + CONFIG.release_grace)
     assert ops == []  # recovered within the grace: nobody is called
+
+
+GRACE = TicketPlanner(replace(CONFIG, service_grace=timedelta(seconds=30)), HOLD)
+
+
+def test_a_service_ticket_waits_the_service_grace_and_a_hosts_does_not() -> None:
+    """A service incident is visible at once but its ticket waits `service_grace`, in which its
+    host's problem may absorb it; a host's ticket, and a heartbeat's, come at once."""
+    fresh = apply(None, result(CheckState.CRITICAL), POLICY, T0, new_id=7)
+    assert fresh.incident is not None
+    waiting, ops = GRACE.plan(fresh.incident, fresh.events, T0)
+    assert ops == [] and waiting.ticket_due == T0 + timedelta(seconds=30)
+    created, ops, _ = GRACE.release(waiting, T0 + timedelta(seconds=30))
+    assert [o.op for o in ops] == [Op.CREATE] and created.ticket_requested
+
+    absorbed = suppress(waiting, "host web-01 is DOWN (incident 6)", T0 + timedelta(seconds=1))
+    assert absorbed.incident is not None
+    _, ops, _ = GRACE.release(absorbed.incident, T0 + timedelta(seconds=30))
+    assert ops == []
+
+    for host, service in (("web-01", None), ("alertd-heartbeat", "backup")):
+        state = CheckState.DOWN if service is None else CheckState.CRITICAL
+        check = CheckResult(host, service, state, T0, output="down")
+        opened_now = apply(None, check, POLICY, T0, new_id=8)
+        assert opened_now.incident is not None
+        _, ops = GRACE.plan(opened_now.incident, opened_now.events, T0)
+        assert [o.op for o in ops] == [Op.CREATE], host
+
+
+def test_a_check_that_is_ok_never_gets_a_ticket() -> None:
+    """A service held open at OK by its stream's flapping, released by its host's recovery:
+    when the release grace ends it is OK, so no ticket ("[OK] web-01 / HTTP: fine")."""
+    fresh = apply(None, result(CheckState.CRITICAL), POLICY, T0, new_id=7)
+    assert fresh.incident is not None
+    held = fresh.incident._replace(check_state=CheckState.OK, flapping=True, last_output="fine")
+    muted = suppress(held, "host web-01 is DOWN (incident 6)", T0)
+    assert muted.incident is not None
+    incident, ops = PLANNER.plan(muted.incident, (*fresh.events, *muted.events), T0)
+    assert ops == []
+    released, ops = planned(unsuppress(incident, T0))
+    assert ops == []
+    _, ops, _ = PLANNER.release(released, T0 + CONFIG.release_grace)
+    assert ops == []
+
+
+def test_a_resolved_ticket_is_brought_back_by_the_rules_of_a_new_one() -> None:
+    """A service whose ticket alertd resolved comes back: its ticket is reopened after the
+    service grace, not at once, and not at all if its host's problem absorbs it meanwhile;
+    released by the host later, still failing, it is reopened then. Nothing else is sent to the
+    resolved ticket in between."""
+    incident, _ = opened()
+    recovering = apply(incident, result(CheckState.OK), POLICY, T0, new_id=9)
+    incident, _ = planned(recovering)
+    resolved = tick(incident, POLICY, T0 + HOLD)
+    assert resolved.incident is not None
+    incident, ops = GRACE.plan(resolved.incident, resolved.events, T0 + HOLD)
+    assert incident.ticket_resolved
+
+    later = T0 + timedelta(hours=1)
+    back = apply(incident, result(CheckState.CRITICAL)._replace(timestamp=later), POLICY, later,
+                 new_id=8)  # fmt: skip
+    assert back.incident is not None
+    incident, ops = GRACE.plan(back.incident, back.events, later)
+    assert ops == [] and incident.ticket_due == later + timedelta(seconds=30)
+    assert not incident.ticket_live  # held resolved while the grace runs
+    absorbed = suppress(incident, "host web-01 is DOWN (incident 6)", later)
+    assert absorbed.incident is not None
+    incident, ops = GRACE.plan(absorbed.incident, absorbed.events, later)
+    assert ops == []  # no "Suppressed" note on a resolved ticket
+    incident, ops, _ = GRACE.release(incident, later + timedelta(seconds=30))
+    assert ops == [] and incident.ticket_resolved
+
+    recovered = apply(incident, result(CheckState.OK)._replace(timestamp=later), POLICY, later,
+                      new_id=8)  # fmt: skip
+    assert recovered.incident is not None
+    held, ops = GRACE.plan(recovered.incident, recovered.events, later)
+    assert ops == []
+    quiet = tick(held, POLICY, later + HOLD)
+    assert quiet.incident is not None
+    _, ops = GRACE.plan(quiet.incident, quiet.events, later + HOLD)
+    assert ops == []  # resolved again while held back: the ticket is resolved already
+
+    released = unsuppress(incident, later + timedelta(minutes=10))
+    incident, ops = GRACE.plan(released.incident, released.events, later + timedelta(minutes=10))  # type: ignore[arg-type]
+    assert ops == []
+    due = later + timedelta(minutes=10) + CONFIG.release_grace
+    assert incident.ticket_due == due
+    incident, ops, _ = GRACE.release(incident, due)
+    assert [o.op for o in ops] == [Op.UPDATE] and ops[0].payload["fields"]["status"] == 2
+    assert incident.ticket_live
+
+
+def test_a_flapping_check_that_was_ok_when_its_grace_ended_gets_a_ticket_when_it_fails() -> None:
+    """Its grace ended while a flapping stream held it open at OK: no ticket then; its next
+    problem gets one at once (the wait was served)."""
+    fresh = apply(None, result(CheckState.CRITICAL), POLICY, T0, new_id=7)
+    assert fresh.incident is not None
+    waiting, _ = GRACE.plan(fresh.incident, fresh.events, T0)
+    held = waiting._replace(check_state=CheckState.OK, flapping=True)
+    held, ops, _ = GRACE.release(held, T0 + timedelta(seconds=30))
+    assert ops == [] and held.ticket_due is None
+    later = T0 + timedelta(minutes=1)
+    swing = apply(held, result(CheckState.CRITICAL)._replace(timestamp=later), POLICY, later,
+                  new_id=8)  # fmt: skip
+    assert swing.incident is not None
+    incident, ops = GRACE.plan(swing.incident, swing.events, later)
+    assert [o.op for o in ops] == [Op.CREATE] and incident.ticket_live
