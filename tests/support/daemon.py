@@ -49,6 +49,9 @@ class Daemon:
             f'api_key_file = "{base / "helpdesk.key"}"\n'
             # No agent works the tickets here, so there is nothing to poll for.
             f'poll_interval = "0s"\nrelease_grace = "{release_grace}"\n'
+            # Long enough for Nagios's host result to follow its services' (the field's reason
+            # for the grace), short enough for the tests' deadlines.
+            'service_grace = "5s"\n'
         )
         self.proc: subprocess.Popen[str] | None = None
 
