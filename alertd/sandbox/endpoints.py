@@ -148,7 +148,7 @@ async def _ticket_fields(request: web.Request) -> web.Response:
 async def _delete_ticket(request: web.Request) -> web.Response:
     sandbox = request.app[SANDBOX]
     ticket_id = _ticket_id(request)
-    sandbox._existing(ticket_id)
+    sandbox._writable(ticket_id)  # a ticket already in the trash cannot be deleted again
     sandbox.delete(ticket_id)
     return web.Response(status=204)
 

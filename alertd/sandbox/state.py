@@ -239,7 +239,8 @@ class Sandbox:
         self._change(ticket, {})
 
     def _merge(self, body: Mapping[str, Any]) -> None:
-        primary, secondaries = body.get("primary_id"), body.get("ticket_ids")
+        primary: Any = body.get("primary_id")
+        secondaries = body.get("ticket_ids")
         if not _is_int(primary) or not isinstance(secondaries, list) or not secondaries:
             raise _invalid(
                 [
@@ -260,7 +261,7 @@ class Sandbox:
                 ticket_id,
                 {"body": f"<p>This ticket is closed and merged into ticket {primary}</p>"},
             )
-            self.merged[ticket_id] = int(primary)
+            self.merged[ticket_id] = primary
             self._change(self.tickets[ticket_id], {"status": 5})
 
     def _add_note(self, ticket_id: int, body: dict[str, Any]) -> dict[str, Any]:
