@@ -264,7 +264,8 @@ class FreshdeskClient:
             return result
         if not isinstance(result, dict) or key not in result:
             raise PermanentError(
-                f"{operation}: the answer has no {key!r} (is the account Freshservice?)",
+                f"{operation}: the helpdesk answered 2xx without a {key!r} object"
+                " (is the account Freshservice?)",
                 body=_shown(result),
             )
         return result[key]

@@ -33,6 +33,13 @@ MAX_TAGS: Final = 30  # tags on one ticket
 SEARCH_PAGE_SIZE: Final = 30
 SEARCH_MAX_PAGE: Final = 10
 SEARCH_MAX_QUERY: Final = 512
+# [U] A Priority Matrix as an admin might set it: (impact, urgency) -> priority, 1 Low .. 4 Urgent.
+PRIORITY_MATRIX: Final = {
+    (1, 1): 1, (1, 2): 1, (2, 1): 1,
+    (1, 3): 2, (2, 2): 2, (3, 1): 2,
+    (2, 3): 3, (3, 2): 3,
+    (3, 3): 4,
+}  # fmt: skip
 # The operation classes that have their own per-minute limit within the total (1.9).
 LIMIT_CLASSES: Final = ("create", "update", "list", "view")
 
@@ -65,9 +72,9 @@ class SandboxOptions:
     # Freshservice: workspace ids, the primary first. List and filter without `workspace_id`
     # see only the primary one; `workspace_id=0` sees all (docs/protocols.md 1.10).
     workspaces: tuple[int, ...] = (2,)
-    # Freshservice: the Priority Matrix derives priority from impact and urgency, overruling the
-    # priority a create or update sends with them.
-    priority_matrix: bool = False
+    # Freshservice: the Priority Matrix, (impact, urgency) -> priority, as the admin set it; when
+    # on, it overrules the priority a create or update sends with impact or urgency. None: off.
+    priority_matrix: Mapping[tuple[int, int], int] | None = None
 
     def __post_init__(self) -> None:
         if self.flavour not in FLAVOURS:

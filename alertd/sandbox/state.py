@@ -22,13 +22,6 @@ from alertd.sandbox.validation import _is_int, _note_errors, _ticket_errors
 
 # SLA deadlines by priority (first response, resolution) in hours, for tickets that set none.
 _SLA_HOURS: Final = {1: (24, 72), 2: (8, 48), 3: (4, 24), 4: (1, 4)}
-# [U] A Priority Matrix as an admin might set it: (impact, urgency) -> priority, 1 Low .. 4 Urgent.
-_MATRIX: Final = {
-    (1, 1): 1, (1, 2): 1, (2, 1): 1,
-    (1, 3): 2, (2, 2): 2, (3, 1): 2,
-    (2, 3): 3, (3, 2): 3,
-    (3, 3): 4,
-}  # fmt: skip
 # Freshdesk's ticket fields that Freshservice's ticket does not have.
 _DESK_ONLY: Final = (
     "product_id", "company_id", "association_type", "associated_tickets_count", "support_email",
@@ -399,10 +392,10 @@ class Sandbox:
             ticket[name] = copy.deepcopy(value)
         if any(name in body for name in REQUESTER_FIELDS):
             ticket["requester_id"] = self._requester(body)
-        if self.options.priority_matrix and ("impact" in body or "urgency" in body):
-            matrix = _MATRIX[(ticket["impact"], ticket["urgency"])]
-            if matrix != ticket["priority"]:
-                ticket["priority"] = matrix  # the matrix overrules the priority sent
+        matrix = self.options.priority_matrix
+        if matrix is not None and ("impact" in body or "urgency" in body):
+            # The matrix overrules the priority sent (docs/protocols.md 1.10).
+            ticket["priority"] = matrix.get((ticket["impact"], ticket["urgency"]), 1)
         self._updated[ticket_id] = now
         ticket["updated_at"] = _iso(now)
         self._index(ticket_id, ticket)

@@ -18,7 +18,14 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from multidict import CIMultiDictProxy
 
-from alertd.sandbox import SANDBOX, Sandbox, SandboxOptions, create_app, serve
+from alertd.sandbox import (
+    PRIORITY_MATRIX,
+    SANDBOX,
+    Sandbox,
+    SandboxOptions,
+    create_app,
+    serve,
+)
 
 
 def basic(login: str, password: str = "X") -> str:
@@ -675,7 +682,9 @@ async def test_freshservice_mode_answers_with_freshservice_paths_and_shapes(
     fields at /ticket_form_fields, numbers sources its own way, takes impact/urgency 1-3, keeps
     each ticket in a workspace (lists see the primary one unless asked, 0 for all), and its
     Priority Matrix overrules the priority sent with impact and urgency."""
-    client, _ = await make_sandbox(flavour="freshservice", workspaces=(2, 5), priority_matrix=True)
+    client, _ = await make_sandbox(
+        flavour="freshservice", workspaces=(2, 5), priority_matrix=PRIORITY_MATRIX
+    )
     body = {**VALID, "impact": 3, "urgency": 2, "source": 4}  # 4 = Chat on Freshservice
     created = await call(client, "POST", "/tickets", json=body)
     ticket = created.body["ticket"]
