@@ -176,6 +176,12 @@ def build_parser() -> argparse.ArgumentParser:
     sandbox.add_argument(
         "--rate-limit", type=int, default=200, help="requests per minute (default %(default)s)"
     )
+    sandbox.add_argument(
+        "--flavour",
+        choices=("freshdesk", "freshservice"),
+        default="freshdesk",
+        help="which product's API to play (default %(default)s)",
+    )
     return parser
 
 
@@ -214,13 +220,15 @@ def main(argv: list[str] | None = None, env: Mapping[str, str] | None = None) ->
 
         return asyncio.run(run_demo(args.store))
     if args.command == "sandbox":
-        return _sandbox(args.listen, args.rate_limit, env)
+        return _sandbox(args.listen, args.rate_limit, env, args.flavour)
     if args.command == "silences":
         return silences.main(args)
     raise AssertionError(args.command)  # argparse rejects anything else
 
 
-def _sandbox(listen: str, rate_limit: int, env: Mapping[str, str]) -> int:
+def _sandbox(
+    listen: str, rate_limit: int, env: Mapping[str, str], flavour: str = "freshdesk"
+) -> int:
     import asyncio
     import contextlib
 
@@ -231,7 +239,7 @@ def _sandbox(listen: str, rate_limit: int, env: Mapping[str, str]) -> int:
         print(f"alertd sandbox: --listen must be host:port, got {listen!r}", file=sys.stderr)
         return 2
     key = env.get("ALERTD_SANDBOX_API_KEY", "sandbox-key")
-    options = SandboxOptions(api_key=key, rate_limit_per_minute=rate_limit)
+    options = SandboxOptions(api_key=key, rate_limit_per_minute=rate_limit, flavour=flavour)
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve(host.strip("[]"), int(port), options))
     return 0
