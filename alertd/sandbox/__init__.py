@@ -11,9 +11,9 @@ passes the checks in this order, and every answer, errors included, carries the 
 Facts come from docs/protocols.md section 1. Behaviours tagged [U] there, and what differs from
 account to account, are options here (`custom_statuses`, `required_fields`, `include_cost`,
 `sub_limits`, `required_for_closure`, `workspaces`, `priority_matrix`), so tests can state which
-variant they assume. Where the facts leave a choice, the fake takes the stricter one: list and search results
-leave out the description, a 404 has an empty body, and search serves the ticket as it was when
-indexed.
+variant they assume. Where the facts leave a choice, the fake takes the stricter one: list and
+search results leave out the description, a 404 has an empty body, and search serves the ticket
+as it was when indexed.
 
 Time: one injectable clock returning POSIX seconds drives timestamps, the search-index lag, the
 30-day list window and the rate-limit window. A test advances it instead of sleeping.
