@@ -30,6 +30,15 @@ DONE_STATUSES = frozenset({4, 5})  # Resolved, Closed (docs/protocols.md 1.2)
 
 
 @dataclass(frozen=True, slots=True)
+class Statuses:
+    """Which ticket statuses mean what: Pending (3) and the account's custom statuses (6 and
+    up) configured as taken (`helpdesk.taken_statuses`) or done (`helpdesk.done_statuses`)."""
+
+    taken: frozenset[int] = frozenset({STATUS_PENDING})
+    done: frozenset[int] = DONE_STATUSES
+
+
+@dataclass(frozen=True, slots=True)
 class TicketView:
     """The parts of a helpdesk ticket that say what agents did to it."""
 
@@ -64,7 +73,11 @@ def view(ticket: Mapping[str, Any], instance: str) -> TicketView | None:
 
 
 def decide(
-    ticket: TicketView, incident: Incident | None, facts: Facts, now: datetime
+    ticket: TicketView,
+    incident: Incident | None,
+    facts: Facts,
+    now: datetime,
+    statuses: Statuses = Statuses(),
 ) -> Notice | None:
     """The notice an agent's action on `ticket` amounts to for `incident`, if any."""
     if (
@@ -75,19 +88,21 @@ def decide(
         or incident.agent_closed is not None
     ):
         return None
-    if ticket.status in DONE_STATUSES:
-        if facts.status_set in DONE_STATUSES:
+    if ticket.status in statuses.done:
+        if facts.status_set in statuses.done:
             return None  # alertd resolved it itself (a reopening may still be on its way)
-        how = "resolved" if ticket.status == 4 else "closed"
+        how = {4: "resolved", 5: "closed"}.get(ticket.status, f"set to status {ticket.status}")
         return _notice(incident, NoticeKind.TICKET_CLOSED, ticket, how, now)
     if incident.acknowledged:
         return None
-    pending = ticket.status == STATUS_PENDING
+    pending = ticket.status in statuses.taken
     if ticket.responder_id is None and not pending:
         return None
     if not pending and ticket.responder_id == facts.responder_set:
         return None  # alertd's own escalation assigned this agent: not yet taken
-    how = "set to Pending" if pending else f"assigned to agent {ticket.responder_id}"
+    how = f"assigned to agent {ticket.responder_id}"
+    if pending:
+        how = "set to Pending" if ticket.status == STATUS_PENDING else f"set to {ticket.status}"
     return _notice(incident, NoticeKind.ACKNOWLEDGED, ticket, how, now)
 
 

@@ -20,7 +20,8 @@ AlertdError                  500 (a bug if it reaches HTTP)
 │   │   └── OutcomeUnknown           sent, no answer: looked up before anything is sent again
 │   ├── AuthFailed               401/403: alertd's API key is refused (/readyz fails)
 │   └── PermanentError           other 4xx: dead-lettered
-│       └── TicketGone               404 on a known ticket: the ticket was deleted or merged
+│       └── TicketGone               404 or 405 on a known ticket: deleted, spam or gone
+│           └── TicketArchived           404, but the ticket is archived (read-only, kept)
 └── SpoolError               `alertd notify` found no usable spool directory
 """
 
@@ -197,7 +198,11 @@ class PermanentError(HelpdeskError):
 
 
 class TicketGone(PermanentError):
-    pass
+    """The ticket cannot take changes: 404 (gone) or 405 (in the trash, or spam)."""
+
+
+class TicketArchived(TicketGone):
+    """A 404 from a ticket the helpdesk archived: it exists, read-only, and never comes back."""
 
 
 class SpoolError(AlertdError):

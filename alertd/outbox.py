@@ -10,8 +10,9 @@ one commit through the engine's single writer. What it records decides what happ
 - 5xx, timeout, connection error: retried with exponential backoff and jitter, persisted in the
   row (attempts, next_attempt_at), so restarts keep the schedule;
 - 401/403: the helpdesk refuses the key: alertd reports not ready and retries slowly;
-- a known ticket answers 404 (deleted, archived): a new ticket naming the old one, or a dead
-  letter, as configured;
+- a known ticket answers 404 (gone) or 405 (in the trash, or spam): a new ticket naming the old
+  one, a dead letter, or (405) the ticket restored, as configured; an archived ticket always
+  gets a new ticket naming it, since it can never change again;
 - other 4xx: dead letter, with the helpdesk's answer, until re-driven.
 
 Exactly once: before a create or a note is sent, the row is marked `started` (committed). If
@@ -43,6 +44,7 @@ from alertd.errors import (
     OutcomeUnknown,
     PermanentError,
     RateLimited,
+    TicketArchived,
     TicketGone,
 )
 from alertd.metrics import Metrics
@@ -82,6 +84,8 @@ class HelpdeskClient(Protocol):
     ) -> dict[str, Any]: ...
 
     async def view_ticket(self, ticket_id: int) -> dict[str, Any]: ...
+
+    async def restore_ticket(self, ticket_id: int) -> None: ...
 
     async def list_tickets(
         self, updated_since: datetime, page: int = 1
@@ -264,7 +268,11 @@ class Dispatcher:
                 _update(row, PENDING, row.started, now + AUTH_RETRY, row.attempts + 1, str(exc))
             ]
         except TicketGone as exc:
-            if self._config.on_missing_ticket == "recreate":
+            policy = self._config.on_missing_ticket
+            if policy == "restore" and exc.status == 405:
+                return await self._restore_then(row, now, exc)
+            if policy != "dead_letter" or isinstance(exc, TicketArchived):
+                # "restore" cannot bring back what answers 404: a new ticket is the next best.
                 return await self._recreate_then(row, now)
             return [self._dead(row, exc)]
         except PermanentError as exc:
@@ -360,7 +368,12 @@ class Dispatcher:
             live = self._engine.cached(stored.key) if stored is not None else None
             if live is None or live.id != seen.incident_id:
                 continue
-            notice = agent_actions.decide(seen, live, await self._facts(live.id), now)
+            statuses = agent_actions.Statuses(
+                taken=frozenset(self._config.taken_statuses),
+                done=agent_actions.DONE_STATUSES | frozenset(self._config.done_statuses),
+            )
+            facts = await self._facts(live.id)
+            notice = agent_actions.decide(seen, live, facts, now, statuses)
             if notice is not None:
                 log.info("helpdesk_agent_action", kind=notice.kind.value,
                          ticket_id=seen.ticket_id, incident_id=live.id)  # fmt: skip
@@ -445,10 +458,11 @@ class Dispatcher:
             incident_id=row.incident_id,
             priority=payload["priority"],
         )
-        return [
-            TicketLink(row.incident_id, int(ticket["id"]), payload["priority"]),
-            _done(row, now),
-        ]
+        # The priority the ticket got: a Freshservice Priority Matrix may have overruled ours,
+        # and that is not an agent's change by hand.
+        got = ticket.get("priority")
+        kept = got if isinstance(got, int) else payload["priority"]
+        return [TicketLink(row.incident_id, int(ticket["id"]), kept), _done(row, now)]
 
     async def _update(self, row: OutboxRow, link: TicketLink) -> list[Input]:
         payload = cast(UpdatePayload, row.payload)
@@ -505,6 +519,23 @@ class Dispatcher:
             if len(entries) < 100:
                 return False
         return False
+
+    async def _restore_then(self, row: OutboxRow, now: datetime, gone: TicketGone) -> list[Input]:
+        """The ticket is in the trash (405): restore it, then go on with the operation; a ticket
+        that cannot be restored (spam) gets a new one naming it."""
+        link = await self._store.ticket_of(row.incident_id)
+        if link is None:
+            return [self._dead(row, gone)]
+        try:
+            await self._client.restore_ticket(link.ticket_id)
+        except PermanentError:
+            return await self._recreate_then(row, now)
+        except HelpdeskError as exc:
+            delay = self._backoff(row.attempts + 1)
+            return [_update(row, PENDING, row.started, now + delay, row.attempts + 1, str(exc))]
+        log.warning("ticket_restored", ticket_id=link.ticket_id, incident_id=row.incident_id)
+        # The operation itself goes on the restored ticket in the next round (due now).
+        return [_update(row, PENDING, False, now, row.attempts, "ticket restored from the trash")]
 
     async def _recreate_then(self, row: OutboxRow, now: datetime) -> list[Input]:
         """The ticket is gone (deleted or archived): open a new one naming it, then go on."""

@@ -5,18 +5,25 @@ shared `RateLimiter`; turns every failure into the `HelpdeskError` tree so the d
 decide between retrying, waiting, re-creating and dead-lettering. Short in-process retries
 (tenacity) only where repeating cannot double an effect: reads and PUTs, and any request the
 server provably never received. Facts: docs/protocols.md section 1.
+
+The two products share paths for tickets and notes, but Freshservice wraps every answer in an
+object (`{"ticket": ...}`), looks tickets up at `/tickets/filter` (it has no `/search/tickets`),
+keeps tickets in workspaces, and has no `order_by` on its list (1.10). The rest of alertd sees
+plain tickets either way.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import re
 import time
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, NamedTuple
 
 import aiohttp
+import structlog
 from tenacity import (
     AsyncRetrying,
     retry_if_exception,
@@ -32,6 +39,7 @@ from alertd.errors import (
     OutcomeUnknown,
     PermanentError,
     RateLimited,
+    TicketArchived,
     TicketGone,
     TransientError,
 )
@@ -39,9 +47,13 @@ from alertd.metrics import Metrics
 from alertd.ratelimit import RateLimiter
 from alertd.tickets import CreatePayload
 
+log: structlog.typing.FilteringBoundLogger = structlog.get_logger(__name__)
+
 # Freshservice takes impact and urgency natively, on a 1 (low) .. 3 (high) scale.
 _LEVEL = {"low": 1, "medium": 2, "high": 3}
 _BODY_SHOWN = 500  # how much of an error body is kept for the dead-letter record
+# The private note a merge leaves on each secondary ticket (docs/protocols.md 1.4).
+_MERGED = re.compile(r"merged into ticket #?(\d+)", re.IGNORECASE)
 RETRY_INITIAL = 0.5  # seconds before the first in-process retry (tests shorten it)
 
 
@@ -67,6 +79,13 @@ class FreshdeskClient:
         token = base64.b64encode(f"{config.api_key}:X".encode()).decode()
         self._headers = {"Accept": "application/json", "Authorization": f"Basic {token}"}
         self._base = f"{config.url}/api/v2"
+        self._service = config.kind == "freshservice"
+
+    def _workspace(self) -> dict[str, str]:
+        """The workspace a Freshservice list or filter reads: the configured one, else the
+        primary one (what the API reads when none is named)."""
+        workspace = self._config.workspace_id
+        return {"workspace_id": str(workspace)} if self._service and workspace else {}
 
     # -- tickets --------------------------------------------------------------------------------
 
@@ -87,27 +106,72 @@ class FreshdeskClient:
             body["group_id"] = c.group_id
         if c.custom_fields:
             body["custom_fields"] = dict(c.custom_fields)
-        if c.kind == "freshservice":
+        if self._service:
             body["impact"] = _LEVEL[payload["impact"]]
             body["urgency"] = _LEVEL[payload["urgency"]]
+            if c.workspace_id is not None:
+                body["workspace_id"] = c.workspace_id
         # The routing rule's fields (alertd.routing) beat the configured defaults.
         body.update(payload.get("fields", {}))
         return body
 
     async def create_ticket(self, body: Mapping[str, Any]) -> dict[str, Any]:
         result = await self._call("POST", "/tickets", body=body, operation="create_ticket")
-        return _object(result, "create_ticket")
+        ticket = self._ticket(result, "create_ticket")
+        if "priority" in body and ticket.get("priority") != body["priority"]:
+            # Freshservice's Priority Matrix derives priority from impact and urgency and
+            # overrules ours at create; the ticket keeps the matrix's (README, Freshservice).
+            log.warning(
+                "helpdesk_priority_overruled",
+                ticket_id=ticket["id"],
+                sent=body["priority"],
+                kept=ticket.get("priority"),
+                hint="the account's Priority Matrix decides; see the README",
+            )
+        return ticket
 
     async def update_ticket(self, ticket_id: int, fields: Mapping[str, Any]) -> dict[str, Any]:
+        body = dict(fields)
+        if self._config.bypass_mandatory and body.get("status") in (4, 5):
+            body["bypass_mandatory"] = True  # admin keys only: skip required-for-closure fields
         result = await self._call(
             "PUT",
             f"/tickets/{ticket_id}",
-            body=fields,
+            body=body,
             operation="update_ticket",
             ticket_id=ticket_id,
             idempotent=True,
         )
-        return _object(result, "update_ticket")
+        return self._ticket(result, "update_ticket")
+
+    async def restore_ticket(self, ticket_id: int) -> None:
+        """Take a ticket out of the trash (`on_missing_ticket = "restore"`)."""
+        await self._call(
+            "PUT",
+            f"/tickets/{ticket_id}/restore",
+            operation="restore_ticket",
+            ticket_id=ticket_id,
+            idempotent=True,
+        )
+
+    async def merged_into(self, ticket_id: int) -> int | None:
+        """The primary ticket a (closed) ticket was merged into, from the note the merge left;
+        None if it was not merged. The API has no field for it (docs/protocols.md 1.4)."""
+        for page in range(1, 51):
+            entries = await self.conversations(ticket_id, page)
+            for entry in entries:
+                found = _MERGED.search(str(entry.get("body_text") or entry.get("body") or ""))
+                if found:
+                    return int(found.group(1))
+            if len(entries) < 100:
+                return None
+        return None
+
+    async def ticket_fields(self) -> list[dict[str, Any]]:
+        """The account's ticket fields (custom statuses are the `status` field's choices)."""
+        path = "/ticket_form_fields" if self._service else "/ticket_fields"
+        result = await self._call("GET", path, operation="ticket_fields", idempotent=True)
+        return _array(self._unwrap(result, "ticket_fields", "ticket_fields"), "ticket_fields")
 
     async def add_note(
         self,
@@ -127,7 +191,7 @@ class FreshdeskClient:
             operation="add_note",
             ticket_id=ticket_id,
         )
-        return _object(result, "add_note")
+        return _object(self._unwrap(result, "conversation", "add_note"), "add_note")
 
     async def view_ticket(self, ticket_id: int) -> dict[str, Any]:
         result = await self._call(
@@ -137,32 +201,38 @@ class FreshdeskClient:
             ticket_id=ticket_id,
             idempotent=True,
         )
-        return _object(result, "view_ticket")
+        return self._ticket(result, "view_ticket")
 
     async def list_tickets(self, updated_since: datetime, page: int = 1) -> list[dict[str, Any]]:
         """Tickets updated since a time, newest first (no search-index lag, unlike search):
         what alertd looks for was created recently, so it comes on the first pages."""
         params = {
             "updated_since": updated_since.strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "order_by": "created_at",
+            # Freshservice has no order_by: its list is newest first by creation anyway.
+            **({} if self._service else {"order_by": "created_at"}),
             "order_type": "desc",
             "per_page": "100",
             "page": str(page),
+            **self._workspace(),
         }
         result = await self._call(
             "GET", "/tickets", params=params, operation="list_tickets", idempotent=True
         )
-        return _array(result, "list_tickets")
+        return _array(self._unwrap(result, "tickets", "list_tickets"), "list_tickets")
 
     async def search_tag(self, tag: str) -> list[dict[str, Any]]:
-        """Tickets carrying `tag`, from the search index (which lags by minutes)."""
+        """Tickets carrying `tag`, from the search index (which lags by minutes): Freshdesk's
+        `/search/tickets`, Freshservice's `/tickets/filter` (same query language)."""
         params = {"query": f"\"tag:'{tag}'\""}
-        result = await self._call(
-            "GET", "/search/tickets", params=params, operation="search", idempotent=True
-        )
-        if not isinstance(result, dict) or not isinstance(result.get("results"), list):
+        if self._service:
+            path, key = "/tickets/filter", "tickets"
+            params |= self._workspace()
+        else:
+            path, key = "/search/tickets", "results"
+        result = await self._call("GET", path, params=params, operation="search", idempotent=True)
+        if not isinstance(result, dict) or not isinstance(result.get(key), list):
             raise PermanentError("search: unexpected answer shape", body=_shown(result))
-        return [t for t in result["results"] if isinstance(t, dict)]
+        return [t for t in result[key] if isinstance(t, dict)]
 
     async def conversations(self, ticket_id: int, page: int = 1) -> list[dict[str, Any]]:
         result = await self._call(
@@ -173,7 +243,7 @@ class FreshdeskClient:
             ticket_id=ticket_id,
             idempotent=True,
         )
-        return _array(result, "conversations")
+        return _array(self._unwrap(result, "conversations", "conversations"), "conversations")
 
     async def find_by_tag(
         self, tag: str, since: datetime, *, exclude: int | None = None
@@ -189,6 +259,28 @@ class FreshdeskClient:
                 break
         found = [t for t in await self.search_tag(tag) if t.get("id") != exclude]
         return found[0] if found else None
+
+    def _unwrap(self, result: Any, key: str, operation: str) -> Any:
+        """Freshservice's answer without its wrapping object (`{"ticket": {...}}`)."""
+        if not self._service:
+            return result
+        if not isinstance(result, dict) or key not in result:
+            raise PermanentError(
+                f"{operation}: the helpdesk answered 2xx without a {key!r} object"
+                " (is the account Freshservice?)",
+                body=_shown(result),
+            )
+        return result[key]
+
+    def _ticket(self, result: Any, operation: str) -> dict[str, Any]:
+        """A ticket from a 2xx answer; one without a ticket id fails this operation only."""
+        ticket = _object(self._unwrap(result, "ticket", operation), operation)
+        ticket_id = ticket.get("id")
+        if not isinstance(ticket_id, int) or isinstance(ticket_id, bool):
+            raise PermanentError(
+                f"{operation}: the helpdesk answered 2xx without a ticket id", body=_shown(result)
+            )
+        return ticket
 
     # -- transport ------------------------------------------------------------------------------
 
@@ -211,10 +303,30 @@ class FreshdeskClient:
             reraise=True,
         )
         call = _Call(method, path, operation, body, params, ticket_id)
-        async for attempt in retrying:
-            with attempt:
-                return await self._once(call)
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    return await self._once(call)
+        except TicketGone as exc:
+            if exc.status == 404 and ticket_id is not None and await self._archived(ticket_id):
+                raise TicketArchived(
+                    f"{operation}: ticket {ticket_id} is archived", status=404, body=exc.body
+                ) from exc
+            raise
         raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover
+
+    async def _archived(self, ticket_id: int) -> bool:
+        """Whether a ticket that answered 404 is archived (Freshdesk keeps those read-only at
+        /tickets/archived/{id}; Freshservice has no such path)."""
+        if self._service:
+            return False
+        try:
+            await self._once(
+                _Call("GET", f"/tickets/archived/{ticket_id}", "view_archived", None, None, None)
+            )
+        except HelpdeskError:
+            return False  # gone for good, or we cannot tell: the caller's 404 stands
+        return True
 
     async def _once(self, call: _Call) -> Any:
         """One paced request, counted in the metrics by its outcome."""
@@ -254,11 +366,12 @@ class FreshdeskClient:
                 params=call.params,
                 headers=self._headers,
             ) as response:
-                text = await response.text()
+                raw = await response.read()
                 self._limiter.observe(
                     _int_header(response, "X-RateLimit-Total"),
                     _int_header(response, "X-RateLimit-Remaining"),
                 )
+                text = _decoded(raw, response, operation)
                 return _answer(
                     response.status, response.headers, text, operation, call.ticket_id,
                     self._limiter,
@@ -310,7 +423,13 @@ def _answer(
         try:
             return json.loads(text)
         except ValueError as exc:
-            raise OutcomeUnknown(f"{operation}: answer is not JSON", status=status) from exc
+            # A proxy's sign-in page or a broken gateway: this operation fails, nothing else.
+            kind = headers.get("Content-Type", "no Content-Type")
+            raise PermanentError(
+                f"{operation}: the helpdesk answered {status} but not with JSON ({kind})",
+                status=status,
+                body=text[:_BODY_SHOWN],
+            ) from exc
     shown = text[:_BODY_SHOWN]
     if status == 429:
         retry_after = _retry_after(headers.get("Retry-After"))
@@ -322,9 +441,48 @@ def _answer(
         )
     if status == 404 and ticket_id is not None:
         raise TicketGone(f"{operation}: ticket {ticket_id} not found", status=status, body=shown)
+    if status == 405 and ticket_id is not None:
+        # Spam and trashed tickets refuse changes with 405 (docs/protocols.md 1.4).
+        raise TicketGone(
+            f"{operation}: ticket {ticket_id} is deleted or spam (405)", status=status, body=shown
+        )
     if status >= 500:
         raise TransientError(f"{operation}: helpdesk error {status}", status=status, body=shown)
-    raise PermanentError(f"{operation}: refused with {status}", status=status, body=shown)
+    raise PermanentError(
+        f"{operation}: refused with {status}{_field_errors(text)}", status=status, body=shown
+    )
+
+
+def _field_errors(text: str) -> str:
+    """The fields a 400 names, e.g. a field required to resolve or close, for the dead letter
+    and the log: ": custom_fields.cf_root_cause: It should not be blank"."""
+    try:
+        errors = json.loads(text).get("errors")
+    except (ValueError, AttributeError):
+        return ""
+    if not isinstance(errors, list):
+        return ""
+    named = [
+        f"{e.get('field')}: {e.get('message')}"
+        for e in errors
+        if isinstance(e, dict) and e.get("field")
+    ]
+    return f": {'; '.join(named)}" if named else ""
+
+
+def _decoded(raw: bytes, response: aiohttp.ClientResponse, operation: str) -> str:
+    """The body as text in its declared charset (UTF-8 if none); bytes that do not decode fail
+    this operation with a clear message instead of the whole round."""
+    charset = response.charset or "utf-8"
+    try:
+        return raw.decode(charset)
+    except (UnicodeDecodeError, LookupError) as exc:
+        raise PermanentError(
+            f"{operation}: the helpdesk answered {response.status} with a body that is not"
+            f" valid {charset}",
+            status=response.status,
+            body=raw[:_BODY_SHOWN].decode("utf-8", errors="replace"),
+        ) from exc
 
 
 def _retry_after(value: str | None) -> float:
@@ -341,7 +499,7 @@ def _int_header(response: aiohttp.ClientResponse, name: str) -> int | None:
 
 def _object(result: Any, operation: str) -> dict[str, Any]:
     if not isinstance(result, dict):
-        raise OutcomeUnknown(f"{operation}: expected a JSON object, got {_shown(result)}")
+        raise PermanentError(f"{operation}: expected a JSON object", body=_shown(result))
     return result
 
 

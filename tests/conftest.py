@@ -13,7 +13,7 @@ from alertd import logs
 from alertd.app import build_app
 from alertd.clock import ManualClock
 from alertd.config import Config, load_config
-from alertd.sandbox import SANDBOX, Sandbox, SandboxOptions, create_app
+from alertd.sandbox import FLAVOURS, SANDBOX, Sandbox, SandboxOptions, create_app
 from connectors import freshdesk
 from tests.support import KEY, START, Client, MakeClient
 
@@ -60,14 +60,22 @@ def quick_retries(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(freshdesk, "RETRY_INITIAL", 0.01)
 
 
+@pytest.fixture(params=FLAVOURS)
+def flavour(request: pytest.FixtureRequest) -> str:
+    """Which product the sandbox plays: every helpdesk test runs against both. A test that is
+    about one product only says so with `@pytest.mark.parametrize("flavour", [...])`."""
+    return str(request.param)
+
+
 @pytest.fixture
 async def sandbox(
     aiohttp_server: Callable[[web.Application], Awaitable[TestServer]],
     clock: ManualClock,
     quick_retries: None,
+    flavour: str,
 ) -> tuple[Sandbox, str]:
     """The sandbox helpdesk on loopback, on the test's clock; (state, base URL)."""
-    app = create_app(SandboxOptions(api_key=KEY, rate_limit_per_minute=1000))
+    app = create_app(SandboxOptions(api_key=KEY, rate_limit_per_minute=1000, flavour=flavour))
     server = await aiohttp_server(app)
     app[SANDBOX].set_clock(lambda: clock.now().timestamp())
     return app[SANDBOX], str(server.make_url("")).rstrip("/")
@@ -75,9 +83,10 @@ async def sandbox(
 
 @pytest.fixture
 def start(
-    make_client: MakeClient, sandbox: tuple[Sandbox, str], tmp_path: Path
+    make_client: MakeClient, sandbox: tuple[Sandbox, str], tmp_path: Path, flavour: str
 ) -> Callable[..., Awaitable[Client]]:
-    """An alertd app whose [helpdesk] is the sandbox (extra TOML lines go in that table)."""
+    """An alertd app whose [helpdesk] is the sandbox, of the sandbox's kind (extra TOML lines go
+    in that table)."""
     (tmp_path / "helpdesk.key").write_text(KEY)
 
     async def start(
@@ -86,7 +95,8 @@ def start(
         # Service tickets at once, unless the test is about that grace (None: the default).
         grace = "" if service_grace is None else f'service_grace = "{service_grace}"\n'
         return await make_client(
-            f'[helpdesk]\nurl = "{sandbox[1]}"\nrequester_email = "noc@example.com"\n'
+            f'[helpdesk]\nkind = "{flavour}"\n'
+            f'url = "{sandbox[1]}"\nrequester_email = "noc@example.com"\n'
             f'api_key_file = "{tmp_path / key_file}"\nnote_interval = "10m"\n'
             # Tests poll for taken tickets themselves (poll_taken_tickets), not on a timer.
             f'poll_interval = "0s"\n{grace}{extra}'

@@ -187,6 +187,12 @@ def build_parser() -> argparse.ArgumentParser:
     sandbox.add_argument(
         "--rate-limit", type=int, default=200, help="requests per minute (default %(default)s)"
     )
+    sandbox.add_argument(
+        "--flavour",
+        choices=("freshdesk", "freshservice"),
+        default="freshdesk",
+        help="which product's API to play (default %(default)s)",
+    )
     return parser
 
 
@@ -233,13 +239,15 @@ def _dispatch(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
         return asyncio.run(run_demo(args.store))
     if args.command == "sandbox":
-        return _sandbox(args.listen, args.rate_limit, env)
+        return _sandbox(args.listen, args.rate_limit, env, args.flavour)
     if args.command == "silences":
         return silences.main(args, env)
     raise AssertionError(args.command)  # argparse rejects anything else
 
 
-def _sandbox(listen: str, rate_limit: int, env: Mapping[str, str]) -> int:
+def _sandbox(
+    listen: str, rate_limit: int, env: Mapping[str, str], flavour: str = "freshdesk"
+) -> int:
     import asyncio
     import contextlib
     import time
@@ -256,7 +264,9 @@ def _sandbox(listen: str, rate_limit: int, env: Mapping[str, str]) -> int:
         return 2
     # Ticket ids from the clock: a daemon's incident -> ticket links stay right across restarts.
     first = SandboxOptions.ids_from_clock(time.time())
-    options = SandboxOptions(api_key=key, rate_limit_per_minute=rate_limit, first_ticket_id=first)
+    options = SandboxOptions(
+        api_key=key, rate_limit_per_minute=rate_limit, flavour=flavour, first_ticket_id=first
+    )
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve(host.strip("[]"), int(port), options))
     return 0

@@ -18,6 +18,14 @@ from alertd.routing import TicketRule
 
 HELPDESK_KINDS = ("freshdesk", "freshservice")
 DEFAULT_SUBJECT = "[{state}] {host}{slash_service}: {output}"
+# Both products refuse a tag over 32 characters and more than 30 tags on a ticket (docs/protocols.md
+# 1.2). The incident's tag `alertd-<instance>-<id>` must fit for every id alertd can reach: ids up
+# to 10 digits (ten billion incidents) leave 32 - len("alertd-") - len("-") - 10 = 14 for the name.
+MAX_TAG_LENGTH = 32
+MAX_TAGS = 30
+MAX_ID_DIGITS = 10
+MAX_INSTANCE = MAX_TAG_LENGTH - len("alertd-") - len("-") - MAX_ID_DIGITS
+MISSING_TICKET_POLICIES = ("recreate", "dead_letter", "restore")
 
 
 @dataclass(frozen=True, slots=True, repr=False)
@@ -59,6 +67,17 @@ class HelpdeskConfig:
     webhook_secret_source: str = ""
     # Ticket policy rules (alertd.routing): ordered, first match wins.
     rules: tuple[TicketRule, ...] = ()
+    # Freshservice: the workspace tickets are created in, listed and filtered from (None: the
+    # account's primary workspace, which is what the API uses when none is named).
+    workspace_id: int | None = None
+    # Statuses that mean an agent took the ticket (acknowledge the incident): Pending, and any
+    # custom status (id 6 and up) the account uses that way.
+    taken_statuses: tuple[int, ...] = (3,)
+    # Custom statuses (6 and up) that mean the agents are done, like Resolved (4) and Closed (5).
+    done_statuses: tuple[int, ...] = ()
+    # Freshservice, admin keys only: resolve and close even when fields required for closure are
+    # empty (`bypass_mandatory`), instead of a dead letter naming the field.
+    bypass_mandatory: bool = False
 
     def __repr__(self) -> str:
         # The API key is a secret: a repr ends up in logs and tracebacks.
@@ -73,9 +92,16 @@ _HELPDESK_KEYS = (
     "keep_agent_priority",
     "on_missing_ticket", "instance", "public_notes", "on_agent_close",
     "webhook_secret_file", "webhook_secret_env", "rules",
+    "workspace_id", "taken_statuses", "done_statuses", "bypass_mandatory",
 )  # fmt: skip
 AGENT_CLOSE_POLICIES = ("new_ticket", "reopen")
-_SOURCES = (1, 2, 3, 7, 9, 10)  # Freshdesk's ticket sources (docs/protocols.md 1.2)
+# Each product's ticket sources: the same numbers, other meanings (docs/protocols.md 1.2, 1.10).
+SOURCES = {
+    "freshdesk": {1: "Email", 2: "Portal", 3: "Phone", 7: "Chat", 9: "Feedback widget",
+                  10: "Outbound email"},
+    "freshservice": {1: "Email", 2: "Portal", 3: "Phone", 4: "Chat", 5: "Feedback widget",
+                     6: "Yammer", 7: "AWS Cloudwatch", 8: "PagerDuty", 9: "Walkup", 10: "Slack"},
+}  # fmt: skip
 
 
 def _helpdesk(t: _Table, base: Path | None, env: Mapping[str, str]) -> HelpdeskConfig:
@@ -88,16 +114,33 @@ def _helpdesk(t: _Table, base: Path | None, env: Mapping[str, str]) -> HelpdeskC
     if "@" not in email:
         t.add("requester_email", f"expected the email address tickets are raised as, got {email!r}")
     api_key, key_source = _api_key(t, base, env)
+    kind = _one_of(t, "kind", HELPDESK_KINDS, d.kind)
     source = _int(t, "source", d.source, 1)
-    if source not in _SOURCES:
-        t.add("source", f"expected one of {', '.join(map(str, _SOURCES))}, got {source}")
+    if source not in SOURCES[kind]:
+        listed = ", ".join(f"{n} ({name})" for n, name in SOURCES[kind].items())
+        t.add("source", f"expected one of {kind}'s sources {listed}, got {source}")
+    workspace_id = t.get("workspace_id", int, "an integer (a Freshservice workspace id)")
+    if workspace_id is not None and (kind != "freshservice" or workspace_id < 1):
+        t.add("workspace_id", 'only for kind = "freshservice", a workspace id from 1 up')
+    bypass = _bool(t, "bypass_mandatory", d.bypass_mandatory)
+    if bypass and kind != "freshservice":
+        t.add("bypass_mandatory", 'only Freshservice has it (kind = "freshservice")')
     resolve_status = _int(t, "resolve_status", d.resolve_status, 4)
     if resolve_status not in (4, 5):
         t.add("resolve_status", f"expected 4 (Resolved) or 5 (Closed), got {resolve_status}")
     tags = _strings(t, "tags", d.tags)
+    _check_tags(t, tags)
     instance = t.get("instance", str, "a string") or d.instance
-    if not re.fullmatch(r"[A-Za-z0-9_-]{1,20}", instance):
-        t.add("instance", f"expected 1-20 letters, digits, - or _, got {instance!r}")
+    if not re.fullmatch(rf"[A-Za-z0-9_-]{{1,{MAX_INSTANCE}}}", instance):
+        t.add(
+            "instance",
+            f"expected 1-{MAX_INSTANCE} letters, digits, - or _, got {instance!r} (the ticket tag"
+            f" alertd-<instance>-<incident id> must stay within {MAX_TAG_LENGTH} characters)",
+        )
+    taken = _statuses(t, "taken_statuses", d.taken_statuses, allowed=(3,))
+    done = _statuses(t, "done_statuses", d.done_statuses, allowed=())
+    if set(taken) & set(done):
+        t.add("done_statuses", "a status cannot be both taken and done")
     subject = t.get("subject_template", str, "a string") or d.subject_template
     monitoring_url = t.get("monitoring_url", str, "a string (a URL template)") or ""
     for name, template in (("subject_template", subject), ("monitoring_url", monitoring_url)):
@@ -131,7 +174,7 @@ def _helpdesk(t: _Table, base: Path | None, env: Mapping[str, str]) -> HelpdeskC
         timeout=_duration(t, "timeout", d.timeout),
         keep_agent_priority=_bool(t, "keep_agent_priority", d.keep_agent_priority),
         on_missing_ticket=_one_of(
-            t, "on_missing_ticket", ("recreate", "dead_letter"), d.on_missing_ticket
+            t, "on_missing_ticket", MISSING_TICKET_POLICIES, d.on_missing_ticket
         ),
         instance=instance,
         public_notes=_bool(t, "public_notes", d.public_notes),
@@ -139,7 +182,38 @@ def _helpdesk(t: _Table, base: Path | None, env: Mapping[str, str]) -> HelpdeskC
         webhook_secret=webhook_secret,
         webhook_secret_source=webhook_source,
         rules=_ticket_rules(t, kind),
+        workspace_id=workspace_id if kind == "freshservice" else None,
+        taken_statuses=taken,
+        done_statuses=done,
+        bypass_mandatory=bypass,
     )
+
+
+def _check_tags(t: _Table, tags: tuple[str, ...]) -> None:
+    """Configured tags must each fit the API's limit and leave room for the incident's tag."""
+    long = [tag for tag in tags if len(tag) > MAX_TAG_LENGTH]
+    if long:
+        t.add("tags", f"{long[0]!r} is longer than {MAX_TAG_LENGTH} characters, the API's limit")
+    if len({"alertd", *tags}) > MAX_TAGS - 1:
+        t.add("tags", f'at most {MAX_TAGS - 2} besides "alertd": a ticket holds {MAX_TAGS} tags')
+
+
+def _statuses(
+    t: _Table, name: str, default: tuple[int, ...], *, allowed: tuple[int, ...]
+) -> tuple[int, ...]:
+    """Status ids: those in `allowed`, or custom ones (6 and up, as the account defines)."""
+    raw = t.get(name, list, "an array of status ids")
+    if raw is None:
+        return default
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in raw):
+        t.add(name, "expected an array of integers (status ids)")
+        return default
+    bad = [v for v in raw if v not in allowed and v < 6]
+    if bad:
+        extra = f"{', '.join(map(str, allowed))} or " if allowed else ""
+        t.add(name, f"expected {extra}custom status ids (6 and up), got {bad[0]}")
+        return default
+    return tuple(dict.fromkeys(raw))
 
 
 def _api_key(t: _Table, base: Path | None, env: Mapping[str, str]) -> tuple[str, str]:

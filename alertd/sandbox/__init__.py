@@ -1,4 +1,5 @@
-"""A local Freshdesk-compatible helpdesk (API v2) that rejects whatever the real one would reject.
+"""A local Freshdesk-compatible helpdesk (API v2) that rejects whatever the real one would reject;
+with `flavour="freshservice"` it plays Freshservice instead (its paths and wrapped answers).
 
 Owns the fake's state (`Sandbox`), its HTTP face (`create_app`) and the `alertd sandbox` runner
 (`serve`). alertd's tests, its demo and `alertd sandbox` talk to it over real HTTP. Each request
@@ -7,11 +8,12 @@ passes the checks in this order, and every answer, errors included, carries the 
     injected fault -> rate limit (429) -> Basic auth (401) -> Accept (406) -> route (404/405)
     -> Content-Type (415) -> JSON (400 invalid_json) -> fields (400, all errors at once)
 
-Facts come from docs/protocols.md section 1. Behaviours tagged [U] there are options here
-(`custom_statuses`, `required_fields`, `include_cost`), so tests can state which variant they
-assume. Where the facts leave a choice, the fake takes the stricter one: list and search results
-leave out the description, a 404 has an empty body, and search serves the ticket as it was when
-indexed.
+Facts come from docs/protocols.md section 1. Behaviours tagged [U] there, and what differs from
+account to account, are options here (`custom_statuses`, `required_fields`, `include_cost`,
+`sub_limits`, `required_for_closure`, `workspaces`, `priority_matrix`), so tests can state which
+variant they assume. Where the facts leave a choice, the fake takes the stricter one: list and
+search results leave out the description, a 404 has an empty body, and search serves the ticket
+as it was when indexed.
 
 Time: one injectable clock returning POSIX seconds drives timestamps, the search-index lag, the
 30-day list window and the rate-limit window. A test advances it instead of sleeping.
@@ -41,6 +43,7 @@ from alertd.sandbox.account import (
     LIST_DAYS,
     MAX_PER_PAGE,
     PRIORITIES,
+    PRIORITY_MATRIX,
     REQUESTER_FIELDS,
     SEARCH_MAX_PAGE,
     SEARCH_MAX_QUERY,
@@ -61,6 +64,7 @@ __all__ = [
     "LIST_DAYS",
     "MAX_PER_PAGE",
     "PRIORITIES",
+    "PRIORITY_MATRIX",
     "REQUESTER_FIELDS",
     "SANDBOX",
     "SEARCH_MAX_PAGE",

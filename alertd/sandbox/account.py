@@ -1,15 +1,18 @@
 """The fake account: what a test can configure (`SandboxOptions`) and what it cannot, the fixed
-ids, paths and limits of Freshdesk API v2 (docs/protocols.md section 1)."""
+ids, paths and limits of Freshdesk API v2 and of Freshservice's (docs/protocols.md section 1)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Final
 
 API: Final = "/api/v2"
 STATUSES: Final = (2, 3, 4, 5)
 PRIORITIES: Final = (1, 2, 3, 4)
 SOURCES: Final = (1, 2, 3, 7, 9, 10)
+# Freshservice numbers its sources 1-10 with other meanings (4 Chat, 7 AWS Cloudwatch, 10 Slack).
+SERVICE_SOURCES: Final = tuple(range(1, 11))
 SERVICE_LEVELS: Final = (1, 2, 3)  # Freshservice impact and urgency
 REQUESTER_FIELDS: Final = (
     "requester_id",
@@ -24,9 +27,21 @@ AGENT_ID: Final = 1  # owner of the API key: the default author of notes
 WINDOW_SECONDS: Final = 60
 LIST_DAYS: Final = 30
 MAX_PER_PAGE: Final = 100
+MAX_LIST_PAGE: Final = 300  # a list walks at most 300 pages of 100
+MAX_TAG_LENGTH: Final = 32
+MAX_TAGS: Final = 30  # tags on one ticket
 SEARCH_PAGE_SIZE: Final = 30
 SEARCH_MAX_PAGE: Final = 10
 SEARCH_MAX_QUERY: Final = 512
+# [U] A Priority Matrix as an admin might set it: (impact, urgency) -> priority, 1 Low .. 4 Urgent.
+PRIORITY_MATRIX: Final = {
+    (1, 1): 1, (1, 2): 1, (2, 1): 1,
+    (1, 3): 2, (2, 2): 2, (3, 1): 2,
+    (2, 3): 3, (3, 2): 3,
+    (3, 3): 4,
+}  # fmt: skip
+# The operation classes that have their own per-minute limit within the total (1.9).
+LIMIT_CLASSES: Final = ("create", "update", "list", "view")
 
 
 @dataclass(slots=True)
@@ -48,6 +63,18 @@ class SandboxOptions:
     required_fields: tuple[str, ...] = ("subject", "description", "status", "priority", "source")
     # [U] Extra credits for each `include=` item (sources say 1 or 2).
     include_cost: int = 1
+    # Per-minute sub-limits within the total, by operation class ("create", "update", "list",
+    # "view"); a class left out has none. Freshdesk Growth: create 80, update 80, list 20.
+    sub_limits: Mapping[str, int] = field(default_factory=dict)
+    # [U] Fields an account makes mandatory to resolve or close (status 4 or 5), e.g.
+    # ("custom_fields.cf_root_cause",); a PUT that resolves with one still empty is a 400.
+    required_for_closure: tuple[str, ...] = ()
+    # Freshservice: workspace ids, the primary first. List and filter without `workspace_id`
+    # see only the primary one; `workspace_id=0` sees all (docs/protocols.md 1.10).
+    workspaces: tuple[int, ...] = (2,)
+    # Freshservice: the Priority Matrix, (impact, urgency) -> priority, as the admin set it; when
+    # on, it overrules the priority a create or update sends with impact or urgency. None: off.
+    priority_matrix: Mapping[tuple[int, int], int] | None = None
     # The first ticket id. A long-running `alertd sandbox` starts from the clock (see
     # `ids_from_clock`), so a restart never hands out an id a daemon already links to.
     first_ticket_id: int = 1
@@ -64,3 +91,17 @@ class SandboxOptions:
             raise ValueError(f"flavour must be one of {FLAVOURS}, not {self.flavour!r}")
         if self.rate_limit_per_minute < 1:
             raise ValueError("rate_limit_per_minute must be at least 1")
+        unknown = set(self.sub_limits) - set(LIMIT_CLASSES)
+        if unknown or any(limit < 1 for limit in self.sub_limits.values()):
+            raise ValueError(f"sub_limits takes {LIMIT_CLASSES} with limits >= 1")
+        if not self.workspaces:
+            raise ValueError("workspaces needs at least the primary workspace")
+
+    @property
+    def service(self) -> bool:
+        """Whether this account is a Freshservice one."""
+        return self.flavour == "freshservice"
+
+    @property
+    def sources(self) -> tuple[int, ...]:
+        return SERVICE_SOURCES if self.service else SOURCES

@@ -1,6 +1,8 @@
-"""The ticket endpoints: create, view, update, delete, notes, conversations, list and search;
-each reads its request (JSON body, query string), calls the state and shapes the answer,
-including paging and `Link` headers."""
+"""The ticket endpoints: create, view, update, delete, restore, merge, notes, conversations, list,
+search (Freshdesk) or filter (Freshservice), archived tickets and ticket fields; each reads its
+request (JSON body, query string), calls the state and shapes the answer as the account's product
+does (Freshservice wraps each answer in an object: `{"ticket": ...}`), including paging and
+`Link` headers."""
 
 from __future__ import annotations
 
@@ -16,14 +18,15 @@ from aiohttp import hdrs, web
 from alertd.sandbox.account import (
     AGENT_ID,
     LIST_DAYS,
+    MAX_LIST_PAGE,
     MAX_PER_PAGE,
     SEARCH_MAX_PAGE,
     SEARCH_MAX_QUERY,
     SEARCH_PAGE_SIZE,
 )
-from alertd.sandbox.errors import _DropConnection, _error, _FieldError
+from alertd.sandbox.errors import _DropConnection, _error, _FieldError, _not_found
 from alertd.sandbox.search import _compile_query, _Predicate, _QueryError
-from alertd.sandbox.state import SANDBOX
+from alertd.sandbox.state import SANDBOX, Sandbox
 from alertd.sandbox.validation import _Params
 
 
@@ -46,6 +49,17 @@ def _ticket_id(request: web.Request) -> int:
     return int(request.match_info["ticket_id"])
 
 
+def _shaped(sandbox: Sandbox, key: str, value: Any, **extra: Any) -> Any:
+    """Freshservice wraps every answer in an object named after what it holds; Freshdesk not."""
+    return {key: value, **extra} if sandbox.options.service else value
+
+
+def _only_on(sandbox: Sandbox, flavour: str) -> None:
+    """An endpoint the other product does not have answers 404, as an unknown path does."""
+    if sandbox.options.flavour != flavour:
+        raise _not_found()
+
+
 def _next_link(request: web.Request, page: int) -> dict[str, str]:
     url = request.url.update_query(page=str(page + 1))
     return {hdrs.LINK: f'<{url}>; rel="next"'}
@@ -59,7 +73,7 @@ async def _create_ticket(request: web.Request) -> web.Response:
         await asyncio.sleep(sandbox._stalls.popleft())
     if sandbox._take_drop():
         raise _DropConnection
-    return web.json_response(sandbox._render(ticket, ()), status=201)
+    return web.json_response(_shaped(sandbox, "ticket", sandbox._render(ticket, ())), status=201)
 
 
 async def _view_ticket(request: web.Request) -> web.Response:
@@ -68,20 +82,73 @@ async def _view_ticket(request: web.Request) -> web.Response:
     params = _Params(request, ("include",))
     includes = params.includes(("stats", "requester", "company", "conversations"))
     params.done()
-    return web.json_response(sandbox._render(ticket, includes))
+    return web.json_response(_shaped(sandbox, "ticket", sandbox._render(ticket, includes)))
+
+
+async def _archived_ticket(request: web.Request) -> web.Response:
+    sandbox = request.app[SANDBOX]
+    _only_on(sandbox, "freshdesk")
+    ticket = sandbox.archived.get(_ticket_id(request))
+    if ticket is None:
+        raise _not_found()
+    _Params(request, ()).done()
+    return web.json_response(sandbox._render(ticket, ()))
 
 
 async def _update_ticket(request: web.Request) -> web.Response:
     sandbox = request.app[SANDBOX]
     _Params(request, ()).done()
     ticket = sandbox._update(_ticket_id(request), await _json_object(request))
-    return web.json_response(sandbox._render(ticket, ()))
+    return web.json_response(_shaped(sandbox, "ticket", sandbox._render(ticket, ())))
+
+
+async def _restore_ticket(request: web.Request) -> web.Response:
+    sandbox = request.app[SANDBOX]
+    _Params(request, ()).done()
+    sandbox._restore(_ticket_id(request))
+    return web.Response(status=204)
+
+
+async def _merge_tickets(request: web.Request) -> web.Response:
+    sandbox = request.app[SANDBOX]
+    _only_on(sandbox, "freshdesk")
+    _Params(request, ()).done()
+    sandbox._merge(await _json_object(request))
+    return web.Response(status=204)
+
+
+async def _ticket_fields(request: web.Request) -> web.Response:
+    """The ticket fields with the status choices, custom statuses included: Freshdesk at
+    /ticket_fields (an array), Freshservice at /ticket_form_fields (wrapped)."""
+    sandbox = request.app[SANDBOX]
+    service = request.path.endswith("/ticket_form_fields")
+    _only_on(sandbox, "freshservice" if service else "freshdesk")
+    _Params(request, ()).done()
+    names = {2: "Open", 3: "Pending", 4: "Resolved", 5: "Closed"}
+    statuses = [*names, *sandbox.options.custom_statuses]
+    label = {s: names.get(s, f"Custom status {s}") for s in statuses}
+    status: dict[str, Any] = {"id": 1, "name": "status", "label": "Status", "position": 1}
+    if service:
+        status |= {"field_type": "default_status", "required": True}
+        status["choices"] = [{"id": s, "value": label[s]} for s in statuses]
+    else:
+        status |= {"type": "default_status", "required_for_closure": False}
+        status["choices"] = {str(s): [label[s], label[s]] for s in statuses}
+    fields = [status]
+    for position, name in enumerate(sandbox.options.custom_fields, start=2):
+        closure = f"custom_fields.{name}" in sandbox.options.required_for_closure
+        fields.append(
+            {"id": position, "name": name, "label": name, "position": position}
+            | ({"field_type": "custom_text", "required": False} if service else {})
+            | ({} if service else {"type": "custom_text", "required_for_closure": closure})
+        )
+    return web.json_response(_shaped(sandbox, "ticket_fields", fields))
 
 
 async def _delete_ticket(request: web.Request) -> web.Response:
     sandbox = request.app[SANDBOX]
     ticket_id = _ticket_id(request)
-    sandbox._existing(ticket_id)
+    sandbox._writable(ticket_id)  # a ticket already in the trash cannot be deleted again
     sandbox.delete(ticket_id)
     return web.Response(status=204)
 
@@ -92,7 +159,7 @@ async def _add_note(request: web.Request) -> web.Response:
     sandbox._existing(ticket_id)  # an unknown ticket is a 404 even when the body is also bad
     _Params(request, ()).done()
     note = sandbox._add_note(ticket_id, await _json_object(request))
-    return web.json_response(note, status=201)
+    return web.json_response(_shaped(sandbox, "conversation", note), status=201)
 
 
 async def _conversations(request: web.Request) -> web.Response:
@@ -107,7 +174,10 @@ async def _conversations(request: web.Request) -> web.Response:
     start = (page - 1) * per_page
     more = len(notes) > start + per_page
     headers = _next_link(request, page) if more else {}
-    return web.json_response(notes[start : start + per_page], headers=headers)
+    shown = _shaped(
+        sandbox, "conversations", notes[start : start + per_page], meta={"count": len(notes)}
+    )
+    return web.json_response(shown, headers=headers)
 
 
 _LIST_PARAMS: Final = (
@@ -123,11 +193,38 @@ _LIST_PARAMS: Final = (
     "per_page",
     "include",
 )
+# Freshservice's list has no order_by and no company or external-id filters, but workspaces.
+_SERVICE_LIST_PARAMS: Final = (
+    "filter",
+    "requester_id",
+    "email",
+    "updated_since",
+    "order_type",
+    "page",
+    "per_page",
+    "include",
+    "workspace_id",
+)
+
+
+def _workspace(sandbox: Sandbox, params: _Params) -> int | None:
+    """The workspace a Freshservice list or filter sees: the primary one unless `workspace_id`
+    names another; 0 means all of them (None here)."""
+    raw = params.raw("workspace_id")
+    if raw == "0":
+        return None
+    chosen = params.optional_number("workspace_id")
+    if chosen is not None and chosen not in sandbox.options.workspaces:
+        params.errors.append(
+            _FieldError("workspace_id", "There is no such workspace", "invalid_value")
+        )
+    return chosen if chosen is not None else sandbox.options.workspaces[0]
 
 
 async def _list_tickets(request: web.Request) -> web.Response:
     sandbox = request.app[SANDBOX]
-    params = _Params(request, _LIST_PARAMS)
+    service = sandbox.options.service
+    params = _Params(request, _SERVICE_LIST_PARAMS if service else _LIST_PARAMS)
     view = params.choice("filter", "", ("", "new_and_my_open", "watching", "spam", "deleted"))
     requester_id = params.optional_number("requester_id")
     company_id = params.optional_number("company_id")
@@ -136,8 +233,9 @@ async def _list_tickets(request: web.Request) -> web.Response:
         "order_by", "created_at", ("created_at", "due_by", "updated_at", "status")
     )
     descending = params.choice("order_type", "desc", ("asc", "desc")) == "desc"
-    page = params.number("page", 1)
+    page = params.number("page", 1, high=MAX_LIST_PAGE)
     per_page = params.number("per_page", 30, high=MAX_PER_PAGE)
+    workspace = _workspace(sandbox, params) if service else None
     includes = params.includes(("description", "requester", "stats"))
     params.done()
 
@@ -160,7 +258,8 @@ async def _list_tickets(request: web.Request) -> web.Response:
             fresh
             and (requester_id is None or ticket["requester_id"] == requester_id)
             and (company_id is None or ticket["company_id"] == company_id)
-            and (view != "spam" or ticket["spam"])
+            and (view == "spam") == ticket["spam"]
+            and (workspace is None or ticket["workspace_id"] == workspace)
             and (
                 view != "new_and_my_open"
                 or (ticket["status"] == 2 and ticket["responder_id"] in (None, AGENT_ID))
@@ -182,7 +281,7 @@ async def _list_tickets(request: web.Request) -> web.Response:
         _listed(sandbox._render(t, includes), includes) for t in found[start : start + per_page]
     ]
     headers = _next_link(request, page) if len(found) > start + per_page else {}
-    return web.json_response(shown, headers=headers)
+    return web.json_response(_shaped(sandbox, "tickets", shown), headers=headers)
 
 
 def _listed(ticket: dict[str, Any], includes: Collection[str]) -> dict[str, Any]:
@@ -193,8 +292,33 @@ def _listed(ticket: dict[str, Any], includes: Collection[str]) -> dict[str, Any]
 
 
 async def _search_tickets(request: web.Request) -> web.Response:
+    """Freshdesk's search: `{"total", "results"}`; Freshservice has no such path."""
     sandbox = request.app[SANDBOX]
+    _only_on(sandbox, "freshdesk")
     params = _Params(request, ("query", "page", "per_page"))  # per_page is accepted and ignored
+    found, page = _query(request, params, None)
+    start = (page - 1) * SEARCH_PAGE_SIZE
+    results = [_listed(copy.deepcopy(t), ()) for t in found[start : start + SEARCH_PAGE_SIZE]]
+    return web.json_response({"total": len(found), "results": results})
+
+
+async def _filter_tickets(request: web.Request) -> web.Response:
+    """Freshservice's filter: the same query language, `{"tickets", "total"}`, one workspace."""
+    sandbox = request.app[SANDBOX]
+    _only_on(sandbox, "freshservice")
+    params = _Params(request, ("query", "page", "workspace_id"))
+    workspace = _workspace(sandbox, params)
+    found, page = _query(request, params, workspace)
+    start = (page - 1) * SEARCH_PAGE_SIZE
+    tickets = [_listed(copy.deepcopy(t), ()) for t in found[start : start + SEARCH_PAGE_SIZE]]
+    return web.json_response({"tickets": tickets, "total": len(found)})
+
+
+def _query(
+    request: web.Request, params: _Params, workspace: int | None
+) -> tuple[list[dict[str, Any]], int]:
+    """The indexed tickets a `query=` matches, newest first, and the page asked for."""
+    sandbox = request.app[SANDBOX]
     page = params.number("page", 1, high=SEARCH_MAX_PAGE)
     raw = request.query.get("query")
     predicate: _Predicate | None = None
@@ -218,10 +342,12 @@ async def _search_tickets(request: web.Request) -> web.Response:
     params.done()
     assert predicate is not None  # every path that leaves it None added an error above
     found = sorted(
-        filter(predicate, sandbox._indexed()),
+        (
+            t
+            for t in sandbox._indexed()
+            if predicate(t) and (workspace is None or t.get("workspace_id") == workspace)
+        ),
         key=lambda t: (t["created_at"], t["id"]),
         reverse=True,
     )
-    start = (page - 1) * SEARCH_PAGE_SIZE
-    results = [_listed(copy.deepcopy(t), ()) for t in found[start : start + SEARCH_PAGE_SIZE]]
-    return web.json_response({"total": len(found), "results": results})
+    return found, page

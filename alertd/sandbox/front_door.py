@@ -1,21 +1,23 @@
-"""What every request passes before its endpoint, in order: injected fault, rate limit, Basic
-auth, Accept, route, Content-Type; the rate-limit headers on every answer; the one place that
-turns `_Reject` into a response; and the record of each request."""
+"""What every request passes before its endpoint, in order: injected fault, rate limit (the
+account total, then the sub-limit of the request's operation class), Basic auth, Accept, route,
+Content-Type; the rate-limit headers on every answer; the one place that turns `_Reject` into a
+response; and the record of each request."""
 
 from __future__ import annotations
 
 import base64
 import binascii
 import json
+import re
 from http import HTTPStatus
-from typing import Any
+from typing import Any, Final
 
 from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler
 
-from alertd.sandbox.account import SandboxOptions
+from alertd.sandbox.account import API, SandboxOptions
 from alertd.sandbox.errors import _DropConnection, _error, _not_found, _Reject
-from alertd.sandbox.state import SANDBOX, RequestRecord, Sandbox
+from alertd.sandbox.state import SANDBOX, RequestRecord, Sandbox, _Fault, _RateWindow
 from alertd.sandbox.validation import _include_items
 
 
@@ -51,24 +53,29 @@ async def _guarded(sandbox: Sandbox, request: web.Request, handler: Handler) -> 
     cost = 1 + options.include_cost * len(_include_items(request.query.get("include")))
     limit = options.rate_limit_per_minute
     fault = sandbox._take_fault()
+    sub = _sub_window(sandbox, request, now)
     response: web.StreamResponse
     if fault is not None:
         # A failed request still spends credits, as on the real service.
         charged = min(cost, limit - window.used)
         window.used += charged
-        response = _fault_response(fault.status)
+        response = _fault_response(fault)
         if fault.retry_after is not None or fault.status == 429:
             retry = fault.retry_after if fault.retry_after is not None else window.resets_in(now)
             response.headers[hdrs.RETRY_AFTER] = str(retry)
-    elif window.used + cost > limit:
+    elif window.used + cost > limit or (sub is not None and sub[0].used + cost > sub[1]):
         charged = 0
+        # Whichever budget ran out says when it comes back.
+        full = window if window.used + cost > limit else sub[0] if sub else window
         response = _error(
             429, "rate_limit_exceeded", "You have exceeded the limit of requests per minute"
         ).response()
-        response.headers[hdrs.RETRY_AFTER] = str(window.resets_in(now))
+        response.headers[hdrs.RETRY_AFTER] = str(full.resets_in(now))
     else:
         charged = cost
         window.used += cost
+        if sub is not None:
+            sub[0].used += cost
         response = await _endpoint(options, request, handler)
     response.headers["X-RateLimit-Total"] = str(limit)
     response.headers["X-RateLimit-Remaining"] = str(max(0, limit - window.used))
@@ -76,7 +83,43 @@ async def _guarded(sandbox: Sandbox, request: web.Request, handler: Handler) -> 
     return response
 
 
-def _fault_response(status: int) -> web.Response:
+# Which operation class a request draws on, for the per-class sub-limits (docs/protocols.md 1.9).
+_CLASSES: Final = (
+    ("POST", re.compile(rf"{API}/tickets"), "create"),
+    ("PUT", re.compile(rf"{API}/tickets/\d+"), "update"),
+    ("GET", re.compile(rf"{API}/(tickets|search/tickets|tickets/filter)"), "list"),
+    ("GET", re.compile(rf"{API}/tickets/(archived/)?\d+"), "view"),
+)
+
+
+def _sub_window(
+    sandbox: Sandbox, request: web.Request, now: float
+) -> tuple[_RateWindow, int] | None:
+    """The rolled one-minute window of the request's class and its limit, if it has one."""
+    for method, path, kind in _CLASSES:
+        if request.method == method and path.fullmatch(request.path):
+            limit = sandbox.options.sub_limits.get(kind)
+            if limit is None:
+                return None
+            window = sandbox._class_windows.setdefault(kind, _RateWindow())
+            window.roll(now)
+            return window, limit
+    return None
+
+
+def _fault_response(fault: _Fault) -> web.Response:
+    if fault.garble == "html":
+        page = "<html><body><h1>Please sign in</h1></body></html>"
+        return web.Response(status=fault.status, text=page, content_type="text/html")
+    if fault.garble == "no_id":
+        return web.json_response({"message": "accepted"}, status=fault.status)
+    if fault.garble == "charset":
+        # Declared UTF-8, written in Latin-1: the bytes do not decode.
+        raw = b'{"id": 1, "subject": "caf\xe9"}'
+        return web.Response(
+            status=fault.status, body=raw, content_type="application/json", charset="utf-8"
+        )
+    status = fault.status
     phrase = HTTPStatus(status).phrase
     if status >= 500:
         # A gateway in front of the API answers 5xx with a page, not JSON; clients must cope.
@@ -109,6 +152,9 @@ def _check_transport(options: SandboxOptions, request: web.Request) -> None:
     if (
         request.method in (hdrs.METH_POST, hdrs.METH_PUT)
         and request.content_type != "application/json"
+        # A bodiless PUT (restore) has no type to check; a bodiless one that needs a body
+        # fails as invalid JSON instead.
+        and (request.body_exists or not request.path.endswith("/restore"))
     ):
         raise _error(
             415,

@@ -1,6 +1,6 @@
-"""The helpdesk's state (`Sandbox`): tickets, notes, contacts, the request log, injected faults,
-the clock, the rate-limit window and the search index with its lag; the API's operations on that
-state; and the app key (`SANDBOX`) under which an app holds it."""
+"""The helpdesk's state (`Sandbox`): tickets (live, in the trash, archived), notes, contacts, the
+request log, injected faults, the clock, the rate-limit windows and the search index with its lag;
+the API's operations on that state; and the app key (`SANDBOX`) under which an app holds it."""
 
 from __future__ import annotations
 
@@ -16,12 +16,17 @@ from typing import Any, Final
 from aiohttp import web
 
 from alertd.sandbox.account import AGENT_ID, REQUESTER_FIELDS, WINDOW_SECONDS, SandboxOptions
-from alertd.sandbox.errors import _FieldError, _invalid, _not_found
+from alertd.sandbox.errors import _error, _FieldError, _invalid, _not_found
 from alertd.sandbox.formats import _iso, _parse_time, _text
 from alertd.sandbox.validation import _is_int, _note_errors, _ticket_errors
 
 # SLA deadlines by priority (first response, resolution) in hours, for tickets that set none.
 _SLA_HOURS: Final = {1: (24, 72), 2: (8, 48), 3: (4, 24), 4: (1, 4)}
+# Freshdesk's ticket fields that Freshservice's ticket does not have.
+_DESK_ONLY: Final = (
+    "product_id", "company_id", "association_type", "associated_tickets_count", "support_email",
+    "source_additional_info", "structured_description", "nr_due_by", "nr_escalated", "form_id",
+)  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +45,8 @@ class RequestRecord:
 class _Fault:
     status: int
     retry_after: int | None
+    # A 2xx whose body is not what the API sends: "html", "no_id" or "charset".
+    garble: str | None = None
 
 
 def _steady_wall_clock() -> Callable[[], float]:
@@ -69,7 +76,12 @@ class Sandbox:
     def __init__(self, options: SandboxOptions | None = None) -> None:
         self.options = options if options is not None else SandboxOptions()
         self.tickets: dict[int, dict[str, Any]] = {}
-        self.deleted: dict[int, dict[str, Any]] = {}  # deleted or archived: the API answers 404
+        # In the trash: still viewable (`deleted: true`), but an update or a note answers 405.
+        self.deleted: dict[int, dict[str, Any]] = {}
+        # Archived (closed, inactive for months): 404 on the ticket paths, readable only under
+        # /tickets/archived/{id}, never in list or search.
+        self.archived: dict[int, dict[str, Any]] = {}
+        self.merged: dict[int, int] = {}  # secondary -> primary; the API itself shows no such field
         self.notes: dict[int, list[dict[str, Any]]] = {}
         self.contacts: dict[int, dict[str, Any]] = {}  # requesters, created from email/phone/...
         self.requests: list[RequestRecord] = []
@@ -78,6 +90,7 @@ class Sandbox:
         self._drops = 0
         self._stalls: deque[float] = deque()
         self._window = _RateWindow()
+        self._class_windows: dict[str, _RateWindow] = {}
         self._ticket_ids = itertools.count(self.options.first_ticket_id)
         self._note_ids = itertools.count(1)
         self._contact_ids = itertools.count(9001)
@@ -113,10 +126,38 @@ class Sandbox:
         """Let the next `count` valid creates store their ticket, then close without answering."""
         self._drops += count
 
+    def answer_oddly_next(self, garble: str, count: int = 1) -> None:
+        """Answer the next `count` requests with a 2xx whose body is not the API's: an HTML page
+        ("html"), a JSON object without an id ("no_id"), or bytes not in the declared charset
+        ("charset"). Like `fail_next`, before auth and validation: nothing is stored."""
+        if garble not in ("html", "no_id", "charset"):
+            raise ValueError(f"answer_oddly_next takes html, no_id or charset, not {garble!r}")
+        self._faults.extend([_Fault(200, None, garble)] * count)
+
     def delete(self, ticket_id: int) -> None:
-        """Delete or archive a ticket as an agent would; the API then answers 404 for it."""
+        """Move a ticket to the trash as an agent would: it can still be viewed (`deleted:
+        true`), but an update or a note answers 405 until it is restored."""
         self.deleted[ticket_id] = self.tickets.pop(ticket_id)
         self._index(ticket_id, None)
+
+    def mark_spam(self, ticket_id: int) -> None:
+        """Mark a ticket as spam as an agent would: an update or a note then answers 405."""
+        self.tickets[ticket_id]["spam"] = True
+        self._change(self.tickets[ticket_id], {})
+
+    def archive(self, ticket_id: int) -> None:
+        """Archive a closed ticket as the helpdesk does after months without activity."""
+        ticket = self.tickets.pop(ticket_id)
+        if ticket["status"] != 5:
+            self.tickets[ticket_id] = ticket
+            raise ValueError(f"archive({ticket_id}): only closed tickets are archived")
+        self.archived[ticket_id] = ticket
+        self._index(ticket_id, None)
+
+    def merge(self, primary_id: int, secondary_ids: Collection[int]) -> None:
+        """Merge tickets into `primary_id` as an agent would (`PUT /tickets/merge`): each secondary
+        is closed and gets a private note naming the primary."""
+        self._merge({"primary_id": primary_id, "ticket_ids": list(secondary_ids)})
 
     def agent_update(self, ticket_id: int, **fields: Any) -> None:
         """Change a ticket by hand, with the API's field rules; this bumps `updated_at`."""
@@ -153,15 +194,71 @@ class Sandbox:
         return ticket
 
     def _update(self, ticket_id: int, body: dict[str, Any]) -> dict[str, Any]:
-        ticket = self._existing(ticket_id)
+        ticket = self._writable(ticket_id)
         errors = _ticket_errors(body, self.options, creating=False) + self._reference_errors(body)
+        if not errors and body.get("status") in (4, 5) and not body.get("bypass_mandatory"):
+            errors = self._closure_errors(ticket, body)
         if errors:
             raise _invalid(errors)
         self._change(ticket, body)
         return ticket
 
+    def _closure_errors(
+        self, ticket: Mapping[str, Any], body: Mapping[str, Any]
+    ) -> list[_FieldError]:
+        """Fields the account requires to resolve or close, still empty after this update."""
+        errors = []
+        for name in self.options.required_for_closure:
+            custom = name.removeprefix("custom_fields.")
+            if custom != name:
+                value = body.get("custom_fields", {}).get(
+                    custom, ticket["custom_fields"].get(custom)
+                )
+            else:
+                value = body.get(name, ticket.get(name))
+            if value in (None, ""):
+                errors.append(_FieldError(name, "It should not be blank", "missing_field"))
+        return errors
+
+    def _restore(self, ticket_id: int) -> None:
+        if ticket_id not in self.deleted:
+            raise (
+                _not_found()
+                if ticket_id not in self.tickets
+                else _error(400, "invalid_value", "The ticket is not deleted")
+            )
+        ticket = self.deleted.pop(ticket_id)
+        self.tickets[ticket_id] = ticket
+        self._change(ticket, {})
+
+    def _merge(self, body: Mapping[str, Any]) -> None:
+        primary: Any = body.get("primary_id")
+        secondaries = body.get("ticket_ids")
+        if not _is_int(primary) or not isinstance(secondaries, list) or not secondaries:
+            raise _invalid(
+                [
+                    _FieldError(
+                        "ticket_ids", "primary_id and ticket_ids are required", "missing_field"
+                    )
+                ]
+            )
+        for ticket_id in (primary, *secondaries):
+            if not _is_int(ticket_id) or ticket_id not in self.tickets:
+                raise _invalid(
+                    [_FieldError("ticket_ids", f"There is no ticket {ticket_id}", "invalid_value")]
+                )
+        for ticket_id in secondaries:
+            if ticket_id == primary:
+                continue
+            self._add_note(
+                ticket_id,
+                {"body": f"<p>This ticket is closed and merged into ticket {primary}</p>"},
+            )
+            self.merged[ticket_id] = primary
+            self._change(self.tickets[ticket_id], {"status": 5})
+
     def _add_note(self, ticket_id: int, body: dict[str, Any]) -> dict[str, Any]:
-        ticket = self._existing(ticket_id)
+        ticket = self._writable(ticket_id)
         errors = _note_errors(body)
         if errors:
             raise _invalid(errors)
@@ -193,9 +290,17 @@ class Sandbox:
         return note
 
     def _existing(self, ticket_id: int) -> dict[str, Any]:
-        ticket = self.tickets.get(ticket_id)
+        """A ticket to read: a live one or one in the trash; archived ones are not here."""
+        ticket = self.tickets.get(ticket_id) or self.deleted.get(ticket_id)
         if ticket is None:
             raise _not_found()
+        return ticket
+
+    def _writable(self, ticket_id: int) -> dict[str, Any]:
+        """A ticket to change: spam and trashed tickets refuse with 405 (docs/protocols.md 1.4)."""
+        ticket = self._existing(ticket_id)
+        if ticket_id in self.deleted or ticket["spam"]:
+            raise _error(405, "method_not_allowed", "This action is not allowed on this ticket")
         return ticket
 
     def _take_fault(self) -> _Fault | None:
@@ -248,7 +353,9 @@ class Sandbox:
             "form_id": None,
             "structured_description": None,
         }
-        if self.options.flavour == "freshservice":
+        if self.options.service:
+            for name in _DESK_ONLY:
+                del ticket[name]
             ticket |= {
                 "impact": 1,
                 "urgency": 1,
@@ -256,6 +363,9 @@ class Sandbox:
                 "sub_category": None,
                 "item_category": None,
                 "department_id": None,
+                "requested_for_id": None,
+                "workspace_id": self.options.workspaces[0],
+                "deleted": False,
             }
         return ticket
 
@@ -264,7 +374,7 @@ class Sandbox:
         now = self.now()
         ticket_id: int = ticket["id"]
         for name, value in body.items():
-            if name in REQUESTER_FIELDS or name == "name":
+            if name in REQUESTER_FIELDS or name in ("name", "bypass_mandatory"):
                 continue
             if name == "description":
                 ticket["description_text"] = _text(value)
@@ -282,6 +392,10 @@ class Sandbox:
             ticket[name] = copy.deepcopy(value)
         if any(name in body for name in REQUESTER_FIELDS):
             ticket["requester_id"] = self._requester(body)
+        matrix = self.options.priority_matrix
+        if matrix is not None and ("impact" in body or "urgency" in body):
+            # The matrix overrules the priority sent (docs/protocols.md 1.10).
+            ticket["priority"] = matrix.get((ticket["impact"], ticket["urgency"]), 1)
         self._updated[ticket_id] = now
         ticket["updated_at"] = _iso(now)
         self._index(ticket_id, ticket)
@@ -374,6 +488,8 @@ class Sandbox:
     def _render(self, ticket: dict[str, Any], includes: Collection[str]) -> dict[str, Any]:
         """A ticket as the API shows it, with the parts `include=` asks for."""
         shown = copy.deepcopy(ticket)
+        if ticket["id"] in self.deleted:
+            shown["deleted"] = True
         if "stats" in includes:
             shown["stats"] = dict(self._stats.get(ticket["id"], {}))
         if "requester" in includes:

@@ -13,10 +13,11 @@ from typing import Any, Final, Literal
 from aiohttp import web
 
 from alertd.sandbox.account import (
+    MAX_TAG_LENGTH,
+    MAX_TAGS,
     PRIORITIES,
     REQUESTER_FIELDS,
     SERVICE_LEVELS,
-    SOURCES,
     STATUSES,
     SandboxOptions,
 )
@@ -58,7 +59,7 @@ _TICKET_FIELDS: Final[dict[str, _Spec]] = {
     "description": _Spec("str"),
     "status": _Spec("int", choices=lambda o: (*STATUSES, *o.custom_statuses)),
     "priority": _Spec("int", choices=lambda o: PRIORITIES),
-    "source": _Spec("int", choices=lambda o: SOURCES),
+    "source": _Spec("int", choices=lambda o: o.sources),
     "type": _Spec("str", choices=lambda o: o.ticket_types),
     "tags": _Spec("strings"),
     "group_id": _Spec("id", nullable=True, choices=lambda o: o.groups),
@@ -75,8 +76,19 @@ _TICKET_FIELDS: Final[dict[str, _Spec]] = {
 _SERVICE_FIELDS: Final[dict[str, _Spec]] = {
     "impact": _Spec("int", choices=lambda o: SERVICE_LEVELS),
     "urgency": _Spec("int", choices=lambda o: SERVICE_LEVELS),
+    "workspace_id": _Spec("id", choices=lambda o: o.workspaces),
+    "department_id": _Spec("id", nullable=True),
+    "category": _Spec("str", nullable=True),
+    "sub_category": _Spec("str", nullable=True),
+    "bypass_mandatory": _Spec("bool"),
 }
-_CREATE_ONLY: Final = frozenset({"parent_id"})
+# Freshdesk's fields that Freshservice's ticket does not have.
+_DESK_ONLY: Final = frozenset(
+    {"twitter_id", "facebook_id", "unique_external_id", "company_id", "product_id", "parent_id"}
+)
+_SERVICE_REQUESTER_FIELDS: Final = ("requester_id", "email", "phone")
+_CREATE_ONLY: Final = frozenset({"parent_id", "workspace_id"})
+_UPDATE_ONLY: Final = frozenset({"bypass_mandatory"})
 _NOTE_FIELDS: Final[dict[str, _Spec]] = {
     "body": _Spec("str"),
     "private": _Spec("bool"),
@@ -90,25 +102,60 @@ def _ticket_errors(
     body: Mapping[str, Any], options: SandboxOptions, *, creating: bool
 ) -> list[_FieldError]:
     """Every problem with a create or update body that needs no stored data, in body order."""
-    known = _TICKET_FIELDS | (_SERVICE_FIELDS if options.flavour == "freshservice" else {})
+    known = _ticket_fields(options)
     errors: list[_FieldError] = []
     for name, value in body.items():
         spec = known.get(name)
-        if spec is None or (name in _CREATE_ONLY and not creating):
+        if (
+            spec is None
+            or (name in _CREATE_ONLY and not creating)
+            or (name in _UPDATE_ONLY and creating)
+        ):
             errors.append(_unexpected(name))
         elif name == "custom_fields" and isinstance(value, dict):
             errors.extend(_custom_field_errors(value, options))
         else:
-            errors.extend(_value_errors(name, value, spec, options))
+            problems = _value_errors(name, value, spec, options)
+            if name == "tags" and not problems:
+                problems = _tag_errors(value)
+            errors.extend(problems)
     if creating:
         errors.extend(_create_errors(body, options))
     return errors
 
 
+def _ticket_fields(options: SandboxOptions) -> dict[str, _Spec]:
+    """The body fields this product's ticket takes."""
+    if not options.service:
+        return _TICKET_FIELDS
+    desk = {k: v for k, v in _TICKET_FIELDS.items() if k not in _DESK_ONLY}
+    return desk | _SERVICE_FIELDS
+
+
+def _tag_errors(tags: Sequence[Any]) -> list[_FieldError]:
+    """A ticket holds at most 30 tags of at most 32 characters each (docs/protocols.md 1.2)."""
+    errors = []
+    if len(tags) > MAX_TAGS:
+        errors.append(
+            _FieldError("tags", f"It should have at most {MAX_TAGS} elements", "invalid_value")
+        )
+    long = [tag for tag in tags if isinstance(tag, str) and len(tag) > MAX_TAG_LENGTH]
+    if long:
+        errors.append(
+            _FieldError(
+                "tags",
+                f"Has {len(long)} elements longer than {MAX_TAG_LENGTH} characters",
+                "invalid_value",
+            )
+        )
+    return errors
+
+
 def _create_errors(body: Mapping[str, Any], options: SandboxOptions) -> list[_FieldError]:
     errors = []
-    if not any(name in body for name in REQUESTER_FIELDS):
-        fields = ", ".join(REQUESTER_FIELDS)
+    requesters = _SERVICE_REQUESTER_FIELDS if options.service else REQUESTER_FIELDS
+    if not any(name in body for name in requesters):
+        fields = ", ".join(requesters)
         errors.append(
             _FieldError(
                 "requester_id", f"Please fill at least 1 of {fields} fields", "missing_field"
@@ -223,6 +270,10 @@ class _Params:
     def __init__(self, request: web.Request, allowed: Collection[str]) -> None:
         self._query = request.query
         self.errors = [_unexpected(name) for name in self._query if name not in allowed]
+
+    def raw(self, name: str) -> str | None:
+        """The parameter as sent, unchecked."""
+        return self._query.get(name)
 
     def number(self, name: str, default: int, high: int | None = None) -> int:
         value = self.optional_number(name)

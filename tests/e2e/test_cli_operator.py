@@ -82,7 +82,7 @@ async def test_incidents_show_ticket_flags_and_only_harmless_text(
     dead = await shell(f"{ALERTD} outbox list --state dead", url)
     assert dead.returncode == 0, dead.stderr
     (line,) = [ln for ln in dead.stdout.splitlines() if " create " in ln]
-    assert "Validation failed; type: " in line and '{"description"' not in line
+    assert "type: It should be one of these values" in line and '{"description"' not in line
 
 
 async def test_a_listing_into_head_ends_quietly(

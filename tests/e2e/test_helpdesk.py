@@ -20,6 +20,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
@@ -376,13 +377,13 @@ async def test_sigkill_during_a_create_loses_nothing_and_duplicates_nothing(
     assert len(helpdesk.notes[ticket_id]) == 1  # the recovery note reached the one ticket
 
 
+@pytest.mark.parametrize("flavour", ["freshservice"])
 async def test_freshservice_gets_impact_and_urgency_natively(
     start: Callable[..., Awaitable[Client]], sandbox: tuple[Sandbox, str]
 ) -> None:
     """With kind = "freshservice" the ticket carries the incident's impact and urgency (1-3)."""
     helpdesk, _ = sandbox
-    helpdesk.options.flavour = "freshservice"
-    client = await start('kind = "freshservice"\n')
+    client = await start()
     await post(client, {**CRIT, "state": "WARNING"})
     await deliver(client)
     (ticket,) = helpdesk.tickets.values()

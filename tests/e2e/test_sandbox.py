@@ -18,7 +18,14 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from multidict import CIMultiDictProxy
 
-from alertd.sandbox import SANDBOX, Sandbox, SandboxOptions, create_app, serve
+from alertd.sandbox import (
+    PRIORITY_MATRIX,
+    SANDBOX,
+    Sandbox,
+    SandboxOptions,
+    create_app,
+    serve,
+)
 
 
 def basic(login: str, password: str = "X") -> str:
@@ -531,8 +538,10 @@ async def test_rate_limit_counts_every_request_and_recovers_after_the_window(
     assert [r.time - T0 for r in sandbox.requests] == [0, 0, 0, 15, 59, 60]
 
 
-async def test_faults_fail_drop_and_delete(make_sandbox: MakeSandbox) -> None:
-    """Injected errors come before auth, a dropped create is stored, a deleted ticket is a 404."""
+async def test_faults_fail_drop_delete_and_archive(make_sandbox: MakeSandbox) -> None:
+    """Injected errors come before auth, a dropped create is stored, a ticket in the trash is
+    readable but refuses changes with 405 until restored, an archived one is a 404 except under
+    /tickets/archived/{id}."""
     client, sandbox = await make_sandbox()
     sandbox.fail_next(2)
     sandbox.fail_next(1, 429, retry_after=7)
@@ -552,19 +561,86 @@ async def test_faults_fail_drop_and_delete(make_sandbox: MakeSandbox) -> None:
     assert (await call(client, "POST", "/tickets", json=VALID)).body["id"] == 2
 
     sandbox.delete(1)
+    trashed = await call(client, "GET", "/tickets/1")
+    assert (trashed.status, trashed.body["deleted"]) == (200, True)  # still readable
     for method, path, kwargs in [
-        ("GET", "/tickets/1", {}),
         ("PUT", "/tickets/1", {"json": {"status": 4}}),
         ("POST", "/tickets/1/notes", {"json": {"body": "x"}}),
         ("DELETE", "/tickets/1", {}),
     ]:
-        assert (await call(client, method, path, **kwargs)).status == 404, (method, path)
+        assert (await call(client, method, path, **kwargs)).status == 405, (method, path)
     assert (await call(client, "DELETE", "/tickets/2")).status == 204
-    assert (await call(client, "GET", "/tickets/2")).status == 404
     assert not sandbox.tickets and set(sandbox.deleted) == {1, 2}
     deleted = await call(client, "GET", "/tickets", params={"filter": "deleted"})
     assert sorted(t["id"] for t in deleted.body) == [1, 2]
+    assert (await call(client, "GET", "/tickets")).body == []
     assert (await search(client, "status:2")).body["total"] == 0
+    assert (await call(client, "PUT", "/tickets/2/restore")).status == 204
+    assert (await call(client, "PUT", "/tickets/2", json={"status": 5})).status == 200
+
+    sandbox.agent_update(2, status=5)
+    sandbox.archive(2)
+    assert (await call(client, "GET", "/tickets/2")).status == 404
+    assert (await call(client, "PUT", "/tickets/2", json={"status": 2})).status == 404
+    archived = await call(client, "GET", "/tickets/archived/2")
+    assert (archived.status, archived.body["id"], archived.body["status"]) == (200, 2, 5)
+    assert (await call(client, "GET", "/tickets")).body == []
+
+
+async def test_spam_merges_and_closure_rules_refuse_what_the_api_refuses(
+    make_sandbox: MakeSandbox,
+) -> None:
+    """Spam answers 405 on update; a merge closes the secondary with a note naming the primary;
+    a field required for closure refuses a resolve until it is set."""
+    client, sandbox = await make_sandbox(
+        custom_fields=("cf_root_cause",), required_for_closure=("custom_fields.cf_root_cause",)
+    )
+    for _ in range(3):
+        await call(client, "POST", "/tickets", json=VALID)
+    sandbox.mark_spam(1)
+    assert (await call(client, "PUT", "/tickets/1", json={"priority": 1})).status == 405
+    assert (await call(client, "GET", "/tickets", params={"filter": "spam"})).body[0]["id"] == 1
+
+    refused = await call(client, "PUT", "/tickets/2", json={"status": 4})
+    assert error_set(refused) == {("custom_fields.cf_root_cause", "missing_field")}
+    fields = (await call(client, "GET", "/ticket_fields")).body
+    assert [f["required_for_closure"] for f in fields if f["name"] == "cf_root_cause"] == [True]
+    merged = await call(client, "PUT", "/tickets/merge", json={"primary_id": 2, "ticket_ids": [3]})
+    assert merged.status == 204
+    assert sandbox.tickets[3]["status"] == 5 and sandbox.merged == {3: 2}
+    assert "merged into ticket 2" in sandbox.notes[3][-1]["body"]
+    done = {"status": 4, "custom_fields": {"cf_root_cause": "disk"}}
+    assert (await call(client, "PUT", "/tickets/2", json=done)).status == 200
+
+
+async def test_tags_are_limited_in_length_and_number(make_sandbox: MakeSandbox) -> None:
+    """A tag longer than 32 characters, or more than 30 tags, is refused as the API does."""
+    client, _ = await make_sandbox()
+    fits = {**VALID, "tags": ["a" * 32] + [f"t{n}" for n in range(29)]}
+    assert (await call(client, "POST", "/tickets", json=fits)).status == 201
+    long = await call(client, "POST", "/tickets", json={**VALID, "tags": ["a" * 33]})
+    many = await call(client, "POST", "/tickets", json={**VALID, "tags": ["t"] * 31})
+    assert error_set(long) == error_set(many) == {("tags", "invalid_value")}
+    assert (await call(client, "PUT", "/tickets/1", json={"tags": ["b" * 33]})).status == 400
+
+
+async def test_sub_limits_refuse_one_class_and_let_others_through(
+    make_sandbox: MakeSandbox, wall: Wall
+) -> None:
+    """With a list sub-limit of 2 a third list is a 429 with Retry-After, while creates and views
+    still pass within the account total; the class budget comes back after its minute."""
+    client, _ = await make_sandbox(sub_limits={"list": 2, "create": 5})
+    assert (await call(client, "GET", "/tickets")).status == 200
+    wall.advance(20)
+    assert (await search(client, "status:2")).status == 200
+    throttled = await call(client, "GET", "/tickets")
+    assert (throttled.status, throttled.headers["Retry-After"]) == (429, "40")
+    assert (await call(client, "POST", "/tickets", json=VALID)).status == 201
+    assert (await call(client, "GET", "/tickets/1")).status == 200
+    wall.advance(40)
+    assert (await call(client, "GET", "/tickets")).status == 200
+    with pytest.raises(ValueError, match="sub_limits"):
+        SandboxOptions(sub_limits={"delete": 1})
 
 
 async def test_agent_update_bumps_updated_at_and_follows_field_rules(
@@ -587,26 +663,69 @@ async def test_agent_update_bumps_updated_at_and_follows_field_rules(
 
 
 async def test_account_options_change_what_is_accepted(make_sandbox: MakeSandbox) -> None:
-    """Freshservice adds impact/urgency 1-3; custom statuses and relaxed required fields apply."""
-    client, _ = await make_sandbox(flavour="freshservice")
-    created = await call(client, "POST", "/tickets", json={**VALID, "impact": 3, "urgency": 2})
-    assert (created.status, created.body["impact"], created.body["urgency"]) == (201, 3, 2)
-    bad = await call(client, "PUT", "/tickets/1", json={"impact": 4, "urgency": "high"})
-    assert error_set(bad) == {("impact", "invalid_value"), ("urgency", "datatype_mismatch")}
-    assert [
-        t["id"] for t in (await search(client, "impact:3 AND urgency:<1")).body["results"]
-    ] == []
-    assert [t["id"] for t in (await search(client, "impact:3 AND urgency:<2")).body["results"]] == [
-        1
-    ]
-
+    """Custom statuses (listed among the ticket fields) and relaxed required fields apply."""
     client, _ = await make_sandbox(required_fields=(), custom_statuses=(6,))
     minimal = await call(client, "POST", "/tickets", json={"email": "noc@example.com"})
     assert (minimal.body["status"], minimal.body["priority"], minimal.body["source"]) == (2, 1, 2)
     assert (await call(client, "PUT", "/tickets/1", json={"status": 6})).body["status"] == 6
+    (status,) = [f for f in (await call(client, "GET", "/ticket_fields")).body]
+    assert list(status["choices"]) == ["2", "3", "4", "5", "6"]
 
     with pytest.raises(ValueError, match="flavour"):
         SandboxOptions(flavour="zendesk")
+
+
+async def test_freshservice_mode_answers_with_freshservice_paths_and_shapes(
+    make_sandbox: MakeSandbox,
+) -> None:
+    """Freshservice wraps answers, filters at /tickets/filter (no /search/tickets), lists ticket
+    fields at /ticket_form_fields, numbers sources its own way, takes impact/urgency 1-3, keeps
+    each ticket in a workspace (lists see the primary one unless asked, 0 for all), and its
+    Priority Matrix overrules the priority sent with impact and urgency."""
+    client, _ = await make_sandbox(
+        flavour="freshservice", workspaces=(2, 5), priority_matrix=PRIORITY_MATRIX
+    )
+    body = {**VALID, "impact": 3, "urgency": 2, "source": 4}  # 4 = Chat on Freshservice
+    created = await call(client, "POST", "/tickets", json=body)
+    ticket = created.body["ticket"]
+    assert (created.status, ticket["impact"], ticket["urgency"], ticket["workspace_id"]) == (
+        201, 3, 2, 2,
+    )  # fmt: skip
+    assert ticket["priority"] == 3  # the matrix: high impact, medium urgency; 4 was sent
+    assert "product_id" not in ticket and "company_id" not in ticket
+    other = await call(client, "POST", "/tickets", json={**VALID, "workspace_id": 5})
+    assert other.body["ticket"]["workspace_id"] == 5
+    bad = await call(client, "PUT", "/tickets/1", json={"impact": 4, "urgency": "high"})
+    assert error_set(bad) == {("impact", "invalid_value"), ("urgency", "datatype_mismatch")}
+    desk_only = await call(client, "POST", "/tickets", json={**VALID, "product_id": 1})
+    assert error_set(desk_only) == {("product_id", "invalid_field")}
+
+    assert (await search(client, "status:2")).status == 404
+
+    def ids(answer: Answer) -> list[int]:
+        return [t["id"] for t in answer.body["tickets"]]
+
+    def filtered(query: str, **params: Any) -> Awaitable[Answer]:
+        return call(client, "GET", "/tickets/filter", params={"query": f'"{query}"', **params})
+
+    assert ids(await filtered("impact:3 AND urgency:<1")) == []
+    assert ids(await filtered("impact:3 AND urgency:<2")) == [1]
+    assert ids(await filtered("status:2")) == [1]  # the primary workspace only
+    assert ids(await filtered("status:2", workspace_id=5)) == [2]
+    assert ids(await filtered("status:2", workspace_id=0)) == [2, 1]
+    assert ids(await call(client, "GET", "/tickets")) == [1]
+    assert ids(await call(client, "GET", "/tickets", params={"workspace_id": "0"})) == [2, 1]
+    no_order = await call(client, "GET", "/tickets", params={"order_by": "created_at"})
+    assert error_set(no_order) == {("order_by", "invalid_field")}
+
+    note = await call(client, "POST", "/tickets/1/notes", json={"body": "<p>x</p>"})
+    assert (note.status, note.body["conversation"]["ticket_id"]) == (201, 1)
+    conversations = (await call(client, "GET", "/tickets/1/conversations")).body
+    assert conversations["meta"] == {"count": 1}
+    assert (await call(client, "GET", "/tickets/1")).body["ticket"]["id"] == 1
+    assert (await call(client, "GET", "/ticket_fields")).status == 404
+    form = (await call(client, "GET", "/ticket_form_fields")).body["ticket_fields"]
+    assert form[0]["choices"][0] == {"id": 2, "value": "Open"}
 
 
 async def test_serve_prints_its_address_and_answers_until_cancelled(

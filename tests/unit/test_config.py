@@ -438,6 +438,9 @@ CONTRACT_KEYS = {
         "webhook_secret_file",
         "webhook_secret_env",
         "rules",
+        "taken_statuses",
+        "done_statuses",
+        "bypass_mandatory",
     },
 }
 
@@ -595,3 +598,36 @@ def test_ticket_rules_are_checked_per_key_and_per_helpdesk_kind(tmp_path: Path) 
     assert "helpdesk.rules[1].min_priority: expected one of" in text
     assert "helpdesk.webhook_secret_env: the secret is 5 characters" in text
     assert "short" not in text.replace("the secret is", "")
+
+
+def test_helpdesk_values_are_checked_per_product_and_against_the_apis_limits(
+    tmp_path: Path,
+) -> None:
+    """Sources are each product's own; an instance name that could make the incident's tag
+    longer than the API's 32 characters, or a configured tag over 32, is refused at load."""
+    base = '[helpdesk]\nurl = "https://acme.freshdesk.com"\nrequester_email = "n@example.com"\n'
+    env = {"ALERTD_HELPDESK_API_KEY": "k", "ALERTD_TOKENS": "t0ken-0123"}
+    desk = write(
+        tmp_path,
+        base + 'source = 4\ninstance = "eu-west-production"\ntags = ["' + "t" * 33 + '"]\n'
+        "workspace_id = 5\nbypass_mandatory = true\ntaken_statuses = [4]\n",
+    )
+    problems = problems_of(desk, env)
+    assert set(problems) == {
+        "helpdesk.source", "helpdesk.instance", "helpdesk.tags", "helpdesk.workspace_id",
+        "helpdesk.bypass_mandatory", "helpdesk.taken_statuses",
+    }  # fmt: skip
+    assert "7 (Chat)" in problems["helpdesk.source"]
+    assert "32 characters" in problems["helpdesk.instance"]
+
+    service = write(
+        tmp_path,
+        base + 'kind = "freshservice"\nsource = 4\ninstance = "eu-west-prod-1"\n'
+        "workspace_id = 5\nbypass_mandatory = true\ntaken_statuses = [3, 7]\n"
+        'done_statuses = [6]\non_missing_ticket = "restore"\n',
+    )
+    helpdesk = load_config(service, env).helpdesk
+    assert helpdesk is not None
+    assert (helpdesk.source, helpdesk.workspace_id, helpdesk.bypass_mandatory) == (4, 5, True)
+    assert (helpdesk.taken_statuses, helpdesk.done_statuses) == ((3, 7), (6,))
+    assert len(f"alertd-{helpdesk.instance}-{10**10 - 1}") == 32
