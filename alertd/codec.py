@@ -144,6 +144,7 @@ def incident_row(incident: Incident, due: datetime | None) -> tuple[Any, ...]:
         "stale": incident.stale,
         "agent_closed": incident.agent_closed,
         "ticket_recovery": incident.ticket_recovery,
+        "source": incident.source,
     }
     return (
         incident.id,
@@ -233,6 +234,7 @@ def incident_from_row(row: Any) -> Incident:
         stale=body.get("stale", False),
         agent_closed=body.get("agent_closed"),
         ticket_recovery=body.get("ticket_recovery"),
+        source=body.get("source"),
     )
 
 
@@ -288,6 +290,7 @@ def incident_json(incident: Incident, *, key_text: str) -> dict[str, Any]:
         "long_output": incident.long_output,
         "perfdata": incident.perfdata,
         "labels": dict(incident.labels),
+        "source": incident.source,
     }
 
 

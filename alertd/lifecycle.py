@@ -263,6 +263,7 @@ def _create(
         suppressed=suppressed_reason is not None,
         suppressed_reason=suppressed_reason,
         history=_history((), StateChange(result.timestamp, state, state_type), policy),
+        source=result.source,
     )
     if hard:
         first = Event(EventKind.OPENED, now, _opened_detail(incident))

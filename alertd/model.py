@@ -280,6 +280,10 @@ class Incident(NamedTuple):
     # What the recovery does to the ticket, from the routing rule matched at its create
     # (alertd.routing: resolve, close, note); None = `helpdesk.resolve_status`.
     ticket_recovery: str | None = None
+    # The input that created the incident ("nagios", "nrdp", "alertmanager", "api",
+    # "heartbeat": `CheckResult.source`); None for incidents stored before it was recorded.
+    # What may be acknowledged back in Nagios (alertd.nagios_ack) depends on it.
+    source: str | None = None
 
     @property
     def key(self) -> IncidentKey:

@@ -434,8 +434,9 @@ class Dispatcher:
                     tag=tag,
                     incident_id=row.incident_id,
                 )
+                found_id = int(found["id"])
                 return [
-                    TicketLink(row.incident_id, int(found["id"]), payload["priority"]),
+                    TicketLink(row.incident_id, found_id, payload["priority"], created=True),
                     _done(row, now),
                 ]
         ticket = await self._client.create_ticket(self._client.create_body(payload))
@@ -446,7 +447,7 @@ class Dispatcher:
             priority=payload["priority"],
         )
         return [
-            TicketLink(row.incident_id, int(ticket["id"]), payload["priority"]),
+            TicketLink(row.incident_id, int(ticket["id"]), payload["priority"], created=True),
             _done(row, now),
         ]
 
@@ -530,7 +531,7 @@ class Dispatcher:
             ticket_id=ticket.get("id"),
             incident_id=row.incident_id,
         )
-        link = TicketLink(row.incident_id, int(ticket["id"]), incident.priority.rank)
+        link = TicketLink(row.incident_id, int(ticket["id"]), incident.priority.rank, created=True)
         # The operation itself goes on the new ticket in the next round (still pending, due now).
         return [link, _update(row, PENDING, False, now, row.attempts, "ticket re-created")]
 

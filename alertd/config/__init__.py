@@ -18,6 +18,7 @@ the package. The rest, each module importing only those above it:
     lifecycle     [lifecycle]
     priority      [priority]
     helpdesk      [helpdesk]
+    nagios        [nagios]: the command file and acknowledging ticketed problems there
     escalation    [escalation] and [updates]
 
 A name with a leading underscore is shared between these modules but belongs to none of their
@@ -47,6 +48,7 @@ from alertd.config.auth import (
 from alertd.config.escalation import _escalation
 from alertd.config.helpdesk import DEFAULT_SUBJECT, HELPDESK_KINDS, HelpdeskConfig, _helpdesk
 from alertd.config.lifecycle import MIN_STALE_AFTER, _lifecycle
+from alertd.config.nagios import ACK_SOURCES, NagiosConfig, _nagios
 from alertd.config.paths import default_data_dir
 from alertd.config.priority import _priority
 from alertd.config.reader import _Problems, _read_toml, _Table
@@ -66,6 +68,7 @@ from alertd.escalation import EscalationPolicy
 from alertd.policy import LifecyclePolicy
 
 __all__ = [
+    "ACK_SOURCES",
     "DEFAULTS_FILE",
     "DEFAULT_NRDP_TOKENS_ENV",
     "DEFAULT_SEVERITY_MAP",
@@ -81,6 +84,7 @@ __all__ = [
     "Config",
     "HelpdeskConfig",
     "LogConfig",
+    "NagiosConfig",
     "ServerConfig",
     "SeverityAction",
     "StoreConfig",
@@ -107,6 +111,7 @@ class Config:
     source: Path | None = None  # the file it was loaded from; None = built-in defaults
     helpdesk: HelpdeskConfig | None = None  # None: incidents only, no tickets
     escalation: EscalationPolicy = field(default_factory=EscalationPolicy)
+    nagios: NagiosConfig = field(default_factory=NagiosConfig)
 
 
 def load_config(path: Path | None, env: Mapping[str, str] | None = None) -> Config:
@@ -117,7 +122,7 @@ def load_config(path: Path | None, env: Mapping[str, str] | None = None) -> Conf
     root = _Table({} if path is None else _read_toml(path), "", problems)
     root.check_keys(
         ("server", "store", "auth", "nrdp", "alertmanager", "log", "lifecycle", "priority",
-         "helpdesk", "escalation", "updates")
+         "helpdesk", "escalation", "updates", "nagios")
     )  # fmt: skip
     # Relative paths in the file mean "next to the file", whatever the daemon's cwd is later.
     base = None if path is None else path.absolute().parent
@@ -132,6 +137,7 @@ def load_config(path: Path | None, env: Mapping[str, str] | None = None) -> Conf
     priority = _priority(root.table("priority"))
     helpdesk = _helpdesk(root.table("helpdesk"), base, env) if "helpdesk" in root.data else None
     escalation = _escalation(root.table("escalation"), root.table("updates"))
+    nagios = _nagios(root.table("nagios"), base)
     config = Config(
         server=server,
         store=store,
@@ -143,6 +149,7 @@ def load_config(path: Path | None, env: Mapping[str, str] | None = None) -> Conf
         source=path,
         helpdesk=helpdesk,
         escalation=escalation,
+        nagios=nagios,
     )
     if problems.items:
         raise ConfigError(problems.items)
