@@ -3,7 +3,8 @@ ids, paths and limits of Freshdesk API v2 (docs/protocols.md section 1)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Final
 
 API: Final = "/api/v2"
@@ -51,6 +52,11 @@ class SandboxOptions:
     # The first ticket id. A long-running `alertd sandbox` starts from the clock (see
     # `ids_from_clock`), so a restart never hands out an id a daemon already links to.
     first_ticket_id: int = 1
+    # The account's directory (alertd.sandbox.directory): agents besides the key's own
+    # (AGENT_ID), dropdown choices of custom fields, and fields required to resolve or close.
+    agents: tuple[int, ...] = ()
+    custom_field_choices: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    required_for_closure: tuple[str, ...] = ()
 
     @staticmethod
     def ids_from_clock(now: float) -> int:

@@ -8,6 +8,7 @@ import asyncio
 from aiohttp import web
 
 from alertd.sandbox.account import API, SandboxOptions
+from alertd.sandbox.directory import add_directory_routes
 from alertd.sandbox.endpoints import (
     _add_note,
     _conversations,
@@ -35,6 +36,7 @@ def create_app(options: SandboxOptions | None = None) -> web.Application:
     app.router.add_post(f"{one}/notes", _add_note)
     app.router.add_get(f"{one}/conversations", _conversations)
     app.router.add_get(f"{API}/search/tickets", _search_tickets)
+    add_directory_routes(app)
     return app
 
 
