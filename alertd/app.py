@@ -45,6 +45,7 @@ from alertd.http.keys import (
 )
 from alertd.http.middleware import Handler, auth_middleware, request_middleware
 from alertd.metrics import Metrics
+from alertd.nagios_ack import NagiosAcknowledger
 from alertd.outbox import Dispatcher
 from alertd.ratelimit import RateLimiter
 from alertd.store import Store, WriteBatch
@@ -147,12 +148,16 @@ def build_app(
     return app
 
 
-def _batch_hook(metrics: Metrics) -> BatchHook:
+def _batch_hook(metrics: Metrics, acker: NagiosAcknowledger | None = None) -> BatchHook:
     def on_batch(stats: BatchStats, write: WriteBatch, inputs: Sequence[Sequence[Input]]) -> None:
         # Runs in the writer task after the commit: a bug here must not stop the writer.
         try:
             metrics.observe_batch(stats, write)
             change_log.log_changes(write, inputs)
+            if acker is not None:
+                for link in write.tickets:
+                    if link.created:  # only queued here: the worker writes to Nagios
+                        acker.ticket_created(link.incident_id, link.ticket_id)
         except Exception:
             log.exception("batch_hook_failed")
 
@@ -169,10 +174,21 @@ async def _store_and_engine(app: web.Application) -> AsyncIterator[None]:
             planner = TicketPlanner(
                 config.helpdesk, config.lifecycle.recovery_hold, config.escalation
             )
+        acker = None
+        if config.helpdesk is not None and config.nagios.ack_on_ticket:
+            acker = NagiosAcknowledger(config.nagios, config.helpdesk.url, store, app[CLOCK])
+            acker.start()
+            app[RELOAD_HOOKS].append(_nagios_hook(acker))
         engine = Engine(
-            store, config.lifecycle, app[CLOCK], on_batch=_batch_hook(metrics), planner=planner
-        )
-        await engine.start()
+            store, config.lifecycle, app[CLOCK], on_batch=_batch_hook(metrics, acker),
+            planner=planner,
+        )  # fmt: skip
+        try:
+            await engine.start()
+        except BaseException:
+            if acker is not None:
+                await acker.stop(grace=0)
+            raise
         app[STORE] = store
         app[ENGINE] = engine
         app[READINESS].append(ReadinessCheck("writer", _writer_probe(engine)))
@@ -188,6 +204,8 @@ async def _store_and_engine(app: web.Application) -> AsyncIterator[None]:
         finally:
             metrics.watch(None)
             await engine.stop()
+            if acker is not None:  # after the engine: its last commits may queue an ack
+                await acker.stop()
     finally:
         await store.close()
 
@@ -289,6 +307,16 @@ def _store_probe(store: Store, engine: Engine) -> ReadinessProbe:
         return None
 
     return probe
+
+
+def _nagios_hook(acker: NagiosAcknowledger) -> ReloadHook:
+    def apply(old: Config, new: Config) -> None:
+        # Turning it on needs a restart (the worker starts with the app); off, file, author
+        # and sources apply to the next acknowledgement.
+        if new.helpdesk is not None:
+            acker.reconfigure(new.nagios, new.helpdesk.url)
+
+    return apply
 
 
 def _policy_hook(engine: Engine) -> ReloadHook:

@@ -146,6 +146,7 @@ def incident_row(incident: Incident, due: datetime | None) -> tuple[Any, ...]:
         "ticket_recovery": incident.ticket_recovery,
         "stream_seen": incident.stream_seen,
         "ticket_resolved": incident.ticket_resolved,
+        "source": incident.source,
     }
     return (
         incident.id,
@@ -237,6 +238,7 @@ def incident_from_row(row: Any) -> Incident:
         ticket_recovery=body.get("ticket_recovery"),
         stream_seen=parse_ts(body.get("stream_seen")),
         ticket_resolved=body.get("ticket_resolved", False),
+        source=body.get("source"),
     )
 
 
@@ -293,6 +295,7 @@ def incident_json(incident: Incident, *, key_text: str) -> dict[str, Any]:
         "long_output": incident.long_output,
         "perfdata": incident.perfdata,
         "labels": dict(incident.labels),
+        "source": incident.source,
     }
 
 

@@ -342,6 +342,7 @@ def _create(
         suppressed=suppressed_reason is not None,
         suppressed_reason=suppressed_reason,
         history=_history((), StateChange(result.timestamp, state, state_type), policy),
+        source=result.source,
     )
     events: list[Event] = []
     if result.reporting is _STREAM:

@@ -312,6 +312,10 @@ class Incident(NamedTuple):
     stream_seen: datetime | None = None
     # alertd resolved the ticket (`resolved`); it is brought back if the problem returns.
     ticket_resolved: bool = False
+    # The input that created the incident ("nagios", "nrdp", "alertmanager", "api",
+    # "heartbeat": `CheckResult.source`); None for incidents stored before it was recorded.
+    # What may be acknowledged back in Nagios (alertd.nagios_ack) depends on it.
+    source: str | None = None
 
     @property
     def key(self) -> IncidentKey:

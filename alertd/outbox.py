@@ -447,8 +447,9 @@ class Dispatcher:
                     tag=tag,
                     incident_id=row.incident_id,
                 )
+                found_id = int(found["id"])
                 return [
-                    TicketLink(row.incident_id, int(found["id"]), payload["priority"]),
+                    TicketLink(row.incident_id, found_id, payload["priority"], created=True),
                     _done(row, now),
                 ]
         ticket = await self._client.create_ticket(self._client.create_body(payload))
@@ -462,7 +463,10 @@ class Dispatcher:
         # and that is not an agent's change by hand.
         got = ticket.get("priority")
         kept = got if isinstance(got, int) else payload["priority"]
-        return [TicketLink(row.incident_id, int(ticket["id"]), kept), _done(row, now)]
+        return [
+            TicketLink(row.incident_id, int(ticket["id"]), kept, created=True),
+            _done(row, now),
+        ]
 
     async def _update(self, row: OutboxRow, link: TicketLink) -> list[Input]:
         payload = cast(UpdatePayload, row.payload)
@@ -561,7 +565,7 @@ class Dispatcher:
             ticket_id=ticket.get("id"),
             incident_id=row.incident_id,
         )
-        link = TicketLink(row.incident_id, int(ticket["id"]), incident.priority.rank)
+        link = TicketLink(row.incident_id, int(ticket["id"]), incident.priority.rank, created=True)
         # The operation itself goes on the new ticket in the next round (still pending, due now).
         return [link, _update(row, PENDING, False, now, row.attempts, "ticket re-created")]
 

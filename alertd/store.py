@@ -171,6 +171,9 @@ class TicketLink(NamedTuple):
     incident_id: int
     ticket_id: int
     priority_sent: int | None
+    # A ticket that did not exist before this link (a create, a re-create, or a create of
+    # unknown outcome found afterwards); not stored: read by after-commit hooks (nagios_ack).
+    created: bool = False
 
 
 @dataclass(slots=True)

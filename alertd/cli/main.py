@@ -46,8 +46,15 @@ Check a config file without starting anything, like `nagios -v nagios.cfg`.
 Prints a one-line summary and exits 0, or prints every problem (file, dotted key, reason)
 and exits 1. Run it before `systemctl reload alertd`.
 
-example:
+With --online it also asks the configured helpdesk, with the configured key: the key works
+(and which agent it is), the ticket type, source, groups and agents named in [helpdesk], its
+rules and [escalation] exist, custom fields exist (exact names) with allowed values, no field
+the account requires on create or closure is left out, and the account's rate limit. Only
+reads (GETs, a handful of calls).
+
+examples:
   alertd check-config --config /etc/alertd/alertd.toml
+  alertd check-config --config /etc/alertd/alertd.toml --online
 """
 
 INCIDENTS_HELP = """\
@@ -103,6 +110,10 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check-config", help="validate a config file and exit 0 or 1",
                            description=CHECK_HELP, formatter_class=_FORMATTER)  # fmt: skip
     check.add_argument("--config", type=Path, required=True, help="TOML config file to check")
+    check.add_argument(
+        "--online", action="store_true",
+        help="also check it against the helpdesk account, with its key (read-only)",
+    )  # fmt: skip
 
     incidents = sub.add_parser("incidents", help="list, show, ack or escalate incidents",
                                description=INCIDENTS_HELP, formatter_class=_FORMATTER)  # fmt: skip
@@ -225,7 +236,7 @@ def main(argv: list[str] | None = None, env: Mapping[str, str] | None = None) ->
 
 def _dispatch(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     if args.command == "check-config":
-        return _check_config(args.config)
+        return _check_config(args.config, args.online, env)
     if args.command == "run":
         return _run(args.config, args.listen, env)
     if args.command == "incidents":
@@ -283,17 +294,31 @@ def _event_loop_runner() -> Callable[[Coroutine[Any, Any, None]], None]:
     return uvloop.run
 
 
-def _check_config(path: Path) -> int:
+def _check_config(path: Path, online: bool, env: Mapping[str, str]) -> int:
     from alertd.config import load_config, summary
 
     try:
-        config = load_config(path)
+        config = load_config(path, env)
     except ConfigError as exc:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
         return 1
     print(summary(config))
-    return 0
+    if not online:
+        return 0
+    if config.helpdesk is None:
+        print("online: no [helpdesk] table, nothing to check")
+        return 0
+    import asyncio
+
+    from alertd.cli.online_check import check_online
+
+    report = asyncio.run(check_online(config))
+    for fact in report.facts:
+        print(f"online: {fact}")
+    for problem in report.problems:
+        print(problem, file=sys.stderr)
+    return 1 if report.problems else 0
 
 
 def _run(path: Path | None, listen: str | None, env: Mapping[str, str]) -> int:

@@ -18,6 +18,7 @@ the package. The rest, each module importing only those above it:
     lifecycle     [lifecycle]
     priority      [priority]
     helpdesk      [helpdesk]
+    nagios        [nagios]: the command file and acknowledging ticketed problems there
     escalation    [escalation] and [updates]
     ui            [ui]: the web console
 
@@ -51,6 +52,7 @@ from alertd.config.auth import (
 from alertd.config.escalation import _escalation
 from alertd.config.helpdesk import DEFAULT_SUBJECT, HELPDESK_KINDS, HelpdeskConfig, _helpdesk
 from alertd.config.lifecycle import MIN_STALE_AFTER, _lifecycle
+from alertd.config.nagios import ACK_SOURCES, NagiosConfig, _nagios
 from alertd.config.paths import default_data_dir
 from alertd.config.priority import _priority
 from alertd.config.reader import _Problems, _read_toml, _Table
@@ -71,6 +73,7 @@ from alertd.escalation import EscalationPolicy
 from alertd.policy import LifecyclePolicy
 
 __all__ = [
+    "ACK_SOURCES",
     "ALL_SCOPES",
     "DEFAULTS_FILE",
     "DEFAULT_NRDP_TOKENS_ENV",
@@ -88,6 +91,7 @@ __all__ = [
     "Config",
     "HelpdeskConfig",
     "LogConfig",
+    "NagiosConfig",
     "Scope",
     "ServerConfig",
     "SeverityAction",
@@ -117,6 +121,7 @@ class Config:
     helpdesk: HelpdeskConfig | None = None  # None: incidents only, no tickets
     escalation: EscalationPolicy = field(default_factory=EscalationPolicy)
     ui: UiConfig = UiConfig()
+    nagios: NagiosConfig = field(default_factory=NagiosConfig)
 
 
 def load_config(path: Path | None, env: Mapping[str, str] | None = None) -> Config:
@@ -127,7 +132,7 @@ def load_config(path: Path | None, env: Mapping[str, str] | None = None) -> Conf
     root = _Table({} if path is None else _read_toml(path), "", problems)
     root.check_keys(
         ("server", "store", "auth", "nrdp", "alertmanager", "log", "lifecycle", "priority",
-         "helpdesk", "escalation", "updates", "ui")
+         "helpdesk", "escalation", "updates", "ui", "nagios")
     )  # fmt: skip
     # Relative paths in the file mean "next to the file", whatever the daemon's cwd is later.
     base = None if path is None else path.absolute().parent
@@ -143,6 +148,7 @@ def load_config(path: Path | None, env: Mapping[str, str] | None = None) -> Conf
     helpdesk = _helpdesk(root.table("helpdesk"), base, env) if "helpdesk" in root.data else None
     escalation = _escalation(root.table("escalation"), root.table("updates"))
     ui = _ui(root.table("ui"))
+    nagios = _nagios(root.table("nagios"), base)
     config = Config(
         server=server,
         store=store,
@@ -155,6 +161,7 @@ def load_config(path: Path | None, env: Mapping[str, str] | None = None) -> Conf
         helpdesk=helpdesk,
         escalation=escalation,
         ui=ui,
+        nagios=nagios,
     )
     if problems.items:
         raise ConfigError(problems.items)

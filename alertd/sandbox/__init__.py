@@ -28,6 +28,7 @@ The modules, each importing only those above it:
     state       `Sandbox` (data, faults, clock, rate-limit window, search index) and `SANDBOX`
     front_door  the middleware: the checks above, rate-limit headers, the request record
     endpoints   the ticket endpoints
+    directory   agents, groups and ticket fields, read-only, from the options
     app         `create_app` (routes) and `serve`
 
 This package exports the names below; a name with a leading underscore is shared between its

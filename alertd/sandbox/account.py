@@ -78,6 +78,10 @@ class SandboxOptions:
     # The first ticket id. A long-running `alertd sandbox` starts from the clock (see
     # `ids_from_clock`), so a restart never hands out an id a daemon already links to.
     first_ticket_id: int = 1
+    # The account's directory (alertd.sandbox.directory): agents besides the key's own
+    # (AGENT_ID), and dropdown choices of custom fields.
+    agents: tuple[int, ...] = ()
+    custom_field_choices: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     @staticmethod
     def ids_from_clock(now: float) -> int:

@@ -8,6 +8,7 @@ import asyncio
 from aiohttp import web
 
 from alertd.sandbox.account import API, SandboxOptions
+from alertd.sandbox.directory import add_directory_routes
 from alertd.sandbox.endpoints import (
     _add_note,
     _archived_ticket,
@@ -45,8 +46,8 @@ def create_app(options: SandboxOptions | None = None) -> web.Application:
     # Each product answers only its own of these; the other's is a 404 (endpoints._only_on).
     app.router.add_get(f"{API}/search/tickets", _search_tickets)
     app.router.add_get(f"{API}/tickets/filter", _filter_tickets)
-    app.router.add_get(f"{API}/ticket_fields", _ticket_fields)
-    app.router.add_get(f"{API}/ticket_form_fields", _ticket_fields)
+    app.router.add_get(f"{API}/ticket_form_fields", _ticket_fields)  # Freshservice's
+    add_directory_routes(app)  # agents, groups, and Freshdesk's /ticket_fields
     return app
 
 

@@ -21,7 +21,8 @@ CORE = (
     "alertd.agent_actions", "alertd.batch", "alertd.clock", "alertd.codec", "alertd.durations",
     "alertd.routing",
     "alertd.engine", "alertd.errors", "alertd.escalation", "alertd.flapping", "alertd.heartbeats",
-    "alertd.jsontext", "alertd.lifecycle", "alertd.metrics", "alertd.model", "alertd.notices",
+    "alertd.jsontext", "alertd.lifecycle", "alertd.metrics", "alertd.model", "alertd.nagios_ack",
+    "alertd.notices",
     "alertd.outbox", "alertd.policy", "alertd.priority", "alertd.ratelimit", "alertd.silences",
     "alertd.staleness", "alertd.store", "alertd.tickets", "alertd.watch",
 )  # fmt: skip

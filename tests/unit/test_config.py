@@ -442,6 +442,7 @@ CONTRACT_KEYS = {
         "done_statuses",
         "bypass_mandatory",
     },
+    "nagios": {"command_file", "ack_on_ticket", "ack_sources", "ack_author"},
 }
 
 SETTING = re.compile(r"^# (?=\[|[A-Za-z_][\w.]*\s*=)", re.MULTILINE)
@@ -514,6 +515,24 @@ def test_example_file_matches_defaults(tmp_path: Path) -> None:
         "databases to the DBA team", {"group_id": 7}, "note"
     )
     assert helpdesk == replace(HelpdeskConfig(**example_only))
+    assert config.nagios == replace(
+        defaults.nagios, command_file=Path("/usr/local/nagios/var/rw/nagios.cmd")
+    )
+
+
+def test_nagios_acknowledgements_need_a_command_file_and_known_sources(tmp_path: Path) -> None:
+    """[nagios]: ack_on_ticket without command_file, an unknown source and an author that would
+    break the ';'-separated command are each named; a relative path is beside the file."""
+    bad = write(tmp_path, '[nagios]\nack_on_ticket = true\nack_sources = ["nagios", "snmp"]\n'
+                          'ack_author = "a;b"\n')  # fmt: skip
+    assert set(problems_of(bad)) == {
+        "nagios.ack_on_ticket", "nagios.ack_sources", "nagios.ack_author"
+    }  # fmt: skip
+    good = write(tmp_path, '[nagios]\ncommand_file = "rw/nagios.cmd"\nack_on_ticket = true\n'
+                           'ack_sources = ["nagios", "nrdp"]\n', name="good.toml")  # fmt: skip
+    nagios = load_config(good, {"ALERTD_TOKENS": "t0ken-0123"}).nagios
+    assert nagios.command_file == tmp_path / "rw" / "nagios.cmd"
+    assert (nagios.ack_on_ticket, nagios.ack_sources) == (True, ("nagios", "nrdp"))
 
 
 def test_helpdesk_problems_are_named_and_the_key_stays_secret(tmp_path: Path) -> None:
