@@ -95,7 +95,7 @@ class Browser:
     async def script(self, source: str) -> Any:
         return await self.run(self.driver.execute_script, source)
 
-    async def until(self, what: str, check: Callable[[], bool], within: float = 10) -> None:
+    async def until(self, what: str, check: Callable[[], bool], within: float = 30) -> None:
         """Poll `check` (in a thread: it may call Selenium) until true, or fail naming `what`."""
         deadline = time.monotonic() + within
         while not await self.run(check):
