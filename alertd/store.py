@@ -8,6 +8,8 @@ get model objects back.
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import os
 import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -218,19 +220,35 @@ _UPSERT = (
 class Store:
     """Owns both SQLite connections. Create with `await Store.open(...)`, end with `close()`."""
 
-    def __init__(self, path: Path, writer: aiosqlite.Connection, reader: aiosqlite.Connection):
+    def __init__(
+        self,
+        path: Path,
+        writer: aiosqlite.Connection,
+        reader: aiosqlite.Connection,
+        lock: int | None = None,
+    ):
         self.path = path
         self._writer = writer
         self._reader = reader
+        self._lock = lock
 
     @classmethod
     async def open(cls, path: Path, synchronous: str = "FULL") -> Store:
+        """Open (and migrate) the store, holding its lock file until `close()`.
+
+        The lock comes first, before the schema is touched: two daemons on one store would
+        both deliver its outbox, and each would send what the other already sent."""
         if synchronous not in SYNCHRONOUS_MODES:
             raise StoreError(f"synchronous must be one of {SYNCHRONOUS_MODES}")
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"cannot open store {path}: {exc}") from exc
+        lock = _lock(path)
+        try:
             writer = await aiosqlite.connect(path, isolation_level=None)
         except (OSError, sqlite3.Error) as exc:
+            os.close(lock)
             raise StoreError(f"cannot open store {path}: {exc}") from exc
         try:
             await writer.execute("PRAGMA journal_mode=WAL")
@@ -241,12 +259,18 @@ class Store:
             await reader.execute("PRAGMA busy_timeout=5000")
         except (OSError, sqlite3.Error) as exc:
             await writer.close()
+            os.close(lock)
             raise StoreError(f"cannot prepare store {path}: {exc}") from exc
-        return cls(path, writer, reader)
+        return cls(path, writer, reader, lock)
 
     async def close(self) -> None:
-        await self._reader.close()
-        await self._writer.close()
+        try:
+            await self._reader.close()
+            await self._writer.close()
+        finally:
+            if self._lock is not None:
+                os.close(self._lock)  # closing the descriptor releases the lock
+                self._lock = None
 
     # -- writer side: only the engine's writer task calls these ---------------------------------
 
@@ -518,6 +542,35 @@ _OUTBOX_COLS = (
 
 
 _HEARTBEAT_COLS = "name, interval_seconds, last_beat, due, missed"
+
+
+def lock_path(path: Path) -> Path:
+    """The lock file beside the store (`alertd.db` -> `alertd.db.lock`)."""
+    return path.with_name(path.name + ".lock")
+
+
+def _lock(path: Path) -> int:
+    """Take the store's lock (an exclusive `flock` on the file beside it) or raise StoreError.
+
+    `flock` belongs to the open file, so the kernel drops it when the process dies, SIGKILL
+    included: a crashed daemon never leaves a stale lock behind, and nothing needs cleaning up."""
+    where = lock_path(path)
+    try:
+        fd = os.open(where, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except OSError as exc:
+        raise StoreError(f"cannot open the lock file {where}: {exc}") from exc
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        raise StoreError(
+            f"store {path} is in use by another alertd (pid {holder}); one daemon per store"
+        ) from exc
+    # Who holds it, for the message above (a hint only: the lock itself is what counts).
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
 
 
 def _heartbeat(r: Any) -> Heartbeat:
