@@ -36,7 +36,7 @@ from alertd.errors import (
     TransientError,
 )
 from alertd.metrics import Metrics
-from alertd.ratelimit import RateLimiter
+from alertd.ratelimit import CallClass, RateLimiter
 from alertd.tickets import CreatePayload
 
 # Freshservice takes impact and urgency natively, on a 1 (low) .. 3 (high) scale.
@@ -93,7 +93,9 @@ class FreshdeskClient:
         return body
 
     async def create_ticket(self, body: Mapping[str, Any]) -> dict[str, Any]:
-        result = await self._call("POST", "/tickets", body=body, operation="create_ticket")
+        result = await self._call(
+            "POST", "/tickets", body=body, operation="create_ticket", call_class=CallClass.CREATE
+        )
         return _object(result, "create_ticket")
 
     async def update_ticket(self, ticket_id: int, fields: Mapping[str, Any]) -> dict[str, Any]:
@@ -104,6 +106,7 @@ class FreshdeskClient:
             operation="update_ticket",
             ticket_id=ticket_id,
             idempotent=True,
+            call_class=CallClass.UPDATE,
         )
         return _object(result, "update_ticket")
 
@@ -134,6 +137,7 @@ class FreshdeskClient:
             operation="view_ticket",
             ticket_id=ticket_id,
             idempotent=True,
+            call_class=CallClass.VIEW,
         )
         return _object(result, "view_ticket")
 
@@ -148,7 +152,12 @@ class FreshdeskClient:
             "page": str(page),
         }
         result = await self._call(
-            "GET", "/tickets", params=params, operation="list_tickets", idempotent=True
+            "GET",
+            "/tickets",
+            params=params,
+            operation="list_tickets",
+            idempotent=True,
+            call_class=CallClass.LIST,
         )
         return _array(result, "list_tickets")
 
@@ -156,7 +165,12 @@ class FreshdeskClient:
         """Tickets carrying `tag`, from the search index (which lags by minutes)."""
         params = {"query": f"\"tag:'{tag}'\""}
         result = await self._call(
-            "GET", "/search/tickets", params=params, operation="search", idempotent=True
+            "GET",
+            "/search/tickets",
+            params=params,
+            operation="search",
+            idempotent=True,
+            call_class=CallClass.LIST,
         )
         if not isinstance(result, dict) or not isinstance(result.get("results"), list):
             raise PermanentError("search: unexpected answer shape", body=_shown(result))
@@ -200,6 +214,7 @@ class FreshdeskClient:
         params: Mapping[str, str] | None = None,
         ticket_id: int | None = None,
         idempotent: bool = False,
+        call_class: CallClass = CallClass.OTHER,
     ) -> Any:
         retrying = AsyncRetrying(
             retry=retry_if_exception(lambda e: _retry_here(e, idempotent)),
@@ -208,7 +223,7 @@ class FreshdeskClient:
             wait=wait_exponential(multiplier=RETRY_INITIAL, max=4) + wait_random(0, RETRY_INITIAL),
             reraise=True,
         )
-        call = _Call(method, path, operation, body, params, ticket_id)
+        call = _Call(method, path, operation, body, params, ticket_id, call_class)
         async for attempt in retrying:
             with attempt:
                 return await self._once(call)
@@ -216,7 +231,7 @@ class FreshdeskClient:
 
     async def _once(self, call: _Call) -> Any:
         """One paced request, counted in the metrics by its outcome."""
-        await self._limiter.acquire()
+        await self._limiter.acquire(call.call_class)
         started = time.monotonic()
         outcome = "transient_error"
         try:
@@ -282,6 +297,7 @@ class _Call(NamedTuple):
     body: Mapping[str, Any] | None
     params: Mapping[str, str] | None
     ticket_id: int | None
+    call_class: CallClass  # which sub-limit it counts against (the limiter paces each)
 
 
 class _NotSent(TransientError):
@@ -311,8 +327,8 @@ def _answer(
             raise OutcomeUnknown(f"{operation}: answer is not JSON", status=status) from exc
     shown = text[:_BODY_SHOWN]
     if status == 429:
-        retry_after = _retry_after(headers.get("Retry-After"))
-        limiter.pause(retry_after)
+        # The pause actually taken: a Retry-After of `inf` or `1e12` is bounded by the limiter.
+        retry_after = limiter.pause(_retry_after(headers.get("Retry-After")))
         raise RateLimited(retry_after, body=shown)
     if status in (401, 403):
         raise AuthFailed(

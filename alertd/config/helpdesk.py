@@ -15,6 +15,15 @@ from alertd.config.paths import _beside
 from alertd.config.reader import _bool, _duration, _int, _one_of, _strings, _Table
 
 HELPDESK_KINDS = ("freshdesk", "freshservice")
+# The helpdesk's per-minute limits per plan: the account total, then each endpoint's own
+# (ticket create, update, list; Freshservice also view). docs/protocols.md section 1.
+PLAN_LIMITS: Mapping[str, Mapping[str, int]] = MappingProxyType({
+    "growth": {"total": 200, "create": 80, "update": 80, "list": 20},
+    "pro": {"total": 400, "create": 160, "update": 160, "list": 100},
+    "enterprise": {"total": 700, "create": 280, "update": 280, "list": 200},
+    "freshservice-starter": {"total": 100, "create": 50, "update": 50, "list": 40, "view": 50},
+})  # fmt: skip
+CALL_CLASSES = ("create", "update", "list")  # those with a rate_limit_<class>_per_minute key
 DEFAULT_SUBJECT = "[{state}] {host}{slash_service}: {output}"
 
 
@@ -45,6 +54,15 @@ class HelpdeskConfig:
     on_missing_ticket: str = "recreate"
     instance: str = "main"
     public_notes: bool = False
+    # How long past a request's deadline the helpdesk may still act on it: an operation whose
+    # outcome is unknown is looked for (and perhaps sent again) only after that.
+    outcome_wait: timedelta = timedelta(seconds=30)
+    plan: str = "growth"
+    # Per-minute limit of each call class (create, update, list; view on Freshservice): the
+    # plan's, or the rate_limit_<class>_per_minute keys; each is paced besides the total.
+    class_limits: Mapping[str, int] = field(
+        default_factory=lambda: MappingProxyType(_class_limits(PLAN_LIMITS["growth"], {}))
+    )
 
     def __repr__(self) -> str:
         # The API key is a secret: a repr ends up in logs and tracebacks.
@@ -57,7 +75,8 @@ _HELPDESK_KEYS = (
     "rate_limit_per_minute", "note_interval", "release_grace", "poll_interval", "concurrency",
     "timeout",
     "keep_agent_priority",
-    "on_missing_ticket", "instance", "public_notes",
+    "on_missing_ticket", "instance", "public_notes", "outcome_wait", "plan",
+    *(f"rate_limit_{c}_per_minute" for c in CALL_CLASSES),
 )  # fmt: skip
 _SOURCES = (1, 2, 3, 7, 9, 10)  # Freshdesk's ticket sources (docs/protocols.md 1.2)
 
@@ -89,6 +108,12 @@ def _helpdesk(t: _Table, base: Path | None, env: Mapping[str, str]) -> HelpdeskC
         if problem:
             t.add(name, problem)
     group_id = t.get("group_id", int, "an integer (a group id)")
+    plan = _one_of(t, "plan", tuple(PLAN_LIMITS), d.plan)
+    overrides = {
+        c: _int(t, f"rate_limit_{c}_per_minute", 0, 1)
+        for c in CALL_CLASSES
+        if f"rate_limit_{c}_per_minute" in t.data
+    }
     return HelpdeskConfig(
         url=url.rstrip("/"),
         api_key=api_key,
@@ -116,7 +141,17 @@ def _helpdesk(t: _Table, base: Path | None, env: Mapping[str, str]) -> HelpdeskC
         ),
         instance=instance,
         public_notes=_bool(t, "public_notes", d.public_notes),
+        outcome_wait=_duration(t, "outcome_wait", d.outcome_wait),
+        plan=plan,
+        class_limits=MappingProxyType(_class_limits(PLAN_LIMITS[plan], overrides)),
     )
+
+
+def _class_limits(plan: Mapping[str, int], overrides: Mapping[str, int]) -> dict[str, int]:
+    """Each call class's limit: the key's if set, else the plan's (a class the plan does not
+    limit counts against the total only)."""
+    limits = {c: n for c, n in plan.items() if c != "total"}
+    return {**limits, **overrides}
 
 
 def _api_key(t: _Table, base: Path | None, env: Mapping[str, str]) -> tuple[str, str]:

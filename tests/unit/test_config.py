@@ -424,6 +424,11 @@ CONTRACT_KEYS = {
         "on_missing_ticket",
         "instance",
         "public_notes",
+        "outcome_wait",
+        "plan",
+        "rate_limit_create_per_minute",
+        "rate_limit_update_per_minute",
+        "rate_limit_list_per_minute",
     },
 }
 
