@@ -167,7 +167,14 @@ async def _dispatching(
         limiter = RateLimiter(helpdesk.rate_limit_per_minute, classes=_classes(helpdesk))
         client = FreshdeskClient(session, helpdesk, limiter, metrics=app[METRICS])
         dispatcher = Dispatcher(
-            store, engine, client, planner, helpdesk, app[CLOCK], metrics=app[METRICS]
+            store,
+            engine,
+            client,
+            planner,
+            helpdesk,
+            app[CLOCK],
+            metrics=app[METRICS],
+            limiter=limiter,
         )
         app[DISPATCHER] = dispatcher
         app[RELOAD_HOOKS].append(_helpdesk_hook(planner, client, dispatcher, limiter))

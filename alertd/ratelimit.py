@@ -18,6 +18,7 @@ import math
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
+from contextvars import ContextVar
 from enum import StrEnum
 
 import structlog
@@ -32,6 +33,12 @@ WINDOW = 61.0
 # stop all delivery until a restart. After this long alertd simply asks again: if the helpdesk
 # still refuses, the next 429 pauses it once more.
 MAX_PAUSE = 300.0
+
+
+# Set in a task that took a slot of the account total with `reserve()`: its next `acquire()`
+# spends that slot. A context variable, because asyncio gives each task its own context, so a
+# reservation belongs to the task (the dispatcher's worker) that made it.
+_reserved: ContextVar[bool] = ContextVar("alertd_rate_slot_reserved", default=False)
 
 
 class CallClass(StrEnum):
@@ -113,25 +120,51 @@ class RateLimiter:
         return None if window is None else window.limit
 
     async def acquire(self, call_class: CallClass = CallClass.OTHER) -> None:
-        """Wait until one request of `call_class` may be sent."""
+        """Wait until one request of `call_class` may be sent (spending this task's reserved
+        slot of the total, if it holds one)."""
+        total = not _reserved.get()
+        _reserved.set(False)
+        await self._take(self._classes.get(call_class), total=total)
+
+    async def reserve(self) -> None:
+        """Take one slot of the account total now, for this task's next `acquire()`.
+
+        The dispatcher takes a slot first and only then picks the operation to spend it on,
+        so the pick is by priority at the moment the slot frees, not when a round began."""
+        await self._take(None, total=True)
+        _reserved.set(True)
+
+    def unreserve(self) -> None:
+        """Give back this task's unspent reserved slot (nothing was due after all)."""
+        if _reserved.get():
+            _reserved.set(False)
+            self._tokens = min(self._capacity, self._tokens + 1.0)
+            if self._total.sent:
+                self._total.sent.pop()
+
+    async def _take(self, sub: _Window | None, *, total: bool) -> None:
         while True:
             now = self._clock()
             if now < self.paused_until:
                 await self._sleep(self.paused_until - now)
                 continue
-            sub = self._classes.get(call_class)
-            wait = max(self._total.wait(now), sub.wait(now) if sub is not None else 0.0)
+            wait = max(
+                self._total.wait(now) if total else 0.0,
+                sub.wait(now) if sub is not None else 0.0,
+            )
             if wait > 0:
                 await self._sleep(wait)
                 continue
-            self._refill(now)
-            if self._tokens >= 1.0:
+            if total:
+                self._refill(now)
+                if self._tokens < 1.0:
+                    await self._sleep((1.0 - self._tokens) / self._rate)
+                    continue
                 self._tokens -= 1.0
                 self._total.sent.append(now)
-                if sub is not None:
-                    sub.sent.append(now)
-                return
-            await self._sleep((1.0 - self._tokens) / self._rate)
+            if sub is not None:
+                sub.sent.append(now)
+            return
 
     def pause(self, seconds: float) -> float:
         """A 429: no request at all until `seconds` from now (the longest pause wins).

@@ -112,6 +112,12 @@ MIGRATIONS: tuple[str, ...] = (
     -- An incident's operations (incident page, ticket polls) without scanning the outbox.
     CREATE INDEX outbox_incident ON outbox (incident_id, id);
     """,
+    """
+    -- 1 while a pending operation waits out a backoff after a transient helpdesk failure
+    -- (5xx, timeout, no connection): when the helpdesk is back, such rows are due at once.
+    ALTER TABLE outbox ADD COLUMN backoff INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX outbox_backoff ON outbox (backoff) WHERE backoff = 1;
+    """,
 )
 
 SYNCHRONOUS_MODES = ("FULL", "NORMAL")
@@ -140,6 +146,7 @@ class OutboxRow(NamedTuple):
     created_at: datetime
     updated_at: datetime
     last_error: str | None
+    backoff: bool = False  # waiting out a backoff after a transient failure (releasable)
 
 
 class NewOp(NamedTuple):
@@ -159,6 +166,7 @@ class OutboxUpdate(NamedTuple):
     started: bool
     next_attempt_at: datetime
     last_error: str | None
+    backoff: bool = False
 
 
 class Redrive(NamedTuple):
@@ -333,10 +341,10 @@ class Store:
         if batch.op_updates:
             await db.executemany(
                 "UPDATE outbox SET state = ?, attempts = ?, started = ?, next_attempt_at = ?, "
-                "last_error = ?, updated_at = ? WHERE id = ?",
+                "last_error = ?, updated_at = ?, backoff = ? WHERE id = ?",
                 [
                     (u.state.value, u.attempts, int(u.started), codec.ts(u.next_attempt_at),
-                     u.last_error, now, u.row_id)
+                     u.last_error, now, int(u.backoff), u.row_id)
                     for u in batch.op_updates
                 ],
             )  # fmt: skip
@@ -461,6 +469,15 @@ class Store:
         )
         return [_outbox_row(r) for r in rows]
 
+    async def backed_off(self) -> list[OutboxRow]:
+        """Pending operations waiting out a backoff after a transient failure."""
+        rows = await self._read(
+            f"SELECT {_OUTBOX_COLS} FROM outbox WHERE backoff = 1 AND state = 'pending' "
+            "ORDER BY id",
+            [],
+        )
+        return [_outbox_row(r) for r in rows]
+
     async def next_op_due(self) -> datetime | None:
         rows = await self._read(
             "SELECT min(next_attempt_at) FROM outbox WHERE state = 'pending'", []
@@ -537,7 +554,7 @@ class Store:
 
 _OUTBOX_COLS = (
     "id, incident_id, op, payload, priority, state, attempts, started, next_attempt_at, "
-    "created_at, updated_at, last_error"
+    "created_at, updated_at, last_error, backoff"
 )
 
 
@@ -585,7 +602,7 @@ def _outbox_row(r: Any) -> OutboxRow:
         id=r[0], incident_id=r[1], op=r[2], payload=codec.loads(r[3]), priority=r[4],
         state=OutboxState(r[5]), attempts=r[6], started=bool(r[7]),
         next_attempt_at=codec.req_ts(r[8]), created_at=codec.req_ts(r[9]),
-        updated_at=codec.req_ts(r[10]), last_error=r[11],
+        updated_at=codec.req_ts(r[10]), last_error=r[11], backoff=bool(r[12]),
     )  # fmt: skip
 
 

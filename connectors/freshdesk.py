@@ -141,13 +141,16 @@ class FreshdeskClient:
         )
         return _object(result, "view_ticket")
 
-    async def list_tickets(self, updated_since: datetime, page: int = 1) -> list[dict[str, Any]]:
+    async def list_tickets(
+        self, updated_since: datetime, page: int = 1, *, oldest_first: bool = False
+    ) -> list[dict[str, Any]]:
         """Tickets updated since a time, newest first (no search-index lag, unlike search):
-        what alertd looks for was created recently, so it comes on the first pages."""
+        what alertd looks for was created recently, so it comes on the first pages. With
+        `oldest_first`, by the time of their last change, oldest first (the ticket poll)."""
         params = {
             "updated_since": updated_since.strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "order_by": "created_at",
-            "order_type": "desc",
+            "order_by": "updated_at" if oldest_first else "created_at",
+            "order_type": "asc" if oldest_first else "desc",
             "per_page": "100",
             "page": str(page),
         }
