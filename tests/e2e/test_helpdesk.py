@@ -25,8 +25,9 @@ from aiohttp.test_utils import TestServer
 
 from alertd import reload
 from alertd.clock import ManualClock
+from alertd.http.keys import DISPATCHER
 from alertd.sandbox import SANDBOX, Sandbox, SandboxOptions, create_app
-from tests.support import CRIT, KEY, Client, calls, deliver, notes_text, post
+from tests.support import CRIT, KEY, Client, calls, deliver, incidents, notes_text, post
 
 
 async def test_a_thousand_repeats_make_one_ticket_and_one_summary(
@@ -404,3 +405,25 @@ async def test_a_stale_dead_letter_is_not_sent_after_newer_news(
     answer = await (await client.post("/api/v1/outbox/retry")).json()
     (skipped,) = answer["skipped"]
     assert answer["requeued"] == [] and "superseded" in skipped["reason"]
+
+
+async def test_the_ticket_poll_survives_odd_tags_and_still_acknowledges(
+    start: Callable[..., Awaitable[Client]], sandbox: tuple[Sandbox, str], clock: ManualClock
+) -> None:
+    """Tickets tagged `alertd-main-²` or with a 20-digit id (someone else's, or typed by hand)
+    are skipped, not fatal: the poll still acknowledges the incident whose ticket was taken."""
+    helpdesk, _ = sandbox
+    client = await start()
+    await post(client, CRIT)
+    await deliver(client)
+    (ticket_id,) = helpdesk.tickets
+    for tag in ("alertd-main-²", "alertd-main-12345678901234567890"):
+        odd = helpdesk._create(
+            {"email": "x@example.com", "subject": "odd", "description": "odd", "status": 2,
+             "priority": 1, "source": 2, "tags": [tag]}
+        )  # fmt: skip
+        helpdesk.agent_update(odd["id"], responder_id=7)
+    helpdesk.agent_update(ticket_id, responder_id=7)
+    assert await client.app[DISPATCHER].poll_taken_tickets() == 1
+    (incident,) = await incidents(client)
+    assert incident["acknowledged"]
