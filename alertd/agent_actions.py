@@ -18,6 +18,7 @@ closed and alertd replaced) carries the same tag but is history.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -26,6 +27,7 @@ from typing import Any
 from alertd.model import Event, EventKind, Incident, Notice, NoticeKind, Status, Transition
 
 STATUS_PENDING = 3
+_INCIDENT_ID = re.compile(r"[0-9]{1,18}")  # below 2**63: SQLite's INTEGER
 DONE_STATUSES = frozenset({4, 5})  # Resolved, Closed (docs/protocols.md 1.2)
 
 
@@ -61,7 +63,9 @@ def view(ticket: Mapping[str, Any], instance: str) -> TicketView | None:
     """The ticket as `decide` reads it, or None when no incident of this instance owns it."""
     prefix = f"alertd-{instance}-"
     ids = [str(t)[len(prefix) :] for t in ticket.get("tags") or [] if str(t).startswith(prefix)]
-    if not ids or not ids[0].isdigit() or not isinstance(ticket.get("id"), int):
+    # Our ids are ASCII digits that fit SQLite's integer: `alertd-main-²` (a digit to
+    # str.isdigit, not to int) or a 20-digit number is someone else's tag, not an error.
+    if not ids or not _INCIDENT_ID.fullmatch(ids[0]) or not isinstance(ticket.get("id"), int):
         return None
     status, responder = ticket.get("status"), ticket.get("responder_id")
     return TicketView(

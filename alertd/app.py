@@ -47,7 +47,7 @@ from alertd.http.middleware import Handler, auth_middleware, request_middleware
 from alertd.metrics import Metrics
 from alertd.nagios_ack import NagiosAcknowledger
 from alertd.outbox import Dispatcher
-from alertd.ratelimit import RateLimiter
+from alertd.ratelimit import CallClass, RateLimiter
 from alertd.store import Store, WriteBatch
 from alertd.tickets import TicketPlanner
 from alertd.ui import actions as ui_actions
@@ -221,10 +221,17 @@ async def _dispatching(
     """The helpdesk side: one ClientSession for the process, the client, the dispatcher."""
     timeout = aiohttp.ClientTimeout(total=helpdesk.timeout.total_seconds())
     async with aiohttp.ClientSession(timeout=timeout, raise_for_status=False) as session:
-        limiter = RateLimiter(helpdesk.rate_limit_per_minute)
+        limiter = RateLimiter(helpdesk.rate_limit_per_minute, classes=_classes(helpdesk))
         client = FreshdeskClient(session, helpdesk, limiter, metrics=app[METRICS])
         dispatcher = Dispatcher(
-            store, engine, client, planner, helpdesk, app[CLOCK], metrics=app[METRICS]
+            store,
+            engine,
+            client,
+            planner,
+            helpdesk,
+            app[CLOCK],
+            metrics=app[METRICS],
+            limiter=limiter,
         )
         app[DISPATCHER] = dispatcher
         app[RATE_LIMITER] = limiter
@@ -252,9 +259,13 @@ def _helpdesk_hook(
         planner.reconfigure(new.helpdesk, new.escalation)
         client.reconfigure(new.helpdesk)
         dispatcher.reconfigure(new.helpdesk)
-        limiter.reconfigure(new.helpdesk.rate_limit_per_minute)
+        limiter.reconfigure(new.helpdesk.rate_limit_per_minute, _classes(new.helpdesk))
 
     return apply
+
+
+def _classes(helpdesk: HelpdeskConfig) -> dict[CallClass, int]:
+    return {CallClass(name): limit for name, limit in helpdesk.class_limits.items()}
 
 
 # An operation pending longer than this means delivery is stuck (helpdesk down, key refused).

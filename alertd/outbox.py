@@ -48,6 +48,7 @@ from alertd.errors import (
     TicketGone,
 )
 from alertd.metrics import Metrics
+from alertd.ratelimit import RateLimiter
 from alertd.store import OutboxRow, OutboxState, OutboxUpdate, Store, TicketLink
 from alertd.tickets import CreatePayload, NotePayload, Op, TicketPlanner, UpdatePayload
 
@@ -61,9 +62,13 @@ AUTH_RETRY = timedelta(minutes=5)
 WAIT_FOR_TICKET = timedelta(minutes=10)
 IDLE = 30.0  # longest sleep with nothing due (new rows ring the engine's doorbell anyway)
 MARKER = "alertd-op-"
+UNAVAILABLE = 503
 POLL_FIRST = timedelta(hours=24)  # at start, look this far back for tickets taken meanwhile
 POLL_OVERLAP = timedelta(minutes=1)  # list timestamps are seconds: look back a little
-POLL_PAGES = 10
+# The API serves at most 300 pages of a list (docs/protocols.md section 1): 30,000 tickets.
+POLL_PAGES = 300
+PROBE_FIRST = 1.0  # seconds from the failure to the first probe of a helpdesk that failed
+PROBE_MAX = 15.0  # the longest gap between probes while it stays down
 
 
 class HelpdeskClient(Protocol):
@@ -88,7 +93,7 @@ class HelpdeskClient(Protocol):
     async def restore_ticket(self, ticket_id: int) -> None: ...
 
     async def list_tickets(
-        self, updated_since: datetime, page: int = 1
+        self, updated_since: datetime, page: int = 1, *, oldest_first: bool = False
     ) -> list[dict[str, Any]]: ...
 
     async def conversations(self, ticket_id: int, page: int = 1) -> list[dict[str, Any]]: ...
@@ -107,6 +112,9 @@ class HelpdeskHealth:
     # next answered call sets it back. A 5xx is an answer: reachable, if unwell.
     reachable: bool = True
     last_error: str | None = None
+    # Set while every call fails for a reason of the helpdesk's (5xx, timeout, no connection):
+    # the workers then send nothing and a probe watches for the helpdesk to come back.
+    down_since: float | None = None
 
     def failed(self, exc: HelpdeskError) -> None:
         """A call failed with `exc` (AuthFailed is recorded where it is handled)."""
@@ -126,6 +134,7 @@ class Dispatcher:
         clock: Clock,
         *,
         metrics: Metrics | None = None,
+        limiter: RateLimiter | None = None,
     ) -> None:
         self._metrics = metrics
         self._store = store
@@ -134,14 +143,27 @@ class Dispatcher:
         self._planner = planner
         self._config = config
         self._clock = clock
+        self._limiter = limiter
         self.health = HelpdeskHealth()
-        self._task: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
-        self._round = asyncio.Lock()
         self._poll_every = config.poll_interval.total_seconds()
         self._next_poll = 0.0
         self._polled_since: datetime | None = None
         self._random = random.Random()
+        # Incidents with an operation in flight: one at a time per incident, so its operations
+        # go in sequence. Claimed and released under `_pick`, so that a pick never acts on a
+        # read taken before another worker's outcome was committed.
+        self._busy: set[int] = set()
+        self._pick = asyncio.Lock()
+        self._quiet = asyncio.Event()  # set while nothing is in flight
+        self._quiet.set()
+        self._bell = asyncio.Event()  # replaced on every ring; workers wait on the one they saw
+        self._up = asyncio.Event()  # cleared while the helpdesk is down
+        self._up.set()
+        self._reported = 0.0
+        self._sending: set[asyncio.Task[Any]] = set()  # worker tasks in the middle of a send
+        self._outage_seen = False  # a probe failed too: a real outage, not one bad operation
 
     def reconfigure(self, config: HelpdeskConfig) -> None:
         """A reload: concurrency, poll interval, missing-ticket policy and notes from now on."""
@@ -149,89 +171,177 @@ class Dispatcher:
         self._poll_every = config.poll_interval.total_seconds()
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="alertd-outbox")
+        """The workers (`concurrency` of them, fixed at start), the doorbell and the poll."""
+        self._tasks = [
+            asyncio.create_task(self._worker(), name=f"alertd-outbox-{n}")
+            for n in range(self._config.concurrency)
+        ]
+        self._tasks.append(asyncio.create_task(self._doorbell(), name="alertd-outbox-bell"))
+        self._tasks.append(asyncio.create_task(self._poller(), name="alertd-outbox-poll"))
 
     async def stop(self, grace: float = 10.0) -> None:
-        """Let the round in flight finish and record its outcomes (at most `grace` seconds),
-        then end the loop. What is cut off stays `started`: the next run looks before it acts."""
-        if self._task is None:
+        """Let the operations in flight finish and record their outcomes (at most `grace`
+        seconds), then end the loops. What is cut off stays `started`: the next run looks
+        before it acts, and not before the earlier attempt can no longer land."""
+        if not self._tasks:
             return
         self._stopping = True
-        self._engine.outbox_ready.set()
-        try:
-            await asyncio.wait_for(asyncio.shield(self._task), grace)
-        except TimeoutError:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        self._task = None
+        tasks, self._tasks = self._tasks, []
+        # Only a send has outcomes to record; a task that waits (for a ring, a rate-limit slot,
+        # the next poll or probe) just ends.
+        waiting = [t for t in tasks if t not in self._sending]
+        for task in waiting:
+            task.cancel()
+        _, late = await asyncio.wait(tasks, timeout=grace)
+        for task in late:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
-    async def _run(self) -> None:
+    def _ring(self) -> None:
+        bell, self._bell = self._bell, asyncio.Event()
+        bell.set()
+
+    async def _doorbell(self) -> None:
+        """Pass the engine's doorbell (rows committed) on to every idle worker."""
+        ready = self._engine.outbox_ready
+        while not self._stopping:
+            await ready.wait()
+            ready.clear()
+            self._ring()
+
+    async def _worker(self) -> None:
+        """Take a rate-limit slot, then the most urgent due operation, send it, record it.
+
+        Each worker goes at its own pace: one slow call holds only its own worker, and the
+        operation a freed slot is spent on is chosen when the slot frees (by priority)."""
         while not self._stopping:
             try:
-                delivered = await self.run_once()
-                if self._poll_due():
-                    await self.poll_taken_tickets()
-                if not delivered and not self._stopping:
-                    await self._wait()
+                await self._up.wait()
+                bell = self._bell
+                if self._limiter is not None:
+                    await self._limiter.reserve()
+                row, waiting = await self._claim()
+                if row is None:
+                    if self._limiter is not None:
+                        self._limiter.unreserve()
+                    await self._idle(bell, waiting)
+                    continue
+                await self._send_marked([row])
             except asyncio.CancelledError:
                 raise
             except Exception:  # a boring loop: log, pause, go on
                 log.exception("outbox_round_failed")
                 await asyncio.sleep(5)
 
-    async def _wait(self) -> None:
-        # Clear the doorbell first: a ring while the lines below await is kept, not lost.
-        ready = self._engine.outbox_ready
-        ready.clear()
+    async def _send_marked(self, rows: Sequence[OutboxRow]) -> None:
+        """`_send`, with this task marked as sending: a stop lets it finish and record."""
+        task = asyncio.current_task()
+        assert task is not None  # always called from a worker task
+        self._sending.add(task)
+        try:
+            await self._send(rows)
+        finally:
+            self._sending.discard(task)
+
+    async def _claim(self) -> tuple[OutboxRow | None, bool]:
+        """The most urgent due operation whose incident is not busy, claimed; and whether any
+        operation is due at all (due but busy: wait for a ring, not for the clock)."""
+        rows, due = await self._claim_many(1)
+        return (rows[0] if rows else None), due
+
+    async def _idle(self, bell: asyncio.Event, waiting: bool) -> None:
+        """Sleep until rung, or until the next row falls due (`waiting`: rows are due but
+        their incidents are busy; a finished operation rings)."""
         await self._report()  # the oldest pending age keeps growing while nothing is sent
-        due = await self._store.next_op_due()
         timeout = IDLE
-        if due is not None:
-            timeout = min(IDLE, max(0.0, (due - self._clock.now()).total_seconds()))
-        if self._poll_every:
-            timeout = min(timeout, max(0.0, self._next_poll - time.monotonic()))
+        if not waiting:
+            due = await self._store.next_op_due()
+            if due is not None:
+                timeout = min(IDLE, max(0.05, (due - self._clock.now()).total_seconds()))
         if self._stopping:
             return
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(ready.wait(), timeout)
+            await asyncio.wait_for(bell.wait(), timeout)
+
+    async def _poller(self) -> None:
+        while not self._stopping:
+            try:
+                if self._poll_due():
+                    await self.poll_taken_tickets()
+                wait = IDLE
+                if self._poll_every:
+                    wait = min(IDLE, max(0.05, self._next_poll - time.monotonic()))
+                await asyncio.sleep(wait)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("helpdesk_poll_crashed")
+                await asyncio.sleep(5)
 
     async def drain(self, max_rounds: int = 1000) -> None:
-        """Deliver until nothing is due now (tests and tools; the loop does this by itself)."""
+        """Deliver until nothing is due now (tests and tools; the workers do this by themselves),
+        waiting for what the workers have in flight."""
         for _ in range(max_rounds):
-            if not await self.run_once():
-                return
+            if await self.run_once():
+                continue
+            if not self._busy:
+                return  # nothing due that is not in flight, and nothing in flight
+            await self._quiet.wait()
 
     async def run_once(self) -> int:
-        """One round: deliver what is due now, record the outcomes; returns how many were due."""
-        # One round at a time, whoever calls: two rounds could send the same operation twice.
-        async with self._round:
-            return await self._round_unlocked()
+        """One round: deliver what is due now (up to `concurrency` incidents at once), record
+        the outcomes; returns how many were sent."""
+        rows, _ = await self._claim_many(self._config.concurrency)
+        if rows:
+            await self._send(rows)
+        return len(rows)
 
-    async def _round_unlocked(self) -> int:
-        rows = await self._store.due_ops(self._clock.now(), self._config.concurrency)
-        if not rows:
-            return 0
-        # Record the intent before any create or note leaves, so a crash in between is
-        # recognised afterwards as "maybe done": look before repeating.
-        starting = [r for r in rows if r.op in (Op.CREATE, Op.NOTE, Op.UPDATE) and not r.started]
-        if starting:
-            await self._engine.submit(
-                [_update(r, PENDING, True, r.next_attempt_at, None, r.last_error) for r in starting]
-            )
-        outcomes = await asyncio.gather(*(self._attempt(r) for r in rows))
-        records = [item for items in outcomes for item in items]
-        await self._engine.submit(records)
+    async def _claim_many(self, limit: int) -> tuple[list[OutboxRow], bool]:
+        async with self._pick:
+            rows = await self._store.due_ops(self._clock.now(), limit + len(self._busy))
+            mine = [r for r in rows if r.incident_id not in self._busy][:limit]
+            self._busy.update(r.incident_id for r in mine)
+            if mine:
+                self._quiet.clear()
+            return mine, bool(rows)
+
+    async def _release(self, rows: Sequence[OutboxRow]) -> None:
+        async with self._pick:
+            self._busy.difference_update(r.incident_id for r in rows)
+            if not self._busy:
+                self._quiet.set()
+        self._ring()  # the next operation of these incidents may be due now
+
+    async def _send(self, rows: Sequence[OutboxRow]) -> None:
+        """Mark `started`, send, record: the outcome is committed before the claim ends."""
+        try:
+            now = self._clock.now()
+            # Record the intent before any create or note leaves, so a crash in between is
+            # recognised afterwards as "maybe done". Its next attempt is due only once this
+            # one can no longer land: the request's deadline plus the helpdesk's late window.
+            sends = (Op.CREATE, Op.NOTE, Op.UPDATE)
+            starting = [r for r in rows if r.op in sends and not r.started]
+            if starting:
+                look = now + self._config.timeout + self._config.outcome_wait
+                await self._engine.submit(
+                    [_update(r, PENDING, True, look, None, r.last_error) for r in starting]
+                )
+            outcomes = await asyncio.gather(*(self._attempt(r) for r in rows))
+            records = [item for items in outcomes for item in items]
+            await self._engine.submit(records)
+        finally:
+            await self._release(rows)
         if self._metrics is not None:
             dead = sum(1 for r in records if isinstance(r, OutboxUpdate) and r.state is DEAD)
             if dead:
                 self._metrics.dead_lettered(dead)
-        await self._report()
-        return len(rows)
+        if time.monotonic() - self._reported >= 1.0:  # a scan: at most once a second
+            await self._report()
 
     async def _report(self) -> None:
         if self._metrics is None:
             return
+        self._reported = time.monotonic()
         stats = await self._store.outbox_stats()
         oldest = stats["oldest_pending"]
         age = (self._clock.now() - oldest).total_seconds() if oldest is not None else 0.0
@@ -279,9 +389,16 @@ class Dispatcher:
             return [self._dead(row, exc)]
         except HelpdeskError as exc:  # transient: back off, persisted
             self.health.failed(exc)
-            # A 5xx or a lost answer may hide an effect: look for it before the next try.
-            started = row.started or exc.status is not None or isinstance(exc, OutcomeUnknown)
+            self._failed()
+            # A 5xx or a lost answer may hide an effect (a gateway's 502 or 504 while the
+            # helpdesk behind it goes on): look for it before the next try, and not before the
+            # helpdesk can no longer act on this attempt. A 503 is the helpdesk refusing the
+            # request outright (down, or in maintenance): nothing to look for.
+            answered = exc.status is not None and exc.status != UNAVAILABLE
+            started = row.started or answered or isinstance(exc, OutcomeUnknown)
             delay = self._backoff(row.attempts + 1)
+            if started:
+                delay = max(delay, self._config.outcome_wait)
             log.warning(
                 "helpdesk_retry",
                 op=row.op,
@@ -291,9 +408,77 @@ class Dispatcher:
                 error=str(exc),
                 in_seconds=delay.seconds,
             )
-            return [_update(row, PENDING, started, now + delay, row.attempts + 1, str(exc))]
+            return [
+                _update(row, PENDING, started, now + delay, row.attempts + 1, str(exc), True)
+            ]
         self.health.authorised = self.health.reachable = True
+        if self.health.down_since is not None:
+            await self._recovered("an operation went through")
         return items
+
+    # -- the helpdesk down and back -------------------------------------------------------------
+
+    def _failed(self) -> None:
+        """A call failed for the helpdesk's reason: stop sending and probe until it answers.
+
+        One failing operation does not make an outage: if the first probe answers at once, the
+        operation keeps its own backoff and the others go on. Only an outage the probe saw
+        releases the backlog when it ends."""
+        if self.health.down_since is not None or self._stopping:
+            return
+        self.health.down_since = time.monotonic()
+        self._outage_seen = False
+        self._up.clear()
+        self._tasks.append(asyncio.create_task(self._probe(), name="alertd-outbox-probe"))
+
+    async def _probe(self) -> None:
+        delay = PROBE_FIRST
+        while not self._stopping and self.health.down_since is not None:
+            await asyncio.sleep(delay)
+            if self.health.down_since is None:
+                return  # an operation in flight went through meanwhile
+            try:
+                await self._client.list_tickets(self._clock.now(), 1)
+            except (RateLimited, AuthFailed, PermanentError):
+                pass  # an answer of its own: the helpdesk is there
+            except HelpdeskError as exc:
+                self._outage_seen = True
+                self.health.last_error = str(exc)
+                delay = min(delay * 2, PROBE_MAX)
+                continue
+            except Exception:  # a bug here must not leave delivery stopped for good
+                log.exception("helpdesk_probe_crashed")
+            await self._recovered("the probe was answered")
+            return
+
+    async def _recovered(self, how: str) -> None:
+        """The helpdesk answers again: resume, and after an outage release the backlog now
+        (the workers then take it by priority, within the rate limit, each incident in order)
+        instead of letting each operation wait out its own doubled backoff."""
+        down_since, self.health.down_since = self.health.down_since, None
+        outage, self._outage_seen = self._outage_seen, False
+        self._up.set()
+        if down_since is None or not outage:
+            return
+        now = self._clock.now()
+        released = []
+        for row in await self._store.backed_off():
+            due = now
+            if row.started:  # a lost answer: still not before the late window has passed
+                due = max(now, row.updated_at + self._config.outcome_wait)
+            if row.next_attempt_at > due:
+                released.append(
+                    _update(row, PENDING, row.started, due, None, row.last_error, False)
+                )
+        if released:
+            await self._engine.submit(released)
+        log.info(
+            "helpdesk_recovered",
+            how=how,
+            down_seconds=round(time.monotonic() - down_since, 1),
+            released=len(released),
+        )
+        self._ring()
 
     def _dead(self, row: OutboxRow, exc: HelpdeskError) -> OutboxUpdate:
         error = f"{exc} {exc.body}".strip()
@@ -326,12 +511,19 @@ class Dispatcher:
         now = self._clock.now()
         since = self._polled_since or now - POLL_FIRST
         notices: list[Input] = []
+        mark = now - POLL_OVERLAP  # where the next look starts if this one reads everything
         try:
+            # Oldest change first, so that a look cut short by the page cap has read a prefix
+            # of the span: the mark then moves to the last change read, never past one unread.
             for page in range(1, POLL_PAGES + 1):
-                tickets = await self._client.list_tickets(since, page)
+                tickets = await self._client.list_tickets(since, page, oldest_first=True)
                 notices += await self.observe(tickets)
                 if len(tickets) < 100:
                     break
+            else:
+                last = _updated_at(tickets[-1]) if tickets else None
+                mark = max(since, last - POLL_OVERLAP) if last is not None else since
+                log.warning("helpdesk_poll_cut_short", pages=POLL_PAGES, next_since=str(mark))
         except HelpdeskError as exc:
             log.warning("helpdesk_poll_failed", error=str(exc))
             self.health.failed(exc)
@@ -340,7 +532,7 @@ class Dispatcher:
         if notices:
             await self._engine.submit(notices)
         # Only a look that went through moves the mark (any failure above keeps the span).
-        self._polled_since = now - POLL_OVERLAP
+        self._polled_since = mark
         return len(notices)
 
     async def ticket_event(self, ticket_id: int) -> int:
@@ -471,6 +663,17 @@ class Dispatcher:
     async def _update(self, row: OutboxRow, link: TicketLink) -> list[Input]:
         payload = cast(UpdatePayload, row.payload)
         fields = dict(payload["fields"])
+        superseded = await self._superseded(row) & fields.keys()
+        if superseded:
+            # A later update of this incident sets these fields again: sending this one's
+            # values would only show the ticket a state it has already left (a resolve landing
+            # after the reopen). Its note still goes: the audit trail keeps every step.
+            log.info(
+                "update_superseded", row=row.id, incident_id=row.incident_id,
+                fields=sorted(superseded),
+            )  # fmt: skip
+            for name in superseded:
+                del fields[name]
         note = payload.get("note")
         items: list[Input] = []
         add_tags = payload.get("add_tags", [])
@@ -496,6 +699,18 @@ class Dispatcher:
         if note:
             await self._note(row, link.ticket_id, note, payload.get("notify_emails", ()))
         return [*items, _done(row, self._clock.now())]
+
+    async def _superseded(self, row: OutboxRow) -> set[str]:
+        """The fields that a later pending update of the same incident sets (a lowering of the
+        priority only counts when it is sure to be sent: the agent's priority may stop it)."""
+        names: set[str] = set()
+        for later in await self._store.ops_of(row.incident_id):
+            if later.id <= row.id or later.state is not PENDING or later.op != Op.UPDATE:
+                continue
+            fields = later.payload.get("fields", {})
+            lowers = bool(later.payload.get("lowers"))
+            names.update(name for name in fields if not (name == "priority" and lowers))
+        return names
 
     async def _note(
         self,
@@ -577,6 +792,7 @@ def _update(
     at: datetime,
     attempts: int | None = None,
     error: str | None = None,
+    backoff: bool = False,
 ) -> OutboxUpdate:
     return OutboxUpdate(
         row_id=row.id,
@@ -585,7 +801,17 @@ def _update(
         started=started,
         next_attempt_at=at,
         last_error=error,
+        backoff=backoff,
     )
+
+
+
+
+def _updated_at(ticket: Mapping[str, Any]) -> datetime | None:
+    try:
+        return datetime.fromisoformat(str(ticket.get("updated_at")))
+    except ValueError:
+        return None
 
 
 def _done(row: OutboxRow, now: datetime) -> OutboxUpdate:

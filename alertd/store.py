@@ -8,6 +8,8 @@ get model objects back.
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import os
 import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -110,6 +112,12 @@ MIGRATIONS: tuple[str, ...] = (
     -- An incident's operations (incident page, ticket polls) without scanning the outbox.
     CREATE INDEX outbox_incident ON outbox (incident_id, id);
     """,
+    """
+    -- 1 while a pending operation waits out a backoff after a transient helpdesk failure
+    -- (5xx, timeout, no connection): when the helpdesk is back, such rows are due at once.
+    ALTER TABLE outbox ADD COLUMN backoff INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX outbox_backoff ON outbox (backoff) WHERE backoff = 1;
+    """,
 )
 
 SYNCHRONOUS_MODES = ("FULL", "NORMAL")
@@ -138,6 +146,7 @@ class OutboxRow(NamedTuple):
     created_at: datetime
     updated_at: datetime
     last_error: str | None
+    backoff: bool = False  # waiting out a backoff after a transient failure (releasable)
 
 
 class NewOp(NamedTuple):
@@ -157,6 +166,7 @@ class OutboxUpdate(NamedTuple):
     started: bool
     next_attempt_at: datetime
     last_error: str | None
+    backoff: bool = False
 
 
 class Redrive(NamedTuple):
@@ -221,19 +231,35 @@ _UPSERT = (
 class Store:
     """Owns both SQLite connections. Create with `await Store.open(...)`, end with `close()`."""
 
-    def __init__(self, path: Path, writer: aiosqlite.Connection, reader: aiosqlite.Connection):
+    def __init__(
+        self,
+        path: Path,
+        writer: aiosqlite.Connection,
+        reader: aiosqlite.Connection,
+        lock: int | None = None,
+    ):
         self.path = path
         self._writer = writer
         self._reader = reader
+        self._lock = lock
 
     @classmethod
     async def open(cls, path: Path, synchronous: str = "FULL") -> Store:
+        """Open (and migrate) the store, holding its lock file until `close()`.
+
+        The lock comes first, before the schema is touched: two daemons on one store would
+        both deliver its outbox, and each would send what the other already sent."""
         if synchronous not in SYNCHRONOUS_MODES:
             raise StoreError(f"synchronous must be one of {SYNCHRONOUS_MODES}")
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"cannot open store {path}: {exc}") from exc
+        lock = _lock(path)
+        try:
             writer = await aiosqlite.connect(path, isolation_level=None)
         except (OSError, sqlite3.Error) as exc:
+            os.close(lock)
             raise StoreError(f"cannot open store {path}: {exc}") from exc
         try:
             await writer.execute("PRAGMA journal_mode=WAL")
@@ -244,12 +270,18 @@ class Store:
             await reader.execute("PRAGMA busy_timeout=5000")
         except (OSError, sqlite3.Error) as exc:
             await writer.close()
+            os.close(lock)
             raise StoreError(f"cannot prepare store {path}: {exc}") from exc
-        return cls(path, writer, reader)
+        return cls(path, writer, reader, lock)
 
     async def close(self) -> None:
-        await self._reader.close()
-        await self._writer.close()
+        try:
+            await self._reader.close()
+            await self._writer.close()
+        finally:
+            if self._lock is not None:
+                os.close(self._lock)  # closing the descriptor releases the lock
+                self._lock = None
 
     # -- writer side: only the engine's writer task calls these ---------------------------------
 
@@ -312,10 +344,10 @@ class Store:
         if batch.op_updates:
             await db.executemany(
                 "UPDATE outbox SET state = ?, attempts = ?, started = ?, next_attempt_at = ?, "
-                "last_error = ?, updated_at = ? WHERE id = ?",
+                "last_error = ?, updated_at = ?, backoff = ? WHERE id = ?",
                 [
                     (u.state.value, u.attempts, int(u.started), codec.ts(u.next_attempt_at),
-                     u.last_error, now, u.row_id)
+                     u.last_error, now, int(u.backoff), u.row_id)
                     for u in batch.op_updates
                 ],
             )  # fmt: skip
@@ -438,6 +470,15 @@ class Store:
             "ORDER BY (SELECT max(q.priority) FROM outbox q WHERE q.state = 'pending' "
             "AND q.incident_id = o.incident_id) DESC, o.id LIMIT ?",
             [codec.ts(now), limit],
+        )
+        return [_outbox_row(r) for r in rows]
+
+    async def backed_off(self) -> list[OutboxRow]:
+        """Pending operations waiting out a backoff after a transient failure."""
+        rows = await self._read(
+            f"SELECT {_OUTBOX_COLS} FROM outbox WHERE backoff = 1 AND state = 'pending' "
+            "ORDER BY id",
+            [],
         )
         return [_outbox_row(r) for r in rows]
 
@@ -612,7 +653,7 @@ class Store:
 
 _OUTBOX_COLS = (
     "id, incident_id, op, payload, priority, state, attempts, started, next_attempt_at, "
-    "created_at, updated_at, last_error"
+    "created_at, updated_at, last_error, backoff"
 )
 
 
@@ -622,6 +663,35 @@ _HEARTBEAT_COLS = "name, interval_seconds, last_beat, due, missed"
 def _marks(values: Sequence[object]) -> str:
     """`?, ?, ?` for an IN list (SQLite allows 32,766 parameters; pages are far smaller)."""
     return ", ".join("?" * len(values))
+
+
+def lock_path(path: Path) -> Path:
+    """The lock file beside the store (`alertd.db` -> `alertd.db.lock`)."""
+    return path.with_name(path.name + ".lock")
+
+
+def _lock(path: Path) -> int:
+    """Take the store's lock (an exclusive `flock` on the file beside it) or raise StoreError.
+
+    `flock` belongs to the open file, so the kernel drops it when the process dies, SIGKILL
+    included: a crashed daemon never leaves a stale lock behind, and nothing needs cleaning up."""
+    where = lock_path(path)
+    try:
+        fd = os.open(where, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except OSError as exc:
+        raise StoreError(f"cannot open the lock file {where}: {exc}") from exc
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        raise StoreError(
+            f"store {path} is in use by another alertd (pid {holder}); one daemon per store"
+        ) from exc
+    # Who holds it, for the message above (a hint only: the lock itself is what counts).
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
 
 
 def _heartbeat(r: Any) -> Heartbeat:
@@ -636,7 +706,7 @@ def _outbox_row(r: Any) -> OutboxRow:
         id=r[0], incident_id=r[1], op=r[2], payload=codec.loads(r[3]), priority=r[4],
         state=OutboxState(r[5]), attempts=r[6], started=bool(r[7]),
         next_attempt_at=codec.req_ts(r[8]), created_at=codec.req_ts(r[9]),
-        updated_at=codec.req_ts(r[10]), last_error=r[11],
+        updated_at=codec.req_ts(r[10]), last_error=r[11], backoff=bool(r[12]),
     )  # fmt: skip
 
 

@@ -44,7 +44,7 @@ from alertd.errors import (
     TransientError,
 )
 from alertd.metrics import Metrics
-from alertd.ratelimit import RateLimiter
+from alertd.ratelimit import CallClass, RateLimiter
 from alertd.tickets import CreatePayload
 
 log: structlog.typing.FilteringBoundLogger = structlog.get_logger(__name__)
@@ -116,7 +116,9 @@ class FreshdeskClient:
         return body
 
     async def create_ticket(self, body: Mapping[str, Any]) -> dict[str, Any]:
-        result = await self._call("POST", "/tickets", body=body, operation="create_ticket")
+        result = await self._call(
+            "POST", "/tickets", body=body, operation="create_ticket", call_class=CallClass.CREATE
+        )
         ticket = self._ticket(result, "create_ticket")
         if "priority" in body and ticket.get("priority") != body["priority"]:
             # Freshservice's Priority Matrix derives priority from impact and urgency and
@@ -141,6 +143,7 @@ class FreshdeskClient:
             operation="update_ticket",
             ticket_id=ticket_id,
             idempotent=True,
+            call_class=CallClass.UPDATE,
         )
         return self._ticket(result, "update_ticket")
 
@@ -200,23 +203,33 @@ class FreshdeskClient:
             operation="view_ticket",
             ticket_id=ticket_id,
             idempotent=True,
+            call_class=CallClass.VIEW,
         )
         return self._ticket(result, "view_ticket")
 
-    async def list_tickets(self, updated_since: datetime, page: int = 1) -> list[dict[str, Any]]:
+    async def list_tickets(
+        self, updated_since: datetime, page: int = 1, *, oldest_first: bool = False
+    ) -> list[dict[str, Any]]:
         """Tickets updated since a time, newest first (no search-index lag, unlike search):
-        what alertd looks for was created recently, so it comes on the first pages."""
+        what alertd looks for was created recently, so it comes on the first pages. With
+        `oldest_first`, by the time of their last change, oldest first (the ticket poll)."""
+        order_by = "updated_at" if oldest_first else "created_at"
         params = {
             "updated_since": updated_since.strftime("%Y-%m-%dT%H:%M:%SZ"),
             # Freshservice has no order_by: its list is newest first by creation anyway.
-            **({} if self._service else {"order_by": "created_at"}),
-            "order_type": "desc",
+            **({} if self._service else {"order_by": order_by}),
+            "order_type": "asc" if oldest_first else "desc",
             "per_page": "100",
             "page": str(page),
             **self._workspace(),
         }
         result = await self._call(
-            "GET", "/tickets", params=params, operation="list_tickets", idempotent=True
+            "GET",
+            "/tickets",
+            params=params,
+            operation="list_tickets",
+            idempotent=True,
+            call_class=CallClass.LIST,
         )
         return _array(self._unwrap(result, "tickets", "list_tickets"), "list_tickets")
 
@@ -229,7 +242,14 @@ class FreshdeskClient:
             params |= self._workspace()
         else:
             path, key = "/search/tickets", "results"
-        result = await self._call("GET", path, params=params, operation="search", idempotent=True)
+        result = await self._call(
+            "GET",
+            path,
+            params=params,
+            operation="search",
+            idempotent=True,
+            call_class=CallClass.LIST,
+        )
         if not isinstance(result, dict) or not isinstance(result.get(key), list):
             raise PermanentError("search: unexpected answer shape", body=_shown(result))
         return [t for t in result[key] if isinstance(t, dict)]
@@ -294,6 +314,7 @@ class FreshdeskClient:
         params: Mapping[str, str] | None = None,
         ticket_id: int | None = None,
         idempotent: bool = False,
+        call_class: CallClass = CallClass.OTHER,
     ) -> Any:
         retrying = AsyncRetrying(
             retry=retry_if_exception(lambda e: _retry_here(e, idempotent)),
@@ -302,7 +323,7 @@ class FreshdeskClient:
             wait=wait_exponential(multiplier=RETRY_INITIAL, max=4) + wait_random(0, RETRY_INITIAL),
             reraise=True,
         )
-        call = _Call(method, path, operation, body, params, ticket_id)
+        call = _Call(method, path, operation, body, params, ticket_id, call_class)
         try:
             async for attempt in retrying:
                 with attempt:
@@ -322,7 +343,10 @@ class FreshdeskClient:
             return False
         try:
             await self._once(
-                _Call("GET", f"/tickets/archived/{ticket_id}", "view_archived", None, None, None)
+                _Call(
+                    "GET", f"/tickets/archived/{ticket_id}", "view_archived", None, None, None,
+                    CallClass.VIEW,
+                )
             )
         except HelpdeskError:
             return False  # gone for good, or we cannot tell: the caller's 404 stands
@@ -330,7 +354,7 @@ class FreshdeskClient:
 
     async def _once(self, call: _Call) -> Any:
         """One paced request, counted in the metrics by its outcome."""
-        await self._limiter.acquire()
+        await self._limiter.acquire(call.call_class)
         started = time.monotonic()
         outcome = "transient_error"
         try:
@@ -397,6 +421,7 @@ class _Call(NamedTuple):
     body: Mapping[str, Any] | None
     params: Mapping[str, str] | None
     ticket_id: int | None
+    call_class: CallClass  # which sub-limit it counts against (the limiter paces each)
 
 
 class _NotSent(TransientError):
@@ -432,8 +457,8 @@ def _answer(
             ) from exc
     shown = text[:_BODY_SHOWN]
     if status == 429:
-        retry_after = _retry_after(headers.get("Retry-After"))
-        limiter.pause(retry_after)
+        # The pause actually taken: a Retry-After of `inf` or `1e12` is bounded by the limiter.
+        retry_after = limiter.pause(_retry_after(headers.get("Retry-After")))
         raise RateLimited(retry_after, body=shown)
     if status in (401, 403):
         raise AuthFailed(

@@ -17,6 +17,15 @@ from alertd.config.routing import _ticket_rules
 from alertd.routing import TicketRule
 
 HELPDESK_KINDS = ("freshdesk", "freshservice")
+# The helpdesk's per-minute limits per plan: the account total, then each endpoint's own
+# (ticket create, update, list; Freshservice also view). docs/protocols.md section 1.
+PLAN_LIMITS: Mapping[str, Mapping[str, int]] = MappingProxyType({
+    "growth": {"total": 200, "create": 80, "update": 80, "list": 20},
+    "pro": {"total": 400, "create": 160, "update": 160, "list": 100},
+    "enterprise": {"total": 700, "create": 280, "update": 280, "list": 200},
+    "freshservice-starter": {"total": 100, "create": 50, "update": 50, "list": 40, "view": 50},
+})  # fmt: skip
+CALL_CLASSES = ("create", "update", "list")  # those with a rate_limit_<class>_per_minute key
 DEFAULT_SUBJECT = "[{state}] {host}{slash_service}: {output}"
 # Both products refuse a tag over 32 characters and more than 30 tags on a ticket (docs/protocols.md
 # 1.2). The incident's tag `alertd-<instance>-<id>` must fit for every id alertd can reach: ids up
@@ -78,6 +87,15 @@ class HelpdeskConfig:
     # Freshservice, admin keys only: resolve and close even when fields required for closure are
     # empty (`bypass_mandatory`), instead of a dead letter naming the field.
     bypass_mandatory: bool = False
+    # How long past a request's deadline the helpdesk may still act on it: an operation whose
+    # outcome is unknown is looked for (and perhaps sent again) only after that.
+    outcome_wait: timedelta = timedelta(seconds=30)
+    plan: str = "growth"
+    # Per-minute limit of each call class (create, update, list; view on Freshservice): the
+    # plan's, or the rate_limit_<class>_per_minute keys; each is paced besides the total.
+    class_limits: Mapping[str, int] = field(
+        default_factory=lambda: MappingProxyType(_class_limits(PLAN_LIMITS["growth"], {}))
+    )
 
     def __repr__(self) -> str:
         # The API key is a secret: a repr ends up in logs and tracebacks.
@@ -92,7 +110,8 @@ _HELPDESK_KEYS = (
     "keep_agent_priority",
     "on_missing_ticket", "instance", "public_notes", "on_agent_close",
     "webhook_secret_file", "webhook_secret_env", "rules",
-    "workspace_id", "taken_statuses", "done_statuses", "bypass_mandatory",
+    "workspace_id", "taken_statuses", "done_statuses", "bypass_mandatory", "outcome_wait", "plan",
+    *(f"rate_limit_{c}_per_minute" for c in CALL_CLASSES),
 )  # fmt: skip
 AGENT_CLOSE_POLICIES = ("new_ticket", "reopen")
 # Each product's ticket sources: the same numbers, other meanings (docs/protocols.md 1.2, 1.10).
@@ -150,6 +169,12 @@ def _helpdesk(t: _Table, base: Path | None, env: Mapping[str, str]) -> HelpdeskC
     group_id = t.get("group_id", int, "an integer (a group id)")
     webhook_secret, webhook_source = _webhook_secret(t, base, env)
     kind = _one_of(t, "kind", HELPDESK_KINDS, d.kind)
+    plan = _one_of(t, "plan", tuple(PLAN_LIMITS), d.plan)
+    overrides = {
+        c: _int(t, f"rate_limit_{c}_per_minute", 0, 1)
+        for c in CALL_CLASSES
+        if f"rate_limit_{c}_per_minute" in t.data
+    }
     return HelpdeskConfig(
         url=url.rstrip("/"),
         api_key=api_key,
@@ -186,6 +211,9 @@ def _helpdesk(t: _Table, base: Path | None, env: Mapping[str, str]) -> HelpdeskC
         taken_statuses=taken,
         done_statuses=done,
         bypass_mandatory=bypass,
+        outcome_wait=_duration(t, "outcome_wait", d.outcome_wait),
+        plan=plan,
+        class_limits=MappingProxyType(_class_limits(PLAN_LIMITS[plan], overrides)),
     )
 
 
@@ -214,6 +242,13 @@ def _statuses(
         t.add(name, f"expected {extra}custom status ids (6 and up), got {bad[0]}")
         return default
     return tuple(dict.fromkeys(raw))
+
+
+def _class_limits(plan: Mapping[str, int], overrides: Mapping[str, int]) -> dict[str, int]:
+    """Each call class's limit: the key's if set, else the plan's (a class the plan does not
+    limit counts against the total only)."""
+    limits = {c: n for c, n in plan.items() if c != "total"}
+    return {**limits, **overrides}
 
 
 def _api_key(t: _Table, base: Path | None, env: Mapping[str, str]) -> tuple[str, str]:

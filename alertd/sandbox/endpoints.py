@@ -68,7 +68,14 @@ def _next_link(request: web.Request, page: int) -> dict[str, str]:
 async def _create_ticket(request: web.Request) -> web.Response:
     sandbox = request.app[SANDBOX]
     _Params(request, ()).done()
-    ticket = sandbox._create(await _json_object(request))
+    body = await _json_object(request)
+    if sandbox._late:
+        # Acting late, and acting whatever becomes of the client meanwhile: a client that
+        # gives up or dies does not stop a server that has the request (aiohttp would cancel
+        # this handler when the connection goes; the shielded task goes on).
+        ticket = await asyncio.shield(sandbox._act_late(sandbox._late.popleft(), body))
+    else:
+        ticket = sandbox._create(body)
     if sandbox._stalls:
         await asyncio.sleep(sandbox._stalls.popleft())
     if sandbox._take_drop():

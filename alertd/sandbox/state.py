@@ -4,6 +4,7 @@ the API's operations on that state; and the app key (`SANDBOX`) under which an a
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import itertools
 import math
@@ -89,6 +90,8 @@ class Sandbox:
         self._faults: deque[_Fault] = deque()
         self._drops = 0
         self._stalls: deque[float] = deque()
+        self._late: deque[float] = deque()
+        self._acting: set[asyncio.Task[dict[str, Any]]] = set()
         self._window = _RateWindow()
         self._class_windows: dict[str, _RateWindow] = {}
         self._ticket_ids = itertools.count(self.options.first_ticket_id)
@@ -121,6 +124,22 @@ class Sandbox:
         """The next `count` creates store the ticket, then wait `seconds` before answering (a
         slow helpdesk; long enough to kill the client between sending and hearing back)."""
         self._stalls.extend([seconds] * count)
+
+    def act_late(self, seconds: float, count: int = 1) -> None:
+        """The next `count` creates wait `seconds` before they store the ticket, then answer (a
+        slow helpdesk: a client that gave up, or died, has not seen the ticket yet, and nor
+        has anyone who looks for it meanwhile)."""
+        self._late.extend([seconds] * count)
+
+    def _act_late(self, seconds: float, body: dict[str, Any]) -> asyncio.Task[dict[str, Any]]:
+        async def act() -> dict[str, Any]:
+            await asyncio.sleep(seconds)
+            return self._create(body)
+
+        task = asyncio.create_task(act())
+        self._acting.add(task)  # a strong reference until it is done
+        task.add_done_callback(self._acting.discard)
+        return task
 
     def drop_after_create(self, count: int = 1) -> None:
         """Let the next `count` valid creates store their ticket, then close without answering."""

@@ -26,8 +26,9 @@ from aiohttp.test_utils import TestServer
 
 from alertd import reload
 from alertd.clock import ManualClock
+from alertd.http.keys import DISPATCHER
 from alertd.sandbox import SANDBOX, Sandbox, SandboxOptions, create_app
-from tests.support import CRIT, KEY, Client, calls, deliver, notes_text, post
+from tests.support import CRIT, KEY, Client, calls, deliver, incidents, notes_text, post
 
 
 async def test_a_thousand_repeats_make_one_ticket_and_one_summary(
@@ -140,10 +141,11 @@ async def test_429_stops_every_call_until_retry_after(
 async def test_helpdesk_down_then_back_delivers_everything_in_order(
     start: Callable[..., Awaitable[Client]], sandbox: tuple[Sandbox, str], clock: ManualClock
 ) -> None:
-    """5xx answers for a while: operations wait with backoff, then all arrive, in order, once."""
+    """5xx answers for a while: operations wait with backoff, then all arrive, in order, once.
+    (502, from a gateway: the helpdesk behind it may have acted, so alertd looks first.)"""
     helpdesk, _ = sandbox
     client = await start()
-    helpdesk.fail_next(6, 503)
+    helpdesk.fail_next(6, 502)
     await post(client, {**CRIT, "state": "WARNING"})
     await post(client, CRIT)
     await post(client, {**CRIT, "state": "OK"})
@@ -312,6 +314,8 @@ async def test_sigkill_during_a_create_loses_nothing_and_duplicates_nothing(
         f'[helpdesk]\nurl = "{str(server.make_url("")).rstrip("/")}"\n'
         f'requester_email = "noc@example.com"\napi_key_file = "{tmp_path / "key"}"\n'
         'service_grace = "0s"\n'
+        # The restart looks for the ticket once the cut-off request can no longer land.
+        'timeout = "2s"\noutcome_wait = "1s"\n'
     )
     base = f"http://127.0.0.1:{port}"
 
@@ -449,3 +453,25 @@ async def test_a_stale_dead_letter_is_not_sent_after_newer_news(
     answer = await (await client.post("/api/v1/outbox/retry")).json()
     (skipped,) = answer["skipped"]
     assert answer["requeued"] == [] and "superseded" in skipped["reason"]
+
+
+async def test_the_ticket_poll_survives_odd_tags_and_still_acknowledges(
+    start: Callable[..., Awaitable[Client]], sandbox: tuple[Sandbox, str], clock: ManualClock
+) -> None:
+    """Tickets tagged `alertd-main-²` or with a 20-digit id (someone else's, or typed by hand)
+    are skipped, not fatal: the poll still acknowledges the incident whose ticket was taken."""
+    helpdesk, _ = sandbox
+    client = await start()
+    await post(client, CRIT)
+    await deliver(client)
+    (ticket_id,) = helpdesk.tickets
+    for tag in ("alertd-main-²", "alertd-main-12345678901234567890"):
+        odd = helpdesk._create(
+            {"email": "x@example.com", "subject": "odd", "description": "odd", "status": 2,
+             "priority": 1, "source": 2, "tags": [tag]}
+        )  # fmt: skip
+        helpdesk.agent_update(odd["id"], responder_id=7)
+    helpdesk.agent_update(ticket_id, responder_id=7)
+    assert await client.app[DISPATCHER].poll_taken_tickets() == 1
+    (incident,) = await incidents(client)
+    assert incident["acknowledged"]

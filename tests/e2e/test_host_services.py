@@ -141,6 +141,7 @@ async def test_nrdp_service_lines_before_the_host_line_are_absorbed(
     (ticket,) = helpdesk.tickets.values()
     assert ticket["subject"].startswith("[DOWN] web-01")
 
+    await client.close()  # one daemon per store: the next app takes it over
     graced = await start(NRDP, service_grace=None)
     await nrdp(graced, ("web-02", "HTTP", 2))
     clock.advance(timedelta(milliseconds=80))

@@ -441,6 +441,11 @@ CONTRACT_KEYS = {
         "taken_statuses",
         "done_statuses",
         "bypass_mandatory",
+        "outcome_wait",
+        "plan",
+        "rate_limit_create_per_minute",
+        "rate_limit_update_per_minute",
+        "rate_limit_list_per_minute",
     },
     "nagios": {"command_file", "ack_on_ticket", "ack_sources", "ack_author"},
 }

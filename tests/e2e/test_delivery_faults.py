@@ -1,0 +1,202 @@
+"""Delivery under faults, with alertd as a real process and the sandbox on loopback: a slow
+helpdesk that acts after alertd died, a second daemon on the same store, an outage and its end.
+
+Deadlines here are generous ceilings for the test, not speed claims (bench/ has the figures).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sqlite3
+import subprocess
+import time
+import urllib.request
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from alertd.sandbox import SANDBOX, Sandbox, SandboxOptions, create_app
+from tests.support import CRIT, KEY, calls
+from tests.support.proc import free_port, log_file, start
+
+
+class Daemon:
+    """`alertd run` on a config in tmp_path whose [helpdesk] is the sandbox."""
+
+    def __init__(self, tmp_path: Path, helpdesk_url: str, extra: str = "") -> None:
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        (tmp_path / "key").write_text(KEY)
+        self.config = tmp_path / f"alertd-{self.port}.toml"
+        self.config.write_text(
+            f'[server]\nlisten = "127.0.0.1:{self.port}"\n[store]\npath = "{tmp_path / "a.db"}"\n'
+            "[auth]\ndisabled = true\n"
+            f'[helpdesk]\nurl = "{helpdesk_url}"\nrequester_email = "noc@example.com"\n'
+            f'api_key_file = "{tmp_path / "key"}"\npoll_interval = "0s"\n'
+            f'service_grace = "0s"\n{extra}'
+        )
+        self.proc: subprocess.Popen[str] | None = None
+
+    def start(self) -> subprocess.Popen[str]:
+        self.proc = start(self.config)
+        return self.proc
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(timeout=10)
+
+    async def http(self, method: str, path: str, body: Any = None) -> Any:
+        def call() -> Any:
+            data = None if body is None else json.dumps(body).encode()
+            request = urllib.request.Request(
+                self.base + path, data, {"Content-Type": "application/json"}, method=method
+            )
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return json.loads(response.read())
+
+        return await asyncio.to_thread(call)
+
+    async def up(self) -> bool:
+        try:
+            await self.http("GET", "/healthz")
+            return True
+        except OSError:
+            assert self.proc is not None and self.proc.poll() is None, self.log()
+            return False
+
+    async def counts(self) -> dict[str, int]:
+        return dict((await self.http("GET", "/api/v1/outbox"))["counts"])
+
+    def log(self) -> str:
+        return log_file(self.config).read_text()[-3000:]
+
+
+async def until(check: Callable[[], Awaitable[bool]], what: str, seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while not await check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.05)
+
+
+@pytest.fixture
+async def helpdesk(
+    aiohttp_server: Callable[[web.Application], Awaitable[TestServer]],
+) -> AsyncIterator[tuple[Sandbox, str]]:
+    app = create_app(SandboxOptions(api_key=KEY, rate_limit_per_minute=1000))
+    server = await aiohttp_server(app)
+    yield app[SANDBOX], str(server.make_url("")).rstrip("/")
+
+
+def outbox_rows(tmp_path: Path) -> list[tuple[Any, ...]]:
+    with sqlite3.connect(tmp_path / "a.db") as db:
+        return db.execute("SELECT id, op, state, started FROM outbox ORDER BY id").fetchall()
+
+
+async def test_a_create_the_helpdesk_finishes_after_alertd_died_is_adopted_not_repeated(
+    helpdesk: tuple[Sandbox, str], tmp_path: Path
+) -> None:
+    """The helpdesk takes 4 s to act on a create; alertd is SIGKILLed mid-call and restarted
+    at once. The restarted daemon does not look (and create again) before the first request
+    can no longer land: it finds the late ticket and adopts it. One ticket, notes on it."""
+    sandbox, url = helpdesk
+    daemon = Daemon(tmp_path, url, 'timeout = "2s"\noutcome_wait = "3s"\n')
+    sandbox.act_late(4.0)
+    daemon.start()
+    try:
+        await until(daemon.up, "alertd to start")
+        await daemon.http("POST", "/api/v1/results", CRIT)
+
+        async def sending() -> bool:
+            return [r[3] for r in outbox_rows(tmp_path)] == [1]
+
+        await until(sending, "the create to be marked started")
+        await asyncio.sleep(0.5)  # the request is with the helpdesk, which has not acted yet
+        daemon.kill()
+        assert sandbox.tickets == {}
+        daemon.start()  # as systemd's Restart= would, before the helpdesk has acted
+        await until(daemon.up, "alertd to restart")
+        await daemon.http("POST", "/api/v1/results", {**CRIT, "state": "OK"})
+
+        async def drained() -> bool:
+            return await daemon.counts() == {"pending": 0, "done": 2, "dead": 0}
+
+        await until(drained, "the outbox to drain")
+    finally:
+        daemon.kill()
+    (ticket_id,) = sandbox.tickets
+    assert calls(sandbox).count("POST /tickets") == 1
+    assert len(sandbox.notes[ticket_id]) == 1  # the recovery note reached the one ticket
+
+
+async def test_a_second_daemon_on_the_same_store_sends_nothing_and_exits(
+    helpdesk: tuple[Sandbox, str], tmp_path: Path
+) -> None:
+    """A second `alertd run` on a store in use (another port, so binding would succeed) is
+    refused before its dispatcher starts: it sends nothing, says why, exits 1."""
+    sandbox, url = helpdesk
+    first = Daemon(tmp_path, url)
+    first.start()
+    try:
+        await until(first.up, "the first alertd to start")
+        sandbox.act_late(2.0)  # the first daemon's create is in flight when the second starts
+        await first.http("POST", "/api/v1/results", CRIT)
+        second = Daemon(tmp_path, url)
+        proc = second.start()
+        assert proc.wait(timeout=20) == 1
+        assert "in use by another alertd" in second.log()
+
+        async def drained() -> bool:
+            return await first.counts() == {"pending": 0, "done": 1, "dead": 0}
+
+        await until(drained, "the first daemon's create")
+    finally:
+        first.kill()
+    assert len(sandbox.tickets) == 1
+    assert calls(sandbox).count("POST /tickets") == 1
+
+
+async def test_after_an_outage_the_backlog_goes_out_when_the_helpdesk_is_back(
+    helpdesk: tuple[Sandbox, str], tmp_path: Path
+) -> None:
+    """While the helpdesk answers 503, operations queue with their backoff (30 s and more).
+    Once it answers again, alertd notices (a probe) and sends the backlog at once: urgent
+    incidents' tickets first, each incident's operations in order, not after each backoff."""
+    sandbox, url = helpdesk
+    daemon = Daemon(tmp_path, url)
+    daemon.start()
+    try:
+        await until(daemon.up, "alertd to start")
+        sandbox.fail_next(10_000, 503)  # down until the faults are cleared
+        for n in range(6):
+            await daemon.http("POST", "/api/v1/results", {**CRIT, "host": f"web-{n}"})
+        await daemon.http("POST", "/api/v1/results", {**CRIT, "host": "web-0", "state": "OK"})
+
+        async def tried() -> bool:
+            return sum(1 for r in sandbox.requests if r.path.endswith("/tickets")) >= 3
+
+        await until(tried, "alertd to meet the outage")
+        await asyncio.sleep(3)  # a few probes fail: an outage, not one bad operation
+        assert sandbox.tickets == {}
+        sandbox._faults.clear()  # the helpdesk is back
+        back = len(sandbox.requests)
+
+        async def drained() -> bool:
+            return await daemon.counts() == {"pending": 0, "done": 7, "dead": 0}
+
+        # The first backoff alone is 24-36 s: a drain within 20 s needs the release.
+        await until(drained, "the backlog after recovery", seconds=20)
+    finally:
+        daemon.kill()
+    assert len(sandbox.tickets) == 6
+    assert '"event": "helpdesk_recovered"' in daemon.log()
+    after = [f"{r.method} {r.path}" for r in sandbox.requests[back:] if r.status == 201]
+    web0 = next(t for t, v in sandbox.tickets.items() if "web-0" in v["subject"])
+    # web-0's recovery note went after its create (per-incident order).
+    assert after.index(f"POST /api/v2/tickets/{web0}/notes") > 0
