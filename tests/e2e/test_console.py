@@ -8,6 +8,7 @@ import re
 from collections.abc import Awaitable, Callable
 
 from alertd.http.keys import ENGINE
+from alertd.sandbox import Sandbox
 from tests.support import CRIT, Client, MakeClient, deliver, post
 
 HOSTILE = '<script>alert(1)</script><img src=x onerror="alert(2)">'
@@ -169,8 +170,11 @@ async def test_silence_from_an_incident_suppresses_it(make_client: MakeClient) -
 
 
 async def test_a_dead_letter_is_redriven_from_the_console(
-    start: Callable[..., Awaitable[Client]], sandbox: tuple[object, str]
+    start: Callable[..., Awaitable[Client]], sandbox: tuple[Sandbox, str]
 ) -> None:
+    """A create the helpdesk refused shows as a dead letter; once the account is fixed, the
+    console's re-drive sends it again and the ticket is created."""
+    helpdesk, _ = sandbox
     client = await start('type = "Alert"\n')
     await post(client, CRIT)
     await deliver(client)
@@ -178,11 +182,14 @@ async def test_a_dead_letter_is_redriven_from_the_console(
     assert "DEAD" in text and "1 dead letter" in text
     op_id = re.search(r'data-op="(\d+)"', text)
     assert op_id
+    helpdesk.options.ticket_types = (*helpdesk.options.ticket_types, "Alert")
     origin = {"Origin": str(client.make_url("")).rstrip("/")}
     response = await client.post(f"/ui/outbox/{op_id.group(1)}/retry", headers=origin,
                                  data={"csrf": csrf_of(text)}, allow_redirects=False)
     assert response.status == 303
     assert "0 dead letters" in await page(client, "/ui/outbox")
+    await deliver(client)
+    assert len(helpdesk.tickets) == 1
 
 
 async def test_history_heartbeats_and_noisiest_render(make_client: MakeClient) -> None:

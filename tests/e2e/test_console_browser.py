@@ -70,7 +70,8 @@ async def test_board_filter_incident_ticket_and_ack(
     board = await browser.text(".board")
     assert "web-01/HTTP" in board and "db-01" not in board
     await browser.click("a.key")
-    assert "/ui/incidents/" in browser.driver.current_url
+    await browser.until("the incident page", lambda: "/ui/incidents/" in
+                        browser.driver.current_url)  # fmt: skip
     link = await browser.find("#ticket a.ticket")
     assert "/a/tickets/" in (await browser.run(link.get_attribute, "href"))
     assert "ACK" not in await browser.text("#flags")

@@ -80,12 +80,26 @@ class Browser:
         return list(await self.run(self.driver.find_elements, By.CSS_SELECTOR, css))
 
     async def text(self, css: str = "body") -> str:
-        element = await self.find(css)
-        return str(await self.run(lambda: element.text))
+        return str(await self._fresh(css, lambda element: element.text))
 
     async def click(self, css: str) -> None:
-        element = await self.find(css)
-        await self.run(element.click)
+        await self._fresh(css, lambda element: element.click())
+
+    async def _fresh(self, css: str, act: Callable[[Any], T]) -> T:
+        """`act` on the element `css` finds, finding it again if the page's refresh swapped
+        it out in between (the board replaces its live part every refresh), or waiting a little
+        for it while a navigation (a link, a form's redirect) is still loading the page."""
+        from selenium.common.exceptions import (
+            NoSuchElementException,
+            StaleElementReferenceException,
+        )
+
+        for _ in range(50):
+            try:
+                return await self.run(act, await self.find(css))
+            except (StaleElementReferenceException, NoSuchElementException):
+                await asyncio.sleep(0.1)
+        return await self.run(act, await self.find(css))
 
     async def fill(self, css: str, value: str) -> None:
         element = await self.find(css)
@@ -97,8 +111,19 @@ class Browser:
 
     async def until(self, what: str, check: Callable[[], bool], within: float = 30) -> None:
         """Poll `check` (in a thread: it may call Selenium) until true, or fail naming `what`."""
+        from selenium.common.exceptions import (
+            NoSuchElementException,
+            StaleElementReferenceException,
+        )
+
+        def probe() -> bool:
+            try:
+                return check()
+            except (StaleElementReferenceException, NoSuchElementException):
+                return False  # swapped by a refresh, or the next page still loading
+
         deadline = time.monotonic() + within
-        while not await self.run(check):
+        while not await self.run(probe):
             assert time.monotonic() < deadline, f"timed out waiting for {what}"
             await asyncio.sleep(0.1)
 
