@@ -281,21 +281,12 @@ class Dispatcher:
     async def drain(self, max_rounds: int = 1000) -> None:
         """Deliver until nothing is due now (tests and tools; the workers do this by themselves),
         waiting for what the workers have in flight."""
-        idle = 0
         for _ in range(max_rounds):
             if await self.run_once():
-                idle = 0
                 continue
-            if self._busy:
-                await self._quiet.wait()
-                continue
-            # Nothing due and nothing in flight. Look once more after letting the loop run: a
-            # commit that a worker's claim raced with is then seen (cheap: drain is for tests
-            # and tools; the workers find such rows by themselves).
-            idle += 1
-            if idle == 2:
-                return
-            await asyncio.sleep(0.01)
+            if not self._busy:
+                return  # nothing due that is not in flight, and nothing in flight
+            await self._quiet.wait()
 
     async def run_once(self) -> int:
         """One round: deliver what is due now (up to `concurrency` incidents at once), record

@@ -645,8 +645,10 @@ class Store:
 
     async def _read(self, sql: str, args: Iterable[object]) -> Sequence[sqlite3.Row]:
         try:
-            cursor = await self._reader.execute(sql, tuple(args))
-            return list(await cursor.fetchall())
+            # Execute and fetch in one go on the reader's thread: a statement left open between
+            # two awaits keeps a read transaction open, and every other read interleaved on
+            # this connection meanwhile sees that old snapshot, not what was just committed.
+            return list(await self._reader.execute_fetchall(sql, tuple(args)))
         except sqlite3.Error as exc:
             raise StoreError(f"read failed: {exc}") from exc
 

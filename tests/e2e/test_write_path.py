@@ -113,3 +113,34 @@ async def test_a_beat_racing_its_delete_gets_an_answer_not_a_500(make_client: Ma
         )
         for response in answers:
             assert response.status in (200, 400, 404), await response.text()
+
+
+async def test_what_was_just_committed_is_read_back_while_others_read(
+    make_client: MakeClient,
+) -> None:
+    """Read your writes: a silence answered 200 is listed by the very next request, however
+    many other reads (the console, probes, the dispatcher's) share the reader meanwhile. Before,
+    a read left open between two awaits held an old snapshot that interleaved reads saw."""
+    client = await make_client()
+    stop = asyncio.Event()
+
+    async def other_readers() -> None:
+        while not stop.is_set():
+            await client.get("/api/v1/outbox")
+            await client.get("/api/v1/incidents", params={"limit": "5"})
+
+    readers = [asyncio.create_task(other_readers()) for _ in range(8)]
+    missing = []
+    try:
+        for n in range(150):
+            body = {"host": f"web-{n:02}", "duration": "1h", "author": "ops", "comment": "swap"}
+            created = await client.post("/api/v1/silences", json=body)
+            assert created.status == 201, await created.text()
+            silence_id = (await created.json())["id"]
+            shown = await client.get(f"/api/v1/silences/{silence_id}")
+            if shown.status != 200:
+                missing.append(silence_id)
+    finally:
+        stop.set()
+        await asyncio.gather(*readers)
+    assert missing == []
