@@ -138,6 +138,12 @@ def closed(incident: Incident, notice: Notice, now: datetime) -> Transition:
         "comment": notice.comment,
         "source": notice.source,
         "check_state": incident.check_state.value,
+        "merged_into": notice.merged_into,
     }
-    after = incident._replace(agent_closed=notice.ticket_id, summary_due=None, update_due=None)
+    after = incident._replace(
+        agent_closed=notice.ticket_id,
+        agent_closed_merged=notice.merged_into,
+        summary_due=None,
+        update_due=None,
+    )
     return Transition(after, (Event(EventKind.TICKET_CLOSED, now, detail),))

@@ -201,6 +201,8 @@ class Notice(NamedTuple):
     # Set when a person acts on one incident by id (API ack, escalate): the writer applies the
     # notice only if that incident still holds the key, never to a successor that took it.
     incident_id: int | None = None
+    # An agents' close that was a merge: the ticket it was merged into (helpdesk notices only).
+    merged_into: int | None = None
 
     @property
     def key(self) -> IncidentKey:
@@ -306,6 +308,9 @@ class Incident(NamedTuple):
     # The ticket an agent resolved or closed by hand while alertd still tracked the problem:
     # alertd stops writing to it, and a recurrence follows `helpdesk.on_agent_close`.
     agent_closed: int | None = None
+    # The ticket it was merged into, when the agents' close was a merge: a merged ticket is
+    # never reopened, whatever `on_agent_close` says (the agents chose where the work goes on).
+    agent_closed_merged: int | None = None
     # What the recovery does to the ticket, from the routing rule matched at its create
     # (alertd.routing: resolve, close, note); None = `helpdesk.resolve_status`.
     ticket_recovery: str | None = None

@@ -48,6 +48,7 @@ from alertd.errors import (
     TicketGone,
 )
 from alertd.metrics import Metrics
+from alertd.model import Notice, NoticeKind
 from alertd.ratelimit import RateLimiter
 from alertd.store import OutboxRow, OutboxState, OutboxUpdate, Store, TicketLink
 from alertd.tickets import CreatePayload, NotePayload, Op, TicketPlanner, UpdatePayload
@@ -97,6 +98,8 @@ class HelpdeskClient(Protocol):
     ) -> list[dict[str, Any]]: ...
 
     async def conversations(self, ticket_id: int, page: int = 1) -> list[dict[str, Any]]: ...
+
+    async def merged_into(self, ticket_id: int) -> int | None: ...
 
     async def find_by_tag(
         self, tag: str, since: datetime, *, exclude: int | None = None
@@ -566,11 +569,26 @@ class Dispatcher:
             )
             facts = await self._facts(live.id)
             notice = agent_actions.decide(seen, live, facts, now, statuses)
+            if notice is not None and notice.kind is NoticeKind.TICKET_CLOSED:
+                notice = await self._merge_of(notice, seen.ticket_id)
             if notice is not None:
                 log.info("helpdesk_agent_action", kind=notice.kind.value,
                          ticket_id=seen.ticket_id, incident_id=live.id)  # fmt: skip
                 notices.append(notice)
         return notices
+
+    async def _merge_of(self, notice: Notice, ticket_id: int) -> Notice:
+        """A close that was a merge says so (the primary's id), so the ticket is never reopened.
+        The helpdesk not answering leaves it a plain close."""
+        try:
+            primary = await self._client.merged_into(ticket_id)
+        except HelpdeskError as exc:
+            log.warning("helpdesk_merge_lookup_failed", ticket_id=ticket_id, error=str(exc))
+            return notice
+        if primary is None:
+            return notice
+        comment = f"ticket #{ticket_id} merged into #{primary} in the helpdesk"
+        return notice._replace(merged_into=primary, comment=comment)
 
     async def _facts(self, incident_id: int) -> agent_actions.Facts:
         """What alertd's own delivered operations did to the incident's ticket."""

@@ -283,7 +283,8 @@ class TicketPlanner:
         old = incident.agent_closed
         if old is None:
             return
-        if self.config.on_agent_close == "reopen":
+        merged = incident.agent_closed_merged
+        if self.config.on_agent_close == "reopen" and merged is None:
             body = _p(
                 f"The problem came back at {_when(now)} ({incident.check_state.value}) after "
                 "an agent had resolved this ticket: reopened."
@@ -294,13 +295,14 @@ class TicketPlanner:
                 PlannedOp(Op.UPDATE, {"fields": fields, "note": body}, incident.priority.rank)
             )
             plan.incident = incident._replace(
-                agent_closed=None, summary_from=incident.occurrences, summary_last_at=now,
-                summary_due=None,
+                agent_closed=None, agent_closed_merged=None,
+                summary_from=incident.occurrences, summary_last_at=now, summary_due=None,
             )  # fmt: skip
             return
+        how = f"merged ticket #{old} into #{merged}" if merged else f"resolved ticket #{old}"
         intro = _p(
-            f"The problem came back after an agent resolved ticket #{old} (the check had "
-            "been OK in between): alertd opened this new ticket for it."
+            f"The problem came back after an agent {how} (the check had been OK in between): "
+            "alertd opened this new ticket for it."
         )
         payload = self.create_payload(incident, intro)
         payload["replaces"] = old
@@ -308,7 +310,8 @@ class TicketPlanner:
         # A new ticket starts the tier process afresh: tier 1 owns it, whatever the old one
         # had reached.
         plan.incident = incident._replace(
-            agent_closed=None, summary_from=incident.occurrences, summary_last_at=now,
+            agent_closed=None, agent_closed_merged=None,
+            summary_from=incident.occurrences, summary_last_at=now,
             summary_due=None, update_from=incident.occurrences, update_due=None,
             escalation_level=0, escalation_since=None, escalation_spent=timedelta(0),
             escalation_due=None,

@@ -88,6 +88,30 @@ async def test_with_reopen_policy_the_agents_ticket_is_reopened(
     assert "after an agent had resolved this ticket: reopened" in last
 
 
+async def test_a_merged_ticket_is_never_reopened(
+    start: Callable[..., Awaitable[Client]], sandbox: tuple[Sandbox, str], clock: ManualClock
+) -> None:
+    """Agents merge the incident's ticket into another (the merge closes it): alertd takes it
+    as the agents' close, and a recurrence opens a new ticket naming both, even with
+    `on_agent_close = "reopen"`: a merged ticket is never reopened."""
+    helpdesk, _ = sandbox
+    client = await start('on_agent_close = "reopen"')
+    await post(client, CRIT)
+    await post(client, {**CRIT, "host": "web-02"})
+    await deliver(client)
+    merged, primary = sorted(helpdesk.tickets)
+    helpdesk.merge(primary, [merged])
+    assert await client.app[DISPATCHER].poll_taken_tickets() == 1
+    assert (await incident(client))["ticket_closed_by_agent"] == merged
+    await post(client, OK)
+    await later(client, clock, 1)
+    await post(client, CRIT)
+    await deliver(client)
+    new = max(helpdesk.tickets)
+    assert new not in (merged, primary) and helpdesk.tickets[merged]["status"] == 5
+    assert f"merged ticket #{merged} into #{primary}" in helpdesk.tickets[new]["description"]
+
+
 async def test_alertd_resolving_its_own_ticket_is_not_an_agents_close(
     start: Callable[..., Awaitable[Client]], sandbox: tuple[Sandbox, str], clock: ManualClock
 ) -> None:
