@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import timedelta
 from types import MappingProxyType
 
-from alertd.config.reader import _bool, _duration, _strings, _Table
+from alertd.config.reader import _bool, _duration, _strings, _Table, _tags
 from alertd.durations import parse_duration
 from alertd.escalation import DEFAULT_CADENCE, DEFAULT_LEVELS, EscalationLevel, EscalationPolicy
 from alertd.model import Priority
@@ -71,7 +71,7 @@ def _levels(t: _Table, name: str) -> tuple[EscalationLevel, ...]:
                 priority=priority,
                 note=level.get("note", str, "a string") or "",
                 notify_emails=_strings(level, "notify_emails", ()),
-                tags=_strings(level, "tags", ()),
+                tags=_tags(level, "tags"),
             )
         )
     return tuple(levels)

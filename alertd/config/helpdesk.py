@@ -12,7 +12,15 @@ from pathlib import Path
 from types import MappingProxyType
 
 from alertd.config.paths import _beside
-from alertd.config.reader import _bool, _duration, _int, _one_of, _strings, _Table
+from alertd.config.reader import (
+    MAX_TAG_LENGTH,
+    _bool,
+    _duration,
+    _int,
+    _one_of,
+    _strings,
+    _Table,
+)
 from alertd.config.routing import _ticket_rules
 from alertd.routing import TicketRule
 
@@ -30,7 +38,7 @@ DEFAULT_SUBJECT = "[{state}] {host}{slash_service}: {output}"
 # Both products refuse a tag over 32 characters and more than 30 tags on a ticket (docs/protocols.md
 # 1.2). The incident's tag `alertd-<instance>-<id>` must fit for every id alertd can reach: ids up
 # to 10 digits (ten billion incidents) leave 32 - len("alertd-") - len("-") - 10 = 14 for the name.
-MAX_TAG_LENGTH = 32
+
 MAX_TAGS = 30
 MAX_ID_DIGITS = 10
 MAX_INSTANCE = MAX_TAG_LENGTH - len("alertd-") - len("-") - MAX_ID_DIGITS

@@ -183,6 +183,21 @@ def _strings(t: _Table, name: str, default: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(raw)
 
 
+# The helpdesk refuses a tag longer than this (docs/protocols.md 1.3): one a config names
+# would fail every ticket operation carrying it, so it is refused at load instead.
+MAX_TAG_LENGTH = 32
+
+
+def _tags(t: _Table, name: str) -> tuple[str, ...]:
+    """Ticket tags: non-empty strings the helpdesk accepts (at most 32 characters each)."""
+    tags = _strings(t, name, ())
+    long = [tag for tag in tags if len(tag) > MAX_TAG_LENGTH]
+    if long:
+        t.add(name, f"{long[0]!r} is longer than {MAX_TAG_LENGTH} characters, the API's limit")
+        return ()
+    return tags
+
+
 def _bool(t: _Table, name: str, default: bool) -> bool:
     value = t.get(name, bool, "true or false")
     return default if value is None else value

@@ -6,7 +6,7 @@ from types import MappingProxyType
 from typing import Any
 
 from alertd.config.priority import _labels, _pattern
-from alertd.config.reader import _bool, _strings, _Table
+from alertd.config.reader import _bool, _Table, _tags
 from alertd.model import Priority
 from alertd.routing import COMMON_FIELDS, KIND_FIELDS, RECOVERIES, TicketRule
 
@@ -61,7 +61,7 @@ def _rule(t: _Table, n: int, kind: str) -> TicketRule:
         create=_bool(t, "create", True),
         min_priority=_priority(t, "min_priority"),
         fields=MappingProxyType(fields),
-        tags=_strings(t, "tags", ()),
+        tags=_tags(t, "tags"),
         custom_fields=MappingProxyType(dict(t.get("custom_fields", dict, "a table") or {})),
         recovery=recovery,
     )

@@ -611,7 +611,7 @@ def test_ticket_rules_are_checked_per_key_and_per_helpdesk_kind(tmp_path: Path) 
         '[helpdesk]\nkind = "freshservice"\nurl = "https://acme.freshservice.com"\n'
         'requester_email = "noc@example.com"\n'
         '[[helpdesk.rules]]\nservice = "Disk*"\nproduct_id = 5\nrecovery = "delete"\n'
-        'min_priority = "huge"\n',
+        'min_priority = "huge"\ntags = ["' + "t" * 33 + '"]\n',
     )
     with pytest.raises(ConfigError) as caught:
         env = {"ALERTD_HELPDESK_API_KEY": "k", "ALERTD_HELPDESK_WEBHOOK_SECRET": "short"}
@@ -620,6 +620,7 @@ def test_ticket_rules_are_checked_per_key_and_per_helpdesk_kind(tmp_path: Path) 
     assert "helpdesk.rules[1].product_id: not a freshservice ticket field" in text
     assert "helpdesk.rules[1].recovery: expected one of resolve, close, note" in text
     assert "helpdesk.rules[1].min_priority: expected one of" in text
+    assert "helpdesk.rules[1].tags: 'ttttt" in text and "longer than 32 characters" in text
     assert "helpdesk.webhook_secret_env: the secret is 5 characters" in text
     assert "short" not in text.replace("the secret is", "")
 
