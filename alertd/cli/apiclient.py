@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from alertd.cli.transport import token_opener
 from alertd.errors import AlertdError
 
 DEFAULT_URL = "http://127.0.0.1:8780"
@@ -54,20 +55,12 @@ def read_token(token_file: Path | None, env_token: str | None) -> str | None:
     return env_token or None
 
 
-class _NoRedirects(urllib.request.HTTPRedirectHandler):
-    """A redirect is answered as the HTTPError it is (see the module docstring)."""
-
-    def redirect_request(self, *args: object, **kwargs: object) -> None:
-        return None
-
-
 class ApiClient:
     def __init__(self, url: str, token: str | None, *, timeout: float = 10.0) -> None:
         self.url = url.rstrip("/")
         self._token = token
         self._timeout = timeout
-        # No ProxyHandler from the environment, and no redirects: only ever to `url`.
-        self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}), _NoRedirects)
+        self._opener = token_opener()  # only ever to `url`: no proxy, no redirects
 
     def __repr__(self) -> str:
         return f"ApiClient(url={self.url!r}, token={'<hidden>' if self._token else None})"

@@ -36,6 +36,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from alertd.cli.spool import Spool
+from alertd.cli.transport import token_opener
 from alertd.errors import SpoolError
 
 EXIT_DELIVERED, EXIT_SPOOLED, EXIT_ATTENTION = 0, 1, 2
@@ -295,22 +296,12 @@ def describe(macros: Mapping[str, str]) -> str:
     return f"{kind} {host}/{service}" if service else f"{kind} {host}"
 
 
-class _NoRedirects(urllib.request.HTTPRedirectHandler):
-    """A redirect is answered as the HTTPError it is: followed, it would carry the bearer
-    token to wherever the Location points (urllib keeps Authorization across hosts)."""
-
-    def redirect_request(self, *args: object, **kwargs: object) -> None:
-        return None
-
-
 class Sender:
     def __init__(self, url: str, token: str, timeout: float) -> None:
         self.url = url
         self.token = token
         self.timeout = timeout
-        # Only ever to `url`: an http_proxy in Nagios's environment (meant for plugins) must
-        # not see the token, and neither may the target of a redirect.
-        self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}), _NoRedirects)
+        self._opener = token_opener()  # only ever to `url`: no proxy, no redirects
 
     def send(self, body: bytes, *, retries: int = 0) -> None:
         """Deliver once, retrying transient failures `retries` times with a short backoff.

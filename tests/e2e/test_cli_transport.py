@@ -9,22 +9,9 @@ import pytest
 
 from alertd.cli.main import main
 from tests.support import MakeClient
+from tests.support.proc import listener
 
 TOKEN = "s3cret-cli-T0KEN"
-
-
-async def listener(reply: bytes) -> tuple[asyncio.Server, str, list[bytes]]:
-    """A bare HTTP peer on loopback: records what each connection sent, answers `reply`."""
-    seen: list[bytes] = []
-
-    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        seen.append(await reader.read(65536))
-        writer.write(reply)
-        await writer.drain()
-        writer.close()
-
-    server = await asyncio.start_server(answer, "127.0.0.1", 0)
-    return server, f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}", seen
 
 
 async def test_the_cli_token_goes_to_the_given_url_only(

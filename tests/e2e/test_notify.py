@@ -24,7 +24,7 @@ from alertd.cli.spool import Spool
 from alertd.config import Config
 from alertd.daemon import serving
 from tests.support import ROOT, SAMPLES, opsview
-from tests.support.proc import free_port
+from tests.support.proc import free_port, listener
 
 TOKEN = "notify-token"
 README = ROOT / "README.md"
@@ -225,20 +225,6 @@ async def test_latin1_bytes_from_nagios_arrive_replaced_and_never_block_the_spoo
         "web-01/Disk /var": "DISK caf\ufffd",
         "db-01/Disk /var": "DISK caf\ufffd \ufffd",
     }
-
-
-async def listener(reply: bytes) -> tuple[asyncio.Server, str, list[bytes]]:
-    """A bare HTTP peer on loopback: records what each connection sent, answers `reply`."""
-    seen: list[bytes] = []
-
-    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        seen.append(await reader.read(65536))
-        writer.write(reply)
-        await writer.drain()
-        writer.close()
-
-    server = await asyncio.start_server(answer, "127.0.0.1", 0)
-    return server, f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}", seen
 
 
 async def test_the_token_goes_to_the_given_url_only(

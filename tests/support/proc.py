@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import subprocess
@@ -60,3 +61,17 @@ def wait_ready(base: str, proc: subprocess.Popen[str], timeout: float = 15.0) ->
             assert proc.poll() is None, "daemon exited before it was ready"
             assert time.monotonic() < deadline, "daemon never became ready"
             time.sleep(0.05)
+
+
+async def listener(reply: bytes) -> tuple[asyncio.Server, str, list[bytes]]:
+    """A bare HTTP peer on loopback: records what each connection sent, answers `reply`."""
+    seen: list[bytes] = []
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        seen.append(await reader.read(65536))
+        writer.write(reply)
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0)
+    return server, f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}", seen
