@@ -58,7 +58,11 @@ async def main(incidents: int, requests: int) -> int:
     logs.configure("warning")  # not a line per opened incident
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "alertd.toml"
-        path.write_text(f'[store]\npath = "{Path(tmp) / "alertd.db"}"\nsynchronous = "NORMAL"\n')
+        # A throw-away daemon on loopback, read by this process only: no token needed.
+        path.write_text(
+            f'[store]\npath = "{Path(tmp) / "alertd.db"}"\nsynchronous = "NORMAL"\n'
+            "[auth]\ndisabled = true\n"
+        )
         app = build_app(load_config(path, env={}))
         async with TestClient(TestServer(app)) as client:
             batch = results(incidents)
