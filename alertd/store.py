@@ -11,7 +11,7 @@ import contextlib
 import fcntl
 import os
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -118,6 +118,10 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE outbox ADD COLUMN backoff INTEGER NOT NULL DEFAULT 0;
     CREATE INDEX outbox_backoff ON outbox (backoff) WHERE backoff = 1;
     """,
+    """
+    -- Retention (Store._purge): delivered operations by age, without reading the queue.
+    CREATE INDEX outbox_done_updated ON outbox (updated_at) WHERE state = 'done';
+    """,
 )
 
 SYNCHRONOUS_MODES = ("FULL", "NORMAL")
@@ -186,6 +190,26 @@ class TicketLink(NamedTuple):
     created: bool = False
 
 
+class PurgeKind(StrEnum):
+    """What retention deletes (label `kind` of alertd_retention_deleted_total)."""
+
+    INCIDENTS = "incidents"  # with their ticket link and (delivered) operations
+    EVENTS = "events"
+    OUTBOX = "outbox"  # delivered operations
+
+
+@dataclass(frozen=True, slots=True)
+class Purge:
+    """One retention pass, run inside a write batch's transaction (`Store.write`)."""
+
+    resolved_before: datetime  # resolved incidents resolved before this go, with their rows
+    done_before: datetime  # delivered operations last updated before this go
+    limit: int  # rows deleted in this pass at most, all kinds together
+    # The writer's say: whether it still holds this incident (id, host, service) in memory,
+    # where it may reopen; such an incident is never deleted whatever its time says.
+    live: Callable[[int, str, str | None], bool] = lambda _id, _host, _service: False
+
+
 @dataclass(slots=True)
 class WriteBatch:
     """Everything one group commit writes, in one transaction."""
@@ -201,12 +225,15 @@ class WriteBatch:
     heartbeats: list[Heartbeat] = field(default_factory=list)
     heartbeat_deletes: list[str] = field(default_factory=list)
     at: datetime | None = None  # the commit's time, for created_at / updated_at stamps
+    purge: Purge | None = None  # a retention pass to run in this transaction
+    # Filled in by `Store.write`: rows the purge deleted, by kind (for the metric).
+    purged: dict[PurgeKind, int] = field(default_factory=dict)
 
     def __bool__(self) -> bool:
         return bool(
             self.upserts or self.deletes or self.events or self.new_ops or self.op_updates
             or self.tickets or self.redrive or self.silences or self.heartbeats
-            or self.heartbeat_deletes
+            or self.heartbeat_deletes or self.purge
         )  # fmt: skip
 
 
@@ -322,7 +349,9 @@ class Store:
                     )
                 await self._write_outbox(batch, now=codec.ts(batch.at))
                 await self._write_watch(batch)
+                purged = await self._purge(batch.purge) if batch.purge else {}
                 await db.execute("COMMIT")
+                batch.purged = purged
             except BaseException:
                 await _rollback(db)
                 raise
@@ -368,6 +397,53 @@ class Store:
                 "WHERE id = ? AND state IN ('dead', 'pending')",
                 [(now, now, row_id) for row_id in batch.redrive],
             )
+
+    async def _purge(self, purge: Purge) -> dict[PurgeKind, int]:
+        """Delete at most `purge.limit` rows that retention no longer keeps.
+
+        Old resolved incidents go events first, the incident row (with its ticket link and
+        operations) once none is left, so an incident with a long trail takes several passes
+        and a crash between them leaves a consistent, if shorter, trail. An incident with an
+        operation still to deliver or dead-lettered is kept: its ticket is not settled."""
+        db = self._writer
+        budget = purge.limit
+        deleted = dict.fromkeys(PurgeKind, 0)
+        cursor = await db.execute(
+            "SELECT id, host, service FROM incidents i WHERE status = 'resolved' "
+            "AND resolved_at < ? AND NOT EXISTS (SELECT 1 FROM outbox o WHERE "
+            "o.incident_id = i.id AND o.state != 'done') ORDER BY resolved_at LIMIT ?",
+            (codec.ts(purge.resolved_before), budget),
+        )
+        ids = [r[0] for r in await cursor.fetchall() if not purge.live(r[0], r[1], r[2])]
+        if ids:
+            marks = _marks(ids)
+            cursor = await db.execute(
+                f"DELETE FROM events WHERE id IN (SELECT id FROM events WHERE incident_id IN "
+                f"({marks}) ORDER BY incident_id, id LIMIT ?)",  # only "?" marks interpolated
+                (*ids, budget),
+            )
+            deleted[PurgeKind.EVENTS] = max(cursor.rowcount, 0)
+            budget -= deleted[PurgeKind.EVENTS]
+            cursor = await db.execute(
+                f"SELECT id FROM incidents i WHERE id IN ({marks}) AND NOT EXISTS "
+                "(SELECT 1 FROM events e WHERE e.incident_id = i.id) ORDER BY id LIMIT ?",
+                (*ids, max(budget, 0)),
+            )
+            empty = [(r[0],) for r in await cursor.fetchall()]
+            if empty:
+                await db.executemany("DELETE FROM outbox WHERE incident_id = ?", empty)
+                await db.executemany("DELETE FROM tickets WHERE incident_id = ?", empty)
+                await db.executemany("DELETE FROM incidents WHERE id = ?", empty)
+                deleted[PurgeKind.INCIDENTS] = len(empty)
+                budget -= len(empty)
+        if budget > 0:
+            cursor = await db.execute(
+                "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox WHERE state = 'done' "
+                "AND updated_at < ? ORDER BY updated_at LIMIT ?)",
+                (codec.ts(purge.done_before), budget),
+            )
+            deleted[PurgeKind.OUTBOX] = max(cursor.rowcount, 0)
+        return deleted
 
     async def _write_watch(self, batch: WriteBatch) -> None:
         """Silences and heartbeats (alertd.silences, alertd.heartbeats)."""
