@@ -23,7 +23,7 @@ import aiosqlite
 from alertd import codec, silences
 from alertd.errors import StoreError
 from alertd.heartbeats import Heartbeat
-from alertd.model import Event, Incident, Priority, Status
+from alertd.model import Event, EventKind, Incident, Priority, Status
 from alertd.silences import Silence
 
 # Each entry moves the schema one version up; `PRAGMA user_version` records where a file stands.
@@ -343,10 +343,7 @@ class Store:
                         _UPSERT, [codec.incident_row(i, due) for i, due in batch.upserts]
                     )
                 if batch.events:
-                    await db.executemany(
-                        "INSERT INTO events (incident_id, at, kind, detail) VALUES (?, ?, ?, ?)",
-                        [codec.event_row(i, e) for i, e in batch.events],
-                    )
+                    await self._write_events(batch.events)
                 await self._write_outbox(batch, now=codec.ts(batch.at))
                 await self._write_watch(batch)
                 purged = await self._purge(batch.purge) if batch.purge else {}
@@ -357,6 +354,44 @@ class Store:
                 raise
         except sqlite3.Error as exc:
             raise StoreError(f"write failed: {exc}") from exc
+
+    async def _write_events(self, events: list[tuple[int, Event]]) -> None:
+        """Insert the batch's events; a run of plain repeats stays ONE `deduplicated` event.
+
+        A check that fails for a day repeats on every commit; one row per commit would bury
+        the trail (and grow it for ever). So the engine's one `deduplicated` event per incident
+        and commit (`count` repeats) is added to the incident's newest event when that is a
+        `deduplicated` one too: its `count` grows and `last_at` moves on, its `at` stays the
+        first repeat's. Anything else that happens ends the run, and the next repeat starts a
+        new one, so the trail still reads in order. The engine appends these events after the
+        others of the commit, which are inserted first."""
+        db = self._writer
+        dedup = EventKind.DEDUPLICATED
+        await db.executemany(
+            "INSERT INTO events (incident_id, at, kind, detail) VALUES (?, ?, ?, ?)",
+            [codec.event_row(i, e) for i, e in events if e.kind is not dedup],
+        )
+        repeats = [(i, e) for i, e in events if e.kind is dedup]
+        if not repeats:
+            return
+        # The newest event of the incident is the last one of a run of repeats: extend it.
+        newest_is_run = (
+            "(SELECT kind FROM events WHERE id = (SELECT max(id) FROM events "
+            "WHERE incident_id = ?)) = 'deduplicated'"
+        )
+        await db.executemany(
+            "UPDATE events SET detail = json_set(detail, "
+            "'$.count', ifnull(json_extract(detail, '$.count'), 1) + ?, '$.last_at', ?) "
+            "WHERE id = (SELECT max(id) FROM events WHERE incident_id = ?) "
+            "AND kind = 'deduplicated'",
+            [(int(e.detail.get("count", 1)), codec.ts(e.at), i) for i, e in repeats],
+        )
+        # Otherwise (nothing extended above) the repeats start a new run.
+        await db.executemany(
+            "INSERT INTO events (incident_id, at, kind, detail) SELECT ?, ?, ?, ? "
+            f"WHERE NOT ifnull({newest_is_run}, 0)",
+            [(*codec.event_row(i, e), i) for i, e in repeats],
+        )
 
     async def _write_outbox(self, batch: WriteBatch, now: str | None) -> None:
         db = self._writer
@@ -525,13 +560,6 @@ class Store:
     async def get_incident(self, incident_id: int) -> Incident | None:
         rows = await self._read(f"SELECT {_COLS} FROM incidents WHERE id = ?", [incident_id])
         return codec.incident_from_row(rows[0]) if rows else None
-
-    async def events(self, incident_id: int, limit: int = 1000) -> list[Event]:
-        rows = await self._read(
-            "SELECT at, kind, detail FROM events WHERE incident_id = ? ORDER BY id LIMIT ?",
-            [incident_id, limit],
-        )
-        return [codec.event_from_row(*r) for r in rows]
 
     # -- outbox (reader side; writes go through the engine's writer) ---------------------------
 
