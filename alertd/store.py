@@ -122,6 +122,27 @@ MIGRATIONS: tuple[str, ...] = (
     -- Retention (Store._purge): delivered operations by age, without reading the queue.
     CREATE INDEX outbox_done_updated ON outbox (updated_at) WHERE state = 'done';
     """,
+    """
+    -- Rows per delivery state, kept in step by the writer's own transactions (these
+    -- triggers), so every dispatcher report and readiness probe reads three rows instead of
+    -- counting the whole outbox (Store.outbox_stats).
+    CREATE TABLE outbox_counts (state TEXT PRIMARY KEY, n INTEGER NOT NULL);
+    INSERT INTO outbox_counts (state, n) VALUES ('pending', 0), ('done', 0), ('dead', 0);
+    UPDATE outbox_counts SET n = (SELECT count(*) FROM outbox WHERE state = outbox_counts.state);
+    CREATE TRIGGER outbox_counts_insert AFTER INSERT ON outbox BEGIN
+        UPDATE outbox_counts SET n = n + 1 WHERE state = NEW.state;
+    END;
+    CREATE TRIGGER outbox_counts_delete AFTER DELETE ON outbox BEGIN
+        UPDATE outbox_counts SET n = n - 1 WHERE state = OLD.state;
+    END;
+    CREATE TRIGGER outbox_counts_update AFTER UPDATE OF state ON outbox
+        WHEN OLD.state != NEW.state BEGIN
+        UPDATE outbox_counts SET n = n - 1 WHERE state = OLD.state;
+        UPDATE outbox_counts SET n = n + 1 WHERE state = NEW.state;
+    END;
+    -- The oldest waiting operation, without reading past every delivered one.
+    CREATE INDEX outbox_pending_created ON outbox (created_at) WHERE state = 'pending';
+    """,
 )
 
 SYNCHRONOUS_MODES = ("FULL", "NORMAL")
@@ -620,9 +641,18 @@ class Store:
         return [_outbox_row(r) for r in rows]
 
     async def outbox_stats(self) -> dict[str, Any]:
-        """Rows by state and the creation time of the oldest pending one."""
-        rows = await self._read("SELECT state, count(*) FROM outbox GROUP BY state", [])
-        oldest = await self._read("SELECT min(created_at) FROM outbox WHERE state = 'pending'", [])
+        """Rows by state and the creation time of the oldest pending one.
+
+        Both without a scan (the dispatcher asks every round, the readiness probe on every
+        poll): the counts are kept by triggers in the writer's transactions (`outbox_counts`),
+        the oldest comes from a partial index over pending rows only."""
+        rows = await self._read("SELECT state, n FROM outbox_counts", [])
+        # Named: left to itself the planner reads every pending row through `outbox_queue`.
+        oldest = await self._read(
+            "SELECT min(created_at) FROM outbox INDEXED BY outbox_pending_created "
+            "WHERE state = 'pending'",
+            [],
+        )
         counts = {**{state.value: 0 for state in OutboxState}, **{r[0]: r[1] for r in rows}}
         return {**counts, "oldest_pending": codec.parse_ts(oldest[0][0]) if oldest else None}
 
@@ -839,8 +869,17 @@ async def _migrate(db: aiosqlite.Connection) -> None:
 
 def _statements(script: str) -> list[str]:
     # executescript would COMMIT on its own; split so a migration stays one transaction.
+    # SQLite says where a statement ends (a trigger's body holds `;` of its own).
     lines = [ln for ln in script.splitlines() if not ln.strip().startswith("--")]
-    return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
+    statements, current = [], ""
+    for line in lines:
+        current += line + "\n"
+        if sqlite3.complete_statement(current):
+            statements.append(current.strip())
+            current = ""
+    if current.strip():
+        statements.append(current.strip())
+    return statements
 
 
 async def _rollback(db: aiosqlite.Connection) -> None:

@@ -18,7 +18,7 @@ from alertd.policy import LifecyclePolicy
 from alertd.store import PurgeKind, Store, WriteBatch
 
 KEEP = timedelta(days=2)
-CHUNK = 4
+CHUNK = 2
 
 
 class Deleted:
