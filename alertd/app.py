@@ -22,7 +22,7 @@ from prometheus_client.aiohttp import make_aiohttp_handler
 from alertd import change_log, version
 from alertd.clock import Clock, SystemClock
 from alertd.config import Config, HelpdeskConfig, Scope
-from alertd.engine import BatchHook, BatchStats, Engine, Input
+from alertd.engine import BatchHook, BatchStats, Engine, Input, Retention
 from alertd.errors import StoreError
 from alertd.http import health, heartbeats, helpdesk_events, incidents, ingest, outbox, silences
 from alertd.http.keys import (
@@ -182,6 +182,10 @@ async def _store_and_engine(app: web.Application) -> AsyncIterator[None]:
         engine = Engine(
             store, config.lifecycle, app[CLOCK], on_batch=_batch_hook(metrics, acker),
             planner=planner,
+            retention=Retention(
+                config.store.retention, config.store.retention_chunk,
+                config.store.retention_interval,
+            ),
         )  # fmt: skip
         try:
             await engine.start()

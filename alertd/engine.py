@@ -17,7 +17,7 @@ import contextlib
 import heapq
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import structlog
 
@@ -40,7 +40,16 @@ from alertd.model import (
 )
 from alertd.policy import LifecyclePolicy
 from alertd.silences import Silence, SilenceChange, SilenceExpire
-from alertd.store import NewOp, OutboxUpdate, Redrive, Store, TicketLink, WriteBatch
+from alertd.store import (
+    NewOp,
+    OutboxUpdate,
+    Purge,
+    PurgeKind,
+    Redrive,
+    Store,
+    TicketLink,
+    WriteBatch,
+)
 from alertd.tickets import PlannedOp, TicketPlanner
 from alertd.watch import Watch
 
@@ -58,6 +67,16 @@ Input = (
     CheckResult | Notice | OutboxUpdate | TicketLink | Redrive
     | SilenceChange | SilenceExpire | Beat | HeartbeatRemove
 )  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class Retention:
+    """How long resolved incidents and delivered operations are kept, and how fast the writer
+    deletes what is older ([store] retention, retention_chunk, retention_interval)."""
+
+    keep: timedelta = timedelta(days=90)
+    chunk: int = 500
+    every: timedelta = timedelta(seconds=10)
 
 
 @dataclass(slots=True)
@@ -93,8 +112,14 @@ class Engine:
         max_queue: int = 10_000,
         planner: TicketPlanner | None = None,
         on_batch: BatchHook | None = None,
+        retention: Retention | None = None,
     ) -> None:
         self._store = store
+        self._retention = retention or Retention()
+        # When the next retention pass may run (monotonic seconds of the loop): the first one
+        # waits a full interval, so a start never begins with deletes.
+        self._retention_at: float | None = None
+        self._retention_backlog = False
         self._on_batch = on_batch
         self.policy = policy
         self._clock = clock
@@ -235,7 +260,45 @@ class Engine:
         return subs, False
 
     def _idle_timeout(self) -> float:
-        return min(self._incident_timeout(), self._watch_timeout())
+        return min(self._incident_timeout(), self._watch_timeout(), self._retention_timeout())
+
+    def _retention_timeout(self) -> float:
+        """Wake for retention only while a backlog is being worked off; otherwise the pass
+        rides on the next commit or idle wake (at least every 30 s)."""
+        if self._retention_at is None or not self._retention_backlog:
+            return MAX_IDLE_SECONDS
+        wait = self._retention_at - asyncio.get_running_loop().time()
+        return min(max(wait, 0.0), MAX_IDLE_SECONDS)
+
+    def _purge_due(self, now: datetime, loop_now: float) -> Purge | None:
+        """A retention pass for this commit, if one is due (at most one per interval).
+
+        Timed by the loop's monotonic clock, so a wall-clock step never runs passes back to
+        back; the cut-offs are wall-clock ages, as the stored times are."""
+        if self._retention_at is None:
+            self._retention_at = loop_now + self._retention.every.total_seconds()
+            return None
+        if loop_now < self._retention_at:
+            return None
+        keep = self._retention.keep
+        return Purge(
+            # Never an incident that may still reopen, whatever `keep` is.
+            resolved_before=now - max(keep, self.policy.reopen_window),
+            done_before=now - keep,
+            limit=self._retention.chunk,
+            live=self._holds,
+        )
+
+    def _purged(self, deleted: dict[PurgeKind, int], loop_now: float) -> None:
+        self._retention_at = loop_now + self._retention.every.total_seconds()
+        # A full chunk means more is waiting: the writer wakes for the next pass by itself.
+        self._retention_backlog = sum(deleted.values()) >= self._retention.chunk
+        if any(deleted.values()):
+            log.info("retention_deleted", **{k.value: n for k, n in deleted.items()})
+
+    def _holds(self, incident_id: int, host: str, service: str | None) -> bool:
+        incident = self._cache.get((host, service))
+        return incident is not None and incident.id == incident_id
 
     def next_due(self) -> datetime | None:
         """The earliest timer the writer wakes for by itself (a hold, a grace, a silence, a
@@ -272,6 +335,7 @@ class Engine:
                 for result in sub.results:
                     self._apply(batch, result, now)
             self._finish(batch, now)
+            batch.write.purge = self._purge_due(now, started)
             if batch.write:
                 batch.write.at = now
                 await self._store.write(batch.write)
@@ -297,6 +361,8 @@ class Engine:
                     sub.done.set_exception(failure)
             return
         self._publish(batch, now)
+        if batch.write.purge is not None:
+            self._purged(batch.write.purged, started)
         if batch.write:
             self.commit_error = None
         if batch.write.new_ops or batch.write.redrive:

@@ -65,6 +65,9 @@ HELPDESK_OUTCOMES = (
 # time the source gives can be late (`api`, `nagios`); the others stamp results on receipt.
 LATE_SOURCES = ("api", "nrdp", "nagios", "alertmanager")
 
+# What retention deletes, as label `kind` of alertd_retention_deleted_total (`store.PurgeKind`).
+RETENTION_KINDS = ("incidents", "events", "outbox")
+
 # Every metric family this module exports, as exposed (counters with their `_total`).
 METRIC_NAMES = (
     "alertd_build_info",
@@ -93,6 +96,7 @@ METRIC_NAMES = (
     "alertd_outbox_dead_lettered_total",
     "alertd_escalations_total",
     "alertd_config_reloads_total",
+    "alertd_retention_deleted_total",
 )
 
 
@@ -174,6 +178,15 @@ class Metrics:
         )
         for source in LATE_SOURCES:  # on /metrics from the start, for rate() and alerts
             self._late.labels(source)
+        self._retention_deleted = Counter(
+            "alertd_retention_deleted",
+            "Rows deleted by retention ([store] retention): resolved incidents, their events, "
+            "and delivered ticket operations. By kind.",
+            ["kind"],
+            registry=registry,
+        )
+        for purge_kind in RETENTION_KINDS:
+            self._retention_deleted.labels(purge_kind)
 
         # -- helpdesk and outbox (issue 4 calls these) -------------------------------------------
         self._helpdesk_requests = Counter(
@@ -289,6 +302,9 @@ class Metrics:
         if stats.results:  # timer-only commits are not ingest batches
             self._batch_size.observe(stats.results)
             self._commit_seconds.observe(stats.commit_seconds)
+        for purge_kind, deleted in write.purged.items():
+            if deleted:
+                self._retention_deleted.labels(purge_kind.value).inc(deleted)
         for _, event in write.events:
             kind = event.kind
             if kind is EventKind.DEDUPLICATED:

@@ -53,6 +53,15 @@ class Pattern:
         except re.error as exc:
             raise ValueError(f"invalid regular expression {regex!r}: {exc}") from exc
 
+    def literal(self) -> str | None:
+        """The one value this pattern matches, if it matches exactly one (a glob without
+        wildcards, or the escaped name `exact` makes); None for a real pattern."""
+        if self.source.startswith("re:"):
+            body = self.source[3:]
+            value = re.sub(r"\\(.)", r"\1", body, flags=re.DOTALL)
+            return value if re.escape(value) == body else None
+        return None if any(c in self.source for c in "*?[]") else self.source
+
     @classmethod
     def exact(cls, value: str) -> Pattern:
         """A pattern matching exactly `value`, whatever glob characters it holds."""

@@ -163,6 +163,32 @@ def first_match(
     return min(found, key=lambda s: s.id) if found else None
 
 
+class SilenceIndex:
+    """Silences by the one host they name, and the others (host a glob, or no host at all).
+
+    Matching a result then costs the silences of its host and the general ones, not every
+    silence: 10,000 Nagios host downtimes cost one dict lookup per result."""
+
+    def __init__(self, silences: Iterable[Silence] = ()) -> None:
+        self._by_host: dict[str, list[Silence]] = {}
+        self._general: list[Silence] = []
+        for silence in silences:
+            host = silence.host.literal() if silence.host is not None else None
+            if host is None:
+                self._general.append(silence)
+            else:
+                self._by_host.setdefault(host, []).append(silence)
+
+    def first_match(
+        self, host: str, service: str | None, labels: Mapping[str, str]
+    ) -> Silence | None:
+        """As `first_match` over every silence indexed: the lowest id among those matching."""
+        named = self._by_host.get(host, ())
+        if not named and not self._general:
+            return None
+        return first_match((*named, *self._general), host, service, labels)
+
+
 def silence_id(reason: str | None) -> int | None:
     """Which silence a suppression reason names; None if it is not a maintenance reason."""
     if reason is None or not reason.startswith(MAINTENANCE):

@@ -11,7 +11,7 @@ import contextlib
 import fcntl
 import os
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -23,7 +23,7 @@ import aiosqlite
 from alertd import codec, silences
 from alertd.errors import StoreError
 from alertd.heartbeats import Heartbeat
-from alertd.model import Event, Incident, Priority, Status
+from alertd.model import Event, EventKind, Incident, Priority, Status
 from alertd.silences import Silence
 
 # Each entry moves the schema one version up; `PRAGMA user_version` records where a file stands.
@@ -118,6 +118,31 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE outbox ADD COLUMN backoff INTEGER NOT NULL DEFAULT 0;
     CREATE INDEX outbox_backoff ON outbox (backoff) WHERE backoff = 1;
     """,
+    """
+    -- Retention (Store._purge): delivered operations by age, without reading the queue.
+    CREATE INDEX outbox_done_updated ON outbox (updated_at) WHERE state = 'done';
+    """,
+    """
+    -- Rows per delivery state, kept in step by the writer's own transactions (these
+    -- triggers), so every dispatcher report and readiness probe reads three rows instead of
+    -- counting the whole outbox (Store.outbox_stats).
+    CREATE TABLE outbox_counts (state TEXT PRIMARY KEY, n INTEGER NOT NULL);
+    INSERT INTO outbox_counts (state, n) VALUES ('pending', 0), ('done', 0), ('dead', 0);
+    UPDATE outbox_counts SET n = (SELECT count(*) FROM outbox WHERE state = outbox_counts.state);
+    CREATE TRIGGER outbox_counts_insert AFTER INSERT ON outbox BEGIN
+        UPDATE outbox_counts SET n = n + 1 WHERE state = NEW.state;
+    END;
+    CREATE TRIGGER outbox_counts_delete AFTER DELETE ON outbox BEGIN
+        UPDATE outbox_counts SET n = n - 1 WHERE state = OLD.state;
+    END;
+    CREATE TRIGGER outbox_counts_update AFTER UPDATE OF state ON outbox
+        WHEN OLD.state != NEW.state BEGIN
+        UPDATE outbox_counts SET n = n - 1 WHERE state = OLD.state;
+        UPDATE outbox_counts SET n = n + 1 WHERE state = NEW.state;
+    END;
+    -- The oldest waiting operation, without reading past every delivered one.
+    CREATE INDEX outbox_pending_created ON outbox (created_at) WHERE state = 'pending';
+    """,
 )
 
 SYNCHRONOUS_MODES = ("FULL", "NORMAL")
@@ -186,6 +211,26 @@ class TicketLink(NamedTuple):
     created: bool = False
 
 
+class PurgeKind(StrEnum):
+    """What retention deletes (label `kind` of alertd_retention_deleted_total)."""
+
+    INCIDENTS = "incidents"  # with their ticket link and (delivered) operations
+    EVENTS = "events"
+    OUTBOX = "outbox"  # delivered operations
+
+
+@dataclass(frozen=True, slots=True)
+class Purge:
+    """One retention pass, run inside a write batch's transaction (`Store.write`)."""
+
+    resolved_before: datetime  # resolved incidents resolved before this go, with their rows
+    done_before: datetime  # delivered operations last updated before this go
+    limit: int  # rows deleted in this pass at most, all kinds together
+    # The writer's say: whether it still holds this incident (id, host, service) in memory,
+    # where it may reopen; such an incident is never deleted whatever its time says.
+    live: Callable[[int, str, str | None], bool] = lambda _id, _host, _service: False
+
+
 @dataclass(slots=True)
 class WriteBatch:
     """Everything one group commit writes, in one transaction."""
@@ -201,12 +246,15 @@ class WriteBatch:
     heartbeats: list[Heartbeat] = field(default_factory=list)
     heartbeat_deletes: list[str] = field(default_factory=list)
     at: datetime | None = None  # the commit's time, for created_at / updated_at stamps
+    purge: Purge | None = None  # a retention pass to run in this transaction
+    # Filled in by `Store.write`: rows the purge deleted, by kind (for the metric).
+    purged: dict[PurgeKind, int] = field(default_factory=dict)
 
     def __bool__(self) -> bool:
         return bool(
             self.upserts or self.deletes or self.events or self.new_ops or self.op_updates
             or self.tickets or self.redrive or self.silences or self.heartbeats
-            or self.heartbeat_deletes
+            or self.heartbeat_deletes or self.purge
         )  # fmt: skip
 
 
@@ -316,18 +364,55 @@ class Store:
                         _UPSERT, [codec.incident_row(i, due) for i, due in batch.upserts]
                     )
                 if batch.events:
-                    await db.executemany(
-                        "INSERT INTO events (incident_id, at, kind, detail) VALUES (?, ?, ?, ?)",
-                        [codec.event_row(i, e) for i, e in batch.events],
-                    )
+                    await self._write_events(batch.events)
                 await self._write_outbox(batch, now=codec.ts(batch.at))
                 await self._write_watch(batch)
+                purged = await self._purge(batch.purge) if batch.purge else {}
                 await db.execute("COMMIT")
+                batch.purged = purged
             except BaseException:
                 await _rollback(db)
                 raise
         except sqlite3.Error as exc:
             raise StoreError(f"write failed: {exc}") from exc
+
+    async def _write_events(self, events: list[tuple[int, Event]]) -> None:
+        """Insert the batch's events; a run of plain repeats stays ONE `deduplicated` event.
+
+        A check that fails for a day repeats on every commit; one row per commit would bury
+        the trail (and grow it for ever). So the engine's one `deduplicated` event per incident
+        and commit (`count` repeats) is added to the incident's newest event when that is a
+        `deduplicated` one too: its `count` grows and `last_at` moves on, its `at` stays the
+        first repeat's. Anything else that happens ends the run, and the next repeat starts a
+        new one, so the trail still reads in order. The engine appends these events after the
+        others of the commit, which are inserted first."""
+        db = self._writer
+        dedup = EventKind.DEDUPLICATED
+        await db.executemany(
+            "INSERT INTO events (incident_id, at, kind, detail) VALUES (?, ?, ?, ?)",
+            [codec.event_row(i, e) for i, e in events if e.kind is not dedup],
+        )
+        repeats = [(i, e) for i, e in events if e.kind is dedup]
+        if not repeats:
+            return
+        # The newest event of the incident is the last one of a run of repeats: extend it.
+        newest_is_run = (
+            "(SELECT kind FROM events WHERE id = (SELECT max(id) FROM events "
+            "WHERE incident_id = ?)) = 'deduplicated'"
+        )
+        await db.executemany(
+            "UPDATE events SET detail = json_set(detail, "
+            "'$.count', ifnull(json_extract(detail, '$.count'), 1) + ?, '$.last_at', ?) "
+            "WHERE id = (SELECT max(id) FROM events WHERE incident_id = ?) "
+            "AND kind = 'deduplicated'",
+            [(int(e.detail.get("count", 1)), codec.ts(e.at), i) for i, e in repeats],
+        )
+        # Otherwise (nothing extended above) the repeats start a new run.
+        await db.executemany(
+            "INSERT INTO events (incident_id, at, kind, detail) SELECT ?, ?, ?, ? "
+            f"WHERE NOT ifnull({newest_is_run}, 0)",
+            [(*codec.event_row(i, e), i) for i, e in repeats],
+        )
 
     async def _write_outbox(self, batch: WriteBatch, now: str | None) -> None:
         db = self._writer
@@ -368,6 +453,53 @@ class Store:
                 "WHERE id = ? AND state IN ('dead', 'pending')",
                 [(now, now, row_id) for row_id in batch.redrive],
             )
+
+    async def _purge(self, purge: Purge) -> dict[PurgeKind, int]:
+        """Delete at most `purge.limit` rows that retention no longer keeps.
+
+        Old resolved incidents go events first, the incident row (with its ticket link and
+        operations) once none is left, so an incident with a long trail takes several passes
+        and a crash between them leaves a consistent, if shorter, trail. An incident with an
+        operation still to deliver or dead-lettered is kept: its ticket is not settled."""
+        db = self._writer
+        budget = purge.limit
+        deleted = dict.fromkeys(PurgeKind, 0)
+        cursor = await db.execute(
+            "SELECT id, host, service FROM incidents i WHERE status = 'resolved' "
+            "AND resolved_at < ? AND NOT EXISTS (SELECT 1 FROM outbox o WHERE "
+            "o.incident_id = i.id AND o.state != 'done') ORDER BY resolved_at LIMIT ?",
+            (codec.ts(purge.resolved_before), budget),
+        )
+        ids = [r[0] for r in await cursor.fetchall() if not purge.live(r[0], r[1], r[2])]
+        if ids:
+            marks = _marks(ids)
+            cursor = await db.execute(
+                f"DELETE FROM events WHERE id IN (SELECT id FROM events WHERE incident_id IN "
+                f"({marks}) ORDER BY incident_id, id LIMIT ?)",  # only "?" marks interpolated
+                (*ids, budget),
+            )
+            deleted[PurgeKind.EVENTS] = max(cursor.rowcount, 0)
+            budget -= deleted[PurgeKind.EVENTS]
+            cursor = await db.execute(
+                f"SELECT id FROM incidents i WHERE id IN ({marks}) AND NOT EXISTS "
+                "(SELECT 1 FROM events e WHERE e.incident_id = i.id) ORDER BY id LIMIT ?",
+                (*ids, max(budget, 0)),
+            )
+            empty = [(r[0],) for r in await cursor.fetchall()]
+            if empty:
+                await db.executemany("DELETE FROM outbox WHERE incident_id = ?", empty)
+                await db.executemany("DELETE FROM tickets WHERE incident_id = ?", empty)
+                await db.executemany("DELETE FROM incidents WHERE id = ?", empty)
+                deleted[PurgeKind.INCIDENTS] = len(empty)
+                budget -= len(empty)
+        if budget > 0:
+            cursor = await db.execute(
+                "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox WHERE state = 'done' "
+                "AND updated_at < ? ORDER BY updated_at LIMIT ?)",
+                (codec.ts(purge.done_before), budget),
+            )
+            deleted[PurgeKind.OUTBOX] = max(cursor.rowcount, 0)
+        return deleted
 
     async def _write_watch(self, batch: WriteBatch) -> None:
         """Silences and heartbeats (alertd.silences, alertd.heartbeats)."""
@@ -450,13 +582,6 @@ class Store:
         rows = await self._read(f"SELECT {_COLS} FROM incidents WHERE id = ?", [incident_id])
         return codec.incident_from_row(rows[0]) if rows else None
 
-    async def events(self, incident_id: int, limit: int = 1000) -> list[Event]:
-        rows = await self._read(
-            "SELECT at, kind, detail FROM events WHERE incident_id = ? ORDER BY id LIMIT ?",
-            [incident_id, limit],
-        )
-        return [codec.event_from_row(*r) for r in rows]
-
     # -- outbox (reader side; writes go through the engine's writer) ---------------------------
 
     async def due_ops(self, now: datetime, limit: int) -> list[OutboxRow]:
@@ -516,9 +641,18 @@ class Store:
         return [_outbox_row(r) for r in rows]
 
     async def outbox_stats(self) -> dict[str, Any]:
-        """Rows by state and the creation time of the oldest pending one."""
-        rows = await self._read("SELECT state, count(*) FROM outbox GROUP BY state", [])
-        oldest = await self._read("SELECT min(created_at) FROM outbox WHERE state = 'pending'", [])
+        """Rows by state and the creation time of the oldest pending one.
+
+        Both without a scan (the dispatcher asks every round, the readiness probe on every
+        poll): the counts are kept by triggers in the writer's transactions (`outbox_counts`),
+        the oldest comes from a partial index over pending rows only."""
+        rows = await self._read("SELECT state, n FROM outbox_counts", [])
+        # Named: left to itself the planner reads every pending row through `outbox_queue`.
+        oldest = await self._read(
+            "SELECT min(created_at) FROM outbox INDEXED BY outbox_pending_created "
+            "WHERE state = 'pending'",
+            [],
+        )
         counts = {**{state.value: 0 for state in OutboxState}, **{r[0]: r[1] for r in rows}}
         return {**counts, "oldest_pending": codec.parse_ts(oldest[0][0]) if oldest else None}
 
@@ -735,8 +869,17 @@ async def _migrate(db: aiosqlite.Connection) -> None:
 
 def _statements(script: str) -> list[str]:
     # executescript would COMMIT on its own; split so a migration stays one transaction.
+    # SQLite says where a statement ends (a trigger's body holds `;` of its own).
     lines = [ln for ln in script.splitlines() if not ln.strip().startswith("--")]
-    return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
+    statements, current = [], ""
+    for line in lines:
+        current += line + "\n"
+        if sqlite3.complete_statement(current):
+            statements.append(current.strip())
+            current = ""
+    if current.strip():
+        statements.append(current.strip())
+    return statements
 
 
 async def _rollback(db: aiosqlite.Connection) -> None:

@@ -32,6 +32,7 @@ from alertd.silences import (
     Silence,
     SilenceChange,
     SilenceExpire,
+    SilenceIndex,
     downtime_silence,
     first_match,
     is_downtime_of,
@@ -78,6 +79,9 @@ class Watch:
         self._silences: dict[int, Silence] = {}
         # Never rebound: the engine holds this dict to skip `silenced` while it is empty.
         self.active: dict[int, Silence] = {}
+        # `active` indexed by host, rebuilt whenever the set of open windows changes (rare),
+        # read for every result while any window is open (often).
+        self._active_index = SilenceIndex()
         self._silence_due: datetime | None = None
         self._next_silence_id = 1
         self._heartbeats: dict[str, Heartbeat] = {}
@@ -116,6 +120,7 @@ class Watch:
         # The first commit compares every incident with the windows open now, which also
         # releases incidents held by a silence that ended while the daemon was down.
         self.active.clear()
+        self._active_index = SilenceIndex()
         self._silence_due = self._stale_due = now
         if self._started is None:  # not moved by a reload after a failed commit
             self._started = now
@@ -234,6 +239,8 @@ class Watch:
                     del self._silences[sid]
         for sid in [sid for sid in self.active if sid not in self._silences]:
             ended |= self.active.pop(sid, None) is not None
+        if started or ended:
+            self._active_index = SilenceIndex(self.active.values())
         changes = [s.next_change(now) for s in self._silences.values()]
         self._silence_due = min((c for c in changes if c is not None), default=None)
         if started or ended or self._rescan:
@@ -259,7 +266,7 @@ class Watch:
         incident = transition.incident
         if incident is None or incident.suppressed or incident.status is Status.RESOLVED:
             return transition
-        silence = first_match(self.active.values(), incident.host, incident.service,
+        silence = self._active_index.first_match(incident.host, incident.service,
                               incident.labels)  # fmt: skip
         if silence is None:
             return transition
@@ -276,7 +283,7 @@ class Watch:
     def release(self, batch: Batch, incident: Incident) -> Transition:
         """Lift a host's or a silence's hold, unless another still applies."""
         now = batch.now
-        silence = first_match(self.active.values(), incident.host, incident.service,
+        silence = self._active_index.first_match(incident.host, incident.service,
                               incident.labels)  # fmt: skip
         if silence is not None:
             return self._suppress(incident, silence, now)

@@ -5,13 +5,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 from alertd.config.paths import _beside, default_data_dir
-from alertd.config.reader import _int, _one_of, _Table
+from alertd.config.reader import _duration, _int, _one_of, _Table
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 SYNCHRONOUS_MODES = ("FULL", "NORMAL")
+# The shortest retention accepted: shorter would delete what people still look at.
+MIN_RETENTION = timedelta(days=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +30,13 @@ class StoreConfig:
     # No default here: the default lives under the data directory, which depends on the env.
     path: Path
     synchronous: str = "FULL"
+    # Resolved incidents (with their events, ticket links and operations) and delivered
+    # operations older than this are deleted, a chunk at a time by the writer.
+    retention: timedelta = timedelta(days=90)
+    # At most this many rows per retention pass, and at most one pass per interval: a pass
+    # runs inside a group commit, so a small chunk keeps that commit short for ingestion.
+    retention_chunk: int = 500
+    retention_interval: timedelta = timedelta(seconds=10)
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +81,8 @@ def _parse_listen(text: str) -> tuple[str, int]:
 
 
 def _store(t: _Table, base: Path | None, env: Mapping[str, str]) -> StoreConfig:
-    t.check_keys(("path", "synchronous"))
+    t.check_keys(("path", "synchronous", "retention", "retention_chunk", "retention_interval"))
+    default = StoreConfig(Path())
     path = default_data_dir(env) / "alertd.db"
     given = t.get("path", str, "a string (a file path)")
     if given == "":
@@ -80,7 +91,20 @@ def _store(t: _Table, base: Path | None, env: Mapping[str, str]) -> StoreConfig:
         path = _beside(base, given)
     # SQLite spells its pragma values in upper case but accepts any case; so do we.
     synchronous = _one_of(t, "synchronous", SYNCHRONOUS_MODES, "FULL", upper=True)
-    return StoreConfig(path=path, synchronous=synchronous)
+    retention = _duration(t, "retention", default.retention)
+    if retention < MIN_RETENTION:
+        t.add("retention", f"must be at least 1d, got {t.data['retention']!r}")
+    interval = _duration(t, "retention_interval", default.retention_interval)
+    if interval < timedelta(seconds=1):
+        t.add("retention_interval", f"must be at least 1s, got {t.data['retention_interval']!r}")
+    return StoreConfig(
+        path=path,
+        synchronous=synchronous,
+        retention=max(retention, MIN_RETENTION),
+        retention_chunk=_int(t, "retention_chunk", default.retention_chunk, 1),
+        retention_interval=max(interval, timedelta(seconds=1)),
+    )
+
 
 
 def _log(t: _Table) -> LogConfig:

@@ -20,6 +20,7 @@ from alertd.model import Incident, Notice, NoticeKind, Priority, Status, key_tex
 from alertd.store import IncidentQuery, TicketLink
 
 MAX_PAGE = 1000
+EVENTS_PAGE = 1000  # events in one incident answer at most (and by default)
 
 
 async def list_incidents(request: web.Request) -> web.Response:
@@ -61,7 +62,20 @@ async def show_incident(request: web.Request) -> web.Response:
     if incident is None:
         raise NotFoundError(f"incident {request.match_info['id']}")
     body = codec.incident_json(incident, key_text=key_text(incident.key))
-    body["events"] = [codec.event_json(e) for e in await store.events(incident.id)]
+    # The newest events, a page at a time: a long-failing check has far more than a page,
+    # and what matters first is how it stands now (its recovery, say). `events_before` (an
+    # event id, from `events_next_before`) pages back to older ones.
+    q = request.query
+    limit = query_int(
+        q.get("events_limit"), "events_limit", default=EVENTS_PAGE, low=1, high=EVENTS_PAGE
+    )
+    before = query_int(q.get("events_before"), "events_before", default=None, low=1, high=MAX_ID)
+    page = await store.events_page(incident.id, limit + 1, before)
+    more = len(page) > limit
+    del page[limit:]
+    # Within a page in time order, oldest first, as the trail always read.
+    body["events"] = [{**codec.event_json(e), "id": i} for i, e in reversed(page)]
+    body["events_next_before"] = page[-1][0] if more and page else None
     body["ticket"] = _ticket(await store.ticket_of(incident.id), request.app[LIVE].config.helpdesk)
     body["ticket_operations"] = [op_json(op) for op in await store.ops_of(incident.id)]
     return web.json_response(body)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -213,3 +214,61 @@ async def test_read_api_filters_pages_and_shows_events(make_client: MakeClient) 
     response = await client.get("/api/v1/incidents", params={"status": "closed"})
     assert response.status == 400
     assert "pending, open, recovering, resolved" in (await response.json())["error"]
+
+
+async def test_the_audit_trail_shows_the_newest_events_and_pages_back(
+    make_client: MakeClient, tmp_path: Path
+) -> None:
+    """An incident with more events than one answer holds shows its newest ones (the last
+    thing that happened to it), and `events_before` pages back through every older one."""
+    client = await make_client()
+    await client.post("/api/v1/results", json=CRIT)
+    (incident,) = await incidents(client)
+    with sqlite3.connect(tmp_path / "alertd.db") as db:  # a long history, written directly
+        db.executemany(
+            "INSERT INTO events (incident_id, at, kind, detail) VALUES (?, ?, 'note', ?)",
+            [(incident["id"], "2026-01-01T00:00:00+00:00", f'{{"n": {n}}}') for n in range(1200)],
+        )
+    await client.post(f"/api/v1/incidents/{incident['id']}/ack", json={"author": "bob"})
+
+    detail = await (await client.get(f"/api/v1/incidents/{incident['id']}")).json()
+    events = detail["events"]
+    assert len(events) == 1000
+    assert events[-1]["kind"] == "acknowledged"  # the newest, last in time order
+    assert [e["id"] for e in events] == sorted(e["id"] for e in events)
+
+    seen = [e["id"] for e in events]
+    cursor = detail["events_next_before"]
+    while cursor is not None:
+        page = await (
+            await client.get(
+                f"/api/v1/incidents/{incident['id']}",
+                params={"events_before": str(cursor), "events_limit": "300"},
+            )
+        ).json()
+        assert page["events"] and page["events"][-1]["id"] < seen[0]
+        seen = [e["id"] for e in page["events"]] + seen
+        cursor = page["events_next_before"]
+    assert len(seen) == len(set(seen)) == 1202  # opened, 1,200 notes, acknowledged
+    assert seen == sorted(seen)
+    bad = await client.get(f"/api/v1/incidents/{incident['id']}", params={"events_limit": "0"})
+    assert bad.status == 400
+
+
+async def test_repeats_are_one_event_per_run_not_one_per_commit(make_client: MakeClient) -> None:
+    """A problem repeated commit after commit adds no row per commit: the run of repeats is
+    one `deduplicated` event whose count grows; something else happening ends the run."""
+    client = await make_client()
+    for _ in range(40):  # one request, one commit, each
+        assert (await client.post("/api/v1/results", json=CRIT)).status == 202
+    (incident,) = await incidents(client)
+    await client.post(f"/api/v1/incidents/{incident['id']}/ack", json={"author": "bob"})
+    for _ in range(5):
+        await client.post("/api/v1/results", json=CRIT)
+
+    detail = await (await client.get(f"/api/v1/incidents/{incident['id']}")).json()
+    trail = [(e["kind"], e["detail"].get("count")) for e in detail["events"]]
+    assert trail == [
+        ("opened", None), ("deduplicated", 39), ("acknowledged", None), ("deduplicated", 5)
+    ]
+    assert detail["occurrences"] == 45

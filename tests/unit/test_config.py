@@ -178,6 +178,8 @@ max_results_per_request = 0
 
 [store]
 synchronous = "OFF"
+retention = "1h"
+retention_chunk = 0
 
 [log]
 level = "verbose"
@@ -229,6 +231,8 @@ def test_every_problem_reported_at_once(tmp_path: Path) -> None:
         "server.max_body_bytes": "expected an integer, got string '16M'",
         "server.max_results_per_request": "must be at least 1, got 0",
         "store.synchronous": "expected one of FULL, NORMAL, got 'OFF'",
+        "store.retention": "must be at least 1d, got '1h'",
+        "store.retention_chunk": "must be at least 1, got 0",
         "log.level": "expected one of debug, info, warning, error, got 'verbose'",
         "lifecycle.open_after": "expected an integer, got boolean true",
         "lifecycle.recovery_hold": (
@@ -383,7 +387,7 @@ def test_unreadable_or_invalid_file(tmp_path: Path) -> None:
 # The public contract: exactly these keys, each documented in the example file.
 CONTRACT_KEYS = {
     "server": {"listen", "max_body_bytes", "max_results_per_request"},
-    "store": {"path", "synchronous"},
+    "store": {"path", "synchronous", "retention", "retention_chunk", "retention_interval"},
     "auth": {"tokens", "tokens_file", "tokens_env", "disabled"},
     "nrdp": {"tokens", "tokens_file", "tokens_env"},
     "alertmanager": {

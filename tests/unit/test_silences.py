@@ -12,7 +12,9 @@ from alertd.model import CheckState, EventKind, Status
 from alertd.policy import LifecyclePolicy, Pattern
 from alertd.silences import (
     Silence,
+    SilenceIndex,
     downtime_silence,
+    first_match,
     from_document,
     is_downtime_of,
     silence_id,
@@ -186,3 +188,23 @@ def test_a_heartbeat_is_missed_after_one_and_a_half_intervals_and_a_beat_ends_th
     back, ok = heartbeats.beat(missed, heartbeats.Beat("backup", None, T0 + HOUR))
     assert ok is not None and ok.state is CheckState.OK and not back.missed
     assert back.interval == timedelta(minutes=10) and back.due == T0 + HOUR + 15 * MINUTE
+
+
+def test_the_host_index_finds_what_a_look_at_every_silence_finds() -> None:
+    """Silences indexed by the host they name give the same answer as comparing the result
+    with every silence: the lowest matching id, globs and exact names mixed."""
+    windows = [downtime_silence(n, f"h{n % 50}", None if n % 3 else "Disk", "n", "", T0)
+               for n in range(10, 400)]  # fmt: skip
+    windows += [
+        silence(id=5, host=Pattern.compile("h1*")),
+        silence(id=300, service=Pattern.compile("Ping")),
+        silence(id=2, host=Pattern.exact("h[7]"), service=Pattern.compile("HTTP")),
+        silence(id=401, labels={"team": Pattern.compile("db")}),
+    ]
+    index = SilenceIndex(windows)
+    for host in [f"h{n}" for n in range(60)] + ["h[7]", "other"]:
+        for service in (None, "Disk", "HTTP", "Ping"):
+            for labels in ({}, {"team": "db"}):
+                assert index.first_match(host, service, labels) == first_match(
+                    windows, host, service, labels
+                ), (host, service, labels)
