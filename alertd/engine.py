@@ -158,9 +158,10 @@ class Engine:
     async def start(self) -> None:
         now = self._clock.now()
         self._next_id = await self._store.max_incident_id() + 1
-        for incident in await self._store.load_active(now - self.policy.reopen_window):
-            if lifecycle.is_active(incident, now):
-                self._remember(incident)
+        async for page in self._store.load_active(now - self.policy.reopen_window):
+            for incident in page:
+                if lifecycle.is_active(incident, now):
+                    self._remember(incident)
         await self._watch.load(now)
         log.info("engine_started", active_incidents=len(self._cache), next_id=self._next_id,
                  silences=self._watch.silences, heartbeats=self._watch.heartbeats)  # fmt: skip

@@ -11,7 +11,7 @@ import contextlib
 import fcntl
 import os
 import sqlite3
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -269,6 +269,8 @@ class IncidentQuery:
 
 
 _COLS = ", ".join(codec.INCIDENT_COLUMNS)
+# Incidents loaded at start per page: a page decodes in a few tens of ms of the event loop.
+LOAD_PAGE = 500
 _UPSERT = (
     f"INSERT INTO incidents ({_COLS}) VALUES ({', '.join('?' * len(codec.INCIDENT_COLUMNS))}) "
     "ON CONFLICT (id) DO UPDATE SET "
@@ -333,16 +335,27 @@ class Store:
 
     # -- writer side: only the engine's writer task calls these ---------------------------------
 
-    async def load_active(self, resolved_since: datetime) -> list[Incident]:
-        """Unresolved incidents, and resolved ones still inside their reopen window."""
-        cursor = await self._writer.execute(
-            f"SELECT {_COLS} FROM incidents WHERE status != 'resolved' "
-            f"UNION ALL SELECT {_COLS} FROM incidents WHERE status = 'resolved' "
-            "AND resolved_at >= ? ORDER BY id",
-            (codec.ts(resolved_since),),
-        )
-        rows = await cursor.fetchall()
-        return [codec.incident_from_row(r) for r in rows]
+    async def load_active(
+        self, resolved_since: datetime, page: int = LOAD_PAGE
+    ) -> AsyncIterator[list[Incident]]:
+        """Unresolved incidents, and resolved ones still inside their reopen window, in pages
+        of `page` by id: the caller decodes and indexes one page at a time, and the event loop
+        runs between pages (100,000 incidents at once would stall it for seconds)."""
+        after, since = 0, codec.ts(resolved_since)
+        while True:
+            rows = list(
+                await self._writer.execute_fetchall(
+                    f"SELECT {_COLS} FROM incidents WHERE id > ? "
+                    "AND (status != 'resolved' OR resolved_at >= ?) ORDER BY id LIMIT ?",
+                    (after, since, page),
+                )
+            )
+            if not rows:
+                return
+            yield [codec.incident_from_row(r) for r in rows]
+            if len(rows) < page:
+                return
+            after = rows[-1][0]
 
     async def max_incident_id(self) -> int:
         cursor = await self._writer.execute("SELECT ifnull(max(id), 0) FROM incidents")

@@ -248,7 +248,15 @@ class Watch:
             self._rematch(batch, started, now)
 
     def _rematch(self, batch: Batch, started: list[Silence], now: datetime) -> None:
-        for key in list(self._cache.keys() | batch.staged.keys()):
+        if started:
+            keys = list(self._cache.keys() | batch.staged.keys())
+        else:
+            # Only windows that closed: just the incidents a window holds can change (a start
+            # with 100,000 incidents and no window would otherwise look at every one).
+            held = {k for k, i in self._cache.items() if i.suppressed}
+            held |= {k for k, i in batch.staged.items() if i is not None and i.suppressed}
+            keys = list(held)
+        for key in keys:
             incident = self._get(batch, key)
             if incident is None or incident.status is Status.RESOLVED:
                 continue
