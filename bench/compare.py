@@ -114,8 +114,8 @@ class Target:
 
 class Alertd(Target):
     def __init__(self) -> None:
-        super().__init__("alertd", ok_status=202,
-                         headers={"Content-Type": JSON, "Authorization": f"Bearer {TOKEN}"})  # fmt: skip
+        auth = {"Content-Type": JSON, "Authorization": f"Bearer {TOKEN}"}
+        super().__init__("alertd", ok_status=202, headers=auth)
 
     def start(self, tmp: Path) -> None:
         port = free_port()
