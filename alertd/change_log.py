@@ -4,6 +4,7 @@ Runs as part of the engine's batch hook, after the commit, so a line is only wri
 is on disk. Each line carries the incident id, its key and the input source that caused it
 (`engine` when alertd itself did: a timer fired, or a host's incident absorbed its services).
 Repeats (`deduplicated`) are counted by metrics, not logged: there can be thousands a second.
+The lines' level is `[log] changes` ("info" by default; "debug" keeps them out of an info log).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from collections.abc import Sequence
 
 import structlog
 
+from alertd import logs
 from alertd.engine import Input
 from alertd.model import CheckResult, EventKind, IncidentKey, Notice, key_text
 from alertd.store import WriteBatch
@@ -30,11 +32,13 @@ def log_changes(write: WriteBatch, inputs: Sequence[Sequence[Input]]) -> None:
         return  # the common case: repeats only; skip the walk over the inputs
     incidents = {incident.id: incident for incident, _ in write.upserts}
     sources = _sources({incident.key for incident in incidents.values()}, inputs)
+    level = logs.changes_level()
     for incident_id, event in events:
         incident = incidents.get(incident_id)
         if incident is None:  # every event belongs to an upserted incident; be safe anyway
             continue
-        log.info(
+        log.log(
+            level,
             EVENT_NAMES[event.kind],
             incident_id=incident_id,
             key=key_text(incident.key),

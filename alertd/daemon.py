@@ -17,6 +17,7 @@ from contextlib import asynccontextmanager
 import structlog
 from aiohttp import web
 
+from alertd import logs
 from alertd import reload as reloading
 from alertd.app import build_app
 from alertd.clock import Clock
@@ -67,6 +68,7 @@ async def run(config: Config, env: Mapping[str, str]) -> None:
     """The daemon: serve `config` until SIGTERM/SIGINT; `env` is the process environment
     (NOTIFY_SOCKET, WATCHDOG_USEC, WATCHDOG_PID; token sources on reload)."""
     notifier = Notifier.from_env(env)
+    logs.set_changes_level(config.log.changes)
     stop = asyncio.Event()
     hup = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -92,6 +94,7 @@ async def run(config: Config, env: Mapping[str, str]) -> None:
             loop.remove_signal_handler(sig)
         notifier.close()
     log.info("stopped")
+    logs.flush()  # at exit too; here so that "stopped" is out before the process ends
 
 
 async def _serve(

@@ -12,6 +12,8 @@ from alertd.config.paths import _beside, default_data_dir
 from alertd.config.reader import _duration, _int, _one_of, _Table
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
+# Incident changes are routine news, never warnings: debug or info only.
+CHANGE_LOG_LEVELS = ("debug", "info")
 SYNCHRONOUS_MODES = ("FULL", "NORMAL")
 # The shortest retention accepted: shorter would delete what people still look at.
 MIN_RETENTION = timedelta(days=1)
@@ -42,6 +44,8 @@ class StoreConfig:
 @dataclass(frozen=True, slots=True)
 class LogConfig:
     level: str = "info"
+    # Level of the per-incident change lines (incident_opened, ...): "info" or "debug".
+    changes: str = "info"
 
 
 def _server(t: _Table) -> ServerConfig:
@@ -108,5 +112,8 @@ def _store(t: _Table, base: Path | None, env: Mapping[str, str]) -> StoreConfig:
 
 
 def _log(t: _Table) -> LogConfig:
-    t.check_keys(("level",))
-    return LogConfig(level=_one_of(t, "level", LOG_LEVELS, "info"))
+    t.check_keys(("level", "changes"))
+    return LogConfig(
+        level=_one_of(t, "level", LOG_LEVELS, "info"),
+        changes=_one_of(t, "changes", CHANGE_LOG_LEVELS, "info"),
+    )

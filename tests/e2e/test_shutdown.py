@@ -53,4 +53,4 @@ async def test_sigterm_under_load_loses_nothing_accepted(tmp_path: Path) -> None
     with sqlite3.connect(tmp_path / "a.db") as db:
         stored = {host for (host,) in db.execute("SELECT host FROM incidents")}
     assert set(accepted) <= stored
-    assert '"event": "stopped"' in stderr
+    assert '"event":"stopped"' in stderr

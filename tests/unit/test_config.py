@@ -96,6 +96,7 @@ tokens = ["tok-a"]
 
 [log]
 level = "debug"
+changes = "debug"
 
 [lifecycle]
 open_after = 3
@@ -134,7 +135,7 @@ def test_full_file_round_trips(tmp_path: Path) -> None:
     assert config.server == ServerConfig("::1", 9000, 1024, 10)
     assert config.store == StoreConfig(Path("/data/incidents.db"), "NORMAL")
     assert config.auth == AuthConfig(("tok-a",), ("auth.tokens",), (ALL_SCOPES,))
-    assert config.log == LogConfig("debug")
+    assert config.log == LogConfig("debug", "debug")
     assert replace(config.lifecycle, priority=LifecyclePolicy().priority) == LifecyclePolicy(
         open_after=3,
         recovery_hold=timedelta(seconds=30),
@@ -183,6 +184,7 @@ retention_chunk = 0
 
 [log]
 level = "verbose"
+changes = "warning"
 
 [lifecycle]
 open_after = true
@@ -234,6 +236,7 @@ def test_every_problem_reported_at_once(tmp_path: Path) -> None:
         "store.retention": "must be at least 1d, got '1h'",
         "store.retention_chunk": "must be at least 1, got 0",
         "log.level": "expected one of debug, info, warning, error, got 'verbose'",
+        "log.changes": "expected one of debug, info, got 'warning'",
         "lifecycle.open_after": "expected an integer, got boolean true",
         "lifecycle.recovery_hold": (
             'expected a duration like "30s", "5m", "2h" or "1d", got \'5 minutes\''
@@ -399,7 +402,7 @@ CONTRACT_KEYS = {
         "severity_map",
         "strip_port",
     },
-    "log": {"level"},
+    "log": {"level", "changes"},
     "lifecycle": {
         "open_after",
         "recovery_hold",
