@@ -83,7 +83,7 @@ async def show_incident(request: web.Request) -> web.Response:
 
 async def acknowledge(request: web.Request) -> web.Response:
     """POST: someone is on it (stops the escalation clock); DELETE: nobody is, after all."""
-    incident = await _live_incident(request)
+    incident = await live_incident(request)
     ack = request.method == "POST"
     body = await read_json(request) if request.can_read_body else {}
     author, comment = text_field(body, "author"), text_field(body, "comment")
@@ -101,7 +101,7 @@ async def acknowledge(request: web.Request) -> web.Response:
 
 async def escalate(request: web.Request) -> web.Response:
     """Relationship or customer escalation by hand: the next level now, with the reason."""
-    incident = await _live_incident(request)
+    incident = await live_incident(request)
     body = await read_json(request)
     reason = text_field(body, "reason")
     if not reason:
@@ -113,7 +113,7 @@ async def escalate(request: web.Request) -> web.Response:
     return await _after_notice(request, notice)
 
 
-async def _live_incident(request: web.Request) -> Incident:
+async def live_incident(request: web.Request) -> Incident:
     raw = request.match_info["id"]
     live, number = None, path_id(raw)
     if number is not None:

@@ -56,7 +56,7 @@ async def retry_outbox(request: web.Request) -> web.Response:
             before = page[-1].id
     requeued, skipped = [], []
     for op in ops:
-        reason = await _superseded(store, op)
+        reason = await superseded(store, op)
         if reason is None:
             requeued.append(op.id)
         else:
@@ -65,7 +65,7 @@ async def retry_outbox(request: web.Request) -> web.Response:
     return web.json_response({"requeued": requeued, "skipped": skipped})
 
 
-async def _superseded(store: Store, op: OutboxRow) -> str | None:
+async def superseded(store: Store, op: OutboxRow) -> str | None:
     """Why sending `op` now would undo newer news, if it would: an update or note of an
     incident whose later operations were delivered since (e.g. an old "resolve" after the
     ticket was reopened). Creates are never superseded: nothing after them could go out."""

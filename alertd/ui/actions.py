@@ -18,9 +18,9 @@ from aiohttp import web
 
 from alertd.errors import InputError, NotFoundError
 from alertd.http.decode import path_id
-from alertd.http.incidents import _live_incident
+from alertd.http.incidents import live_incident
 from alertd.http.keys import ENGINE, STORE
-from alertd.http.outbox import _superseded
+from alertd.http.outbox import superseded
 from alertd.http.silences import parse_silence
 from alertd.model import Notice, NoticeKind
 from alertd.silences import SilenceChange, SilenceExpire
@@ -48,7 +48,7 @@ def _text(fields: Mapping[str, str], name: str) -> str:
 async def acknowledge(request: web.Request) -> web.StreamResponse:
     """`do=ack` acknowledges (stops the escalation clock), `do=unack` withdraws it."""
     _, fields = await actor(request)
-    incident = await _live_incident(request)
+    incident = await live_incident(request)
     do = fields.get("do", "ack")
     if do not in ("ack", "unack"):
         raise InputError("do: expected ack or unack")
@@ -64,7 +64,7 @@ async def acknowledge(request: web.Request) -> web.StreamResponse:
 async def escalate(request: web.Request) -> web.StreamResponse:
     """The next escalation level now, with the reason (required, as in the API)."""
     _, fields = await actor(request)
-    incident = await _live_incident(request)
+    incident = await live_incident(request)
     reason = _text(fields, "reason")
     if not reason:
         raise InputError("reason: required (why this incident is escalated by hand)")
@@ -131,7 +131,7 @@ async def redrive(request: web.Request) -> web.StreamResponse:
     op = await store.op(number) if number is not None else None
     if op is None or op.state is not OutboxState.DEAD:
         raise NotFoundError(f"dead-lettered operation {raw}")
-    reason = await _superseded(store, op)
+    reason = await superseded(store, op)
     if reason is not None:
         raise InputError(f"operation {op.id} not re-driven: {reason}")
     await request.app[ENGINE].submit([Redrive(op.id)])
