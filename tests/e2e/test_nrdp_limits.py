@@ -45,7 +45,7 @@ async def test_a_16_mib_form_with_a_wrong_token_is_refused_at_once(
         )
         text = await response.text()  # type: ignore[attr-defined]
         assert "<status>-1</status>" in text and "BAD TOKEN" in text
-        assert worst < 0.25, worst  # was seconds; 0.25 leaves room on a loaded CI box
+        assert worst < 1.0, worst  # was 1.8-3 s; the bound only tells "off the loop" from "on it"
         assert time.perf_counter() - started < 2.0
 
 
@@ -60,7 +60,7 @@ async def test_too_many_fields_with_a_good_token_are_refused_unparsed(
     )
     text = await response.text()  # type: ignore[attr-defined]
     assert "<status>-1</status>" in text and "too many form fields" in text
-    assert worst < 0.25, worst  # was seconds; 0.25 leaves room on a loaded CI box
+    assert worst < 1.0, worst  # was 1.8-3 s; the bound only tells "off the loop" from "on it"
 
 
 async def test_a_large_valid_submission_is_parsed_off_the_loop(make_client: MakeClient) -> None:
@@ -84,4 +84,4 @@ async def test_a_large_valid_submission_is_parsed_off_the_loop(make_client: Make
     )
     text = await response.text()  # type: ignore[attr-defined]
     assert "1000 checks processed" in text, text[:300]
-    assert worst < 0.25, worst  # was seconds; 0.25 leaves room on a loaded CI box
+    assert worst < 1.0, worst  # was 1.8-3 s; the bound only tells "off the loop" from "on it"
