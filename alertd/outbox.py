@@ -555,6 +555,10 @@ class Dispatcher:
         """The notices agents' actions on `tickets` amount to (alertd.agent_actions.decide)."""
         notices: list[Input] = []
         now = self._clock.now()
+        statuses = agent_actions.Statuses(  # what the account's statuses mean, once per look
+            taken=frozenset(self._config.taken_statuses),
+            done=agent_actions.DONE_STATUSES | frozenset(self._config.done_statuses),
+        )
         for ticket in tickets:
             seen = agent_actions.view(ticket, self._config.instance)
             if seen is None:
@@ -563,10 +567,6 @@ class Dispatcher:
             live = self._engine.cached(stored.key) if stored is not None else None
             if live is None or live.id != seen.incident_id:
                 continue
-            statuses = agent_actions.Statuses(
-                taken=frozenset(self._config.taken_statuses),
-                done=agent_actions.DONE_STATUSES | frozenset(self._config.done_statuses),
-            )
             facts = await self._facts(live.id)
             notice = agent_actions.decide(seen, live, facts, now, statuses)
             if notice is not None and notice.kind is NoticeKind.TICKET_CLOSED:
