@@ -98,6 +98,8 @@ INCIDENT_COLUMNS = (
     "suppressed",
     "last_output",
     "body",
+    # What plain repeats changed in `body` since the last full write (`repeat_row`), or NULL.
+    "hot",
 )
 
 
@@ -169,6 +171,33 @@ def incident_row(incident: Incident, due: datetime | None) -> tuple[Any, ...]:
         int(incident.suppressed),
         incident.last_output,
         orjson.dumps(body, option=orjson.OPT_UTC_Z).decode(),
+        None,  # the body is whole again: no repeat overlay
+    )
+
+
+def repeat_row(incident: Incident, due: datetime | None) -> tuple[Any, ...]:
+    """A plain repeat's narrow row: occurrences, last_seen, last_output, due_at, hot, id.
+
+    A plain repeat (lifecycle `_repeat`) changes only these columns and the `body` fields in
+    `hot`; writing them instead of the whole row skips the ~740-byte body and every index
+    (none covers these columns). `incident_from_row` lays `hot` over the body."""
+    hot = {
+        "attempt": incident.attempt,
+        "long_output": incident.long_output,
+        "perfdata": incident.perfdata,
+        "labels": incident.labels if type(incident.labels) is dict else dict(incident.labels),
+        "stream_seen": incident.stream_seen,
+        "interval": incident.interval,
+        "flap_history": incident.flap_history,
+        "percent_state_change": incident.percent_state_change,
+    }
+    return (
+        incident.occurrences,
+        ts(incident.last_seen),
+        incident.last_output,
+        ts(due),
+        orjson.dumps(hot, option=orjson.OPT_UTC_Z).decode(),
+        incident.id,
     )
 
 
@@ -176,8 +205,10 @@ def incident_from_row(row: Any) -> Incident:
     """Inverse of `incident_row` for a row selected in `INCIDENT_COLUMNS` order."""
     (id_, host, service, status, check_state, priority, impact, urgency, occurrences,
      first_seen, last_seen, opened_at, resolved_at, _due, flapping, suppressed, last_output,
-     body_text) = row  # fmt: skip
+     body_text, hot) = row  # fmt: skip
     body = orjson.loads(body_text)
+    if hot is not None:
+        body.update(orjson.loads(hot))
     last_hard = body["last_hard_state"]
     return Incident(
         id=id_,

@@ -374,7 +374,7 @@ class Engine:
         self.last_batch = BatchStats(
             results=sum(len(s.results) for s in subs),
             submissions=len(subs),
-            incidents_written=len(batch.write.upserts),
+            incidents_written=len(batch.write.upserts) + len(batch.write.repeats),
             events_written=len(batch.write.events),
             commit_seconds=loop.time() - started,
         )
@@ -438,6 +438,11 @@ class Engine:
             batch.dedup_counts.pop(before.id, None)
         elif after is not before or transition.events:  # events need planning too
             batch.staged[key] = after
+        if transition.repeat and key not in batch.full:
+            batch.plain.add(key)
+        elif key not in batch.full:
+            batch.plain.discard(key)
+            batch.full.add(key)
         host, service = key
         if service is None:
             self._absorb_services(batch, host, before, after)
@@ -564,11 +569,15 @@ class Engine:
             if incident is None:
                 continue
             events = by_incident.get(incident.id)
+            planned = incident
             if self._planner is not None and events:
-                incident, ops = self._planner.plan(incident, events, now)
-                batch.staged[key] = incident  # same key: the dict does not change size
-                self._queue_ops(batch, incident.id, ops, now)
-            batch.write.upserts.append((incident, self._due(incident)))
+                planned, ops = self._planner.plan(incident, events, now)
+                batch.staged[key] = planned  # same key: the dict does not change size
+                self._queue_ops(batch, planned.id, ops, now)
+            if planned is incident and key in batch.plain:
+                batch.write.repeats.append((incident, self._due(incident)))
+            else:
+                batch.write.upserts.append((planned, self._due(planned)))
 
     def _queue_ops(
         self, batch: Batch, incident_id: int, ops: list[PlannedOp], now: datetime

@@ -191,7 +191,7 @@ def _repeat(incident: Incident, result: CheckResult, now: datetime) -> Transitio
             labels=result.labels or incident.labels,
         )
     # No detail: the engine folds a commit's repeats into one event with their count.
-    return Transition(repeated, (Event(EventKind.DEDUPLICATED, now),))
+    return Transition(repeated, (Event(EventKind.DEDUPLICATED, now),), repeat=True)
 
 
 def _stream(incident: Incident, result: CheckResult, changes: Changes) -> None:
