@@ -43,6 +43,7 @@ from alertd.silences import Silence, SilenceChange, SilenceExpire
 from alertd.store import (
     NewOp,
     OutboxUpdate,
+    Prepared,
     Purge,
     PurgeKind,
     Redrive,
@@ -83,6 +84,18 @@ class Retention:
 class _Submission:
     results: Sequence[Input]
     done: asyncio.Future[None]
+
+
+@dataclass(slots=True)
+class _Round:
+    """One group commit on its way: applied in memory (not yet published), encoded, and
+    committing on the store's thread while the writer applies the next one on top of it."""
+
+    subs: list[_Submission]
+    batch: Batch
+    started: float  # loop time when it was applied
+    prepared: Prepared | None  # None: nothing to write (the commit is a no-op)
+    commit: asyncio.Future[dict[PurgeKind, int]] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +139,10 @@ class Engine:
         self._max_batch = max_batch
         self._queue: asyncio.Queue[_Submission | None] = asyncio.Queue(max_queue)
         self._cache: dict[IncidentKey, Incident] = {}
+        # The round committing right now, as the next one sees it while it is applied: its
+        # staged incidents (None: gone) over the cache. Empty outside `_prepare`.
+        self._overlay: dict[IncidentKey, Incident | None] = {}
+        self._purge_inflight = False
         self._services_by_host: dict[str, set[str]] = {}
         # (due, incident id, key): ids are unique per live timer, so keys are never compared.
         self._timers: list[tuple[datetime, int, IncidentKey]] = []
@@ -229,23 +246,158 @@ class Engine:
     # -- the writer task -------------------------------------------------------------------------
 
     async def _run(self) -> None:
+        """The pipelined writer: round N+1 is applied and encoded on the loop while round N
+        commits on the store's thread; N+1's commit starts only once N's is settled, so each
+        answer still follows its own fsync and a failed N never leaves N+1 on disk."""
+        inflight: _Round | None = None
         while True:
             try:
-                first = await asyncio.wait_for(self._queue.get(), self._idle_timeout())
-            except TimeoutError:
-                first = _Submission((), asyncio.get_running_loop().create_future())
-            subs, stop = self._drain(first)
-            if subs:
-                try:
-                    await self._commit_batch(subs)
-                except Exception as exc:  # the writer must outlive any failure
-                    log.exception("writer_round_failed")
-                    failure = StoreError(f"commit failed: {exc}")
-                    for sub in subs:
-                        if not sub.done.done():
-                            sub.done.set_exception(failure)
-            if stop:
-                return
+                if inflight is None:
+                    try:
+                        first = await asyncio.wait_for(self._queue.get(), self._idle_timeout())
+                    except TimeoutError:
+                        first = _Submission((), asyncio.get_running_loop().create_future())
+                else:
+                    arrived, first = await self._input_or_commit(inflight)
+                    if not arrived:  # committed, and nothing queued to overlap with
+                        current, inflight = inflight, None
+                        await self._settle(current, None)
+                        continue
+                subs, stop = self._drain(first)
+                following, retry = self._prepare_on(inflight, subs)
+                if inflight is not None:
+                    current, inflight = inflight, None
+                    if not await self._settle(current, following):
+                        following = None  # rolled back with it, and retried alone
+                if following is not None:
+                    self._start(following)
+                    inflight = following
+                for sub in retry:  # the round that could not even be applied
+                    await self._commit_batch([sub])
+                if stop:
+                    if inflight is not None:
+                        current, inflight = inflight, None
+                        await self._settle(current, None)
+                    return
+            except Exception as exc:  # the writer must outlive any failure
+                log.exception("writer_round_failed")
+                failure = StoreError(f"commit failed: {exc}")
+                if inflight is not None:
+                    self._fail(inflight.subs, failure)
+                    inflight = None
+                with contextlib.suppress(Exception):
+                    await self._resync(self._clock.now())
+
+    async def _input_or_commit(self, inflight: _Round) -> tuple[bool, _Submission | None]:
+        """What comes first: new input to apply beside the commit (True, it), or the end of
+        the commit (False, None). A lone request arriving mid-commit is applied at once."""
+        if not self._queue.empty():
+            return True, self._queue.get_nowait()
+        commit = inflight.commit
+        if commit is None or commit.done():
+            return False, None
+        getter = asyncio.ensure_future(self._queue.get())
+        try:
+            await asyncio.wait((commit, getter), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if not getter.done():
+                getter.cancel()  # Queue.get leaves the item queued when cancelled
+        if getter.done() and not getter.cancelled():
+            return True, getter.result()
+        return False, None
+
+    def _prepare_on(
+        self, inflight: _Round | None, subs: list[_Submission]
+    ) -> tuple[_Round | None, list[_Submission]]:
+        """Apply `subs` on top of the round in flight (as if it were committed already).
+        Returns the new round, or (None, subs) if applying failed (retried alone after)."""
+        if not subs:
+            return None, []
+        if inflight is not None:
+            self._overlay = dict(inflight.batch.staged)
+            for key in inflight.batch.expired:
+                self._overlay.setdefault(key, None)
+        try:
+            return self._prepare(subs), []
+        except Exception as exc:
+            log.warning("apply_failed_retrying_alone", error=str(exc), submissions=len(subs))
+            return None, subs
+        finally:
+            self._overlay = {}
+
+    def _prepare(self, subs: list[_Submission]) -> _Round:
+        """Apply `subs` (and due timers) to a new staged view and encode its rows; on an
+        exception nothing of it stays in memory."""
+        started = asyncio.get_running_loop().time()
+        now = self._clock.now()
+        batch = Batch(now)
+        try:
+            self._fire_timers(batch, now)
+            for sub in subs:
+                for result in sub.results:
+                    self._apply(batch, result, now)
+            self._finish(batch, now)
+            if not self._purge_inflight:
+                batch.write.purge = self._purge_due(now, started)
+            prepared = None
+            if batch.write:
+                batch.write.at = now
+                prepared = self._store.prepare(batch.write)
+        except Exception:
+            self._rewind(batch)
+            raise
+        self._purge_inflight = batch.write.purge is not None
+        return _Round(subs, batch, started, prepared)
+
+    def _start(self, rnd: _Round) -> None:
+        if rnd.prepared is not None:
+            rnd.commit = asyncio.ensure_future(self._store.commit(rnd.prepared))
+
+    async def _settle(self, rnd: _Round, following: _Round | None) -> bool:
+        """See `rnd`'s commit through: publish it and answer its requests, or, if it failed,
+        roll it back in memory together with `following` (applied on top of it, not yet
+        committing) and commit each of their submissions alone. True if `rnd` committed."""
+        try:
+            purged = await rnd.commit if rnd.commit is not None else {}
+        except Exception as exc:
+            if following is not None:
+                self._rewind(following.batch)
+            self._rewind(rnd.batch)
+            subs = rnd.subs + (following.subs if following is not None else [])
+            log.warning("commit_failed_retrying_alone", error=str(exc), submissions=len(subs))
+            await self._watch.reload(rnd.batch.now)  # windows and heartbeats as stored, too
+            for sub in subs:
+                await self._commit_batch([sub])
+            return False
+        rnd.batch.write.purged = purged
+        self._complete(rnd)
+        if following is not None:
+            # Publishing `rnd` may have unindexed a service `following` staged anew.
+            for (host, service), incident in following.batch.staged.items():
+                if service is not None and incident is not None:
+                    self._services_by_host.setdefault(host, set()).add(service)
+        return True
+
+    def _rewind(self, batch: Batch) -> None:
+        """Undo what applying `batch` did outside it: nothing was published, so memory is as
+        before once the timers taken go back and services indexed early are unindexed."""
+        for entry in batch.timers_taken:
+            heapq.heappush(self._timers, entry)
+        batch.timers_taken.clear()
+        self._unindex(batch)
+        if batch.write.purge is not None:
+            self._purge_inflight = False
+
+    def _fail(self, subs: Sequence[_Submission], failure: Exception) -> None:
+        for sub in subs:
+            if not sub.done.done():
+                sub.done.set_exception(failure)
+
+    async def _resync(self, now: datetime) -> None:
+        """After an unexpected writer failure: the watch as stored (the cache only ever holds
+        committed rounds)."""
+        self._purge_inflight = False
+        await self._watch.reload(now)
 
     def _drain(self, first: _Submission | None) -> tuple[list[_Submission], bool]:
         if first is None:
@@ -326,66 +478,69 @@ class Engine:
         return max((due - self._clock.now()).total_seconds(), 0.0)
 
     async def _commit_batch(self, subs: list[_Submission]) -> None:
-        loop = asyncio.get_running_loop()
-        started = loop.time()
+        """One round on its own, not pipelined (a retry after a failed round): if it fails
+        with several submissions, each is tried alone, so only one that cannot be committed
+        fails (shared fate is the price of group commit, not of a bad input)."""
         now = self._clock.now()
-        batch = Batch(now)
         try:
-            self._fire_timers(batch, now)
-            for sub in subs:
-                for result in sub.results:
-                    self._apply(batch, result, now)
-            self._finish(batch, now)
-            batch.write.purge = self._purge_due(now, started)
-            if batch.write:
-                batch.write.at = now
-                await self._store.write(batch.write)
+            rnd = self._prepare(subs)  # on an exception, nothing of it stays in memory
         except Exception as exc:
-            # Nothing was published: memory is as before, and the timers taken go back.
-            for entry in batch.timers_taken:
-                heapq.heappush(self._timers, entry)
-            self._unindex(batch)
-            if len(subs) > 1:
-                # Shared fate is the price of group commit, not of a bad input: try each
-                # submission alone, so only the one that cannot be committed fails.
-                log.warning("commit_failed_retrying_alone", error=str(exc), submissions=len(subs))
-                await self._watch.reload(now)  # windows and heartbeats as stored, too
-                for sub in subs:
-                    await self._commit_batch([sub])
-                return
-            log.error("commit_failed", error=str(exc), submissions=len(subs))
-            self.commit_error = str(exc)
-            await self._watch.reload(now)
-            failure = exc if isinstance(exc, StoreError) else StoreError(f"commit failed: {exc}")
-            for sub in subs:
-                if not sub.done.done():
-                    sub.done.set_exception(failure)
+            await self._failed(subs, exc, now)
             return
-        self._publish(batch, now)
+        self._start(rnd)
+        try:
+            purged = await rnd.commit if rnd.commit is not None else {}
+        except Exception as exc:
+            self._rewind(rnd.batch)
+            await self._failed(subs, exc, now)
+            return
+        rnd.batch.write.purged = purged
+        self._complete(rnd)
+
+    async def _failed(self, subs: list[_Submission], exc: Exception, now: datetime) -> None:
+        if len(subs) > 1:
+            log.warning("commit_failed_retrying_alone", error=str(exc), submissions=len(subs))
+            await self._watch.reload(now)
+            for sub in subs:
+                await self._commit_batch([sub])
+            return
+        log.error("commit_failed", error=str(exc), submissions=len(subs))
+        self.commit_error = str(exc)
+        await self._watch.reload(now)
+        failure = exc if isinstance(exc, StoreError) else StoreError(f"commit failed: {exc}")
+        self._fail(subs, failure)
+
+    def _complete(self, rnd: _Round) -> None:
+        """After a successful commit: publish, answer every waiter, report."""
+        batch = rnd.batch
+        self._publish(batch, batch.now)
         if batch.write.purge is not None:
-            self._purged(batch.write.purged, started)
+            self._purge_inflight = False
+            self._purged(batch.write.purged, rnd.started)
         if batch.write:
             self.commit_error = None
         if batch.write.new_ops or batch.write.redrive:
             self.outbox_ready.set()
-        for sub in subs:
+        for sub in rnd.subs:
             if not sub.done.done():
                 sub.done.set_result(None)
         self.last_batch = BatchStats(
-            results=sum(len(s.results) for s in subs),
-            submissions=len(subs),
+            results=sum(len(s.results) for s in rnd.subs),
+            submissions=len(rnd.subs),
             incidents_written=len(batch.write.upserts) + len(batch.write.repeats),
             events_written=len(batch.write.events),
-            commit_seconds=loop.time() - started,
+            commit_seconds=asyncio.get_running_loop().time() - rnd.started,
         )
         if self._on_batch is not None:
-            self._on_batch(self.last_batch, batch.write, [s.results for s in subs])
+            self._on_batch(self.last_batch, batch.write, [s.results for s in rnd.subs])
 
     # -- applying inputs to the staged view ------------------------------------------------------
 
     def _get(self, batch: Batch, key: IncidentKey) -> Incident | None:
         if key in batch.staged:
             return batch.staged[key]
+        if key in self._overlay:
+            return self._overlay[key]
         return self._cache.get(key)
 
     def _host_problem(self, batch: Batch, host: str) -> Incident | None:
@@ -397,7 +552,13 @@ class Engine:
             self._apply_other(batch, item, now)
             return
         key = (item.host, item.service)
-        before = batch.staged[key] if key in batch.staged else self._cache.get(key)
+        staged, overlay = batch.staged, self._overlay
+        if key in staged:
+            before = staged[key]
+        elif key in overlay:
+            before = overlay[key]
+        else:
+            before = self._cache.get(key)
         if before is None and item.state in OK_STATES:
             return  # the common case: all is well and nothing was wrong before
         host_problem = None if item.service is None else self._host_problem(batch, item.host)
