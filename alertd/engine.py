@@ -591,6 +591,16 @@ class Engine:
         self, batch: Batch, key: IncidentKey, before: Incident | None, transition: Transition
     ) -> None:
         after = transition.incident
+        if transition.repeat and after is not None:
+            # A plain repeat (the storm's commonest input): same incident, same state, one
+            # `deduplicated` event counted per incident and commit; nothing to (un)index.
+            batch.staged[key] = after
+            if key not in batch.full:
+                batch.plain.add(key)
+            at = transition.events[0].at
+            count, _ = batch.dedup_counts.get(after.id, (0, at))
+            batch.dedup_counts[after.id] = (count + 1, at)
+            return
         if after is not None and after.id == self._next_id:
             self._next_id += 1
         if transition.discarded and before is not None:
@@ -715,24 +725,36 @@ class Engine:
         if gone:
             # A pending incident opened and discarded in this batch leaves no events behind.
             batch.write.events = [(i, e) for i, e in batch.write.events if i not in gone]
-        by_incident: dict[int, list[Event]] = {}
-        for incident_id, event in batch.write.events:
-            by_incident.setdefault(incident_id, []).append(event)
+        planner = self._planner
+        by_incident: dict[int, list[Event]] = {}  # for the planner only
+        if planner is not None:
+            for incident_id, event in batch.write.events:
+                by_incident.setdefault(incident_id, []).append(event)
+        events = batch.write.events
         for incident_id, (count, at) in batch.dedup_counts.items():
             event = Event(EventKind.DEDUPLICATED, at, {"count": count})
-            batch.write.events.append((incident_id, event))
-            by_incident.setdefault(incident_id, []).append(event)
+            events.append((incident_id, event))
+            if planner is not None:
+                by_incident.setdefault(incident_id, []).append(event)
         for (incident_id, _), (count, first) in batch.late_counts.items():
             if incident_id not in gone:
                 event = Event(EventKind.LATE, first.at, {**first.detail, "count": count})
                 batch.write.events.append((incident_id, event))
+        repeats, upserts, plain = batch.write.repeats, batch.write.upserts, batch.plain
+        if planner is None:  # nothing to plan: each staged incident is a row as it is
+            due_at = lifecycle.due_at
+            for key, incident in batch.staged.items():
+                if incident is not None:
+                    rows = repeats if key in plain else upserts
+                    rows.append((incident, due_at(incident)))
+            return
         for key, incident in batch.staged.items():
             if incident is None:
                 continue
-            events = by_incident.get(incident.id)
+            changes = by_incident.get(incident.id)
             planned = incident
-            if self._planner is not None and events:
-                planned, ops = self._planner.plan(incident, events, now)
+            if changes:
+                planned, ops = planner.plan(incident, changes, now)
                 batch.staged[key] = planned  # same key: the dict does not change size
                 self._queue_ops(batch, planned.id, ops, now)
             if planned is incident and key in batch.plain:
