@@ -251,6 +251,9 @@ class Engine:
         answer still follows its own fsync and a failed N never leaves N+1 on disk."""
         inflight: _Round | None = None
         while True:
+            current = following = None
+            subs: list[_Submission] = []
+            stop = False
             try:
                 if inflight is None:
                     try:
@@ -271,7 +274,7 @@ class Engine:
                         following = None  # rolled back with it, and retried alone
                 if following is not None:
                     self._start(following)
-                    inflight = following
+                    inflight, following = following, None
                 for sub in retry:  # the round that could not even be applied
                     await self._commit_batch([sub])
                 if stop:
@@ -279,14 +282,42 @@ class Engine:
                         current, inflight = inflight, None
                         await self._settle(current, None)
                     return
-            except Exception as exc:  # the writer must outlive any failure
+            except Exception as exc:  # the writer must outlive any failure (a bug)
                 log.exception("writer_round_failed")
-                failure = StoreError(f"commit failed: {exc}")
-                if inflight is not None:
-                    self._fail(inflight.subs, failure)
-                    inflight = None
-                with contextlib.suppress(Exception):
-                    await self._resync(self._clock.now())
+                rounds = [r for r in (inflight, current, following) if r is not None]
+                inflight = None
+                await self._recover(rounds, subs, StoreError(f"commit failed: {exc}"))
+                if stop:
+                    return
+
+    async def _recover(
+        self, rounds: list[_Round], subs: list[_Submission], failure: StoreError
+    ) -> None:
+        """After an unexpected failure in the writer: whatever of `rounds` reached the disk,
+        memory is rebuilt from the store, and every request not answered yet gets `failure`
+        (it may have been stored: a retry of it then counts twice, the price of a bug)."""
+        commits = [r.commit for r in rounds if r.commit is not None]
+        if commits:
+            await asyncio.wait(commits)
+        for rnd in rounds:
+            self._fail(rnd.subs, failure)
+        self._fail(subs, failure)
+        try:
+            await self._reload(self._clock.now())
+        except Exception:
+            log.exception("writer_reload_failed")
+
+    async def _reload(self, now: datetime) -> None:
+        """The cache, its indexes and timers, and the watch, as the store has them."""
+        self._purge_inflight = False
+        self._cache.clear()
+        self._services_by_host.clear()
+        self._timers.clear()
+        async for page in self._store.load_active(now - self.policy.reopen_window):
+            for incident in page:
+                if lifecycle.is_active(incident, now):
+                    self._remember(incident)
+        await self._watch.reload(now)
 
     async def _input_or_commit(self, inflight: _Round) -> tuple[bool, _Submission | None]:
         """What comes first: new input to apply beside the commit (True, it), or the end of
@@ -393,11 +424,6 @@ class Engine:
             if not sub.done.done():
                 sub.done.set_exception(failure)
 
-    async def _resync(self, now: datetime) -> None:
-        """After an unexpected writer failure: the watch as stored (the cache only ever holds
-        committed rounds)."""
-        self._purge_inflight = False
-        await self._watch.reload(now)
 
     def _drain(self, first: _Submission | None) -> tuple[list[_Submission], bool]:
         if first is None:
