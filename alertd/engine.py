@@ -809,12 +809,17 @@ class Engine:
         for key in batch.expired:
             if key not in batch.staged:
                 self._forget(key)
+        plain, cache, changed, policy = batch.plain, self._cache, self._watch.changed, self.policy
         for key, incident in batch.staged.items():
-            if incident is None or not lifecycle.is_active(incident, now):
+            if key in plain and incident is not None:
+                # A plain repeat: the same open incident, its timers and indexes as they were.
+                cache[key] = incident
+                changed(incident, policy)
+            elif incident is None or not lifecycle.is_active(incident, now):
                 self._forget(key)
             else:
                 self._remember(incident)
-                self._watch.changed(incident, self.policy)
+                changed(incident, policy)
 
     def _unindex(self, batch: Batch) -> None:
         """After a failed commit: services indexed by `_stage` that were never published."""
