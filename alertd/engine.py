@@ -345,9 +345,9 @@ class Engine:
         if not subs:
             return None, []
         if inflight is not None:
-            self._overlay = dict(inflight.batch.staged)
-            for key in inflight.batch.expired:
-                self._overlay.setdefault(key, None)
+            staged, expired = inflight.batch.staged, inflight.batch.expired
+            # Keys the round in flight lets go of (reopen window over) are gone for this one.
+            self._overlay = {**dict.fromkeys(expired), **staged} if expired else staged
         try:
             return self._prepare(subs), []
         except Exception as exc:
@@ -635,9 +635,7 @@ class Engine:
             batch.dedup_counts.pop(before.id, None)
         elif after is not before or transition.events:  # events need planning too
             batch.staged[key] = after
-        if transition.repeat and key not in batch.full:
-            batch.plain.add(key)
-        elif key not in batch.full:
+        if key not in batch.full:  # written whole, whatever repeats it had before
             batch.plain.discard(key)
             batch.full.add(key)
         host, service = key
