@@ -301,7 +301,7 @@ class Prepared(NamedTuple):
     while batch N commits); the commit is one call on the store's thread."""
 
     deletes: list[tuple[int]]
-    runs_closed: list[tuple[int]]  # incidents whose open run of repeats becomes an event row
+    runs_closed: list[int]  # incidents whose open run of repeats becomes an event row
     upserts: list[tuple[Any, ...]]
     repeats: list[tuple[Any, ...]]  # narrow rows (`codec.repeat_row`) with the run's count
     events: list[tuple[Any, ...]]
@@ -319,15 +319,19 @@ class Prepared(NamedTuple):
 # A run of plain repeats lives on the incident row (`repeats`, `repeats_from`, `repeats_last`),
 # not as an event row rewritten on every commit; anything else that happens to the incident
 # closes the run into ONE `deduplicated` event first, so the trail still reads in order.
-_CLOSE_RUN = (
+# Both over a list of ids (`IN (...)`, in chunks): one statement each, not one per incident,
+# since most incidents with news have no open run and each lookup would find nothing.
+_CLOSE_RUNS = (
     "INSERT INTO events (incident_id, at, kind, detail) SELECT id, repeats_from, "
     "'deduplicated', json_object('count', repeats, 'last_at', repeats_last) "
-    "FROM incidents WHERE id = ? AND repeats > 0"
+    "FROM incidents WHERE id IN ({}) AND repeats > 0 ORDER BY id"
 )
-_RESET_RUN = (
+_RESET_RUNS = (
     "UPDATE incidents SET repeats = 0, repeats_from = NULL, repeats_last = NULL "
-    "WHERE id = ? AND repeats > 0"
+    "WHERE id IN ({}) AND repeats > 0"
 )
+# Ids per `IN (...)` list (SQLite allows 32,766 parameters).
+_CHUNK = 500
 _RUN = (
     "UPDATE incidents SET repeats = repeats + ?, repeats_from = ifnull(repeats_from, ?), "
     "repeats_last = ? WHERE id = ?"
@@ -458,7 +462,7 @@ class Store:
         now = codec.ts(batch.at)
         return Prepared(
             deletes=[(i,) for i in batch.deletes],
-            runs_closed=sorted({(e[0],) for e in events}),
+            runs_closed=sorted({e[0] for e in events}),
             upserts=[codec.incident_row(i, due) for i, due in batch.upserts],
             repeats=repeats,
             events=events,
@@ -499,10 +503,11 @@ class Store:
             if p.deletes:
                 db.executemany("DELETE FROM events WHERE incident_id = ?", p.deletes)
                 db.executemany("DELETE FROM incidents WHERE id = ?", p.deletes)
-            if p.runs_closed:
+            for at in range(0, len(p.runs_closed), _CHUNK):
                 # Before this commit's events, so the closed run reads before them.
-                db.executemany(_CLOSE_RUN, p.runs_closed)
-                db.executemany(_RESET_RUN, p.runs_closed)
+                ids = p.runs_closed[at : at + _CHUNK]
+                db.execute(_CLOSE_RUNS.format(_marks(ids)), ids)  # only "?" marks interpolated
+                db.execute(_RESET_RUNS.format(_marks(ids)), ids)
             if p.upserts:
                 db.executemany(_UPSERT, p.upserts)
             if p.repeats:
