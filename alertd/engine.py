@@ -784,6 +784,9 @@ class Engine:
             if planned is incident and key in batch.plain:
                 batch.write.repeats.append((incident, self._due(incident)))
             else:
+                # The planner changed it (a summary due, say): written and published whole,
+                # its timers re-derived.
+                batch.plain.discard(key)
                 batch.write.upserts.append((planned, self._due(planned)))
 
     def _queue_ops(
