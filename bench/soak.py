@@ -359,8 +359,8 @@ async def main(args: argparse.Namespace) -> int:
         text = CONFIG
         for name, value in {
             "PORT": port, "DIR": base, "URL": helpdesk_url, "BUDGET": args.budget,
-            "CONCURRENCY": args.concurrency, "TIMEOUT": args.timeout,
-            "OUTCOME_WAIT": args.outcome_wait,
+            "CONCURRENCY": args.concurrency, "TIMEOUT": f"{args.timeout:g}",
+            "OUTCOME_WAIT": f"{args.outcome_wait:g}",
         }.items():  # fmt: skip
             text = text.replace(f"@{name}@", str(value))
         config.write_text(text)
