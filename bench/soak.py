@@ -2,9 +2,12 @@
 
 The sandbox helpdesk (in this process, on loopback) acts on every create, update and note
 `--late` seconds after it arrives (it goes on when alertd has died meanwhile), limited to
-`--budget` requests a minute. Load workers each own a slice of the keys and send one batch of
-results for their keys per step (so a key's results are strictly in order): repeats, new
-problems, recoveries, problems coming back (recurred or reopened incidents); another task
+`--budget` requests a minute. With `--vary`, its speed changes every few seconds between
+quick (0.2 s) and `--late`, so that a request sent before a kill can land after one sent
+later: what a helpdesk whose load varies does. Load workers each own a slice of the keys and
+send one batch of results for their keys per step (so a key's results are strictly in
+order): repeats, new problems, recoveries, problems coming back (recurred or reopened
+incidents); another task
 acknowledges open incidents through the API. Meanwhile alertd is SIGKILLed `--kills` times at
 random moments and started again after `--restart-sec` (systemd's `RestartSec=2s`).
 
@@ -219,6 +222,14 @@ async def acker(
             pass
 
 
+async def speed(sandbox: Sandbox, late: float, until: float, rng: random.Random) -> None:
+    """A helpdesk whose speed varies: quick or `late` seconds late, by turns of 1-5 s."""
+    while time.monotonic() < until:
+        sandbox.options.act_late = rng.choice((0.2, late))
+        await asyncio.sleep(rng.uniform(1, 5))
+    sandbox.options.act_late = late
+
+
 async def killer(
     alertd: Alertd, kills: int, until: float, restart_sec: float, rng: random.Random, tally: Tally
 ) -> None:
@@ -383,6 +394,7 @@ async def main(args: argparse.Namespace) -> int:
                     ),
                     acker(http, alertd.url, until, rng, tally),
                     killer(alertd, args.kills, until - 5, args.restart_sec, rng, tally),
+                    *([speed(sandbox, args.late, until, rng)] if args.vary else []),
                 )
                 # Every key's last word, acknowledged (retried until alertd answers).
                 for s in slices:
@@ -416,7 +428,8 @@ def report(
     writes = Counter(a.kind for a in sandbox.applied)
     print(
         f"soak: {args.keys} keys, {args.kills} SIGKILLs in {load:.0f} s of load, helpdesk "
-        f"{args.late:g} s late, {args.budget}/min; alertd timeout {args.timeout:g} s + "
+        f"{'0.2 or ' if args.vary else ''}{args.late:g} s late, {args.budget}/min; "
+        f"alertd timeout {args.timeout:g} s + "
         f"outcome_wait {args.outcome_wait:g} s, concurrency {args.concurrency}; "
         f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
     )
@@ -448,6 +461,7 @@ if __name__ == "__main__":
     parser.add_argument("--flip", type=float, default=0.02,
                         help="chance a key flips per batch (default %(default)s)")  # fmt: skip
     parser.add_argument("--late", type=float, default=4.0, help="helpdesk lateness, seconds")
+    parser.add_argument("--vary", action="store_true", help="quick and late by turns")
     parser.add_argument("--budget", type=int, default=1000, help="helpdesk requests per minute")
     parser.add_argument("--concurrency", type=int, default=32, help="alertd helpdesk workers")
     parser.add_argument("--timeout", type=float, default=10, help="alertd helpdesk timeout, s")
