@@ -22,6 +22,7 @@ import random
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 import aiohttp
@@ -70,7 +71,7 @@ async def main(args: argparse.Namespace) -> int:
             "CONCURRENCY": 4, "TIMEOUT": 30, "OUTCOME_WAIT": 30,
         }.items():  # fmt: skip
             text = text.replace(f"@{name}@", str(value))
-        config.write_text(text)
+        config.write_text(text + f'plan = "{args.plan}"\n')
         alertd = Alertd(base, config, port)
         alertd.start()
         tally = Tally()
@@ -110,17 +111,24 @@ async def main(args: argparse.Namespace) -> int:
             await runner.cleanup()
     after = [a for a in sandbox.applied if a.time >= back_wall]
     last = max((a.time for a in after), default=back_wall) - back_wall
+    first = min((a.time for a in after), default=back_wall) - back_wall
+    kinds = Counter(a.kind for a in after)
+    sent = Counter(f"{r.method} {'notes' if r.path.endswith('/notes') else 'ticket'}"
+                   for r in sandbox.requests[requests_before:])  # fmt: skip
     limited = sum(1 for r in sandbox.requests[requests_before:] if r.status == 429)
     refused = sum(1 for r in sandbox.requests[:requests_before] if r.status == 503)
     counts_audit = audit(keys, incidents, ops, sandbox)
     print(
         f"outage: helpdesk down {back - down:.0f} s (503 to {refused} requests), "
-        f"{args.keys} keys, a change every {args.every:g} s, budget {args.budget}/min; "
+        f"{args.keys} keys, a change every {args.every:g} s, budget {args.budget}/min, "
+        f"plan {args.plan}; "
         f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
     )
     print(f"  operations delivered before the outage: {before}")
     print(f"  backlog when the helpdesk came back:    {backlog}")
-    print(f"  delivered after it came back:           {len(after)}")
+    print(f"  delivered after it came back:           {len(after)} ({kinds['create']} creates, "
+          f"{kinds['update']} updates, {kinds['note']} notes); requests {dict(sent)}")  # fmt: skip
+    print(f"  recovery -> first operation delivered:  {first:.1f} s")
     print(f"  recovery -> last operation delivered:   {last:.1f} s   (target <= 60 s)")
     print(f"  429s after recovery:                    {limited}")
     print(f"  outbox at the end: {counts}; clean stop exit {code}")
@@ -138,6 +146,9 @@ if __name__ == "__main__":
     parser.add_argument("--keys", type=int, default=300, help="host checks (default %(default)s)")
     parser.add_argument("--every", type=float, default=2.0, help="seconds between changes")
     parser.add_argument("--budget", type=int, default=700, help="helpdesk requests per minute")
+    parser.add_argument("--plan", default="enterprise",
+                        help="alertd's helpdesk.plan: its per-class paces (default %(default)s: "
+                             "creates and updates 280/min each)")  # fmt: skip
     parser.add_argument("--limit", type=float, default=900, help="longest wait to drain, s")
     parser.add_argument("--seed", type=int, default=None, help="random seed (default: random)")
     sys.exit(asyncio.run(main(parser.parse_args())))
