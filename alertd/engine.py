@@ -59,6 +59,8 @@ OK_STATES = frozenset({CheckState.OK, CheckState.UP})
 
 # Longest the writer sleeps with nothing queued: bounds the cost of a missed wake-up.
 MAX_IDLE_SECONDS = 30.0
+# Incidents per step of a pass over the whole cache outside a commit (the loop runs between).
+_CHUNK = 5_000
 
 
 # What the writer takes: check results and notices (acks, downtimes, ...) from handlers, in
@@ -127,10 +129,13 @@ class Engine:
         self._queue: asyncio.Queue[_Submission | None] = asyncio.Queue(max_queue)
         self._cache: dict[IncidentKey, Incident] = {}
         self._services_by_host: dict[str, set[str]] = {}
+        # The cached incidents that are suppressed: what a closing window may have to release.
+        self._held: set[IncidentKey] = set()
         # (due, incident id, key): ids are unique per live timer, so keys are never compared.
         self._timers: list[tuple[datetime, int, IncidentKey]] = []
         self._next_id = 1
         self._task: asyncio.Task[None] | None = None
+        self._rescans: set[asyncio.Task[None]] = set()
         self._closing = False
         self.last_batch: BatchStats | None = None
         # Why the last commit failed, until one succeeds: the writer reports the store's health
@@ -142,7 +147,7 @@ class Engine:
         # Silences, heartbeats and the stale sweep: timers too, served by the same loop.
         self._watch = Watch(
             store, self._cache, get=self._get, stage=self._stage, apply=self._apply,
-            host_problem=self._host_problem,
+            host_problem=self._host_problem, host_keys=self._host_keys, held=self._held,
         )  # fmt: skip
         # The open windows, as the hot path checks them: one dict lookup, as before the split.
         self._active = self._watch.active
@@ -153,15 +158,34 @@ class Engine:
         """A reloaded lifecycle policy. The writer reads `policy` once per input between awaits,
         so a batch never mixes two."""
         self.policy = policy
-        self._watch.stale_rules_changed()  # deadlines follow `stale_after`: look again
+        # Deadlines follow `stale_after`: every incident gets its new one, a chunk at a time
+        # between commits (a million incidents must not stall the loop).
+        if self._task is not None:
+            rescan = asyncio.create_task(self._rescan_stale(policy), name="alertd-stale-rescan")
+            self._rescans.add(rescan)
+            rescan.add_done_callback(self._rescans.discard)
+
+    async def _rescan_stale(self, policy: LifecyclePolicy) -> None:
+        try:
+            incidents = list(self._cache.values())
+            for start in range(0, len(incidents), _CHUNK):
+                self._watch.stale_rules_changed(incidents[start : start + _CHUNK], policy)
+                await asyncio.sleep(0)
+            if self.running and not self._closing:
+                await self.run_timers()  # a deadline may have come earlier than the next wake
+        except StoreError:
+            pass  # stopping; or the commit failed and the writer says why
 
     async def start(self) -> None:
         now = self._clock.now()
         self._next_id = await self._store.max_incident_id() + 1
+        self._watch.begin(now)  # stale deadlines count from now: set before any is queued
+        policy = self.policy
         async for page in self._store.load_active(now - self.policy.reopen_window):
             for incident in page:
                 if lifecycle.is_active(incident, now):
                     self._remember(incident)
+                    self._watch.changed(incident, policy)
         await self._watch.load(now)
         log.info("engine_started", active_incidents=len(self._cache), next_id=self._next_id,
                  silences=self._watch.silences, heartbeats=self._watch.heartbeats)  # fmt: skip
@@ -174,6 +198,8 @@ class Engine:
         if self._task is None:
             return
         self._closing = True
+        for rescan in list(self._rescans):
+            rescan.cancel()
         await self._queue.put(None)
         with contextlib.suppress(asyncio.CancelledError):
             await self._task
@@ -387,6 +413,13 @@ class Engine:
         if key in batch.staged:
             return batch.staged[key]
         return self._cache.get(key)
+
+    def _host_keys(self, batch: Batch, host: str) -> list[IncidentKey]:
+        """A host's incidents as staged so far: its host check's and its services'."""
+        keys: list[IncidentKey] = [(host, s) for s in self._services_by_host.get(host, ())]
+        if self._get(batch, (host, None)) is not None:
+            keys.append((host, None))
+        return keys
 
     def _host_problem(self, batch: Batch, host: str) -> Incident | None:
         incident = self._get(batch, (host, None))
@@ -611,6 +644,10 @@ class Engine:
     def _remember(self, incident: Incident) -> None:
         previous = self._cache.get(incident.key)
         self._cache[incident.key] = incident
+        if incident.suppressed:
+            self._held.add(incident.key)
+        elif previous is not None and previous.suppressed:
+            self._held.discard(incident.key)
         if incident.service is not None:
             self._services_by_host.setdefault(incident.host, set()).add(incident.service)
         due = self._due(incident)
@@ -622,6 +659,7 @@ class Engine:
 
     def _forget(self, key: IncidentKey) -> None:
         self._cache.pop(key, None)
+        self._held.discard(key)
         host, service = key
         if service is not None:
             services = self._services_by_host.get(host)
