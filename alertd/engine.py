@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import gc
 import heapq
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -26,6 +26,7 @@ from alertd import lifecycle, notices
 from alertd.batch import Batch
 from alertd.clock import Clock
 from alertd.errors import StoreError
+from alertd.gauges import GaugeKey, gauge_key
 from alertd.heartbeats import Beat, Heartbeat, HeartbeatRemove
 from alertd.model import (
     CheckResult,
@@ -132,6 +133,8 @@ class Engine:
         self._services_by_host: dict[str, set[str]] = {}
         # The cached incidents that are suppressed: what a closing window may have to release.
         self._held: set[IncidentKey] = set()
+        # Unresolved cached incidents by what the gauges count (gauges.gauge_key).
+        self._gauges: dict[GaugeKey, int] = {}
         # (due, incident id, key): ids are unique per live timer, so keys are never compared.
         self._timers: list[tuple[datetime, int, IncidentKey]] = []
         self._next_id = 1
@@ -221,6 +224,10 @@ class Engine:
     @property
     def queued(self) -> int:
         return self._queue.qsize()
+
+    def gauge_counts(self) -> Mapping[GaugeKey, int]:
+        """Unresolved cached incidents by `gauges.gauge_key`, kept as the cache changes."""
+        return self._gauges
 
     def incidents(self) -> Iterable[Incident]:
         """The cached incidents (active ones, and resolved ones that may still reopen), read-only;
@@ -649,6 +656,7 @@ class Engine:
     def _remember(self, incident: Incident) -> None:
         previous = self._cache.get(incident.key)
         self._cache[incident.key] = incident
+        self._count(previous, incident)
         if incident.suppressed:
             self._held.add(incident.key)
         elif previous is not None and previous.suppressed:
@@ -662,8 +670,23 @@ class Engine:
         ):
             heapq.heappush(self._timers, (due, incident.id, incident.key))
 
+    def _count(self, before: Incident | None, after: Incident | None) -> None:
+        old = None if before is None else gauge_key(before)
+        new = None if after is None else gauge_key(after)
+        if old == new:
+            return
+        gauges = self._gauges
+        if old is not None:
+            left = gauges[old] - 1
+            if left:
+                gauges[old] = left
+            else:
+                del gauges[old]
+        if new is not None:
+            gauges[new] = gauges.get(new, 0) + 1
+
     def _forget(self, key: IncidentKey) -> None:
-        self._cache.pop(key, None)
+        self._count(self._cache.pop(key, None), None)
         self._held.discard(key)
         host, service = key
         if service is not None:

@@ -6,7 +6,7 @@ Fills a store through the engine in a child process (batches of 5,000 results, o
 incident each, a tenth of them fed by a stream so the stale deadlines are indexed too), then
 starts a fresh store and engine on it in this process while a ticker task measures how late its
 10 ms sleeps wake up. After the start it keeps ticking for `--after` seconds while results
-arrive (one every 100 ms).
+arrive (one every 100 ms) and Prometheus scrapes the metrics (one every 100 ms too).
 
     ./run bench-start                              # 100,000 incidents
     ./run bench-start --incidents 1000000
@@ -24,9 +24,12 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from prometheus_client import CollectorRegistry, generate_latest
+
 from alertd import logs
 from alertd.clock import ManualClock
 from alertd.engine import Engine
+from alertd.metrics import Metrics
 from alertd.model import CheckResult, CheckState, Reporting, StateType
 from alertd.policy import LifecyclePolicy
 from alertd.store import Store
@@ -91,11 +94,14 @@ async def start(path: Path, after: float) -> tuple[float, float, float, float, i
     took = time.perf_counter() - began
     loading, worst = worst, 0.0
     rss = rss_mib()
+    registry = CollectorRegistry()
+    Metrics(registry, version="bench").watch(engine)
     ends = time.perf_counter() + after
     n = 0
     while time.perf_counter() < ends:  # life goes on: results arrive, timers are looked at
         clock.advance(timedelta(milliseconds=100))
         await engine.submit([result(n * 7919 % 1000, clock.now())])
+        generate_latest(registry)  # a scrape: the incident gauges included
         await asyncio.sleep(0.1)
         n += 1
     done.set()

@@ -18,7 +18,8 @@ import pytest
 from alertd import staleness
 from alertd.clock import ManualClock
 from alertd.engine import Engine
-from alertd.model import CheckResult, CheckState, Notice, NoticeKind, Reporting
+from alertd.gauges import GaugeKey, gauge_key
+from alertd.model import CheckResult, CheckState, Notice, NoticeKind, Reporting, StateType
 from alertd.policy import LifecyclePolicy, Pattern
 from alertd.silences import Silence, SilenceChange, SilenceExpire
 from alertd.store import Store
@@ -152,3 +153,40 @@ async def test_nagios_downtimes_cost_each_downtime_not_every_silence(
         await engine.submit([Notice(NoticeKind.DOWNTIME_ENDED, f"host-{n}", None, clock.now())])
     assert engine.silence(1) is None and engine.silence(400) is None
     assert looks.count < 20 * 800, looks.count  # was ~ 400 x 400
+
+
+def recount(engine: Engine) -> dict[GaugeKey, int]:
+    counted: dict[GaugeKey, int] = {}
+    for incident in engine.incidents():
+        key = gauge_key(incident)
+        if key is not None:
+            counted[key] = counted.get(key, 0) + 1
+    return counted
+
+
+async def test_the_gauge_counts_follow_every_change_of_the_cache(
+    engine: Engine, clock: ManualClock
+) -> None:
+    """The counts a scrape reads (instead of walking every incident) equal a recount after
+    opens, an ack, a window, a recovery, a resolve, a discarded pending one and a stale one."""
+    ok = CheckState.OK
+    await engine.submit([crit(f"host-{n}", clock) for n in range(5)])
+    assert engine.gauge_counts() == recount(engine) and sum(recount(engine).values()) == 5
+    ack = Notice(NoticeKind.ACKNOWLEDGED, "host-1", "HTTP", clock.now(), "bob", "on it")
+    sid = engine.new_silence_id()
+    await engine.submit([ack, SilenceChange(window(sid, "host-2", clock))])
+    assert engine.gauge_counts() == recount(engine)
+    clock.advance(timedelta(seconds=5))
+    await engine.submit([crit("host-3", clock)._replace(state=ok)])
+    assert engine.gauge_counts() == recount(engine)
+    clock.advance(timedelta(minutes=10))  # host-3's hold ends (resolved); the streams go stale
+    await engine.run_timers()
+    assert engine.gauge_counts() == recount(engine)
+    pending = CheckResult("db", None, CheckState.DOWN, clock.now(), state_type=StateType.SOFT)
+    await engine.submit([pending])
+    await engine.submit([pending._replace(state=CheckState.UP)])  # a soft recovery: discarded
+    assert engine.gauge_counts() == recount(engine)
+    counts = recount(engine)
+    assert sum(n for k, n in counts.items() if k[3]) == 1  # suppressed: host-2
+    assert sum(n for k, n in counts.items() if k[4]) == 1  # acknowledged: host-1
+    assert sum(n for k, n in counts.items() if k[5]) == 4  # stale: all open streams
