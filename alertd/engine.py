@@ -63,6 +63,8 @@ OK_STATES = frozenset({CheckState.OK, CheckState.UP})
 MAX_IDLE_SECONDS = 30.0
 # Incidents per step of a pass over the whole cache outside a commit (the loop runs between).
 _CHUNK = 5_000
+# A load this large leaves the cyclic GC's sight (a small one is not worth a full collection).
+_FREEZE_FROM = 10_000
 
 
 # What the writer takes: check results and notices (acks, downtimes, ...) from handlers, in
@@ -185,15 +187,21 @@ class Engine:
         self._next_id = await self._store.max_incident_id() + 1
         self._watch.begin(now)  # stale deadlines count from now: set before any is queued
         policy = self.policy
+        loaded = 0
         async for page in self._store.load_active(now - self.policy.reopen_window):
             for incident in page:
                 if lifecycle.is_active(incident, now):
                     self._remember(incident)
                     self._watch.changed(incident, policy)
-            # What is loaded lives long: out of the cyclic GC's sight, or each full collection
-            # walks every incident (0.4 s of the loop at 100,000, seconds at a million). The
-            # cache's objects hold no cycles; refcounting still frees each one replaced.
-            gc.freeze()
+            loaded += len(page)
+            if loaded >= _FREEZE_FROM:
+                # What is loaded lives long: out of the cyclic GC's sight, or each full
+                # collection walks every incident (0.4 s of the loop at 100,000, seconds at a
+                # million). The cache's objects hold no cycles; refcounting still frees each
+                # one replaced. Garbage from before is collected first, never frozen.
+                if loaded - len(page) < _FREEZE_FROM:
+                    gc.collect()
+                gc.freeze()
         await self._watch.load(now)
         log.info("engine_started", active_incidents=len(self._cache), next_id=self._next_id,
                  silences=self._watch.silences, heartbeats=self._watch.heartbeats)  # fmt: skip

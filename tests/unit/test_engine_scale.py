@@ -78,6 +78,18 @@ async def test_a_stale_sweep_looks_at_the_incidents_due_not_at_every_one(
     assert engine.next_due() == second.last_seen + timedelta(minutes=5)
 
 
+async def test_once_every_stream_is_stale_the_writer_sleeps(
+    engine: Engine, clock: ManualClock
+) -> None:
+    """After an outage of the monitoring where every stream went quiet, all are marked in one
+    look, and then nothing is due: the writer does not wake to sweep again and again."""
+    await engine.submit([crit(f"host-{n}", clock) for n in range(HOSTS)])
+    clock.advance(timedelta(hours=1))
+    await engine.run_timers()
+    assert all(i.stale for i in engine.incidents())
+    assert engine.next_due() is None
+
+
 async def test_a_stale_deadline_moved_by_new_results_is_honoured(
     engine: Engine, clock: ManualClock
 ) -> None:
