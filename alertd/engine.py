@@ -166,7 +166,9 @@ class Engine:
         self.policy = policy
         # Deadlines follow `stale_after`: every incident gets its new one, a chunk at a time
         # between commits (a million incidents must not stall the loop).
-        if self._task is not None:
+        if len(self._cache) <= _CHUNK:
+            self._watch.stale_rules_changed(self._cache.values(), policy)  # at once: small
+        elif self._task is not None:
             rescan = asyncio.create_task(self._rescan_stale(policy), name="alertd-stale-rescan")
             self._rescans.add(rescan)
             rescan.add_done_callback(self._rescans.discard)

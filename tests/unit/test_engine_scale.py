@@ -202,3 +202,16 @@ async def test_the_gauge_counts_follow_every_change_of_the_cache(
     assert sum(n for k, n in counts.items() if k[3]) == 1  # suppressed: host-2
     assert sum(n for k, n in counts.items() if k[4]) == 1  # acknowledged: host-1
     assert sum(n for k, n in counts.items() if k[5]) == 4  # stale: all open streams
+
+
+async def test_a_reloaded_shorter_stale_after_applies_to_the_incidents_already_open(
+    engine: Engine, clock: ManualClock
+) -> None:
+    """stale_after 5 min -> 2 min by a reload: a stream quiet for 2 min is stale at the next
+    look, though its queued deadline said 5."""
+    await engine.submit([crit("web", clock)])
+    engine.reconfigure(LifecyclePolicy(stale_after=timedelta(minutes=2)))
+    clock.advance(timedelta(minutes=2))
+    await engine.run_timers()
+    web = engine.cached(("web", "HTTP"))
+    assert web is not None and web.stale
