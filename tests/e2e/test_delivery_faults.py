@@ -67,9 +67,9 @@ class Daemon:
         return await asyncio.to_thread(call)
 
     async def up(self) -> bool:
+        """Up and loaded: while the store loads, /healthz answers with `"starting": true`."""
         try:
-            await self.http("GET", "/healthz")
-            return True
+            return "starting" not in await self.http("GET", "/healthz")
         except OSError:
             assert self.proc is not None and self.proc.poll() is None, self.log()
             return False
