@@ -45,6 +45,7 @@ from alertd.silences import Silence, SilenceChange, SilenceExpire
 from alertd.store import (
     NewOp,
     OutboxUpdate,
+    Prepared,
     Purge,
     PurgeKind,
     Redrive,
@@ -91,6 +92,18 @@ class _Submission:
     done: asyncio.Future[None]
 
 
+@dataclass(slots=True)
+class _Round:
+    """One group commit on its way: applied in memory (not yet published), encoded, and
+    committing on the store's thread while the writer applies the next one on top of it."""
+
+    subs: list[_Submission]
+    batch: Batch
+    started: float  # loop time when it was applied
+    prepared: Prepared | None  # None: nothing to write (the commit is a no-op)
+    commit: asyncio.Future[dict[PurgeKind, int]] | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class BatchStats:
     results: int
@@ -132,6 +145,10 @@ class Engine:
         self._max_batch = max_batch
         self._queue: asyncio.Queue[_Submission | None] = asyncio.Queue(max_queue)
         self._cache: dict[IncidentKey, Incident] = {}
+        # The round committing right now, as the next one sees it while it is applied: its
+        # staged incidents (None: gone) over the cache. Empty outside `_prepare`.
+        self._overlay: dict[IncidentKey, Incident | None] = {}
+        self._purge_inflight = False
         self._services_by_host: dict[str, set[str]] = {}
         # The cached incidents that are suppressed: what a closing window may have to release.
         self._held: set[IncidentKey] = set()
@@ -277,23 +294,184 @@ class Engine:
     # -- the writer task -------------------------------------------------------------------------
 
     async def _run(self) -> None:
+        """The pipelined writer: round N+1 is applied and encoded on the loop while round N
+        commits on the store's thread; N+1's commit starts only once N's is settled, so each
+        answer still follows its own fsync and a failed N never leaves N+1 on disk."""
+        inflight: _Round | None = None
         while True:
+            current = following = None
+            subs: list[_Submission] = []
+            stop = False
             try:
-                first = await asyncio.wait_for(self._queue.get(), self._idle_timeout())
-            except TimeoutError:
-                first = _Submission((), asyncio.get_running_loop().create_future())
-            subs, stop = self._drain(first)
-            if subs:
-                try:
-                    await self._commit_batch(subs)
-                except Exception as exc:  # the writer must outlive any failure
-                    log.exception("writer_round_failed")
-                    failure = StoreError(f"commit failed: {exc}")
-                    for sub in subs:
-                        if not sub.done.done():
-                            sub.done.set_exception(failure)
-            if stop:
-                return
+                if inflight is None:
+                    try:
+                        first = await asyncio.wait_for(self._queue.get(), self._idle_timeout())
+                    except TimeoutError:
+                        first = _Submission((), asyncio.get_running_loop().create_future())
+                else:
+                    arrived, first = await self._input_or_commit(inflight)
+                    if not arrived:  # committed, and nothing queued to overlap with
+                        current, inflight = inflight, None
+                        await self._settle(current, None)
+                        continue
+                subs, stop = self._drain(first)
+                following, retry = self._prepare_on(inflight, subs)
+                if inflight is not None:
+                    current, inflight = inflight, None
+                    if not await self._settle(current, following):
+                        following = None  # rolled back with it, and retried alone
+                if following is not None:
+                    self._start(following)
+                    inflight, following = following, None
+                for sub in retry:  # the round that could not even be applied
+                    await self._commit_batch([sub])
+                if stop:
+                    if inflight is not None:
+                        current, inflight = inflight, None
+                        await self._settle(current, None)
+                    return
+            except Exception as exc:  # the writer must outlive any failure (a bug)
+                log.exception("writer_round_failed")
+                rounds = [r for r in (inflight, current, following) if r is not None]
+                inflight = None
+                await self._recover(rounds, subs, StoreError(f"commit failed: {exc}"))
+                if stop:
+                    return
+
+    async def _recover(
+        self, rounds: list[_Round], subs: list[_Submission], failure: StoreError
+    ) -> None:
+        """After an unexpected failure in the writer: whatever of `rounds` reached the disk,
+        memory is rebuilt from the store, and every request not answered yet gets `failure`
+        (it may have been stored: a retry of it then counts twice, the price of a bug)."""
+        commits = [r.commit for r in rounds if r.commit is not None]
+        if commits:
+            await asyncio.wait(commits)
+        for rnd in rounds:
+            self._fail(rnd.subs, failure)
+        self._fail(subs, failure)
+        try:
+            await self._reload(self._clock.now())
+        except Exception:
+            log.exception("writer_reload_failed")
+
+    async def _reload(self, now: datetime) -> None:
+        """The cache, its indexes and timers, and the watch, as the store has them."""
+        self._purge_inflight = False
+        self._cache.clear()
+        self._services_by_host.clear()
+        self._timers.clear()
+        async for page in self._store.load_active(now - self.policy.reopen_window):
+            for incident in page:
+                if lifecycle.is_active(incident, now):
+                    self._remember(incident)
+        await self._watch.reload(now)
+
+    async def _input_or_commit(self, inflight: _Round) -> tuple[bool, _Submission | None]:
+        """What comes first: new input to apply beside the commit (True, it), or the end of
+        the commit (False, None). A lone request arriving mid-commit is applied at once."""
+        if not self._queue.empty():
+            return True, self._queue.get_nowait()
+        commit = inflight.commit
+        if commit is None or commit.done():
+            return False, None
+        getter = asyncio.ensure_future(self._queue.get())
+        try:
+            await asyncio.wait((commit, getter), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if not getter.done():
+                getter.cancel()  # Queue.get leaves the item queued when cancelled
+        if getter.done() and not getter.cancelled():
+            return True, getter.result()
+        return False, None
+
+    def _prepare_on(
+        self, inflight: _Round | None, subs: list[_Submission]
+    ) -> tuple[_Round | None, list[_Submission]]:
+        """Apply `subs` on top of the round in flight (as if it were committed already).
+        Returns the new round, or (None, subs) if applying failed (retried alone after)."""
+        if not subs:
+            return None, []
+        if inflight is not None:
+            staged, expired = inflight.batch.staged, inflight.batch.expired
+            # Keys the round in flight lets go of (reopen window over) are gone for this one.
+            self._overlay = {**dict.fromkeys(expired), **staged} if expired else staged
+        try:
+            return self._prepare(subs), []
+        except Exception as exc:
+            log.warning("apply_failed_retrying_alone", error=str(exc), submissions=len(subs))
+            return None, subs
+        finally:
+            self._overlay = {}
+
+    def _prepare(self, subs: list[_Submission]) -> _Round:
+        """Apply `subs` (and due timers) to a new staged view and encode its rows; on an
+        exception nothing of it stays in memory."""
+        started = asyncio.get_running_loop().time()
+        now = self._clock.now()
+        batch = Batch(now)
+        try:
+            self._fire_timers(batch, now)
+            for sub in subs:
+                for result in sub.results:
+                    self._apply(batch, result, now)
+            self._finish(batch, now)
+            if not self._purge_inflight:
+                batch.write.purge = self._purge_due(now, started)
+            prepared = None
+            if batch.write:
+                batch.write.at = now
+                prepared = self._store.prepare(batch.write)
+        except Exception:
+            self._rewind(batch)
+            raise
+        self._purge_inflight = batch.write.purge is not None
+        return _Round(subs, batch, started, prepared)
+
+    def _start(self, rnd: _Round) -> None:
+        if rnd.prepared is not None:
+            rnd.commit = asyncio.ensure_future(self._store.commit(rnd.prepared))
+
+    async def _settle(self, rnd: _Round, following: _Round | None) -> bool:
+        """See `rnd`'s commit through: publish it and answer its requests, or, if it failed,
+        roll it back in memory together with `following` (applied on top of it, not yet
+        committing) and commit each of their submissions alone. True if `rnd` committed."""
+        try:
+            purged = await rnd.commit if rnd.commit is not None else {}
+        except Exception as exc:
+            if following is not None:
+                self._rewind(following.batch)
+            self._rewind(rnd.batch)
+            subs = rnd.subs + (following.subs if following is not None else [])
+            log.warning("commit_failed_retrying_alone", error=str(exc), submissions=len(subs))
+            await self._watch.reload(rnd.batch.now)  # windows and heartbeats as stored, too
+            for sub in subs:
+                await self._commit_batch([sub])
+            return False
+        rnd.batch.write.purged = purged
+        self._complete(rnd)
+        if following is not None:
+            # Publishing `rnd` may have unindexed a service `following` staged anew.
+            for (host, service), incident in following.batch.staged.items():
+                if service is not None and incident is not None:
+                    self._services_by_host.setdefault(host, set()).add(service)
+        return True
+
+    def _rewind(self, batch: Batch) -> None:
+        """Undo what applying `batch` did outside it: nothing was published, so memory is as
+        before once the timers taken go back and services indexed early are unindexed."""
+        for entry in batch.timers_taken:
+            heapq.heappush(self._timers, entry)
+        batch.timers_taken.clear()
+        self._unindex(batch)
+        if batch.write.purge is not None:
+            self._purge_inflight = False
+
+    def _fail(self, subs: Sequence[_Submission], failure: Exception) -> None:
+        for sub in subs:
+            if not sub.done.done():
+                sub.done.set_exception(failure)
+
 
     def _drain(self, first: _Submission | None) -> tuple[list[_Submission], bool]:
         if first is None:
@@ -374,66 +552,69 @@ class Engine:
         return max((due - self._clock.now()).total_seconds(), 0.0)
 
     async def _commit_batch(self, subs: list[_Submission]) -> None:
-        loop = asyncio.get_running_loop()
-        started = loop.time()
+        """One round on its own, not pipelined (a retry after a failed round): if it fails
+        with several submissions, each is tried alone, so only one that cannot be committed
+        fails (shared fate is the price of group commit, not of a bad input)."""
         now = self._clock.now()
-        batch = Batch(now)
         try:
-            self._fire_timers(batch, now)
-            for sub in subs:
-                for result in sub.results:
-                    self._apply(batch, result, now)
-            self._finish(batch, now)
-            batch.write.purge = self._purge_due(now, started)
-            if batch.write:
-                batch.write.at = now
-                await self._store.write(batch.write)
+            rnd = self._prepare(subs)  # on an exception, nothing of it stays in memory
         except Exception as exc:
-            # Nothing was published: memory is as before, and the timers taken go back.
-            for entry in batch.timers_taken:
-                heapq.heappush(self._timers, entry)
-            self._unindex(batch)
-            if len(subs) > 1:
-                # Shared fate is the price of group commit, not of a bad input: try each
-                # submission alone, so only the one that cannot be committed fails.
-                log.warning("commit_failed_retrying_alone", error=str(exc), submissions=len(subs))
-                await self._watch.reload(now)  # windows and heartbeats as stored, too
-                for sub in subs:
-                    await self._commit_batch([sub])
-                return
-            log.error("commit_failed", error=str(exc), submissions=len(subs))
-            self.commit_error = str(exc)
-            await self._watch.reload(now)
-            failure = exc if isinstance(exc, StoreError) else StoreError(f"commit failed: {exc}")
-            for sub in subs:
-                if not sub.done.done():
-                    sub.done.set_exception(failure)
+            await self._failed(subs, exc, now)
             return
-        self._publish(batch, now)
+        self._start(rnd)
+        try:
+            purged = await rnd.commit if rnd.commit is not None else {}
+        except Exception as exc:
+            self._rewind(rnd.batch)
+            await self._failed(subs, exc, now)
+            return
+        rnd.batch.write.purged = purged
+        self._complete(rnd)
+
+    async def _failed(self, subs: list[_Submission], exc: Exception, now: datetime) -> None:
+        if len(subs) > 1:
+            log.warning("commit_failed_retrying_alone", error=str(exc), submissions=len(subs))
+            await self._watch.reload(now)
+            for sub in subs:
+                await self._commit_batch([sub])
+            return
+        log.error("commit_failed", error=str(exc), submissions=len(subs))
+        self.commit_error = str(exc)
+        await self._watch.reload(now)
+        failure = exc if isinstance(exc, StoreError) else StoreError(f"commit failed: {exc}")
+        self._fail(subs, failure)
+
+    def _complete(self, rnd: _Round) -> None:
+        """After a successful commit: publish, answer every waiter, report."""
+        batch = rnd.batch
+        self._publish(batch, batch.now)
         if batch.write.purge is not None:
-            self._purged(batch.write.purged, started)
+            self._purge_inflight = False
+            self._purged(batch.write.purged, rnd.started)
         if batch.write:
             self.commit_error = None
         if batch.write.new_ops or batch.write.redrive:
             self.outbox_ready.set()
-        for sub in subs:
+        for sub in rnd.subs:
             if not sub.done.done():
                 sub.done.set_result(None)
         self.last_batch = BatchStats(
-            results=sum(len(s.results) for s in subs),
-            submissions=len(subs),
-            incidents_written=len(batch.write.upserts),
+            results=sum(len(s.results) for s in rnd.subs),
+            submissions=len(rnd.subs),
+            incidents_written=len(batch.write.upserts) + len(batch.write.repeats),
             events_written=len(batch.write.events),
-            commit_seconds=loop.time() - started,
+            commit_seconds=asyncio.get_running_loop().time() - rnd.started,
         )
         if self._on_batch is not None:
-            self._on_batch(self.last_batch, batch.write, [s.results for s in subs])
+            self._on_batch(self.last_batch, batch.write, [s.results for s in rnd.subs])
 
     # -- applying inputs to the staged view ------------------------------------------------------
 
     def _get(self, batch: Batch, key: IncidentKey) -> Incident | None:
         if key in batch.staged:
             return batch.staged[key]
+        if key in self._overlay:
+            return self._overlay[key]
         return self._cache.get(key)
 
     def _host_keys(self, batch: Batch, host: str) -> list[IncidentKey]:
@@ -452,7 +633,13 @@ class Engine:
             self._apply_other(batch, item, now)
             return
         key = (item.host, item.service)
-        before = batch.staged[key] if key in batch.staged else self._cache.get(key)
+        staged, overlay = batch.staged, self._overlay
+        if key in staged:
+            before = staged[key]
+        elif key in overlay:
+            before = overlay[key]
+        else:
+            before = self._cache.get(key)
         if before is None and item.state in OK_STATES:
             return  # the common case: all is well and nothing was wrong before
         host_problem = None if item.service is None else self._host_problem(batch, item.host)
@@ -485,6 +672,16 @@ class Engine:
         self, batch: Batch, key: IncidentKey, before: Incident | None, transition: Transition
     ) -> None:
         after = transition.incident
+        if transition.repeat and after is not None:
+            # A plain repeat (the storm's commonest input): same incident, same state, one
+            # `deduplicated` event counted per incident and commit; nothing to (un)index.
+            batch.staged[key] = after
+            if key not in batch.full:
+                batch.plain.add(key)
+            at = transition.events[0].at
+            count, _ = batch.dedup_counts.get(after.id, (0, at))
+            batch.dedup_counts[after.id] = (count + 1, at)
+            return
         if after is not None and after.id == self._next_id:
             self._next_id += 1
         if transition.discarded and before is not None:
@@ -493,6 +690,9 @@ class Engine:
             batch.dedup_counts.pop(before.id, None)
         elif after is not before or transition.events:  # events need planning too
             batch.staged[key] = after
+        if key not in batch.full:  # written whole, whatever repeats it had before
+            batch.plain.discard(key)
+            batch.full.add(key)
         host, service = key
         if service is None:
             self._absorb_services(batch, host, before, after)
@@ -604,26 +804,42 @@ class Engine:
         if gone:
             # A pending incident opened and discarded in this batch leaves no events behind.
             batch.write.events = [(i, e) for i, e in batch.write.events if i not in gone]
-        by_incident: dict[int, list[Event]] = {}
-        for incident_id, event in batch.write.events:
-            by_incident.setdefault(incident_id, []).append(event)
+        planner = self._planner
+        by_incident: dict[int, list[Event]] = {}  # for the planner only
+        if planner is not None:
+            for incident_id, event in batch.write.events:
+                by_incident.setdefault(incident_id, []).append(event)
+        events = batch.write.events
         for incident_id, (count, at) in batch.dedup_counts.items():
             event = Event(EventKind.DEDUPLICATED, at, {"count": count})
-            batch.write.events.append((incident_id, event))
-            by_incident.setdefault(incident_id, []).append(event)
+            events.append((incident_id, event))
+            if planner is not None:
+                by_incident.setdefault(incident_id, []).append(event)
         for (incident_id, _), (count, first) in batch.late_counts.items():
             if incident_id not in gone:
                 event = Event(EventKind.LATE, first.at, {**first.detail, "count": count})
                 batch.write.events.append((incident_id, event))
+        repeats, upserts, plain = batch.write.repeats, batch.write.upserts, batch.plain
+        if planner is None:  # nothing to plan: each staged incident is a row as it is
+            due_at = lifecycle.due_at
+            for key, incident in batch.staged.items():
+                if incident is not None:
+                    rows = repeats if key in plain else upserts
+                    rows.append((incident, due_at(incident)))
+            return
         for key, incident in batch.staged.items():
             if incident is None:
                 continue
-            events = by_incident.get(incident.id)
-            if self._planner is not None and events:
-                incident, ops = self._planner.plan(incident, events, now)
-                batch.staged[key] = incident  # same key: the dict does not change size
-                self._queue_ops(batch, incident.id, ops, now)
-            batch.write.upserts.append((incident, self._due(incident)))
+            changes = by_incident.get(incident.id)
+            planned = incident
+            if changes:
+                planned, ops = planner.plan(incident, changes, now)
+                batch.staged[key] = planned  # same key: the dict does not change size
+                self._queue_ops(batch, planned.id, ops, now)
+            if planned is incident and key in batch.plain:
+                batch.write.repeats.append((incident, self._due(incident)))
+            else:
+                batch.write.upserts.append((planned, self._due(planned)))
 
     def _queue_ops(
         self, batch: Batch, incident_id: int, ops: list[PlannedOp], now: datetime
@@ -646,12 +862,17 @@ class Engine:
         for key in batch.expired:
             if key not in batch.staged:
                 self._forget(key)
+        plain, cache, changed, policy = batch.plain, self._cache, self._watch.changed, self.policy
         for key, incident in batch.staged.items():
-            if incident is None or not lifecycle.is_active(incident, now):
+            if key in plain and incident is not None:
+                # A plain repeat: the same open incident, its timers and indexes as they were.
+                cache[key] = incident
+                changed(incident, policy)
+            elif incident is None or not lifecycle.is_active(incident, now):
                 self._forget(key)
             else:
                 self._remember(incident)
-                self._watch.changed(incident, self.policy)
+                changed(incident, policy)
 
     def _unindex(self, batch: Batch) -> None:
         """After a failed commit: services indexed by `_stage` that were never published."""
