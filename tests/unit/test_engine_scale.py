@@ -8,14 +8,15 @@ incidents are in bench/README.md.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from alertd import staleness
+from alertd import staleness, watch
 from alertd.clock import ManualClock
 from alertd.engine import Engine
 from alertd.gauges import GaugeKey, gauge_key
@@ -215,3 +216,28 @@ async def test_a_reloaded_shorter_stale_after_applies_to_the_incidents_already_o
     await engine.run_timers()
     web = engine.cached(("web", "HTTP"))
     assert web is not None and web.stale
+
+
+async def test_a_window_over_every_host_goes_through_them_a_chunk_per_commit(
+    engine: Engine, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A glob window compares every incident: a chunk per commit, the writer going on by itself
+    until all are held, and its end releases them the same way."""
+    monkeypatch.setattr(watch, "SWEEP_CHUNK", 50)
+    await engine.submit([crit(f"host-{n}", clock) for n in range(HOSTS)])
+    sid = engine.new_silence_id()
+    await engine.submit([SilenceChange(window(sid, "host-*", clock))])
+    held = sum(i.suppressed for i in engine.incidents())
+    assert 0 < held < HOSTS  # the first chunk at once; the rest follows
+
+    async def all_are(suppressed: bool) -> None:
+        for _ in range(1000):  # the writer wakes by itself for the next chunk
+            if all(i.suppressed is suppressed for i in engine.incidents()):
+                return
+            await asyncio.sleep(0.01)
+        raise AssertionError(f"{sum(i.suppressed for i in engine.incidents())} held")
+
+    await all_are(True)
+    await engine.submit([SilenceExpire(sid)])
+    await all_are(False)
+    assert engine.next_due() != datetime.min.replace(tzinfo=UTC)  # nothing left to go on with
