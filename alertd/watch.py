@@ -184,7 +184,7 @@ class Watch:
         """When the writer must next wake for a silence, the stale sweep or a heartbeat."""
         if self._sweeps:
             return _AT_ONCE  # a window's pass over many incidents goes on at once
-        dues = [d for d in (self._silence_due(), self._stale_due()) if d is not None]
+        dues = [d for d in (self._silence_due(), self.stale_due()) if d is not None]
         dues += [h.due for h in self._heartbeats.values()]
         return min(dues, default=None)
 
@@ -194,7 +194,7 @@ class Watch:
             heapq.heappop(heap)  # the silence changed or ended since: its new time is queued
         return heap[0][0] if heap else None
 
-    def _stale_due(self) -> datetime | None:
+    def stale_due(self) -> datetime | None:
         heap, sched = self._stale_heap, self._stale_sched
         while heap and sched.get(heap[0][2]) != heap[0][0]:
             heapq.heappop(heap)
@@ -240,7 +240,9 @@ class Watch:
         """Mark stale the open incidents whose stream went quiet: only the heap's entries due
         now are looked at; one whose deadline moved since goes back in at its new time."""
         heap, sched = self._stale_heap, self._stale_sched
-        while heap and heap[0][0] <= now:
+        budget = SWEEP_CHUNK  # all going quiet at once: a chunk per commit, the next at once
+        while heap and heap[0][0] <= now and budget > 0:
+            budget -= 1
             at, _, key = heapq.heappop(heap)
             if sched.get(key) != at:
                 continue  # superseded by an earlier entry for the same key

@@ -16,11 +16,20 @@ from typing import Any
 
 import pytest
 
+from alertd import engine as engine_module
 from alertd import staleness, watch
 from alertd.clock import ManualClock
 from alertd.engine import Engine
 from alertd.gauges import GaugeKey, gauge_key
-from alertd.model import CheckResult, CheckState, Notice, NoticeKind, Reporting, StateType
+from alertd.model import (
+    CheckResult,
+    CheckState,
+    Notice,
+    NoticeKind,
+    Reporting,
+    StateType,
+    Status,
+)
 from alertd.policy import LifecyclePolicy, Pattern
 from alertd.silences import Silence, SilenceChange, SilenceExpire
 from alertd.store import Store
@@ -241,3 +250,44 @@ async def test_a_window_over_every_host_goes_through_them_a_chunk_per_commit(
     await engine.submit([SilenceExpire(sid)])
     await all_are(False)
     assert engine.next_due() != datetime.min.replace(tzinfo=UTC)  # nothing left to go on with
+
+
+async def test_many_streams_going_quiet_at_once_are_marked_a_chunk_per_commit(
+    engine: Engine, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Monitoring down: every stream goes quiet at the same moment. They are marked stale a
+    chunk per commit, the writer going on at once by itself until all are."""
+    monkeypatch.setattr(watch, "SWEEP_CHUNK", 50)
+    await engine.submit([crit(f"host-{n}", clock) for n in range(HOSTS)])
+    clock.advance(timedelta(minutes=6))
+    await engine.run_timers()
+    assert 0 < sum(i.stale for i in engine.incidents()) < HOSTS
+    for _ in range(1000):
+        if all(i.stale for i in engine.incidents()):
+            break
+        await asyncio.sleep(0.01)
+    assert all(i.stale for i in engine.incidents())
+
+
+async def test_holds_that_ended_while_down_all_fire_at_start_a_chunk_per_commit(
+    tmp_path: Path, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """300 recovering incidents whose holds end while alertd is down: all are resolved when
+    the start returns, though a commit fires at most 50 timers."""
+    monkeypatch.setattr(engine_module, "TIMER_CHUNK", 50)
+    store = await Store.open(tmp_path / "alertd.db")
+    first = Engine(store, LifecyclePolicy(), clock)
+    await first.start()
+    await first.submit([crit(f"host-{n}", clock) for n in range(HOSTS)])
+    await first.submit([crit(f"host-{n}", clock)._replace(state=CheckState.OK)
+                        for n in range(HOSTS)])  # fmt: skip
+    await first.stop()
+    clock.advance(timedelta(hours=1))
+    second = Engine(store, LifecyclePolicy(), clock)
+    await second.start()
+    try:
+        statuses = {i.status for i in second.incidents()}
+        assert statuses == {Status.RESOLVED}, statuses
+    finally:
+        await second.stop()
+        await store.close()
