@@ -64,6 +64,8 @@ OK_STATES = frozenset({CheckState.OK, CheckState.UP})
 MAX_IDLE_SECONDS = 30.0
 # Incidents per step of a pass over the whole cache outside a commit (the loop runs between).
 _CHUNK = 5_000
+# Incident timers fired per commit at most: the writer wakes at once for the rest.
+TIMER_CHUNK = 5_000
 # A load this large leaves the cyclic GC's sight (a small one is not worth a full collection).
 _FREEZE_FROM = 10_000
 
@@ -225,8 +227,11 @@ class Engine:
         log.info("engine_started", active_incidents=len(self._cache), next_id=self._next_id,
                  silences=self._watch.silences, heartbeats=self._watch.heartbeats)  # fmt: skip
         self._task = asyncio.create_task(self._run(), name="alertd-writer")
-        # Holds that fell due while the daemon was down fire now, before any new input.
+        # Holds that fell due while the daemon was down fire now, before any new input (the
+        # listener answers "starting" until then), a chunk per commit.
         await self.run_timers()
+        while self._timers_due(self._clock.now()):
+            await self.run_timers()
 
     async def stop(self) -> None:
         """Commit everything already submitted, then end the writer task."""
@@ -534,6 +539,15 @@ class Engine:
         dues = [d for d in (self._timers[0][0] if self._timers else None, self._watch.due()) if d]
         return min(dues, default=None)
 
+    def _timers_due(self, now: datetime) -> bool:
+        """Whether incident timers or stale deadlines are due at `now` (more than one commit's
+        chunk fell due at once)."""
+        self._incident_timeout()  # drops heap entries of incidents that moved on
+        if self._timers and self._timers[0][0] <= now:
+            return True
+        stale = self._watch.stale_due()
+        return stale is not None and stale <= now
+
     def _incident_timeout(self) -> float:
         while self._timers:
             due, incident_id, key = self._timers[0]
@@ -743,7 +757,9 @@ class Engine:
             self._watch.fire(batch, now, self.policy)
         except Exception:  # a bug in one window or heartbeat must not stop every commit
             log.exception("watch_timers_failed")
-        while self._timers and self._timers[0][0] <= now:
+        budget = TIMER_CHUNK  # many due at once (after a restart): a chunk per commit
+        while self._timers and self._timers[0][0] <= now and budget > 0:
+            budget -= 1
             entry = heapq.heappop(self._timers)
             batch.timers_taken.append(entry)
             _, incident_id, key = entry

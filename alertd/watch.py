@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import heapq
 import itertools
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Set
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import structlog
 
@@ -55,6 +57,21 @@ HostProblem = Callable[[Batch, str], Incident | None]
 HostKeys = Callable[[Batch, str], Iterable[IncidentKey]]
 
 log: structlog.typing.FilteringBoundLogger = structlog.get_logger(__name__)
+
+# Incidents a window's pass looks at per commit (~10 ms of the loop).
+SWEEP_CHUNK = 5_000
+# "Look now": earlier than any time the writer can be asked about.
+_AT_ONCE = datetime.min.replace(tzinfo=UTC)
+
+
+@dataclass(slots=True)
+class _Sweep:
+    """A window's pass over incidents: suppress what `silence` matches (it opened), or, with
+    None, release what no open window holds any more (windows closed)."""
+
+    silence: Silence | None
+    keys: list[IncidentKey]
+    done: int = 0
 
 
 class Watch:
@@ -107,6 +124,8 @@ class Watch:
         # alertd's own downtime is not the checks' silence.
         self._started: datetime | None = None
         self._rescan = False  # compare every held incident with the silences at the next look
+        # Passes over many incidents for windows that opened or closed, a chunk per commit.
+        self._sweeps: deque[_Sweep] = deque()
 
     @property
     def silences(self) -> int:
@@ -147,6 +166,7 @@ class Watch:
         # releases incidents held by a silence that ended while the daemon was down.
         self.active.clear()
         self._active_index = SilenceIndex()
+        self._sweeps.clear()  # the rescan and the windows turned again redo every pass
         self._silence_heap = [(now, sid) for sid in self._silences]
         self._silence_sched = dict.fromkeys(self._silences, now)
         self._rescan = True
@@ -162,7 +182,9 @@ class Watch:
 
     def due(self) -> datetime | None:
         """When the writer must next wake for a silence, the stale sweep or a heartbeat."""
-        dues = [d for d in (self._silence_due(), self._stale_due()) if d is not None]
+        if self._sweeps:
+            return _AT_ONCE  # a window's pass over many incidents goes on at once
+        dues = [d for d in (self._silence_due(), self.stale_due()) if d is not None]
         dues += [h.due for h in self._heartbeats.values()]
         return min(dues, default=None)
 
@@ -172,7 +194,7 @@ class Watch:
             heapq.heappop(heap)  # the silence changed or ended since: its new time is queued
         return heap[0][0] if heap else None
 
-    def _stale_due(self) -> datetime | None:
+    def stale_due(self) -> datetime | None:
         heap, sched = self._stale_heap, self._stale_sched
         while heap and sched.get(heap[0][2]) != heap[0][0]:
             heapq.heappop(heap)
@@ -204,6 +226,7 @@ class Watch:
             if sched.get(sid) == at:
                 del sched[sid]
                 due.append(sid)
+        self._go_on_sweeps(batch, now)  # before new ones: a window's passes stay in order
         if due or self._rescan:
             self._turn_silences(batch, due, now)
         for hb in list(self._heartbeats.values()):
@@ -217,7 +240,9 @@ class Watch:
         """Mark stale the open incidents whose stream went quiet: only the heap's entries due
         now are looked at; one whose deadline moved since goes back in at its new time."""
         heap, sched = self._stale_heap, self._stale_sched
-        while heap and heap[0][0] <= now:
+        budget = SWEEP_CHUNK  # all going quiet at once: a chunk per commit, the next at once
+        while heap and heap[0][0] <= now and budget > 0:
+            budget -= 1
             at, _, key = heapq.heappop(heap)
             if sched.get(key) != at:
                 continue  # superseded by an earlier entry for the same key
@@ -336,56 +361,85 @@ class Watch:
             self._silence_sched[sid] = at
             heapq.heappush(self._silence_heap, (at, sid))
 
-    def _candidates(self, batch: Batch, silence: Silence | None) -> Iterable[IncidentKey]:
-        """The incidents `silence` may match (None: every incident)."""
-        host = None if silence is None else literal_host(silence)
+    def _candidates(self, batch: Batch, silence: Silence) -> list[IncidentKey]:
+        """The incidents `silence` may match: its host's, or every incident."""
+        host = literal_host(silence)
         if host is not None:
             return list(self._host_keys(batch, host))
-        return list(self._cache.keys() | batch.staged.keys())
+        keys = list(self._cache)
+        keys += [k for k in batch.staged if k not in self._cache]
+        return keys
 
-    def _held_keys(self, batch: Batch, silence: Silence | None) -> Iterable[IncidentKey]:
+    def _held_keys(self, batch: Batch, silence: Silence | None) -> list[IncidentKey]:
         """The suppressed incidents `silence` may hold (None: every suppressed incident)."""
         host = None if silence is None else literal_host(silence)
         if host is not None:
             return list(self._host_keys(batch, host))
-        held = set(self._held)
-        held.update(k for k, i in batch.staged.items() if i is not None and i.suppressed)
+        held = list(self._held)
+        held += [k for k, i in batch.staged.items()
+                 if i is not None and i.suppressed and k not in self._held]  # fmt: skip
         return held
 
     def _rematch(
         self, batch: Batch, started: list[Silence], ended: list[Silence], now: datetime
     ) -> None:
         for silence in started:  # by id: the lowest matching id holds an incident
-            for key in self._candidates(batch, silence):
-                incident = self._get(batch, key)
-                if incident is None or incident.status is Status.RESOLVED or incident.suppressed:
-                    continue
-                if silence.matches(incident.host, incident.service, incident.labels):
-                    self._stage(batch, key, incident, self._suppress(incident, silence, now))
+            self._sweep(batch, _Sweep(silence, self._candidates(batch, silence)), now)
         if self._rescan:
             # At start: any incident held by a window that closed while the daemon was down.
             self._rescan = False
-            sources: list[Silence | None] = [None]
+            keys = self._held_keys(batch, None)
+        elif len(ended) == 1:
+            keys = self._held_keys(batch, ended[0])
         else:
-            sources = list(ended)
-        seen: set[IncidentKey] = set()
-        for source in sources:
-            for key in self._held_keys(batch, source):
-                if key in seen:
-                    continue
-                seen.add(key)
-                incident = self._get(batch, key)
-                if incident is None or incident.status is Status.RESOLVED:
-                    continue
-                if not incident.suppressed:
-                    continue
-                held_by = silence_id(incident.suppressed_reason)
-                if held_by is None:
-                    continue
-                live = self.active.get(held_by)
-                if live is None or not live.matches(incident.host, incident.service,
-                                                    incident.labels):  # fmt: skip
-                    self._stage(batch, key, incident, self.release(batch, incident))
+            keys = list(dict.fromkeys(k for e in ended for k in self._held_keys(batch, e)))
+        if keys:
+            self._sweep(batch, _Sweep(None, keys), now)
+
+    def _sweep(self, batch: Batch, sweep: _Sweep, now: datetime) -> None:
+        """Do the first chunk of `sweep` now; the rest waits for the next commits (the writer
+        wakes at once while any is left), so a window over every incident of a million never
+        stalls the loop in one commit."""
+        self._go_on(batch, sweep, now)
+        if sweep.done < len(sweep.keys):
+            self._sweeps.append(sweep)
+
+    def _go_on_sweeps(self, batch: Batch, now: datetime) -> None:
+        while self._sweeps:
+            sweep = self._sweeps[0]
+            self._go_on(batch, sweep, now)
+            if sweep.done < len(sweep.keys):
+                return  # this commit's share is done
+            self._sweeps.popleft()
+
+    def _go_on(self, batch: Batch, sweep: _Sweep, now: datetime) -> None:
+        """One chunk of `sweep`: suppress what its window matches, or release what no open
+        window holds any more."""
+        silence = sweep.silence
+        if silence is not None and self.active.get(silence.id) != silence:
+            sweep.done = len(sweep.keys)  # the window closed or changed meanwhile
+            return
+        chunk = sweep.keys[sweep.done : sweep.done + SWEEP_CHUNK]
+        sweep.done += len(chunk)
+        for key in chunk:
+            incident = self._get(batch, key)
+            if incident is None or incident.status is Status.RESOLVED:
+                continue
+            if silence is not None:
+                if not incident.suppressed and silence.matches(
+                    incident.host, incident.service, incident.labels
+                ):
+                    self._stage(batch, key, incident, self._suppress(incident, silence, now))
+                continue
+            if not incident.suppressed:
+                continue
+            held_by = silence_id(incident.suppressed_reason)
+            if held_by is None:
+                continue
+            live = self.active.get(held_by)
+            if live is None or not live.matches(incident.host, incident.service,
+                                                incident.labels):  # fmt: skip
+                self._stage(batch, key, incident, self.release(batch, incident))
 
     def silenced(self, transition: Transition, now: datetime) -> Transition:
         """`transition`, with its incident suppressed if an open window matches it."""

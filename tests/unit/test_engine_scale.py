@@ -8,18 +8,28 @@ incidents are in bench/README.md.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from alertd import staleness
+from alertd import engine as engine_module
+from alertd import staleness, watch
 from alertd.clock import ManualClock
 from alertd.engine import Engine
 from alertd.gauges import GaugeKey, gauge_key
-from alertd.model import CheckResult, CheckState, Notice, NoticeKind, Reporting, StateType
+from alertd.model import (
+    CheckResult,
+    CheckState,
+    Notice,
+    NoticeKind,
+    Reporting,
+    StateType,
+    Status,
+)
 from alertd.policy import LifecyclePolicy, Pattern
 from alertd.silences import Silence, SilenceChange, SilenceExpire
 from alertd.store import Store
@@ -215,3 +225,69 @@ async def test_a_reloaded_shorter_stale_after_applies_to_the_incidents_already_o
     await engine.run_timers()
     web = engine.cached(("web", "HTTP"))
     assert web is not None and web.stale
+
+
+async def test_a_window_over_every_host_goes_through_them_a_chunk_per_commit(
+    engine: Engine, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A glob window compares every incident: a chunk per commit, the writer going on by itself
+    until all are held, and its end releases them the same way."""
+    monkeypatch.setattr(watch, "SWEEP_CHUNK", 50)
+    await engine.submit([crit(f"host-{n}", clock) for n in range(HOSTS)])
+    sid = engine.new_silence_id()
+    await engine.submit([SilenceChange(window(sid, "host-*", clock))])
+    held = sum(i.suppressed for i in engine.incidents())
+    assert 0 < held < HOSTS  # the first chunk at once; the rest follows
+
+    async def all_are(suppressed: bool) -> None:
+        for _ in range(1000):  # the writer wakes by itself for the next chunk
+            if all(i.suppressed is suppressed for i in engine.incidents()):
+                return
+            await asyncio.sleep(0.01)
+        raise AssertionError(f"{sum(i.suppressed for i in engine.incidents())} held")
+
+    await all_are(True)
+    await engine.submit([SilenceExpire(sid)])
+    await all_are(False)
+    assert engine.next_due() != datetime.min.replace(tzinfo=UTC)  # nothing left to go on with
+
+
+async def test_many_streams_going_quiet_at_once_are_marked_a_chunk_per_commit(
+    engine: Engine, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Monitoring down: every stream goes quiet at the same moment. They are marked stale a
+    chunk per commit, the writer going on at once by itself until all are."""
+    monkeypatch.setattr(watch, "SWEEP_CHUNK", 50)
+    await engine.submit([crit(f"host-{n}", clock) for n in range(HOSTS)])
+    clock.advance(timedelta(minutes=6))
+    await engine.run_timers()
+    assert 0 < sum(i.stale for i in engine.incidents()) < HOSTS
+    for _ in range(1000):
+        if all(i.stale for i in engine.incidents()):
+            break
+        await asyncio.sleep(0.01)
+    assert all(i.stale for i in engine.incidents())
+
+
+async def test_holds_that_ended_while_down_all_fire_at_start_a_chunk_per_commit(
+    tmp_path: Path, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """300 recovering incidents whose holds end while alertd is down: all are resolved when
+    the start returns, though a commit fires at most 50 timers."""
+    monkeypatch.setattr(engine_module, "TIMER_CHUNK", 50)
+    store = await Store.open(tmp_path / "alertd.db")
+    first = Engine(store, LifecyclePolicy(), clock)
+    await first.start()
+    await first.submit([crit(f"host-{n}", clock) for n in range(HOSTS)])
+    await first.submit([crit(f"host-{n}", clock)._replace(state=CheckState.OK)
+                        for n in range(HOSTS)])  # fmt: skip
+    await first.stop()
+    clock.advance(timedelta(hours=1))
+    second = Engine(store, LifecyclePolicy(), clock)
+    await second.start()
+    try:
+        statuses = {i.status for i in second.incidents()}
+        assert statuses == {Status.RESOLVED}, statuses
+    finally:
+        await second.stop()
+        await store.close()
