@@ -12,6 +12,7 @@ from typing import Any
 import orjson
 
 from alertd.model import (
+    NO_LABELS,
     CheckState,
     Event,
     EventKind,
@@ -211,6 +212,16 @@ def repeat_row(incident: Incident, due: datetime | None) -> tuple[Any, ...]:
     )
 
 
+# Stored values to members by dict (an Enum call is ~10x slower, and a load at start decodes a
+# dozen per incident, a million incidents over).
+_new = tuple.__new__
+_STATUS = {m.value: m for m in Status}
+_STATE = {m.value: m for m in CheckState}
+_TYPE = {m.value: m for m in StateType}
+_PRIORITY = {m.value: m for m in Priority}
+_LEVEL = {m.value: m for m in Level}
+
+
 def incident_from_row(row: Any) -> Incident:
     """Inverse of `incident_row` for a row selected in `INCIDENT_COLUMNS` order."""
     (id_, host, service, status, check_state, priority, impact, urgency, occurrences,
@@ -220,69 +231,76 @@ def incident_from_row(row: Any) -> Incident:
     if hot is not None:
         body.update(orjson.loads(hot))
     last_hard = body["last_hard_state"]
-    return Incident(
-        id=id_,
-        host=host,
-        service=service,
-        status=Status(status),
-        check_state=CheckState(check_state),
-        state_type=StateType(body["state_type"]),
-        priority=Priority(priority),
-        reason=PriorityReason(
-            impact=Level(impact),
-            urgency=Level(urgency),
+    # One object for equal times (an incident opened by its first result has three): a
+    # million cached incidents are 1.5 KB each, and each datetime is 48 bytes of it.
+    first = req_ts(first_seen)
+    last = first if last_seen == first_seen else req_ts(last_seen)
+    opened = first if opened_at == first_seen else parse_ts(opened_at)
+    # Positional, in `Incident._fields` order (keywords cost ~7 us of the ~17 us per
+    # incident; a start decodes a million of them). tests/unit/test_codec.py checks the order.
+    return _new(Incident, (
+        id_,  # id
+        host,  # host
+        service,  # service
+        _STATUS[status],  # status
+        _STATE[check_state],  # check_state
+        _TYPE[body["state_type"]],  # state_type
+        _PRIORITY[priority],  # priority
+        PriorityReason(  # reason
+            impact=_LEVEL[impact],
+            urgency=_LEVEL[urgency],
             rule=body["reason_rule"],
-            state=CheckState(body["reason_state"]),
+            state=_STATE[body["reason_state"]],
         ),
-        first_seen=req_ts(first_seen),
-        last_seen=req_ts(last_seen),
-        occurrences=occurrences,
-        attempt=body["attempt"],
-        last_hard_state=CheckState(last_hard) if last_hard else None,
-        last_output=last_output,
-        long_output=body["long_output"],
-        perfdata=body["perfdata"],
-        labels=body["labels"],
-        opened_at=parse_ts(opened_at),
-        resolved_at=parse_ts(resolved_at),
-        recovering_since=parse_ts(body["recovering_since"]),
-        recovery_due=parse_ts(body["recovery_due"]),
-        reopen_until=parse_ts(body["reopen_until"]),
-        reopen_count=body["reopen_count"],
-        flapping=bool(flapping),
-        percent_state_change=body["percent_state_change"],
-        flap_history=tuple(CheckState(s) for s in body["flap_history"]),
-        suppressed=bool(suppressed),
-        suppressed_reason=body["suppressed_reason"],
-        history=tuple(
-            StateChange(at=req_ts(at), state=CheckState(st), state_type=StateType(tp))
+        first,  # first_seen
+        last,  # last_seen
+        occurrences,  # occurrences
+        body["attempt"],  # attempt
+        _STATE[last_hard] if last_hard else None,  # last_hard_state
+        last_output,  # last_output
+        body["long_output"],  # long_output
+        body["perfdata"],  # perfdata
+        body["labels"] or NO_LABELS,  # labels (one shared empty mapping)
+        opened,  # opened_at
+        parse_ts(resolved_at),  # resolved_at
+        parse_ts(body["recovering_since"]),  # recovering_since
+        parse_ts(body["recovery_due"]),  # recovery_due
+        parse_ts(body["reopen_until"]),  # reopen_until
+        body["reopen_count"],  # reopen_count
+        bool(flapping),  # flapping
+        body["percent_state_change"],  # percent_state_change
+        tuple([_STATE[s] for s in body["flap_history"]]),  # flap_history
+        bool(suppressed),  # suppressed
+        body["suppressed_reason"],  # suppressed_reason
+        tuple(  # history
+            StateChange(at=req_ts(at), state=_STATE[st], state_type=_TYPE[tp])
             for at, st, tp in body["history"]
         ),
-        acknowledged=body.get("acknowledged", False),
-        ack_author=body.get("ack_author"),
-        ack_comment=body.get("ack_comment"),
-        ack_sticky=body.get("ack_sticky", False),
-        ack_source=body.get("ack_source"),
-        ticket_requested=body.get("ticket_requested", False),
-        summary_from=body.get("summary_from", 0),
-        summary_due=parse_ts(body.get("summary_due")),
-        summary_last_at=parse_ts(body.get("summary_last_at")),
-        ticket_due=parse_ts(body.get("ticket_due")),
-        escalation_level=body.get("escalation_level", 0),
-        escalation_since=parse_ts(body.get("escalation_since")),
-        escalation_spent=timedelta(seconds=body.get("escalation_spent", 0.0)),
-        escalation_due=parse_ts(body.get("escalation_due")),
-        update_due=parse_ts(body.get("update_due")),
-        update_from=body.get("update_from", 0),
-        interval=body.get("interval"),
-        stale=body.get("stale", False),
-        agent_closed=body.get("agent_closed"),
-        agent_closed_merged=body.get("agent_closed_merged"),
-        ticket_recovery=body.get("ticket_recovery"),
-        stream_seen=parse_ts(body.get("stream_seen")),
-        ticket_resolved=body.get("ticket_resolved", False),
-        source=body.get("source"),
-    )
+        body.get("acknowledged", False),  # acknowledged
+        body.get("ack_author"),  # ack_author
+        body.get("ack_comment"),  # ack_comment
+        body.get("ack_sticky", False),  # ack_sticky
+        body.get("ack_source"),  # ack_source
+        body.get("ticket_requested", False),  # ticket_requested
+        body.get("summary_from", 0),  # summary_from
+        parse_ts(body.get("summary_due")),  # summary_due
+        parse_ts(body.get("summary_last_at")),  # summary_last_at
+        parse_ts(body.get("ticket_due")),  # ticket_due
+        body.get("escalation_level", 0),  # escalation_level
+        parse_ts(body.get("escalation_since")),  # escalation_since
+        timedelta(seconds=body.get("escalation_spent", 0.0)),  # escalation_spent
+        parse_ts(body.get("escalation_due")),  # escalation_due
+        parse_ts(body.get("update_due")),  # update_due
+        body.get("update_from", 0),  # update_from
+        body.get("interval"),  # interval
+        body.get("stale", False),  # stale
+        body.get("agent_closed"),  # agent_closed
+        body.get("agent_closed_merged"),  # agent_closed_merged
+        body.get("ticket_recovery"),  # ticket_recovery
+        parse_ts(body.get("stream_seen")),  # stream_seen
+        body.get("ticket_resolved", False),  # ticket_resolved
+        body.get("source"),  # source
+    ))
 
 
 def event_row(incident_id: int, event: Event) -> tuple[int, str | None, str, str]:

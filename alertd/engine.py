@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import heapq
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -25,6 +26,7 @@ from alertd import lifecycle, notices
 from alertd.batch import Batch
 from alertd.clock import Clock
 from alertd.errors import StoreError
+from alertd.gauges import GaugeKey, gauge_key
 from alertd.heartbeats import Beat, Heartbeat, HeartbeatRemove
 from alertd.model import (
     CheckResult,
@@ -60,6 +62,12 @@ OK_STATES = frozenset({CheckState.OK, CheckState.UP})
 
 # Longest the writer sleeps with nothing queued: bounds the cost of a missed wake-up.
 MAX_IDLE_SECONDS = 30.0
+# Incidents per step of a pass over the whole cache outside a commit (the loop runs between).
+_CHUNK = 5_000
+# Incident timers fired per commit at most: the writer wakes at once for the rest.
+TIMER_CHUNK = 5_000
+# A load this large leaves the cyclic GC's sight (a small one is not worth a full collection).
+_FREEZE_FROM = 10_000
 
 
 # What the writer takes: check results and notices (acks, downtimes, ...) from handlers, in
@@ -144,10 +152,15 @@ class Engine:
         self._overlay: dict[IncidentKey, Incident | None] = {}
         self._purge_inflight = False
         self._services_by_host: dict[str, set[str]] = {}
+        # The cached incidents that are suppressed: what a closing window may have to release.
+        self._held: set[IncidentKey] = set()
+        # Unresolved cached incidents by what the gauges count (gauges.gauge_key).
+        self._gauges: dict[GaugeKey, int] = {}
         # (due, incident id, key): ids are unique per live timer, so keys are never compared.
         self._timers: list[tuple[datetime, int, IncidentKey]] = []
         self._next_id = 1
         self._task: asyncio.Task[None] | None = None
+        self._rescans: set[asyncio.Task[None]] = set()
         self._closing = False
         self.last_batch: BatchStats | None = None
         # Why the last commit failed, until one succeeds: the writer reports the store's health
@@ -159,7 +172,7 @@ class Engine:
         # Silences, heartbeats and the stale sweep: timers too, served by the same loop.
         self._watch = Watch(
             store, self._cache, get=self._get, stage=self._stage, apply=self._apply,
-            host_problem=self._host_problem,
+            host_problem=self._host_problem, host_keys=self._host_keys, held=self._held,
         )  # fmt: skip
         # The open windows, as the hot path checks them: one dict lookup, as before the split.
         self._active = self._watch.active
@@ -170,27 +183,63 @@ class Engine:
         """A reloaded lifecycle policy. The writer reads `policy` once per input between awaits,
         so a batch never mixes two."""
         self.policy = policy
-        self._watch.stale_rules_changed()  # deadlines follow `stale_after`: look again
+        # Deadlines follow `stale_after`: every incident gets its new one, a chunk at a time
+        # between commits (a million incidents must not stall the loop).
+        if len(self._cache) <= _CHUNK:
+            self._watch.stale_rules_changed(self._cache.values(), policy)  # at once: small
+        elif self._task is not None:
+            rescan = asyncio.create_task(self._rescan_stale(policy), name="alertd-stale-rescan")
+            self._rescans.add(rescan)
+            rescan.add_done_callback(self._rescans.discard)
+
+    async def _rescan_stale(self, policy: LifecyclePolicy) -> None:
+        try:
+            incidents = list(self._cache.values())
+            for start in range(0, len(incidents), _CHUNK):
+                self._watch.stale_rules_changed(incidents[start : start + _CHUNK], policy)
+                await asyncio.sleep(0)
+            if self.running and not self._closing:
+                await self.run_timers()  # a deadline may have come earlier than the next wake
+        except StoreError:
+            pass  # stopping; or the commit failed and the writer says why
 
     async def start(self) -> None:
         now = self._clock.now()
         self._next_id = await self._store.max_incident_id() + 1
+        self._watch.begin(now)  # stale deadlines count from now: set before any is queued
+        policy = self.policy
+        loaded = 0
         async for page in self._store.load_active(now - self.policy.reopen_window):
             for incident in page:
                 if lifecycle.is_active(incident, now):
                     self._remember(incident)
+                    self._watch.changed(incident, policy)
+            loaded += len(page)
+            if loaded >= _FREEZE_FROM:
+                # What is loaded lives long: out of the cyclic GC's sight, or each full
+                # collection walks every incident (0.4 s of the loop at 100,000, seconds at a
+                # million). The cache's objects hold no cycles; refcounting still frees each
+                # one replaced. Garbage from before is collected first, never frozen.
+                if loaded - len(page) < _FREEZE_FROM:
+                    gc.collect()
+                gc.freeze()
         await self._watch.load(now)
         log.info("engine_started", active_incidents=len(self._cache), next_id=self._next_id,
                  silences=self._watch.silences, heartbeats=self._watch.heartbeats)  # fmt: skip
         self._task = asyncio.create_task(self._run(), name="alertd-writer")
-        # Holds that fell due while the daemon was down fire now, before any new input.
+        # Holds that fell due while the daemon was down fire now, before any new input (the
+        # listener answers "starting" until then), a chunk per commit.
         await self.run_timers()
+        while self._timers_due(self._clock.now()):
+            await self.run_timers()
 
     async def stop(self) -> None:
         """Commit everything already submitted, then end the writer task."""
         if self._task is None:
             return
         self._closing = True
+        for rescan in list(self._rescans):
+            rescan.cancel()
         await self._queue.put(None)
         with contextlib.suppress(asyncio.CancelledError):
             await self._task
@@ -207,6 +256,10 @@ class Engine:
     @property
     def queued(self) -> int:
         return self._queue.qsize()
+
+    def gauge_counts(self) -> Mapping[GaugeKey, int]:
+        """Unresolved cached incidents by `gauges.gauge_key`, kept as the cache changes."""
+        return self._gauges
 
     def incidents(self) -> Iterable[Incident]:
         """The cached incidents (active ones, and resolved ones that may still reopen), read-only;
@@ -312,11 +365,15 @@ class Engine:
         self._purge_inflight = False
         self._cache.clear()
         self._services_by_host.clear()
+        self._held.clear()
+        self._gauges.clear()
         self._timers.clear()
-        async for page in self._store.load_active(now - self.policy.reopen_window):
+        policy = self.policy
+        async for page in self._store.load_active(now - policy.reopen_window):
             for incident in page:
                 if lifecycle.is_active(incident, now):
                     self._remember(incident)
+                    self._watch.changed(incident, policy)
         await self._watch.reload(now)
 
     async def _input_or_commit(self, inflight: _Round) -> tuple[bool, _Submission | None]:
@@ -486,6 +543,15 @@ class Engine:
         dues = [d for d in (self._timers[0][0] if self._timers else None, self._watch.due()) if d]
         return min(dues, default=None)
 
+    def _timers_due(self, now: datetime) -> bool:
+        """Whether incident timers or stale deadlines are due at `now` (more than one commit's
+        chunk fell due at once)."""
+        self._incident_timeout()  # drops heap entries of incidents that moved on
+        if self._timers and self._timers[0][0] <= now:
+            return True
+        stale = self._watch.stale_due()
+        return stale is not None and stale <= now
+
     def _incident_timeout(self) -> float:
         while self._timers:
             due, incident_id, key = self._timers[0]
@@ -568,6 +634,13 @@ class Engine:
         if key in self._overlay:
             return self._overlay[key]
         return self._cache.get(key)
+
+    def _host_keys(self, batch: Batch, host: str) -> list[IncidentKey]:
+        """A host's incidents as staged so far: its host check's and its services'."""
+        keys: list[IncidentKey] = [(host, s) for s in self._services_by_host.get(host, ())]
+        if self._get(batch, (host, None)) is not None:
+            keys.append((host, None))
+        return keys
 
     def _host_problem(self, batch: Batch, host: str) -> Incident | None:
         incident = self._get(batch, (host, None))
@@ -688,7 +761,9 @@ class Engine:
             self._watch.fire(batch, now, self.policy)
         except Exception:  # a bug in one window or heartbeat must not stop every commit
             log.exception("watch_timers_failed")
-        while self._timers and self._timers[0][0] <= now:
+        budget = TIMER_CHUNK  # many due at once (after a restart): a chunk per commit
+        while self._timers and self._timers[0][0] <= now and budget > 0:
+            budget -= 1
             entry = heapq.heappop(self._timers)
             batch.timers_taken.append(entry)
             _, incident_id, key = entry
@@ -835,6 +910,11 @@ class Engine:
     def _remember(self, incident: Incident) -> None:
         previous = self._cache.get(incident.key)
         self._cache[incident.key] = incident
+        self._count(previous, incident)
+        if incident.suppressed:
+            self._held.add(incident.key)
+        elif previous is not None and previous.suppressed:
+            self._held.discard(incident.key)
         if incident.service is not None:
             self._services_by_host.setdefault(incident.host, set()).add(incident.service)
         due = self._due(incident)
@@ -844,8 +924,24 @@ class Engine:
         ):
             heapq.heappush(self._timers, (due, incident.id, incident.key))
 
+    def _count(self, before: Incident | None, after: Incident | None) -> None:
+        old = None if before is None else gauge_key(before)
+        new = None if after is None else gauge_key(after)
+        if old == new:
+            return
+        gauges = self._gauges
+        if old is not None:
+            left = gauges[old] - 1
+            if left:
+                gauges[old] = left
+            else:
+                del gauges[old]
+        if new is not None:
+            gauges[new] = gauges.get(new, 0) + 1
+
     def _forget(self, key: IncidentKey) -> None:
-        self._cache.pop(key, None)
+        self._count(self._cache.pop(key, None), None)
+        self._held.discard(key)
         host, service = key
         if service is not None:
             services = self._services_by_host.get(host)

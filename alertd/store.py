@@ -421,19 +421,33 @@ class Store:
         """Unresolved incidents, and resolved ones still inside their reopen window, in pages
         of `page` by id: the caller decodes and indexes one page at a time, and the event loop
         runs between pages (100,000 incidents at once would stall it for seconds)."""
-        after, since = 0, codec.ts(resolved_since)
-        while True:
-            rows = await self._writer_rows(
-                f"SELECT {_COLS} FROM incidents WHERE id > ? "
-                "AND (status != 'resolved' OR resolved_at >= ?) ORDER BY id LIMIT ?",
-                (after, since, page),
+        since = codec.ts(resolved_since)
+
+        async def fetch(after: int) -> list[Any]:
+            return list(
+                await self._writer_rows(
+                    f"SELECT {_COLS} FROM incidents WHERE id > ? "
+                    "AND (status != 'resolved' OR resolved_at >= ?) ORDER BY id LIMIT ?",
+                    (after, since, page),
+                )
             )
-            if not rows:
-                return
-            yield [codec.incident_from_row(r) for r in rows]
-            if len(rows) < page:
-                return
-            after = rows[-1][0]
+
+        # The next page is read on the connection's thread while this one is decoded here.
+        ahead = asyncio.ensure_future(fetch(0))
+        try:
+            while True:
+                rows = await ahead
+                if len(rows) == page:
+                    ahead = asyncio.ensure_future(fetch(rows[-1][0]))
+                if rows:
+                    yield [codec.incident_from_row(r) for r in rows]
+                if len(rows) < page:
+                    return
+        finally:
+            if not ahead.done():
+                ahead.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await ahead
 
     async def max_incident_id(self) -> int:
         rows = await self._writer_rows("SELECT ifnull(max(id), 0) FROM incidents", ())

@@ -54,9 +54,10 @@ class Daemon:
             'service_grace = "5s"\n'
         )
         self.proc: subprocess.Popen[str] | None = None
+        self.env: dict[str, str] = {}  # added to the test's environment at each start
 
     async def start(self) -> None:
-        self.proc = start(self.config)
+        self.proc = start(self.config, self.env)
         await asyncio.to_thread(wait_ready, self.url, self.proc, 30.0)
 
     async def stop(self) -> None:
