@@ -317,7 +317,8 @@ class Dispatcher:
         self._ring()  # the next operation of these incidents may be due now
 
     async def _send(self, rows: Sequence[OutboxRow]) -> None:
-        """Mark `started`, send, record: the outcome is committed before the claim ends."""
+        """Send, record: each write is marked `started` as it leaves (`_attempt`), and the
+        outcome is committed before the claim ends."""
         try:
             outcomes = await asyncio.gather(*(self._attempt(r) for r in rows))
             records = [item for items in outcomes for item in items]
