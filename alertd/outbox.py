@@ -697,8 +697,21 @@ class Dispatcher:
             )  # fmt: skip
             for name in superseded:
                 del fields[name]
-        note = payload.get("note")
         items: list[Input] = []
+        if row.started and fields:
+            # An earlier attempt's PUT may have landed with its answer lost (a helpdesk slower
+            # than the timeout): what the ticket holds already is not sent again, or such a
+            # helpdesk would time out every repeat and the note would never go.
+            current = await self._client.view_ticket(link.ticket_id)
+            held = [n for n in _PLAIN_FIELDS if n in fields and current.get(n) == fields[n]]
+            if held:
+                log.info("update_already_held", row=row.id, ticket_id=link.ticket_id,
+                         fields=held)  # fmt: skip
+                if "priority" in held:  # it is what alertd sent, not an agent's
+                    items.append(TicketLink(link.incident_id, link.ticket_id, fields["priority"]))
+                for name in held:
+                    del fields[name]
+        note = payload.get("note")
         add_tags = payload.get("add_tags", [])
         if add_tags:
             # A PUT's tags replace the ticket's: keep what agents added.
@@ -806,6 +819,11 @@ class Dispatcher:
         link = TicketLink(row.incident_id, int(ticket["id"]), incident.priority.rank, created=True)
         # The operation itself goes on the new ticket in the next round (still pending, due now).
         return [link, _update(row, PENDING, False, now, row.attempts, "ticket re-created")]
+
+
+# Fields of an update whose value a ticket shows as sent, so a ticket that holds it already
+# needs no PUT for it (tags are merged and custom fields nested: those are always sent).
+_PLAIN_FIELDS = ("status", "priority", "subject", "group_id", "responder_id", "type")
 
 
 def _update(

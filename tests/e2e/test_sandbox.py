@@ -794,6 +794,8 @@ async def test_a_late_write_that_is_refused_is_still_refused(make_sandbox: MakeS
     assert [a.kind for a in sandbox.applied] == ["create"]
 
 
-def test_act_late_must_be_a_sane_number_of_seconds() -> None:
+def test_act_late_must_be_a_sane_number_of_seconds_and_a_write() -> None:
     with pytest.raises(ValueError, match="act_late"):
         SandboxOptions(act_late=-1)
+    with pytest.raises(ValueError, match="act_late"):
+        Sandbox().act_late(1.0, kind="delete")
