@@ -197,8 +197,18 @@ def _repeat(incident: Incident, result: CheckResult, now: datetime) -> Transitio
     # Built from a list rather than with `_replace`: NamedTuple's `_replace` maps a dict pop
     # over all 53 fields, and this runs once per repeat (the storm's commonest input).
     repeated = tuple.__new__(Incident, values)
-    # No detail: the engine folds a commit's repeats into one event with their count.
-    return Transition(repeated, (Event(EventKind.DEDUPLICATED, now),), repeat=True)
+    # No detail: the engine folds a commit's repeats into one event with their count. One
+    # event object serves every repeat applied at the same `now` (a commit's thousands; it is
+    # immutable and only read), instead of a new frozen dataclass each (~0.9 us).
+    global _dedup
+    at, events = _dedup
+    if at is not now:
+        events = (Event(EventKind.DEDUPLICATED, now),)
+        _dedup = (now, events)  # one tuple: the time and its event always match
+    return Transition(repeated, events, False, True)  # positional: repeat=True
+
+
+_dedup: tuple[datetime | None, tuple[Event, ...]] = (None, ())
 
 
 def _stream(incident: Incident, result: CheckResult, changes: Changes) -> None:
