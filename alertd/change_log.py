@@ -13,12 +13,23 @@ from collections.abc import Sequence
 
 from alertd import logs
 from alertd.engine import Input
-from alertd.model import CheckResult, EventKind, IncidentKey, Notice, key_text
+from alertd.model import (
+    CheckResult,
+    EventKind,
+    IncidentKey,
+    Notice,
+    Priority,
+    Status,
+    key_text,
+)
 from alertd.store import WriteBatch
 
 # Constant event names, one per audit event kind: incident_opened, incident_resolved, ...
 EVENT_NAMES = {kind: f"incident_{kind.value}" for kind in EventKind}
 ENGINE_SOURCE = "engine"
+# A member's text by dict: Enum's `.value` descriptor costs ~0.4 us a read in 3.11, and a
+# storm logs a line (two reads) per opened incident.
+_TEXT: dict[str, str] = {m: m.value for enum in (Status, Priority) for m in enum}
 
 
 def log_changes(write: WriteBatch, inputs: Sequence[Sequence[Input]]) -> None:
@@ -37,9 +48,9 @@ def log_changes(write: WriteBatch, inputs: Sequence[Sequence[Input]]) -> None:
             "incident_id": incident_id,
             "key": key_text(incident.key),
             "source": sources.get(incident.key, ENGINE_SOURCE),
-            "status": incident.status.value,
-            "priority": incident.priority.value,
-            "detail": dict(event.detail),
+            "status": _TEXT[incident.status],
+            "priority": _TEXT[incident.priority],
+            "detail": detail if type(detail := event.detail) is dict else dict(detail),
         }))  # fmt: skip
     logs.log_many(logs.changes_level(), lines)
 

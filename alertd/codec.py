@@ -29,22 +29,25 @@ from alertd.model import (
 def ts(value: datetime | None) -> str | None:
     """RFC 3339 UTC with a `Z` and fixed width (microseconds always), so stored times sort as
     text. orjson formats a datetime ~7x faster than isoformat, and this runs per timestamp."""
-    global _last_ts
     if value is None:
         return None
-    last, text = _last_ts
-    if value is last:
-        # One request's results share its receipt time (one datetime object), and a commit
-        # writes it into several columns of each of its rows: format it once.
+    text = _ts_texts.get(value)
+    if text is not None:
+        # A request's results share its receipt time, and a commit its own `now`: a commit's
+        # rows repeat a handful of times in several columns each, formatted once here. (Equal
+        # aware datetimes are one instant, so one text; datetime caches its hash.)
         return text
     moment = value if value.tzinfo is UTC else value.astimezone(UTC)
     text = orjson.dumps(moment, option=orjson.OPT_UTC_Z)[1:-1].decode()
     text = text if moment.microsecond else f"{text[:-1]}.000000Z"
-    _last_ts = (value, text)  # one tuple: a reader on another thread sees a matching pair
+    if len(_ts_texts) >= _TS_CACHED:
+        _ts_texts.clear()  # bounded; timers and reads bring times that never come again
+    _ts_texts[value] = text  # a reader on another thread sees the whole entry or none
     return text
 
 
-_last_ts: tuple[datetime | None, str] = (None, "")
+_TS_CACHED = 256
+_ts_texts: dict[datetime, str] = {}
 
 
 def parse_ts(value: str | None) -> datetime | None:

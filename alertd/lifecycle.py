@@ -26,6 +26,8 @@ from alertd.model import (
     Event,
     EventKind,
     Incident,
+    Level,
+    Priority,
     Reporting,
     StateChange,
     StateType,
@@ -60,6 +62,12 @@ _LAST_OUTPUT, _LONG_OUTPUT = _FIELD["last_output"], _FIELD["long_output"]
 _PERFDATA, _LABELS, _STREAM_SEEN = _FIELD["perfdata"], _FIELD["labels"], _FIELD["stream_seen"]
 _INTERVAL, _FLAP_HISTORY = _FIELD["interval"], _FIELD["flap_history"]
 _PERCENT_STATE_CHANGE = _FIELD["percent_state_change"]
+# A member's text by dict: `.value` goes through Enum's descriptor (~0.5 us each in 3.11), and
+# an opened incident's detail takes five. Plain str values, as `.value` gives (equal members of
+# different enums share one text, so one map serves them all).
+_TEXT: dict[str, str] = {
+    m: m.value for enum in (CheckState, StateType, Priority, Level) for m in enum
+}
 Changes = dict[str, Any]
 
 
@@ -189,8 +197,18 @@ def _repeat(incident: Incident, result: CheckResult, now: datetime) -> Transitio
     # Built from a list rather than with `_replace`: NamedTuple's `_replace` maps a dict pop
     # over all 53 fields, and this runs once per repeat (the storm's commonest input).
     repeated = tuple.__new__(Incident, values)
-    # No detail: the engine folds a commit's repeats into one event with their count.
-    return Transition(repeated, (Event(EventKind.DEDUPLICATED, now),), repeat=True)
+    # No detail: the engine folds a commit's repeats into one event with their count. One
+    # event object serves every repeat applied at the same `now` (a commit's thousands; it is
+    # immutable and only read), instead of a new frozen dataclass each (~0.9 us).
+    global _dedup
+    at, events = _dedup
+    if at is not now:
+        events = (Event(EventKind.DEDUPLICATED, now),)
+        _dedup = (now, events)  # one tuple: the time and its event always match
+    return Transition(repeated, events, False, True)  # positional: repeat=True
+
+
+_dedup: tuple[datetime | None, tuple[Event, ...]] = (None, ())
 
 
 def _stream(incident: Incident, result: CheckResult, changes: Changes) -> None:
@@ -671,9 +689,9 @@ def _problem_event(kind: EventKind, before: Incident, after: Incident, now: date
 
 def _state_detail(previous: CheckState | None, incident: Incident) -> Detail:
     return {
-        "from": None if previous is None else previous.value,
-        "to": incident.check_state.value,
-        "state_type": incident.state_type.value,
+        "from": None if previous is None else _TEXT[previous],
+        "to": _TEXT[incident.check_state],
+        "state_type": _TEXT[incident.state_type],
         "attempt": incident.attempt,
         "output": incident.last_output[:OUTPUT_LIMIT],
     }
@@ -682,12 +700,12 @@ def _state_detail(previous: CheckState | None, incident: Incident) -> Detail:
 def _opened_detail(incident: Incident) -> Detail:
     reason = incident.reason
     return {
-        "state": incident.check_state.value,
-        "state_type": incident.state_type.value,
+        "state": _TEXT[incident.check_state],
+        "state_type": _TEXT[incident.state_type],
         "attempt": incident.attempt,
-        "priority": incident.priority.value,
-        "impact": reason.impact.value,
-        "urgency": reason.urgency.value,
+        "priority": _TEXT[incident.priority],
+        "impact": _TEXT[reason.impact],
+        "urgency": _TEXT[reason.urgency],
         "rule": reason.rule,
         "output": incident.last_output[:OUTPUT_LIMIT],
     }

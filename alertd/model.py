@@ -349,12 +349,14 @@ class Incident(NamedTuple):
         return self.reason.urgency
 
 
-@dataclass(frozen=True, slots=True)
-class Transition:
+class Transition(NamedTuple):
     """What applying one input to one incident produced: the incident after, and its events.
 
     `incident` is None when no incident exists after the input (an OK for an unknown key, or a
     pending problem that recovered before it was confirmed: `discarded` is then True).
+
+    A NamedTuple rather than a frozen dataclass, like `CheckResult`: one is built per applied
+    result, and a tuple is built in half the time (0.7 vs 1.5 us; bench/README.md).
     """
 
     incident: Incident | None

@@ -124,15 +124,9 @@ def _fast_item(item: Any, now: datetime) -> CheckResult | None:
     perfdata = item.get("perfdata", "")
     if not (_short_text(output) and _short_text(long_output) and _short_text(perfdata)):
         return None
-    return CheckResult(
-        host=host,
-        service=service,
-        state=check_state,
-        timestamp=now,
-        output=output,
-        long_output=long_output,
-        perfdata=perfdata,
-    )
+    # Positional, in field order (host, service, state, timestamp, output, long_output,
+    # perfdata): keywords bind in twice the time (0.9 vs 0.5 us), once per ingested result.
+    return CheckResult(host, service, check_state, now, output, long_output, perfdata)
 
 
 def _plain_name(value: str) -> bool:
