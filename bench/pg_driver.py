@@ -21,10 +21,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import asyncpg  # noqa: E402
-import psycopg  # noqa: E402
+import asyncpg
+import psycopg
 
-from tests.support import postgres  # noqa: E402
+from tests.support import postgres
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS incidents (
@@ -47,7 +47,7 @@ PAGE = "SELECT id, host, service, status, occurrences, last_seen, body FROM inci
 
 def rows(batch: int, round_: int) -> list[tuple[Any, ...]]:
     return [
-        (i, f"host{i % 100}", f"svc{i}", "open", round_, f"2026-11-26T12:00:{round_ % 60:02}Z", BODY)
+        (i, f"host{i % 100}", f"svc{i}", "open", round_, f"2026-11-26T12:00:{round_:02}Z", BODY)
         for i in range(batch)
     ]
 

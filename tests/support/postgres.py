@@ -35,7 +35,7 @@ MAX_CONNECTIONS = 60
 
 
 def find_bin() -> Path | None:
-    """The directory of initdb and postgres: Debian's newest /usr/lib/postgresql/N/bin, else PATH."""
+    """The directory of initdb and postgres: Debian's newest /usr/lib/postgresql/N/bin, or PATH."""
     versions = sorted(
         Path("/usr/lib/postgresql").glob("*/bin/postgres"),
         key=lambda p: int(p.parent.parent.name) if p.parent.parent.name.isdigit() else 0,
