@@ -48,7 +48,7 @@ from alertd.metrics import Metrics
 from alertd.nagios_ack import NagiosAcknowledger
 from alertd.outbox import Dispatcher
 from alertd.ratelimit import CallClass, RateLimiter
-from alertd.store import Store, WriteBatch
+from alertd.store import SqliteStore, Store, WriteBatch
 from alertd.tickets import TicketPlanner
 from alertd.ui import actions as ui_actions
 from alertd.ui import console
@@ -164,9 +164,22 @@ def _batch_hook(metrics: Metrics, acker: NagiosAcknowledger | None = None) -> Ba
     return on_batch
 
 
+async def open_store(config: Config) -> Store:
+    """The store the configuration names: PostgreSQL with `store.url`, else the SQLite file."""
+    if config.store.url is None:
+        return await SqliteStore.open(config.store.path, config.store.synchronous)
+    # Imported here: an SQLite installation never loads the PostgreSQL driver.
+    from alertd.store_pg import PgStore
+
+    return await PgStore.open(
+        config.store.url, config.store.password, node=config.server.node,
+        lease=config.store.lease,
+    )  # fmt: skip
+
+
 async def _store_and_engine(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG]
-    store = await Store.open(config.store.path, config.store.synchronous)
+    store = await open_store(config)
     try:
         metrics = app[METRICS]
         planner = None

@@ -1,6 +1,8 @@
-"""The SQLite store: schema and migrations, the batched write transaction, and read queries.
+"""The store's interface (`Store`, a Protocol) and its SQLite implementation (`SqliteStore`):
+schema and migrations, the batched write transaction, and read queries. The PostgreSQL one is
+`alertd.store_pg.PgStore`; `tests/contract/` holds the suite both must pass.
 
-Two connections: one owned by the engine's single writer task (every write goes through
+SQLite: two connections: one owned by the engine's single writer task (every write goes through
 `write`), one for reads (WAL lets readers run beside the writer). SQL lives here only; callers
 get model objects back.
 """
@@ -16,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 import aiosqlite
 
@@ -278,8 +280,69 @@ _UPSERT = (
 )
 
 
-class Store:
-    """Owns both SQLite connections. Create with `await Store.open(...)`, end with `close()`."""
+class Store(Protocol):
+    """What the engine, the dispatcher, the APIs and the console need of a store.
+
+    Two implementations: `SqliteStore` (embedded, the default) and `alertd.store_pg.PgStore`.
+    Both pass the contract suite in tests/contract/. Writes come only from the engine's writer
+    task (`write`, and the `load_*` / `max_*` calls it makes at start); everything else reads."""
+
+    def describe(self) -> dict[str, str]:
+        """What the store is and where, for /readyz and logs (never a password)."""
+        ...
+
+    async def close(self) -> None: ...
+
+    # -- the writer's side
+    def load_active(
+        self, resolved_since: datetime, page: int = ...
+    ) -> AsyncIterator[list[Incident]]: ...
+    async def max_incident_id(self) -> int: ...
+    async def write(self, batch: WriteBatch) -> None: ...
+    async def load_silences(self, now: datetime) -> list[Silence]: ...
+    async def max_silence_id(self) -> int: ...
+    async def load_heartbeats(self) -> list[Heartbeat]: ...
+
+    # -- reads
+    async def check_readable(self) -> None: ...
+    async def list_incidents(self, query: IncidentQuery) -> list[Incident]: ...
+    async def get_incident(self, incident_id: int) -> Incident | None: ...
+    async def due_ops(self, now: datetime, limit: int) -> list[OutboxRow]: ...
+    async def backed_off(self) -> list[OutboxRow]: ...
+    async def next_op_due(self) -> datetime | None: ...
+    async def ops(
+        self, state: OutboxState | None = None, limit: int = 100, before_id: int | None = None
+    ) -> list[OutboxRow]: ...
+    async def op(self, row_id: int) -> OutboxRow | None: ...
+    async def ops_of(self, incident_id: int) -> list[OutboxRow]: ...
+    async def outbox_stats(self) -> dict[str, Any]: ...
+    async def ticket_of(self, incident_id: int) -> TicketLink | None: ...
+    async def tickets_of(self, incident_ids: list[int]) -> dict[int, TicketLink]: ...
+    async def list_silences(self, ended_after: datetime | None) -> list[Silence]: ...
+    async def get_silence(self, silence_id: int) -> Silence | None: ...
+    async def list_heartbeats(self) -> list[Heartbeat]: ...
+    async def tickets_for(self, incident_ids: Sequence[int]) -> dict[int, int]: ...
+    async def ticket_times(self, incident_ids: Sequence[int]) -> dict[int, datetime]: ...
+    async def event_times(
+        self, incident_ids: Sequence[int], kind: str, *, first: bool = False
+    ) -> dict[int, datetime]: ...
+    async def events_page(
+        self, incident_id: int, limit: int, before_id: int | None = None
+    ) -> list[tuple[int, Event]]: ...
+    async def resolved_between(
+        self, since: datetime, until: datetime, limit: int, before_id: int | None = None
+    ) -> list[Incident]: ...
+    async def noisiest_by_events(
+        self, kind: str, since: datetime, until: datetime, limit: int
+    ) -> list[tuple[Incident, int]]: ...
+    async def noisiest_by_occurrences(
+        self, since: datetime, until: datetime, limit: int
+    ) -> list[Incident]: ...
+
+
+class SqliteStore:
+    """Owns both SQLite connections. Create with `await SqliteStore.open(...)`, end with
+    `close()`."""
 
     def __init__(
         self,
@@ -294,7 +357,7 @@ class Store:
         self._lock = lock
 
     @classmethod
-    async def open(cls, path: Path, synchronous: str = "FULL") -> Store:
+    async def open(cls, path: Path, synchronous: str = "FULL") -> SqliteStore:
         """Open (and migrate) the store, holding its lock file until `close()`.
 
         The lock comes first, before the schema is touched: two daemons on one store would
@@ -323,6 +386,9 @@ class Store:
             os.close(lock)
             raise StoreError(f"cannot prepare store {path}: {exc}") from exc
         return cls(path, writer, reader, lock)
+
+    def describe(self) -> dict[str, str]:
+        return {"kind": "sqlite", "path": str(self.path)}
 
     async def close(self) -> None:
         try:

@@ -25,14 +25,14 @@ from alertd.clock import ManualClock
 from alertd.engine import Engine
 from alertd.model import CheckResult, CheckState, StateType
 from alertd.policy import LifecyclePolicy
-from alertd.store import Store
+from alertd.store import SqliteStore
 
 NOW = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 PROFILE = False
 
 
 async def fill(path: Path, incidents: int) -> None:
-    store = await Store.open(path, "NORMAL")
+    store = await SqliteStore.open(path, "NORMAL")
     engine = Engine(store, LifecyclePolicy(), ManualClock(NOW))
     await engine.start()
     for start in range(0, incidents, 1000):
@@ -60,7 +60,7 @@ async def start(path: Path) -> tuple[float, float, int]:
     tick = asyncio.create_task(ticker())
     await asyncio.sleep(0.02)
     began = time.perf_counter()
-    store = await Store.open(path, "NORMAL")
+    store = await SqliteStore.open(path, "NORMAL")
     engine = Engine(store, LifecyclePolicy(), ManualClock(NOW))
     if PROFILE:
         import cProfile
