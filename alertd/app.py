@@ -10,6 +10,7 @@ through the keys of `alertd.http.keys`, which this module fills.
 from __future__ import annotations
 
 import contextlib
+import socket
 from collections.abc import AsyncIterator, Sequence
 from datetime import timedelta
 
@@ -44,7 +45,7 @@ from alertd.http.keys import (
     ReloadHook,
 )
 from alertd.http.middleware import Handler, auth_middleware, request_middleware
-from alertd.metrics import Metrics
+from alertd.metrics import Metrics, exposition
 from alertd.nagios_ack import NagiosAcknowledger
 from alertd.outbox import Dispatcher
 from alertd.ratelimit import CallClass, RateLimiter
@@ -144,7 +145,9 @@ def build_app(
     add_routes(app.router, app[ROUTE_SCOPES])
     # No token: Prometheus scrapes it like the probes. It holds counts, never incident data;
     # expose the listener beyond loopback only to the monitoring network (README, "Metrics").
-    app.router.add_get("/metrics", make_aiohttp_handler(metrics.registry))
+    app.router.add_get(
+        "/metrics", make_aiohttp_handler(exposition(metrics.registry, labelled_node(config)))
+    )
     return app
 
 
@@ -164,6 +167,18 @@ def _batch_hook(metrics: Metrics, acker: NagiosAcknowledger | None = None) -> Ba
     return on_batch
 
 
+def node_name(config: Config) -> str:
+    """This daemon's name: `server.node`, else the host's name."""
+    return config.server.node or socket.gethostname()
+
+
+def labelled_node(config: Config) -> str | None:
+    """The node label on the metrics: where it is named, or where daemons share a store."""
+    if config.server.node is None and config.store.url is None:
+        return None
+    return node_name(config)
+
+
 async def open_store(config: Config) -> Store:
     """The store the configuration names: PostgreSQL with `store.url`, else the SQLite file."""
     if config.store.url is None:
@@ -172,7 +187,7 @@ async def open_store(config: Config) -> Store:
     from alertd.store_pg import PgStore
 
     return await PgStore.open(
-        config.store.url, config.store.password, node=config.server.node,
+        config.store.url, config.store.password, node=node_name(config),
         lease=config.store.lease,
     )  # fmt: skip
 

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -27,8 +26,9 @@ class ServerConfig:
     port: int = 8780
     max_body_bytes: int = 16 * 1024 * 1024
     max_results_per_request: int = 10_000
-    # This daemon's name: a constant label on every metric, and who holds the store's lease.
-    node: str = field(default_factory=socket.gethostname)
+    # This daemon's name (None: the host's name): the `node` label on every metric when set or
+    # when the store is PostgreSQL, and who holds a PostgreSQL store's lease.
+    node: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,7 +80,7 @@ def _server(t: _Table) -> ServerConfig:
     return ServerConfig(
         host=host,
         port=port,
-        node=(node or "").strip() or default.node,
+        node=(node or "").strip() or None,
         max_body_bytes=_int(t, "max_body_bytes", default.max_body_bytes, 1),
         max_results_per_request=_int(
             t, "max_results_per_request", default.max_results_per_request, 1
