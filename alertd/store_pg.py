@@ -26,7 +26,7 @@ import logging
 import os
 import secrets
 import socket
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
@@ -157,6 +157,11 @@ MIGRATIONS: tuple[str, ...] = (
     );
     """,
 )
+
+# The tables `alertd migrate` brings over, in this order; the same columns in both stores.
+IMPORTED = ("incidents", "events", "outbox", "tickets", "silences", "heartbeats")
+# (table, columns, chunks of rows) for `PgStore.import_tables`.
+TableRows = tuple[str, Sequence[str], Iterable[list[tuple[Any, ...]]]]
 
 LEASE = "writer"
 # Any transaction that migrates takes this transaction-level lock first, so two daemons that
@@ -436,6 +441,40 @@ class PgStore:
         if held is None:
             self._lost = "another alertd took the store's lease"
             raise StoreError(f"not written: {self._lost}")
+
+    # -- a whole store brought in (`alertd migrate`) -----------------------------------------
+
+    async def import_tables(self, tables: Sequence[TableRows]) -> dict[str, int]:
+        """Copy whole tables into this (empty) store in ONE transaction, fenced like a write:
+        all of it or nothing. Row ids are kept (tickets, notes and links name them), the id
+        sequences go on after them, and the outbox counts are taken from what arrived."""
+        copied: dict[str, int] = {}
+        try:
+            db = await self._write_conn()
+            async with db.transaction():
+                await self._fence(db)
+                for table in IMPORTED:
+                    if await db.fetchval(f"SELECT EXISTS (SELECT 1 FROM {table})"):
+                        raise StoreError(f"{self.url} already holds {table}: not overwritten")
+                for table, columns, chunks in tables:
+                    if table not in IMPORTED:
+                        raise StoreError(f"unknown table {table}")
+                    copied[table] = 0
+                    for chunk in chunks:
+                        await db.copy_records_to_table(table, records=chunk, columns=columns)
+                        copied[table] += len(chunk)
+                for table in ("events", "outbox"):
+                    await db.execute(
+                        f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
+                        f"coalesce((SELECT max(id) FROM {table}), 0) + 1, false)"
+                    )
+                await db.execute(
+                    "UPDATE outbox_counts SET n = (SELECT count(*) FROM outbox "
+                    "WHERE outbox.state = outbox_counts.state)"
+                )
+        except _DB_ERRORS as exc:
+            raise StoreError(f"import failed: {_reason(exc)}") from exc
+        return copied
 
     # -- reader side --------------------------------------------------------------------------
 
