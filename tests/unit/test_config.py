@@ -390,7 +390,8 @@ def test_unreadable_or_invalid_file(tmp_path: Path) -> None:
 # The public contract: exactly these keys, each documented in the example file.
 CONTRACT_KEYS = {
     "server": {"listen", "max_body_bytes", "max_results_per_request"},
-    "store": {"path", "synchronous", "retention", "retention_chunk", "retention_interval"},
+    "store": {"path", "synchronous", "retention", "retention_chunk", "retention_interval",
+              "password_env", "lease"},
     "auth": {"tokens", "tokens_file", "tokens_env", "disabled"},
     "nrdp": {"tokens", "tokens_file", "tokens_env"},
     "alertmanager": {
