@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import heapq
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -41,6 +41,7 @@ from alertd.model import (
 from alertd.policy import LifecyclePolicy
 from alertd.silences import Silence, SilenceChange, SilenceExpire
 from alertd.store import (
+    JournalMark,
     NewOp,
     OutboxUpdate,
     Purge,
@@ -65,8 +66,12 @@ MAX_IDLE_SECONDS = 30.0
 # arrival order, the outbox dispatcher's delivery records, silences and heartbeats.
 Input = (
     CheckResult | Notice | OutboxUpdate | TicketLink | Redrive
-    | SilenceChange | SilenceExpire | Beat | HeartbeatRemove
+    | SilenceChange | SilenceExpire | Beat | HeartbeatRemove | JournalMark
 )  # fmt: skip
+
+# A standby's submit (PostgreSQL, several daemons): inputs go to the shared journal instead,
+# with the time they were received (see `Engine.submit`).
+Forward = Callable[[Sequence["Input"], "datetime | None"], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +151,8 @@ class Engine:
         )  # fmt: skip
         # The open windows, as the hot path checks them: one dict lookup, as before the split.
         self._active = self._watch.active
+        # Set while this daemon is a standby (alertd.journal): `submit` hands inputs to it.
+        self.forward: Forward | None = None
 
     # -- lifecycle of the engine itself ----------------------------------------------------------
 
@@ -198,8 +205,15 @@ class Engine:
 
     # -- API for handlers ------------------------------------------------------------------------
 
-    async def submit(self, results: Sequence[Input]) -> None:
-        """Return once `results` are committed to disk; raise StoreError if they could not be."""
+    async def submit(self, results: Sequence[Input], *, received: datetime | None = None) -> None:
+        """Return once `results` are committed to disk; raise StoreError if they could not be.
+
+        `received`: the time handlers stamped on inputs that came without one of their own.
+        Only a standby uses it: the leader applies such inputs at its own time of arrival, so
+        that results received by different daemons are ordered as the one writer sees them."""
+        if self.forward is not None:
+            await self.forward(results, received)
+            return
         if self._closing or not self.running:
             raise StoreError("engine is not running (shutting down)")
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -423,6 +437,8 @@ class Engine:
             batch.write.tickets.append(item)
         elif type(item) is Redrive:
             batch.write.redrive.append(item.row_id)
+        elif type(item) is JournalMark:
+            batch.write.journal_upto = max(batch.write.journal_upto or 0, item.upto)
         else:
             self._watch.apply(batch, item, now)
 

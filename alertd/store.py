@@ -213,6 +213,13 @@ class TicketLink(NamedTuple):
     created: bool = False
 
 
+class JournalMark(NamedTuple):
+    """Engine input: the journal rows up to `upto` are applied by this submission (PostgreSQL
+    with several daemons, `alertd.journal`); the checkpoint commits with what they changed."""
+
+    upto: int
+
+
 class PurgeKind(StrEnum):
     """What retention deletes (label `kind` of alertd_retention_deleted_total)."""
 
@@ -251,12 +258,14 @@ class WriteBatch:
     purge: Purge | None = None  # a retention pass to run in this transaction
     # Filled in by `Store.write`: rows the purge deleted, by kind (for the metric).
     purged: dict[PurgeKind, int] = field(default_factory=dict)
+    # The journal checkpoint this transaction moves to (PostgreSQL only; None: unchanged).
+    journal_upto: int | None = None
 
     def __bool__(self) -> bool:
         return bool(
             self.upserts or self.deletes or self.events or self.new_ops or self.op_updates
             or self.tickets or self.redrive or self.silences or self.heartbeats
-            or self.heartbeat_deletes or self.purge
+            or self.heartbeat_deletes or self.purge or self.journal_upto is not None
         )  # fmt: skip
 
 

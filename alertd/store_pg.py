@@ -26,7 +26,7 @@ import logging
 import os
 import secrets
 import socket
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
@@ -156,6 +156,21 @@ MIGRATIONS: tuple[str, ...] = (
         expires_at  TIMESTAMPTZ NOT NULL
     );
     """,
+    """
+    -- Inputs accepted by any daemon, applied by the leader (alertd.journal). `journal_seq` is
+    -- the id counter: its row lock orders appenders, so ids are given in commit order without
+    -- gaps. `journal_state.applied` is the leader's checkpoint, moved in the transaction that
+    -- applies the rows (a separate row: appenders never wait for the leader's commit).
+    CREATE TABLE journal (
+        id    BIGINT PRIMARY KEY,
+        node  TEXT NOT NULL,
+        body  TEXT NOT NULL
+    );
+    CREATE TABLE journal_seq (one INTEGER PRIMARY KEY CHECK (one = 1), appended BIGINT NOT NULL);
+    INSERT INTO journal_seq (one, appended) VALUES (1, 0);
+    CREATE TABLE journal_state (one INTEGER PRIMARY KEY CHECK (one = 1), applied BIGINT NOT NULL);
+    INSERT INTO journal_state (one, applied) VALUES (1, 0);
+    """,
 )
 
 # The tables `alertd migrate` brings over, in this order; the same columns in both stores.
@@ -199,6 +214,7 @@ class PgStore:
         self._keeper: asyncpg.Connection[Any] | None = None
         self._pool: asyncpg.Pool[Any] | None = None
         self._renewing: asyncio.Task[None] | None = None
+        self._on_lost: Callable[[str], None] | None = None
 
     @classmethod
     async def open(
@@ -209,13 +225,18 @@ class PgStore:
         node: str | None = None,
         lease: timedelta = timedelta(seconds=15),
         wait: timedelta | None = None,
+        standby: bool = False,
+        on_lost: Callable[[str], None] | None = None,
     ) -> PgStore:
         """Connect, migrate, and take the writer's lease, waiting for it at most `wait` (by
         default one lease length and a little: what a killed predecessor leaves behind);
-        raise StoreError if another live daemon keeps it."""
+        raise StoreError if another live daemon keeps it. With `standby`, a lease held by
+        another is no error: the store opens without it (`leader` False; `try_lease` later).
+        `on_lost` is called once if the lease, once held, is lost."""
         node = node or socket.gethostname()
         holder = f"{node}/{os.getpid()}/{secrets.token_hex(4)}"
         store = cls(url, password, node, lease, holder)
+        store._on_lost = on_lost
         try:
             store._writer = await store._connect()
             await store._migrate()
@@ -224,15 +245,20 @@ class PgStore:
                 store._dsn, password=store._password, min_size=1, max_size=READ_POOL,
                 command_timeout=30,
             )  # fmt: skip
-            await store._take_lease(wait if wait is not None else lease + timedelta(seconds=2))
+            if standby:
+                with contextlib.suppress(StoreError):
+                    await store._take_lease(timedelta(0))
+            else:
+                await store._take_lease(wait if wait is not None else lease + timedelta(seconds=2))
         except BaseException:
             await store._disconnect()
             raise
-        store._renewing = asyncio.create_task(store._renew(), name="store-lease")
+        if store._token is not None:
+            store._renewing = asyncio.create_task(store._renew(), name="store-lease")
         return store
 
     def describe(self) -> dict[str, str]:
-        lease = "lost" if self._lost else ("held" if self._token is not None else "none")
+        lease = "lost" if self._lost else ("held" if self._token is not None else "standby")
         return {"kind": "postgresql", "url": self.url, "node": self.node, "lease": lease}
 
     async def close(self) -> None:
@@ -344,8 +370,15 @@ class PgStore:
                         self._keeper = await self._connect()
                 continue
             if renewed is None:
-                self._lost = "another alertd took the store's lease"
-                log.error("store lease lost: %s", self._lost)
+                self._lose()
+
+    def _lose(self) -> None:
+        if self._lost:
+            return
+        self._lost = "another alertd took the store's lease"
+        log.error("store lease lost: %s", self._lost)
+        if self._on_lost is not None:
+            self._on_lost(self._lost)
 
     # -- writer side --------------------------------------------------------------------------
 
@@ -427,6 +460,13 @@ class PgStore:
                 await _write_outbox(db, batch, now=codec.ts(batch.at))
                 await _write_watch(db, batch)
                 purged = await _purge(db, batch.purge) if batch.purge else {}
+                if batch.journal_upto is not None:
+                    # Exactly once: the checkpoint moves with what the rows changed.
+                    await db.execute(
+                        "UPDATE journal_state SET applied = $1 WHERE applied < $1",
+                        batch.journal_upto,
+                    )
+                    await db.execute("DELETE FROM journal WHERE id <= $1", batch.journal_upto)
             batch.purged = purged
         except _DB_ERRORS as exc:
             raise StoreError(f"write failed: {_reason(exc)}") from exc
@@ -439,8 +479,76 @@ class PgStore:
             LEASE, self._token,
         )  # fmt: skip
         if held is None:
-            self._lost = "another alertd took the store's lease"
+            self._lose()
             raise StoreError(f"not written: {self._lost}")
+
+    # -- the journal (several daemons; alertd.journal) ---------------------------------------
+
+    async def append_journal(self, bodies: Sequence[str]) -> int:
+        """Append inputs (encoded by alertd.journal) in one transaction; return the last id.
+        Committed when this returns: the caller may answer 202."""
+        if not bodies:
+            return 0
+        if self._pool is None:
+            raise StoreError(f"store {self.url} is closed")
+        try:
+            async with self._pool.acquire() as db, db.transaction():
+                last = int(await db.fetchval(
+                    "UPDATE journal_seq SET appended = appended + $1 RETURNING appended",
+                    len(bodies),
+                ))  # fmt: skip
+                first = last - len(bodies) + 1
+                await db.copy_records_to_table(
+                    "journal", columns=("id", "node", "body"),
+                    records=[(first + n, self.node, b) for n, b in enumerate(bodies)],
+                )  # fmt: skip
+                await db.execute("SELECT pg_notify('alertd_journal', $1)", str(last))
+            return last
+        except _DB_ERRORS as exc:
+            raise StoreError(f"journal append failed: {_reason(exc)}") from exc
+
+    async def read_journal(self, after: int, limit: int) -> list[tuple[int, str]]:
+        rows = await self._read(
+            "SELECT id, body FROM journal WHERE id > $1 ORDER BY id LIMIT $2", after, limit
+        )
+        return [(int(r[0]), str(r[1])) for r in rows]
+
+    async def journal_applied(self) -> int:
+        rows = await self._read("SELECT applied FROM journal_state")
+        return int(rows[0][0])
+
+    async def listen_journal(self, wake: asyncio.Event) -> None:
+        """Set `wake` on every journal commit (LISTEN on the lease's connection)."""
+        keeper = self._conn(self._keeper)
+        try:
+            await keeper.add_listener("alertd_journal", lambda *_: wake.set())
+        except _DB_ERRORS as exc:
+            raise StoreError(f"cannot listen for the journal: {_reason(exc)}") from exc
+
+    @property
+    def leader(self) -> bool:
+        """This daemon holds the writer's lease (and has not lost it)."""
+        return self._token is not None and not self._lost
+
+    async def holder(self) -> str | None:
+        """The node holding the lease now, if any."""
+        rows = await self._read(
+            "SELECT node FROM alertd_lease WHERE name = $1 AND holder IS NOT NULL "
+            "AND expires_at > now()",
+            LEASE,
+        )
+        return str(rows[0][0]) if rows else None
+
+    async def try_lease(self) -> bool:
+        """Take the lease if it is free or expired; start renewing it. For a standby."""
+        if self.leader:
+            return True
+        try:
+            await self._take_lease(timedelta(0))
+        except StoreError:
+            return False
+        self._renewing = asyncio.create_task(self._renew(), name="store-lease")
+        return True
 
     # -- a whole store brought in (`alertd migrate`) -----------------------------------------
 

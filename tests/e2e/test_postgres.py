@@ -1,7 +1,8 @@
-"""`alertd run` on PostgreSQL, as a real process beside the sandbox helpdesk and the session's
-private cluster (tests/support/postgres.py): the whole life of an incident, a SIGKILL and a
-restart in the middle of it, and a second daemon kept from writing while the first holds the
-store. The password reaches alertd the way the README says: a variable, never the URL."""
+"""`alertd run` on PostgreSQL, as real processes beside the sandbox helpdesk and the session's
+private cluster (tests/support/postgres.py): the whole life of an incident with a SIGKILL and a
+restart in the middle of it; two daemons at once, the same keys posted to both; the leader
+killed while results stream in. The password reaches alertd the way the README says: a
+variable, never the URL."""
 
 from __future__ import annotations
 
@@ -14,7 +15,6 @@ from tests.support import CRIT, calls
 from tests.support.daemon import Daemon, live_helpdesk
 from tests.support.peers import eventually
 from tests.support.postgres import PgCluster
-from tests.support.proc import start
 
 helpdesk = live_helpdesk
 
@@ -52,11 +52,19 @@ async def test_an_incident_lives_its_whole_life_on_postgresql(
 
         await eventually(ticketed, "the ticket")
         daemon.kill()
-        await daemon.start()  # waits for the killed daemon's lease to run out
+        # Back at once, as a standby while the killed daemon's lease runs out: it accepts into
+        # the journal, and applies the journal once it leads.
+        await daemon.start()
         for _ in range(2):
             assert await daemon.post("/api/v1/results", CRIT) == 202
-        (incident,) = (await daemon.incidents()).values()
-        assert incident["status"] == "open" and incident["occurrences"] == 3
+
+        async def counted() -> dict[str, object] | None:
+            found = list((await daemon.incidents()).values())
+            return found[0] if len(found) == 1 and found[0]["occurrences"] == 3 else None
+
+        incident = await eventually(counted, "three occurrences on the one incident")
+        assert incident["status"] == "open"
+        assert (await daemon.get("/readyz"))["store"]["lease"] == "held"
         assert await daemon.post("/api/v1/results", {**CRIT, "state": "OK"}) == 202
 
         async def resolved() -> bool:
@@ -73,26 +81,84 @@ async def test_an_incident_lives_its_whole_life_on_postgresql(
     assert pg_cluster.password not in daemon.log()
 
 
-async def test_a_second_daemon_on_a_store_in_use_writes_nothing_and_exits(
+async def test_two_daemons_accept_the_same_keys_into_one_incident_each(
     tmp_path: Path, helpdesk: tuple[Sandbox, str], pg_cluster: PgCluster
 ) -> None:
-    """While one daemon holds the store's lease, another is refused at start (after waiting one
-    lease length for it), says who holds it, and exits 1; the first goes on."""
+    """Two daemons on one database, the same keys posted to both at once: each key is one
+    incident whose occurrences are every result either daemon accepted, with one ticket."""
     sandbox, url = helpdesk
     db = pg_cluster.database()
     first = pg_daemon(tmp_path / "a", url, pg_cluster, db, "alpha")
     second = pg_daemon(tmp_path / "b", url, pg_cluster, db, "beta")
     await first.start()
+    await second.start()
+    keys = [f"web-{n}" for n in range(5)]
     try:
-        proc = start(second.config, second.env)
-        code = await asyncio.to_thread(proc.wait, 30)
-        assert code == 1
-        assert "in use by another alertd (node alpha)" in second.log()
-        assert await first.post("/api/v1/results", CRIT) == 202
+        assert (await second.get("/readyz"))["store"]["lease"] == "standby"
 
-        async def ticketed() -> bool:
-            return len(sandbox.tickets) == 1
+        async def post_all(daemon: Daemon) -> int:
+            accepted = 0
+            for _ in range(6):
+                batch = [{**CRIT, "host": host} for host in keys]
+                if await daemon.post("/api/v1/results", batch) == 202:
+                    accepted += 1
+            return accepted
 
-        await eventually(ticketed, "the first daemon's ticket")
+        accepted = await asyncio.gather(post_all(first), post_all(second))
+        assert accepted == [6, 6]
+
+        async def settled() -> dict[str, dict[str, object]] | None:
+            found = await second.incidents()  # a standby reads the shared store too
+            done = len(found) == len(keys) and all(i["occurrences"] == 12 for i in found.values())
+            return found if done and len(sandbox.tickets) == len(keys) else None
+
+        async def seen() -> str:
+            found = await second.incidents()
+            counts = {k: i["occurrences"] for k, i in found.items()}
+            return f"occurrences {counts}, {len(sandbox.tickets)} tickets"
+
+        found = await eventually(
+            settled, "every accepted result on one incident per key", explain=seen
+        )
+        assert sorted(i["host"] for i in found.values()) == keys
     finally:
+        await second.stop()
         await first.stop()
+    assert calls(sandbox).count("POST /tickets") == len(keys)
+
+
+async def test_the_standby_takes_over_when_the_leader_is_killed(
+    tmp_path: Path, helpdesk: tuple[Sandbox, str], pg_cluster: PgCluster
+) -> None:
+    """SIGKILL of the leader while results stream to both daemons: the standby leads once the
+    lease runs out; every result either daemon answered 202 is counted, none twice, and each
+    incident has one ticket."""
+    sandbox, url = helpdesk
+    db = pg_cluster.database()
+    first = pg_daemon(tmp_path / "a", url, pg_cluster, db, "alpha")
+    second = pg_daemon(tmp_path / "b", url, pg_cluster, db, "beta")
+    await first.start()
+    await second.start()
+    accepted = {"web-1": 0, "web-2": 0}
+    try:
+        for round_ in range(12):
+            for host, daemon in (("web-1", first), ("web-2", second)):
+                if round_ == 6 and daemon is first:
+                    first.kill()  # mid-stream, its dispatcher possibly mid-delivery
+                if daemon is first and round_ >= 6:
+                    daemon = second
+                if await daemon.post("/api/v1/results", {**CRIT, "host": host}) == 202:
+                    accepted[host] += 1
+        assert accepted == {"web-1": 12, "web-2": 12}
+
+        async def settled() -> dict[str, dict[str, object]] | None:
+            found = await second.incidents()
+            counts = {i["host"]: i["occurrences"] for i in found.values()}
+            return found if counts == accepted and len(sandbox.tickets) == 2 else None
+
+        await eventually(settled, "the standby leading with every accepted result", within=60)
+        assert (await second.get("/readyz"))["store"]["lease"] == "held"
+    finally:
+        await second.stop()
+        first.kill()
+    assert calls(sandbox).count("POST /tickets") == 2
