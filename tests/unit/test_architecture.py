@@ -25,6 +25,7 @@ CORE = (
     "alertd.notices",
     "alertd.outbox", "alertd.policy", "alertd.priority", "alertd.ratelimit", "alertd.silences",
     "alertd.staleness", "alertd.store", "alertd.tickets", "alertd.watch",
+    "alertd.store_pg", "alertd.journal",
 )  # fmt: skip
 OUTER = ("alertd.http", "alertd.cli", "alertd.sandbox", "alertd.app", "alertd.daemon",
          "alertd.reload", "alertd.ui", "connectors")  # fmt: skip
