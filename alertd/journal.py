@@ -23,7 +23,7 @@ import structlog
 from alertd import codec
 from alertd.clock import Clock
 from alertd.engine import Engine, Input
-from alertd.errors import StoreError
+from alertd.errors import NotLeader, StoreError
 from alertd.model import CheckResult, CheckState, Notice, NoticeKind, Reporting, StateType
 from alertd.store import JournalMark
 from alertd.store_pg import PgStore
@@ -84,7 +84,7 @@ def decode(body: str, now: datetime) -> Input:
     )  # fmt: skip
 
 
-class StandbyRefusal(StoreError):
+class StandbyRefusal(NotLeader):
     """An input a standby cannot take: it needs the leader's state."""
 
     def __init__(self, what: str) -> None:

@@ -121,6 +121,12 @@ async def test_two_daemons_accept_the_same_keys_into_one_incident_each(
             settled, "every accepted result on one incident per key", explain=seen
         )
         assert sorted(i["host"] for i in found.values()) == keys
+        # An ack by id needs the leader's live state: the standby says so, the leader does it.
+        some = next(iter(found.values()))["id"]
+        ack = {"comment": "looking", "author": "ann"}
+        assert await second.post(f"/api/v1/incidents/{some}/ack", ack) == 503
+        assert await first.post(f"/api/v1/incidents/{some}/ack", ack) == 200
+        assert (await second.incident(some))["acknowledged"] is True
     finally:
         await second.stop()
         await first.stop()
