@@ -239,9 +239,10 @@ class Leadership:
                 log.warning("lease_try_failed", error=str(exc))
         try:
             await self._lead()
-        except Exception:
+        except Exception as exc:
             # A leader that cannot start must not hold the lease: let another take it.
             log.exception("leading_failed")
+            self._store.give_up(f"could not start leading: {exc}")
             raise
 
     async def _lead(self) -> None:

@@ -372,13 +372,18 @@ class PgStore:
             if renewed is None:
                 self._lose()
 
-    def _lose(self) -> None:
+    def _lose(self, reason: str = "another alertd took the store's lease") -> None:
         if self._lost:
             return
-        self._lost = "another alertd took the store's lease"
+        self._lost = reason
         log.error("store lease lost: %s", self._lost)
         if self._on_lost is not None:
             self._on_lost(self._lost)
+
+    def give_up(self, reason: str) -> None:
+        """This daemon cannot lead after all (say its state would not load): it must not
+        keep the lease alive for nothing. Treated as a loss: no more writes, `on_lost`."""
+        self._lose(reason)
 
     # -- writer side --------------------------------------------------------------------------
 
