@@ -11,6 +11,8 @@ import re
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from alertd.sandbox import Sandbox
 from tests.support import CRIT, calls
 from tests.support.daemon import Daemon, live_helpdesk
@@ -22,12 +24,14 @@ helpdesk = live_helpdesk
 LEASE = "5s"  # renewed every 1.7 s: ample on a loaded CI machine
 
 
-def pg_daemon(base: Path, helpdesk_url: str, cluster: PgCluster, url: str, node: str) -> Daemon:
+def pg_daemon(
+    base: Path, helpdesk_url: str, cluster: PgCluster, url: str, node: str, helpdesk: str = ""
+) -> Daemon:
     return Daemon(
         base, helpdesk_url,
         store=f'url = "{url}"\npassword_env = "PG_SECRET"\nlease = "{LEASE}"',
         env={"PG_SECRET": cluster.password},
-        release_grace="0s", node=node,
+        release_grace="0s", node=node, helpdesk=helpdesk,
     )  # fmt: skip
 
 
@@ -82,56 +86,71 @@ async def test_an_incident_lives_its_whole_life_on_postgresql(
     assert pg_cluster.password not in daemon.log()
 
 
-async def test_two_daemons_accept_the_same_keys_into_one_incident_each(
-    tmp_path: Path, helpdesk: tuple[Sandbox, str], pg_cluster: PgCluster
+@pytest.mark.parametrize("count", [2, 3])
+async def test_daemons_accept_the_same_keys_into_one_incident_each(
+    tmp_path: Path, helpdesk: tuple[Sandbox, str], pg_cluster: PgCluster, count: int
 ) -> None:
-    """Two daemons on one database, the same keys posted to both at once: each key is one
-    incident whose occurrences are every result either daemon accepted, with one ticket."""
+    """Two and three daemons on one database, the same keys posted to all at once: each key is
+    one incident whose occurrences are every result any daemon accepted, with one ticket. A
+    host outage reported through one daemon and its services through another: one ticket."""
     sandbox, url = helpdesk
     db = pg_cluster.database()
-    first = pg_daemon(tmp_path / "a", url, pg_cluster, db, "alpha")
-    second = pg_daemon(tmp_path / "b", url, pg_cluster, db, "beta")
-    await first.start()
-    await second.start()
+    daemons = [
+        pg_daemon(tmp_path / f"d{n}", url, pg_cluster, db, f"node{n}") for n in range(count)
+    ]
+    for daemon in daemons:
+        await daemon.start()
+    leader, standbys = daemons[0], daemons[1:]
     keys = [f"web-{n}" for n in range(5)]
+    rounds = 6
     try:
-        assert (await second.get("/readyz"))["store"]["lease"] == "standby"
+        for standby in standbys:
+            assert (await standby.get("/readyz"))["store"]["lease"] == "standby"
 
         async def post_all(daemon: Daemon) -> int:
             accepted = 0
-            for _ in range(6):
+            for _ in range(rounds):
                 batch = [{**CRIT, "host": host} for host in keys]
                 if await daemon.post("/api/v1/results", batch) == 202:
                     accepted += 1
             return accepted
 
-        accepted = await asyncio.gather(post_all(first), post_all(second))
-        assert accepted == [6, 6]
+        accepted = await asyncio.gather(*(post_all(d) for d in daemons))
+        assert accepted == [rounds] * count
+        # The outage of host db-9: the host DOWN through one daemon, its services through
+        # another; the host's incident absorbs its services' (one ticket, not three).
+        for service in ("disk", "load"):
+            result = {"host": "db-9", "service": service, "state": "CRITICAL"}
+            assert await standbys[-1].post("/api/v1/results", result) == 202
+        assert await leader.post("/api/v1/results", {"host": "db-9", "state": "DOWN"}) == 202
 
         async def settled() -> dict[str, dict[str, object]] | None:
-            found = await second.incidents()  # a standby reads the shared store too
-            done = len(found) == len(keys) and all(i["occurrences"] == 12 for i in found.values())
-            return found if done and len(sandbox.tickets) == len(keys) else None
+            found = await standbys[-1].incidents()  # a standby reads the shared store too
+            web = [i for k, i in found.items() if k.startswith("web-")]
+            done = len(web) == len(keys) and all(
+                i["occurrences"] == rounds * count for i in web
+            )
+            return found if done and len(sandbox.tickets) == len(keys) + 1 else None
 
         async def seen() -> str:
-            found = await second.incidents()
+            found = await standbys[-1].incidents()
             counts = {k: i["occurrences"] for k, i in found.items()}
             return f"occurrences {counts}, {len(sandbox.tickets)} tickets"
 
         found = await eventually(
             settled, "every accepted result on one incident per key", explain=seen
         )
-        assert sorted(i["host"] for i in found.values()) == keys
-        # An ack by id needs the leader's live state: the standby says so, the leader does it.
-        some = next(iter(found.values()))["id"]
+        assert sorted(k for k in found if k.startswith("web-")) == [f"{k}/HTTP" for k in keys]
+        # An ack by id needs the leader's live state: a standby says so, the leader does it.
+        some = found["web-0/HTTP"]["id"]
         ack = {"comment": "looking", "author": "ann"}
-        assert await second.post(f"/api/v1/incidents/{some}/ack", ack) == 503
-        assert await first.post(f"/api/v1/incidents/{some}/ack", ack) == 200
-        assert (await second.incident(some))["acknowledged"] is True
+        assert await standbys[0].post(f"/api/v1/incidents/{some}/ack", ack) == 503
+        assert await leader.post(f"/api/v1/incidents/{some}/ack", ack) == 200
+        assert (await standbys[0].incident(some))["acknowledged"] is True
     finally:
-        await second.stop()
-        await first.stop()
-    assert calls(sandbox).count("POST /tickets") == len(keys)
+        for daemon in reversed(daemons):
+            await daemon.stop()
+    assert calls(sandbox).count("POST /tickets") == len(keys) + 1
 
 
 async def test_the_standby_takes_over_when_the_leader_is_killed(

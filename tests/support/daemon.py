@@ -40,6 +40,7 @@ class Daemon:
         store: str | None = None,
         env: Mapping[str, str] | None = None,
         node: str | None = None,
+        helpdesk: str = "",
     ) -> None:
         """`store` replaces the [store] table's body (a PostgreSQL url, say); `env` is added
         to the process's environment (the store's password, say)."""
@@ -67,6 +68,7 @@ class Daemon:
             # Long enough for Nagios's host result to follow its services' (the field's reason
             # for the grace), short enough for the tests' deadlines.
             'service_grace = "5s"\n'
+            f"{helpdesk}"
         )
         self.proc: subprocess.Popen[str] | None = None
 
