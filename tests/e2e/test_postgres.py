@@ -35,6 +35,7 @@ def pg_daemon(
     )  # fmt: skip
 
 
+@pytest.mark.timeout(180)
 async def test_an_incident_lives_its_whole_life_on_postgresql(
     tmp_path: Path, helpdesk: tuple[Sandbox, str], pg_cluster: PgCluster
 ) -> None:
@@ -86,6 +87,7 @@ async def test_an_incident_lives_its_whole_life_on_postgresql(
     assert pg_cluster.password not in daemon.log()
 
 
+@pytest.mark.timeout(180)
 @pytest.mark.parametrize("count", [2, 3])
 async def test_daemons_accept_the_same_keys_into_one_incident_each(
     tmp_path: Path, helpdesk: tuple[Sandbox, str], pg_cluster: PgCluster, count: int
@@ -153,6 +155,7 @@ async def test_daemons_accept_the_same_keys_into_one_incident_each(
     assert calls(sandbox).count("POST /tickets") == len(keys) + 1
 
 
+@pytest.mark.timeout(180)
 async def test_the_standby_takes_over_when_the_leader_is_killed(
     tmp_path: Path, helpdesk: tuple[Sandbox, str], pg_cluster: PgCluster
 ) -> None:
@@ -203,3 +206,69 @@ async def test_the_standby_takes_over_when_the_leader_is_killed(
         await second.stop()
         first.kill()
     assert calls(sandbox).count("POST /tickets") == 3
+
+
+@pytest.mark.timeout(300)  # three lease expiries and their deliveries, on a loaded machine
+async def test_leaders_killed_again_and_again_mid_delivery_lose_and_repeat_nothing(
+    tmp_path: Path, helpdesk: tuple[Sandbox, str], pg_cluster: PgCluster
+) -> None:
+    """Two daemons; three times, new outages are posted to both while the helpdesk is slow to
+    act, and the leader is SIGKILLed with its creates in flight; it comes back as a standby.
+    In the end: every 202 counted once, one ticket per incident (a create of unknown outcome
+    is looked up, not repeated), and each incident's operations delivered in order."""
+    sandbox, url = helpdesk
+    db = pg_cluster.database()
+    slow = 'timeout = "2s"\noutcome_wait = "3s"\n'
+    daemons = [pg_daemon(tmp_path / f"d{n}", url, pg_cluster, db, f"node{n}", slow)
+               for n in range(2)]  # fmt: skip
+    for daemon in daemons:
+        await daemon.start()
+    accepted: dict[str, int] = {}
+    leader = 0
+    try:
+        for cycle in range(3):
+            sandbox.act_late(1.0, count=2)  # creates the helpdesk finishes after a second
+            for n in range(4):
+                host = f"c{cycle}-{n}"
+                for daemon in daemons:
+                    if await daemon.post("/api/v1/results", {**CRIT, "host": host}) == 202:
+                        accepted[host] = accepted.get(host, 0) + 1
+
+            async def sending() -> bool:
+                return len(sandbox._late) < 2  # a slow create arrived; its answer has not
+
+            await eventually(sending, "a create in flight")
+            daemons[leader].kill()
+            standby = daemons[1 - leader]
+
+            async def leads(daemon: Daemon = standby) -> bool:
+                return bool((await daemon.get("/readyz"))["store"]["lease"] == "held")
+
+            await eventually(leads, "the standby to lead", within=60)
+            await daemons[leader].start()  # back, as a standby
+            leader = 1 - leader
+        for host in accepted:
+            ok = {**CRIT, "host": host, "state": "OK"}
+            assert await daemons[leader].post("/api/v1/results", ok) == 202
+
+        async def settled() -> dict[str, dict[str, Any]] | None:
+            found = {i["host"]: i for i in (await daemons[leader].incidents()).values()}
+            if {h: found[h]["occurrences"] for h in accepted if h in found} != accepted:
+                return None
+            details = [await daemons[leader].incident(i["id"]) for i in found.values()]
+            done = all(
+                d["status"] == "resolved" and d["ticket_operations"]
+                and all(op["state"] == "done" for op in d["ticket_operations"])
+                for d in details
+            )
+            return found if done else None
+
+        await eventually(settled, "every outage counted, resolved and delivered", within=90)
+    finally:
+        for daemon in daemons:
+            daemon.kill()
+    assert len(accepted) == 12 and set(accepted.values()) == {2}
+    assert calls(sandbox).count("POST /tickets") == len(sandbox.tickets) == 12
+    for ticket_id in sandbox.tickets:
+        # The recovery came last: its note or status change is the ticket's last operation.
+        assert sandbox.tickets[ticket_id]["status"] in (4, 5)
