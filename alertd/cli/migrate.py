@@ -12,15 +12,17 @@ links, note markers (`alertd-op-<id>`) and queued operations stay valid. The pas
 from __future__ import annotations
 
 import argparse
-import asyncio
-import sqlite3
 import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-# The CLI's modules load only the standard library up front (`alertd --help` stays quick); the
-# stores are imported when the command runs. The daemon's variable (config.secrets), again.
+if TYPE_CHECKING:
+    import sqlite3
+
+# The CLI's modules load only light parts of the standard library up front: `alertd notify`
+# (once per Nagios notification, under a timeout) imports this module too, so asyncio, sqlite3
+# and the stores are imported when the command runs. The daemon's variable (config.secrets).
 DEFAULT_PASSWORD_ENV = "ALERTD_STORE_PASSWORD"
 SCHEMES = ("postgresql", "postgres")
 CHUNK = 5000  # rows per COPY: bounded memory whatever the store holds
@@ -65,6 +67,8 @@ def main(args: argparse.Namespace, env: Mapping[str, str]) -> int:
             return _fail(f"cannot read {args.password_file}: {type(exc).__name__}")
     else:
         password = env.get(DEFAULT_PASSWORD_ENV, "").strip()
+    import asyncio
+
     try:
         copied = asyncio.run(_migrate(source, target, password))
     except StoreError as exc:
@@ -75,6 +79,8 @@ def main(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
 
 async def _migrate(source: Path, target: str, password: str) -> dict[str, int]:
+    import sqlite3
+
     from alertd.store import SqliteStore
     from alertd.store_pg import IMPORTED, PgStore
 
@@ -108,6 +114,8 @@ def _chunks(db: sqlite3.Connection, table: str) -> Iterator[list[tuple[Any, ...]
 
 def _check(source: Path, copied: dict[str, int]) -> None:
     """Every row arrived: the source's counts, read again, are the copied ones."""
+    import sqlite3
+
     from alertd.errors import StoreError
 
     with sqlite3.connect(f"file:{source}?mode=ro", uri=True) as db:
