@@ -89,7 +89,7 @@ class StandbyRefusal(NotLeader):
 
     def __init__(self, what: str) -> None:
         super().__init__(f"this daemon is a standby and does not take {what}: send it to the "
-                         "leader (GET /readyz names it)")  # fmt: skip
+                         'leader (its GET /readyz says "lease": "held")')  # fmt: skip
 
 
 @dataclass(slots=True)

@@ -116,8 +116,8 @@ async def escalate(request: web.Request) -> web.Response:
 async def live_incident(request: web.Request) -> Incident:
     if request.app[ENGINE].forward is not None:  # a standby holds no live incidents
         raise NotLeader(
-            "this daemon is a standby: act on incidents through the leader (GET /readyz there "
-            "says lease held)"
+            'this daemon is a standby: act on incidents through the leader (its GET /readyz '
+            'says "lease": "held")'
         )
     raw = request.match_info["id"]
     live, number = None, path_id(raw)
