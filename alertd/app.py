@@ -56,6 +56,7 @@ from alertd.tickets import TicketPlanner
 from alertd.ui import actions as ui_actions
 from alertd.ui import console
 from alertd.ui import views as ui
+from alertd.wallshift import ENV, wall_from_env
 from connectors.freshdesk import FreshdeskClient
 
 if TYPE_CHECKING:  # PostgreSQL's modules load only when a store url is set
@@ -128,6 +129,15 @@ def add_routes(router: web.UrlDispatcher, scopes: dict[tuple[str, str], Scope]) 
     route("GET", "/readyz", health.readyz, None)
 
 
+def _system_clock() -> SystemClock:
+    wall = wall_from_env()
+    if wall is None:
+        return SystemClock()
+    log.warning("test_wall_clock", hint=f"{ENV} is set: this daemon's wall clock is shifted by "
+                "the offset in that file (for tests only)")  # fmt: skip
+    return SystemClock(wall=wall)
+
+
 def build_app(
     config: Config, *, clock: Clock | None = None, registry: CollectorRegistry | None = None
 ) -> web.Application:
@@ -138,7 +148,7 @@ def build_app(
     )
     app[CONFIG] = config
     app[LIVE] = Live(config)
-    app[CLOCK] = clock or SystemClock()
+    app[CLOCK] = clock or _system_clock()
     metrics = Metrics(CollectorRegistry() if registry is None else registry, version=version())
     app[METRICS] = metrics
     app[READINESS] = []

@@ -24,3 +24,6 @@ class Batch:
     # Late results per (incident id, source): how many, and the first one's event.
     late_counts: dict[tuple[int, str], tuple[int, Event]] = field(default_factory=dict)
     timers_taken: list[tuple[datetime, int, IncidentKey]] = field(default_factory=list)
+    # Keys staged by plain repeats only (narrow rows), and keys staged by anything else.
+    plain: set[IncidentKey] = field(default_factory=set)
+    full: set[IncidentKey] = field(default_factory=set)

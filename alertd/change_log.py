@@ -11,14 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import structlog
-
 from alertd import logs
 from alertd.engine import Input
 from alertd.model import CheckResult, EventKind, IncidentKey, Notice, key_text
 from alertd.store import WriteBatch
-
-log: structlog.typing.FilteringBoundLogger = structlog.get_logger(__name__)
 
 # Constant event names, one per audit event kind: incident_opened, incident_resolved, ...
 EVENT_NAMES = {kind: f"incident_{kind.value}" for kind in EventKind}
@@ -32,22 +28,20 @@ def log_changes(write: WriteBatch, inputs: Sequence[Sequence[Input]]) -> None:
         return  # the common case: repeats only; skip the walk over the inputs
     incidents = {incident.id: incident for incident, _ in write.upserts}
     sources = _sources({incident.key for incident in incidents.values()}, inputs)
-    level = logs.changes_level()
+    lines = []
     for incident_id, event in events:
         incident = incidents.get(incident_id)
         if incident is None:  # every event belongs to an upserted incident; be safe anyway
             continue
-        log.log(
-            level,
-            EVENT_NAMES[event.kind],
-            incident_id=incident_id,
-            key=key_text(incident.key),
-            source=sources.get(incident.key, ENGINE_SOURCE),
-            status=incident.status.value,
-            priority=incident.priority.value,
-            detail=dict(event.detail),
-        )
-
+        lines.append((EVENT_NAMES[event.kind], {
+            "incident_id": incident_id,
+            "key": key_text(incident.key),
+            "source": sources.get(incident.key, ENGINE_SOURCE),
+            "status": incident.status.value,
+            "priority": incident.priority.value,
+            "detail": dict(event.detail),
+        }))  # fmt: skip
+    logs.log_many(logs.changes_level(), lines)
 
 def _sources(keys: set[IncidentKey], inputs: Sequence[Sequence[Input]]) -> dict[IncidentKey, str]:
     """The source of the last input of this batch for each key."""

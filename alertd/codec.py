@@ -12,6 +12,7 @@ from typing import Any
 import orjson
 
 from alertd.model import (
+    NO_LABELS,
     CheckState,
     Event,
     EventKind,
@@ -28,12 +29,22 @@ from alertd.model import (
 def ts(value: datetime | None) -> str | None:
     """RFC 3339 UTC with a `Z` and fixed width (microseconds always), so stored times sort as
     text. orjson formats a datetime ~7x faster than isoformat, and this runs per timestamp."""
+    global _last_ts
     if value is None:
         return None
-    if value.tzinfo is not UTC:
-        value = value.astimezone(UTC)
-    text = orjson.dumps(value, option=orjson.OPT_UTC_Z)[1:-1].decode()
-    return text if value.microsecond else f"{text[:-1]}.000000Z"
+    last, text = _last_ts
+    if value is last:
+        # One request's results share its receipt time (one datetime object), and a commit
+        # writes it into several columns of each of its rows: format it once.
+        return text
+    moment = value if value.tzinfo is UTC else value.astimezone(UTC)
+    text = orjson.dumps(moment, option=orjson.OPT_UTC_Z)[1:-1].decode()
+    text = text if moment.microsecond else f"{text[:-1]}.000000Z"
+    _last_ts = (value, text)  # one tuple: a reader on another thread sees a matching pair
+    return text
+
+
+_last_ts: tuple[datetime | None, str] = (None, "")
 
 
 def parse_ts(value: str | None) -> datetime | None:
@@ -98,6 +109,8 @@ INCIDENT_COLUMNS = (
     "suppressed",
     "last_output",
     "body",
+    # What plain repeats changed in `body` since the last full write (`repeat_row`), or NULL.
+    "hot",
 )
 
 
@@ -169,79 +182,125 @@ def incident_row(incident: Incident, due: datetime | None) -> tuple[Any, ...]:
         int(incident.suppressed),
         incident.last_output,
         orjson.dumps(body, option=orjson.OPT_UTC_Z).decode(),
+        None,  # the body is whole again: no repeat overlay
     )
+
+
+def repeat_row(incident: Incident, due: datetime | None) -> tuple[Any, ...]:
+    """A plain repeat's narrow row: occurrences, last_seen, last_output, due_at, hot, id.
+
+    A plain repeat (lifecycle `_repeat`) changes only these columns and the `body` fields in
+    `hot`; writing them instead of the whole row skips the ~740-byte body and every index
+    (none covers these columns). `incident_from_row` lays `hot` over the body."""
+    hot = {
+        "attempt": incident.attempt,
+        "long_output": incident.long_output,
+        "perfdata": incident.perfdata,
+        "labels": incident.labels if type(incident.labels) is dict else dict(incident.labels),
+        "stream_seen": incident.stream_seen,
+        "interval": incident.interval,
+        "flap_history": incident.flap_history,
+        "percent_state_change": incident.percent_state_change,
+    }
+    return (
+        incident.occurrences,
+        ts(incident.last_seen),
+        incident.last_output,
+        ts(due),
+        orjson.dumps(hot, option=orjson.OPT_UTC_Z).decode(),
+        incident.id,
+    )
+
+
+# Stored values to members by dict (an Enum call is ~10x slower, and a load at start decodes a
+# dozen per incident, a million incidents over).
+_new = tuple.__new__
+_STATUS = {m.value: m for m in Status}
+_STATE = {m.value: m for m in CheckState}
+_TYPE = {m.value: m for m in StateType}
+_PRIORITY = {m.value: m for m in Priority}
+_LEVEL = {m.value: m for m in Level}
 
 
 def incident_from_row(row: Any) -> Incident:
     """Inverse of `incident_row` for a row selected in `INCIDENT_COLUMNS` order."""
     (id_, host, service, status, check_state, priority, impact, urgency, occurrences,
      first_seen, last_seen, opened_at, resolved_at, _due, flapping, suppressed, last_output,
-     body_text) = row  # fmt: skip
+     body_text, hot) = row  # fmt: skip
     body = orjson.loads(body_text)
+    if hot is not None:
+        body.update(orjson.loads(hot))
     last_hard = body["last_hard_state"]
-    return Incident(
-        id=id_,
-        host=host,
-        service=service,
-        status=Status(status),
-        check_state=CheckState(check_state),
-        state_type=StateType(body["state_type"]),
-        priority=Priority(priority),
-        reason=PriorityReason(
-            impact=Level(impact),
-            urgency=Level(urgency),
+    # One object for equal times (an incident opened by its first result has three): a
+    # million cached incidents are 1.5 KB each, and each datetime is 48 bytes of it.
+    first = req_ts(first_seen)
+    last = first if last_seen == first_seen else req_ts(last_seen)
+    opened = first if opened_at == first_seen else parse_ts(opened_at)
+    # Positional, in `Incident._fields` order (keywords cost ~7 us of the ~17 us per
+    # incident; a start decodes a million of them). tests/unit/test_codec.py checks the order.
+    return _new(Incident, (
+        id_,  # id
+        host,  # host
+        service,  # service
+        _STATUS[status],  # status
+        _STATE[check_state],  # check_state
+        _TYPE[body["state_type"]],  # state_type
+        _PRIORITY[priority],  # priority
+        PriorityReason(  # reason
+            impact=_LEVEL[impact],
+            urgency=_LEVEL[urgency],
             rule=body["reason_rule"],
-            state=CheckState(body["reason_state"]),
+            state=_STATE[body["reason_state"]],
         ),
-        first_seen=req_ts(first_seen),
-        last_seen=req_ts(last_seen),
-        occurrences=occurrences,
-        attempt=body["attempt"],
-        last_hard_state=CheckState(last_hard) if last_hard else None,
-        last_output=last_output,
-        long_output=body["long_output"],
-        perfdata=body["perfdata"],
-        labels=body["labels"],
-        opened_at=parse_ts(opened_at),
-        resolved_at=parse_ts(resolved_at),
-        recovering_since=parse_ts(body["recovering_since"]),
-        recovery_due=parse_ts(body["recovery_due"]),
-        reopen_until=parse_ts(body["reopen_until"]),
-        reopen_count=body["reopen_count"],
-        flapping=bool(flapping),
-        percent_state_change=body["percent_state_change"],
-        flap_history=tuple(CheckState(s) for s in body["flap_history"]),
-        suppressed=bool(suppressed),
-        suppressed_reason=body["suppressed_reason"],
-        history=tuple(
-            StateChange(at=req_ts(at), state=CheckState(st), state_type=StateType(tp))
+        first,  # first_seen
+        last,  # last_seen
+        occurrences,  # occurrences
+        body["attempt"],  # attempt
+        _STATE[last_hard] if last_hard else None,  # last_hard_state
+        last_output,  # last_output
+        body["long_output"],  # long_output
+        body["perfdata"],  # perfdata
+        body["labels"] or NO_LABELS,  # labels (one shared empty mapping)
+        opened,  # opened_at
+        parse_ts(resolved_at),  # resolved_at
+        parse_ts(body["recovering_since"]),  # recovering_since
+        parse_ts(body["recovery_due"]),  # recovery_due
+        parse_ts(body["reopen_until"]),  # reopen_until
+        body["reopen_count"],  # reopen_count
+        bool(flapping),  # flapping
+        body["percent_state_change"],  # percent_state_change
+        tuple([_STATE[s] for s in body["flap_history"]]),  # flap_history
+        bool(suppressed),  # suppressed
+        body["suppressed_reason"],  # suppressed_reason
+        tuple(  # history
+            StateChange(at=req_ts(at), state=_STATE[st], state_type=_TYPE[tp])
             for at, st, tp in body["history"]
         ),
-        acknowledged=body.get("acknowledged", False),
-        ack_author=body.get("ack_author"),
-        ack_comment=body.get("ack_comment"),
-        ack_sticky=body.get("ack_sticky", False),
-        ack_source=body.get("ack_source"),
-        ticket_requested=body.get("ticket_requested", False),
-        summary_from=body.get("summary_from", 0),
-        summary_due=parse_ts(body.get("summary_due")),
-        summary_last_at=parse_ts(body.get("summary_last_at")),
-        ticket_due=parse_ts(body.get("ticket_due")),
-        escalation_level=body.get("escalation_level", 0),
-        escalation_since=parse_ts(body.get("escalation_since")),
-        escalation_spent=timedelta(seconds=body.get("escalation_spent", 0.0)),
-        escalation_due=parse_ts(body.get("escalation_due")),
-        update_due=parse_ts(body.get("update_due")),
-        update_from=body.get("update_from", 0),
-        interval=body.get("interval"),
-        stale=body.get("stale", False),
-        agent_closed=body.get("agent_closed"),
-        agent_closed_merged=body.get("agent_closed_merged"),
-        ticket_recovery=body.get("ticket_recovery"),
-        stream_seen=parse_ts(body.get("stream_seen")),
-        ticket_resolved=body.get("ticket_resolved", False),
-        source=body.get("source"),
-    )
+        body.get("acknowledged", False),  # acknowledged
+        body.get("ack_author"),  # ack_author
+        body.get("ack_comment"),  # ack_comment
+        body.get("ack_sticky", False),  # ack_sticky
+        body.get("ack_source"),  # ack_source
+        body.get("ticket_requested", False),  # ticket_requested
+        body.get("summary_from", 0),  # summary_from
+        parse_ts(body.get("summary_due")),  # summary_due
+        parse_ts(body.get("summary_last_at")),  # summary_last_at
+        parse_ts(body.get("ticket_due")),  # ticket_due
+        body.get("escalation_level", 0),  # escalation_level
+        parse_ts(body.get("escalation_since")),  # escalation_since
+        timedelta(seconds=body.get("escalation_spent", 0.0)),  # escalation_spent
+        parse_ts(body.get("escalation_due")),  # escalation_due
+        parse_ts(body.get("update_due")),  # update_due
+        body.get("update_from", 0),  # update_from
+        body.get("interval"),  # interval
+        body.get("stale", False),  # stale
+        body.get("agent_closed"),  # agent_closed
+        body.get("agent_closed_merged"),  # agent_closed_merged
+        body.get("ticket_recovery"),  # ticket_recovery
+        parse_ts(body.get("stream_seen")),  # stream_seen
+        body.get("ticket_resolved", False),  # ticket_resolved
+        body.get("source"),  # source
+    ))
 
 
 def event_row(incident_id: int, event: Event) -> tuple[int, str | None, str, str]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 
@@ -24,6 +25,7 @@ from alertd.clock import Clock
 from alertd.config import Config
 from alertd.http.keys import ENGINE
 from alertd.http.server import GuardedRunner
+from alertd.http.starting import starting_app
 from alertd.sdnotify import Notifier, watchdog, watchdog_interval
 
 log: structlog.typing.FilteringBoundLogger = structlog.get_logger(__name__)
@@ -31,6 +33,8 @@ log: structlog.typing.FilteringBoundLogger = structlog.get_logger(__name__)
 # In-flight requests get this long to finish at shutdown; below systemd's TimeoutStopSec=30s
 # so that the commit of what they queued and the store's close still fit.
 SHUTDOWN_TIMEOUT = 15.0
+# Connections the kernel queues for the listener (also while the starting app hands over).
+BACKLOG = 1024
 # How often the STATUS= line (active incidents) is refreshed.
 STATUS_INTERVAL = 30.0
 
@@ -51,9 +55,17 @@ async def serving_app(app: web.Application, config: Config) -> AsyncIterator[str
     runner = GuardedRunner(
         app, access_log=None, handle_signals=False, shutdown_timeout=SHUTDOWN_TIMEOUT
     )
-    await runner.setup()  # runs cleanup_ctx: the store is open and the writer runs after this
+    # Bound first: while the store loads (seconds, with a million open incidents) the socket
+    # answers `/healthz` and tells everything else to come back (alertd.http.starting). A
+    # second daemon on the same port fails here, before it opens anything.
+    sock = _listen(config.server.host, config.server.port)
     try:
-        site = web.TCPSite(runner, config.server.host, config.server.port, backlog=1024)
+        await _setup_answering_meanwhile(runner, sock)
+    except BaseException:
+        sock.close()
+        raise
+    try:
+        site = web.SockSite(runner, sock, backlog=BACKLOG)
         await site.start()
         host, port = runner.addresses[0][:2]
         shown = f"[{host}]" if ":" in host else host
@@ -62,6 +74,27 @@ async def serving_app(app: web.Application, config: Config) -> AsyncIterator[str
         # Stops accepting, lets in-flight requests finish, then runs cleanup_ctx (engine drains
         # what was submitted and commits, then the store closes).
         await runner.cleanup()
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.create_server((host, port), family=family, backlog=BACKLOG)
+    sock.setblocking(False)
+    return sock
+
+
+async def _setup_answering_meanwhile(runner: web.AppRunner, sock: socket.socket) -> None:
+    """`runner.setup()` (the store opens, the incidents load, the writer starts) while the
+    starting app answers on a duplicate of `sock`; connections that arrive as one hands over
+    to the other wait in the socket's backlog."""
+    starting = GuardedRunner(starting_app(), access_log=None, handle_signals=False,
+                             shutdown_timeout=0.5)  # fmt: skip
+    await starting.setup()
+    try:
+        await web.SockSite(starting, sock.dup(), backlog=BACKLOG).start()
+        await runner.setup()  # runs cleanup_ctx: the store is open and the writer runs after this
+    finally:
+        await starting.cleanup()
 
 
 async def run(config: Config, env: Mapping[str, str]) -> None:

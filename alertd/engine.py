@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import heapq
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -25,6 +26,7 @@ from alertd import lifecycle, notices
 from alertd.batch import Batch
 from alertd.clock import Clock
 from alertd.errors import StoreError
+from alertd.gauges import GaugeKey, gauge_key
 from alertd.heartbeats import Beat, Heartbeat, HeartbeatRemove
 from alertd.model import (
     CheckResult,
@@ -44,6 +46,7 @@ from alertd.store import (
     JournalMark,
     NewOp,
     OutboxUpdate,
+    Prepared,
     Purge,
     PurgeKind,
     Redrive,
@@ -60,6 +63,12 @@ OK_STATES = frozenset({CheckState.OK, CheckState.UP})
 
 # Longest the writer sleeps with nothing queued: bounds the cost of a missed wake-up.
 MAX_IDLE_SECONDS = 30.0
+# Incidents per step of a pass over the whole cache outside a commit (the loop runs between).
+_CHUNK = 5_000
+# Incident timers fired per commit at most: the writer wakes at once for the rest.
+TIMER_CHUNK = 5_000
+# A load this large leaves the cyclic GC's sight (a small one is not worth a full collection).
+_FREEZE_FROM = 10_000
 
 
 # What the writer takes: check results and notices (acks, downtimes, ...) from handlers, in
@@ -88,6 +97,18 @@ class Retention:
 class _Submission:
     results: Sequence[Input]
     done: asyncio.Future[None]
+
+
+@dataclass(slots=True)
+class _Round:
+    """One group commit on its way: applied in memory (not yet published), encoded, and
+    committing on the store's thread while the writer applies the next one on top of it."""
+
+    subs: list[_Submission]
+    batch: Batch
+    started: float  # loop time when it was applied
+    prepared: Prepared | None  # None: nothing to write (the commit is a no-op)
+    commit: asyncio.Future[dict[PurgeKind, int]] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,11 +152,20 @@ class Engine:
         self._max_batch = max_batch
         self._queue: asyncio.Queue[_Submission | None] = asyncio.Queue(max_queue)
         self._cache: dict[IncidentKey, Incident] = {}
+        # The round committing right now, as the next one sees it while it is applied: its
+        # staged incidents (None: gone) over the cache. Empty outside `_prepare`.
+        self._overlay: dict[IncidentKey, Incident | None] = {}
+        self._purge_inflight = False
         self._services_by_host: dict[str, set[str]] = {}
+        # The cached incidents that are suppressed: what a closing window may have to release.
+        self._held: set[IncidentKey] = set()
+        # Unresolved cached incidents by what the gauges count (gauges.gauge_key).
+        self._gauges: dict[GaugeKey, int] = {}
         # (due, incident id, key): ids are unique per live timer, so keys are never compared.
         self._timers: list[tuple[datetime, int, IncidentKey]] = []
         self._next_id = 1
         self._task: asyncio.Task[None] | None = None
+        self._rescans: set[asyncio.Task[None]] = set()
         self._closing = False
         self.last_batch: BatchStats | None = None
         # Why the last commit failed, until one succeeds: the writer reports the store's health
@@ -147,7 +177,7 @@ class Engine:
         # Silences, heartbeats and the stale sweep: timers too, served by the same loop.
         self._watch = Watch(
             store, self._cache, get=self._get, stage=self._stage, apply=self._apply,
-            host_problem=self._host_problem,
+            host_problem=self._host_problem, host_keys=self._host_keys, held=self._held,
         )  # fmt: skip
         # The open windows, as the hot path checks them: one dict lookup, as before the split.
         self._active = self._watch.active
@@ -160,27 +190,63 @@ class Engine:
         """A reloaded lifecycle policy. The writer reads `policy` once per input between awaits,
         so a batch never mixes two."""
         self.policy = policy
-        self._watch.stale_rules_changed()  # deadlines follow `stale_after`: look again
+        # Deadlines follow `stale_after`: every incident gets its new one, a chunk at a time
+        # between commits (a million incidents must not stall the loop).
+        if len(self._cache) <= _CHUNK:
+            self._watch.stale_rules_changed(self._cache.values(), policy)  # at once: small
+        elif self._task is not None:
+            rescan = asyncio.create_task(self._rescan_stale(policy), name="alertd-stale-rescan")
+            self._rescans.add(rescan)
+            rescan.add_done_callback(self._rescans.discard)
+
+    async def _rescan_stale(self, policy: LifecyclePolicy) -> None:
+        try:
+            incidents = list(self._cache.values())
+            for start in range(0, len(incidents), _CHUNK):
+                self._watch.stale_rules_changed(incidents[start : start + _CHUNK], policy)
+                await asyncio.sleep(0)
+            if self.running and not self._closing:
+                await self.run_timers()  # a deadline may have come earlier than the next wake
+        except StoreError:
+            pass  # stopping; or the commit failed and the writer says why
 
     async def start(self) -> None:
         now = self._clock.now()
         self._next_id = await self._store.max_incident_id() + 1
+        self._watch.begin(now)  # stale deadlines count from now: set before any is queued
+        policy = self.policy
+        loaded = 0
         async for page in self._store.load_active(now - self.policy.reopen_window):
             for incident in page:
                 if lifecycle.is_active(incident, now):
                     self._remember(incident)
+                    self._watch.changed(incident, policy)
+            loaded += len(page)
+            if loaded >= _FREEZE_FROM:
+                # What is loaded lives long: out of the cyclic GC's sight, or each full
+                # collection walks every incident (0.4 s of the loop at 100,000, seconds at a
+                # million). The cache's objects hold no cycles; refcounting still frees each
+                # one replaced. Garbage from before is collected first, never frozen.
+                if loaded - len(page) < _FREEZE_FROM:
+                    gc.collect()
+                gc.freeze()
         await self._watch.load(now)
         log.info("engine_started", active_incidents=len(self._cache), next_id=self._next_id,
                  silences=self._watch.silences, heartbeats=self._watch.heartbeats)  # fmt: skip
         self._task = asyncio.create_task(self._run(), name="alertd-writer")
-        # Holds that fell due while the daemon was down fire now, before any new input.
+        # Holds that fell due while the daemon was down fire now, before any new input (the
+        # listener answers "starting" until then), a chunk per commit.
         await self.run_timers()
+        while self._timers_due(self._clock.now()):
+            await self.run_timers()
 
     async def stop(self) -> None:
         """Commit everything already submitted, then end the writer task."""
         if self._task is None:
             return
         self._closing = True
+        for rescan in list(self._rescans):
+            rescan.cancel()
         await self._queue.put(None)
         with contextlib.suppress(asyncio.CancelledError):
             await self._task
@@ -197,6 +263,10 @@ class Engine:
     @property
     def queued(self) -> int:
         return self._queue.qsize()
+
+    def gauge_counts(self) -> Mapping[GaugeKey, int]:
+        """Unresolved cached incidents by `gauges.gauge_key`, kept as the cache changes."""
+        return self._gauges
 
     def incidents(self) -> Iterable[Incident]:
         """The cached incidents (active ones, and resolved ones that may still reopen), read-only;
@@ -243,23 +313,184 @@ class Engine:
     # -- the writer task -------------------------------------------------------------------------
 
     async def _run(self) -> None:
+        """The pipelined writer: round N+1 is applied and encoded on the loop while round N
+        commits on the store's thread; N+1's commit starts only once N's is settled, so each
+        answer still follows its own fsync and a failed N never leaves N+1 on disk."""
+        inflight: _Round | None = None
         while True:
+            current = following = None
+            subs: list[_Submission] = []
+            stop = False
             try:
-                first = await asyncio.wait_for(self._queue.get(), self._idle_timeout())
-            except TimeoutError:
-                first = _Submission((), asyncio.get_running_loop().create_future())
-            subs, stop = self._drain(first)
-            if subs:
-                try:
-                    await self._commit_batch(subs)
-                except Exception as exc:  # the writer must outlive any failure
-                    log.exception("writer_round_failed")
-                    failure = StoreError(f"commit failed: {exc}")
-                    for sub in subs:
-                        if not sub.done.done():
-                            sub.done.set_exception(failure)
-            if stop:
-                return
+                if inflight is None:
+                    try:
+                        first = await asyncio.wait_for(self._queue.get(), self._idle_timeout())
+                    except TimeoutError:
+                        first = _Submission((), asyncio.get_running_loop().create_future())
+                else:
+                    arrived, first = await self._input_or_commit(inflight)
+                    if not arrived:  # committed, and nothing queued to overlap with
+                        current, inflight = inflight, None
+                        await self._settle(current, None)
+                        continue
+                subs, stop = self._drain(first)
+                following, retry = self._prepare_on(inflight, subs)
+                if inflight is not None:
+                    current, inflight = inflight, None
+                    if not await self._settle(current, following):
+                        following = None  # rolled back with it, and retried alone
+                if following is not None:
+                    self._start(following)
+                    inflight, following = following, None
+                for sub in retry:  # the round that could not even be applied
+                    await self._commit_batch([sub])
+                if stop:
+                    if inflight is not None:
+                        current, inflight = inflight, None
+                        await self._settle(current, None)
+                    return
+            except Exception as exc:  # the writer must outlive any failure (a bug)
+                log.exception("writer_round_failed")
+                rounds = [r for r in (inflight, current, following) if r is not None]
+                inflight = None
+                await self._recover(rounds, subs, StoreError(f"commit failed: {exc}"))
+                if stop:
+                    return
+
+    async def _recover(
+        self, rounds: list[_Round], subs: list[_Submission], failure: StoreError
+    ) -> None:
+        """After an unexpected failure in the writer: whatever of `rounds` reached the disk,
+        memory is rebuilt from the store, and every request not answered yet gets `failure`
+        (it may have been stored: a retry of it then counts twice, the price of a bug)."""
+        commits = [r.commit for r in rounds if r.commit is not None]
+        if commits:
+            await asyncio.wait(commits)
+        for rnd in rounds:
+            self._fail(rnd.subs, failure)
+        self._fail(subs, failure)
+        try:
+            await self._reload(self._clock.now())
+        except Exception:
+            log.exception("writer_reload_failed")
+
+    async def _reload(self, now: datetime) -> None:
+        """The cache, its indexes and timers, and the watch, as the store has them."""
+        self._purge_inflight = False
+        self._cache.clear()
+        self._services_by_host.clear()
+        self._timers.clear()
+        async for page in self._store.load_active(now - self.policy.reopen_window):
+            for incident in page:
+                if lifecycle.is_active(incident, now):
+                    self._remember(incident)
+        await self._watch.reload(now)
+
+    async def _input_or_commit(self, inflight: _Round) -> tuple[bool, _Submission | None]:
+        """What comes first: new input to apply beside the commit (True, it), or the end of
+        the commit (False, None). A lone request arriving mid-commit is applied at once."""
+        if not self._queue.empty():
+            return True, self._queue.get_nowait()
+        commit = inflight.commit
+        if commit is None or commit.done():
+            return False, None
+        getter = asyncio.ensure_future(self._queue.get())
+        try:
+            await asyncio.wait((commit, getter), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if not getter.done():
+                getter.cancel()  # Queue.get leaves the item queued when cancelled
+        if getter.done() and not getter.cancelled():
+            return True, getter.result()
+        return False, None
+
+    def _prepare_on(
+        self, inflight: _Round | None, subs: list[_Submission]
+    ) -> tuple[_Round | None, list[_Submission]]:
+        """Apply `subs` on top of the round in flight (as if it were committed already).
+        Returns the new round, or (None, subs) if applying failed (retried alone after)."""
+        if not subs:
+            return None, []
+        if inflight is not None:
+            staged, expired = inflight.batch.staged, inflight.batch.expired
+            # Keys the round in flight lets go of (reopen window over) are gone for this one.
+            self._overlay = {**dict.fromkeys(expired), **staged} if expired else staged
+        try:
+            return self._prepare(subs), []
+        except Exception as exc:
+            log.warning("apply_failed_retrying_alone", error=str(exc), submissions=len(subs))
+            return None, subs
+        finally:
+            self._overlay = {}
+
+    def _prepare(self, subs: list[_Submission]) -> _Round:
+        """Apply `subs` (and due timers) to a new staged view and encode its rows; on an
+        exception nothing of it stays in memory."""
+        started = asyncio.get_running_loop().time()
+        now = self._clock.now()
+        batch = Batch(now)
+        try:
+            self._fire_timers(batch, now)
+            for sub in subs:
+                for result in sub.results:
+                    self._apply(batch, result, now)
+            self._finish(batch, now)
+            if not self._purge_inflight:
+                batch.write.purge = self._purge_due(now, started)
+            prepared = None
+            if batch.write:
+                batch.write.at = now
+                prepared = self._store.prepare(batch.write)
+        except Exception:
+            self._rewind(batch)
+            raise
+        self._purge_inflight = batch.write.purge is not None
+        return _Round(subs, batch, started, prepared)
+
+    def _start(self, rnd: _Round) -> None:
+        if rnd.prepared is not None:
+            rnd.commit = asyncio.ensure_future(self._store.commit(rnd.prepared))
+
+    async def _settle(self, rnd: _Round, following: _Round | None) -> bool:
+        """See `rnd`'s commit through: publish it and answer its requests, or, if it failed,
+        roll it back in memory together with `following` (applied on top of it, not yet
+        committing) and commit each of their submissions alone. True if `rnd` committed."""
+        try:
+            purged = await rnd.commit if rnd.commit is not None else {}
+        except Exception as exc:
+            if following is not None:
+                self._rewind(following.batch)
+            self._rewind(rnd.batch)
+            subs = rnd.subs + (following.subs if following is not None else [])
+            log.warning("commit_failed_retrying_alone", error=str(exc), submissions=len(subs))
+            await self._watch.reload(rnd.batch.now)  # windows and heartbeats as stored, too
+            for sub in subs:
+                await self._commit_batch([sub])
+            return False
+        rnd.batch.write.purged = purged
+        self._complete(rnd)
+        if following is not None:
+            # Publishing `rnd` may have unindexed a service `following` staged anew.
+            for (host, service), incident in following.batch.staged.items():
+                if service is not None and incident is not None:
+                    self._services_by_host.setdefault(host, set()).add(service)
+        return True
+
+    def _rewind(self, batch: Batch) -> None:
+        """Undo what applying `batch` did outside it: nothing was published, so memory is as
+        before once the timers taken go back and services indexed early are unindexed."""
+        for entry in batch.timers_taken:
+            heapq.heappush(self._timers, entry)
+        batch.timers_taken.clear()
+        self._unindex(batch)
+        if batch.write.purge is not None:
+            self._purge_inflight = False
+
+    def _fail(self, subs: Sequence[_Submission], failure: Exception) -> None:
+        for sub in subs:
+            if not sub.done.done():
+                sub.done.set_exception(failure)
+
 
     def _drain(self, first: _Submission | None) -> tuple[list[_Submission], bool]:
         if first is None:
@@ -322,6 +553,15 @@ class Engine:
         dues = [d for d in (self._timers[0][0] if self._timers else None, self._watch.due()) if d]
         return min(dues, default=None)
 
+    def _timers_due(self, now: datetime) -> bool:
+        """Whether incident timers or stale deadlines are due at `now` (more than one commit's
+        chunk fell due at once)."""
+        self._incident_timeout()  # drops heap entries of incidents that moved on
+        if self._timers and self._timers[0][0] <= now:
+            return True
+        stale = self._watch.stale_due()
+        return stale is not None and stale <= now
+
     def _incident_timeout(self) -> float:
         while self._timers:
             due, incident_id, key = self._timers[0]
@@ -340,67 +580,77 @@ class Engine:
         return max((due - self._clock.now()).total_seconds(), 0.0)
 
     async def _commit_batch(self, subs: list[_Submission]) -> None:
-        loop = asyncio.get_running_loop()
-        started = loop.time()
+        """One round on its own, not pipelined (a retry after a failed round): if it fails
+        with several submissions, each is tried alone, so only one that cannot be committed
+        fails (shared fate is the price of group commit, not of a bad input)."""
         now = self._clock.now()
-        batch = Batch(now)
         try:
-            self._fire_timers(batch, now)
-            for sub in subs:
-                for result in sub.results:
-                    self._apply(batch, result, now)
-            self._finish(batch, now)
-            batch.write.purge = self._purge_due(now, started)
-            if batch.write:
-                batch.write.at = now
-                await self._store.write(batch.write)
+            rnd = self._prepare(subs)  # on an exception, nothing of it stays in memory
         except Exception as exc:
-            # Nothing was published: memory is as before, and the timers taken go back.
-            for entry in batch.timers_taken:
-                heapq.heappush(self._timers, entry)
-            self._unindex(batch)
-            if len(subs) > 1:
-                # Shared fate is the price of group commit, not of a bad input: try each
-                # submission alone, so only the one that cannot be committed fails.
-                log.warning("commit_failed_retrying_alone", error=str(exc), submissions=len(subs))
-                await self._watch.reload(now)  # windows and heartbeats as stored, too
-                for sub in subs:
-                    await self._commit_batch([sub])
-                return
-            log.error("commit_failed", error=str(exc), submissions=len(subs))
-            self.commit_error = str(exc)
-            await self._watch.reload(now)
-            failure = exc if isinstance(exc, StoreError) else StoreError(f"commit failed: {exc}")
-            for sub in subs:
-                if not sub.done.done():
-                    sub.done.set_exception(failure)
+            await self._failed(subs, exc, now)
             return
-        self._publish(batch, now)
+        self._start(rnd)
+        try:
+            purged = await rnd.commit if rnd.commit is not None else {}
+        except Exception as exc:
+            self._rewind(rnd.batch)
+            await self._failed(subs, exc, now)
+            return
+        rnd.batch.write.purged = purged
+        self._complete(rnd)
+
+    async def _failed(self, subs: list[_Submission], exc: Exception, now: datetime) -> None:
+        if len(subs) > 1:
+            log.warning("commit_failed_retrying_alone", error=str(exc), submissions=len(subs))
+            await self._watch.reload(now)
+            for sub in subs:
+                await self._commit_batch([sub])
+            return
+        log.error("commit_failed", error=str(exc), submissions=len(subs))
+        self.commit_error = str(exc)
+        await self._watch.reload(now)
+        failure = exc if isinstance(exc, StoreError) else StoreError(f"commit failed: {exc}")
+        self._fail(subs, failure)
+
+    def _complete(self, rnd: _Round) -> None:
+        """After a successful commit: publish, answer every waiter, report."""
+        batch = rnd.batch
+        self._publish(batch, batch.now)
         if batch.write.purge is not None:
-            self._purged(batch.write.purged, started)
+            self._purge_inflight = False
+            self._purged(batch.write.purged, rnd.started)
         if batch.write:
             self.commit_error = None
         if batch.write.new_ops or batch.write.redrive:
             self.outbox_ready.set()
-        for sub in subs:
+        for sub in rnd.subs:
             if not sub.done.done():
                 sub.done.set_result(None)
         self.last_batch = BatchStats(
-            results=sum(len(s.results) for s in subs),
-            submissions=len(subs),
-            incidents_written=len(batch.write.upserts),
+            results=sum(len(s.results) for s in rnd.subs),
+            submissions=len(rnd.subs),
+            incidents_written=len(batch.write.upserts) + len(batch.write.repeats),
             events_written=len(batch.write.events),
-            commit_seconds=loop.time() - started,
+            commit_seconds=asyncio.get_running_loop().time() - rnd.started,
         )
         if self._on_batch is not None:
-            self._on_batch(self.last_batch, batch.write, [s.results for s in subs])
+            self._on_batch(self.last_batch, batch.write, [s.results for s in rnd.subs])
 
     # -- applying inputs to the staged view ------------------------------------------------------
 
     def _get(self, batch: Batch, key: IncidentKey) -> Incident | None:
         if key in batch.staged:
             return batch.staged[key]
+        if key in self._overlay:
+            return self._overlay[key]
         return self._cache.get(key)
+
+    def _host_keys(self, batch: Batch, host: str) -> list[IncidentKey]:
+        """A host's incidents as staged so far: its host check's and its services'."""
+        keys: list[IncidentKey] = [(host, s) for s in self._services_by_host.get(host, ())]
+        if self._get(batch, (host, None)) is not None:
+            keys.append((host, None))
+        return keys
 
     def _host_problem(self, batch: Batch, host: str) -> Incident | None:
         incident = self._get(batch, (host, None))
@@ -411,7 +661,13 @@ class Engine:
             self._apply_other(batch, item, now)
             return
         key = (item.host, item.service)
-        before = batch.staged[key] if key in batch.staged else self._cache.get(key)
+        staged, overlay = batch.staged, self._overlay
+        if key in staged:
+            before = staged[key]
+        elif key in overlay:
+            before = overlay[key]
+        else:
+            before = self._cache.get(key)
         if before is None and item.state in OK_STATES:
             return  # the common case: all is well and nothing was wrong before
         host_problem = None if item.service is None else self._host_problem(batch, item.host)
@@ -446,6 +702,16 @@ class Engine:
         self, batch: Batch, key: IncidentKey, before: Incident | None, transition: Transition
     ) -> None:
         after = transition.incident
+        if transition.repeat and after is not None:
+            # A plain repeat (the storm's commonest input): same incident, same state, one
+            # `deduplicated` event counted per incident and commit; nothing to (un)index.
+            batch.staged[key] = after
+            if key not in batch.full:
+                batch.plain.add(key)
+            at = transition.events[0].at
+            count, _ = batch.dedup_counts.get(after.id, (0, at))
+            batch.dedup_counts[after.id] = (count + 1, at)
+            return
         if after is not None and after.id == self._next_id:
             self._next_id += 1
         if transition.discarded and before is not None:
@@ -454,6 +720,9 @@ class Engine:
             batch.dedup_counts.pop(before.id, None)
         elif after is not before or transition.events:  # events need planning too
             batch.staged[key] = after
+        if key not in batch.full:  # written whole, whatever repeats it had before
+            batch.plain.discard(key)
+            batch.full.add(key)
         host, service = key
         if service is None:
             self._absorb_services(batch, host, before, after)
@@ -504,7 +773,9 @@ class Engine:
             self._watch.fire(batch, now, self.policy)
         except Exception:  # a bug in one window or heartbeat must not stop every commit
             log.exception("watch_timers_failed")
-        while self._timers and self._timers[0][0] <= now:
+        budget = TIMER_CHUNK  # many due at once (after a restart): a chunk per commit
+        while self._timers and self._timers[0][0] <= now and budget > 0:
+            budget -= 1
             entry = heapq.heappop(self._timers)
             batch.timers_taken.append(entry)
             _, incident_id, key = entry
@@ -565,26 +836,42 @@ class Engine:
         if gone:
             # A pending incident opened and discarded in this batch leaves no events behind.
             batch.write.events = [(i, e) for i, e in batch.write.events if i not in gone]
-        by_incident: dict[int, list[Event]] = {}
-        for incident_id, event in batch.write.events:
-            by_incident.setdefault(incident_id, []).append(event)
+        planner = self._planner
+        by_incident: dict[int, list[Event]] = {}  # for the planner only
+        if planner is not None:
+            for incident_id, event in batch.write.events:
+                by_incident.setdefault(incident_id, []).append(event)
+        events = batch.write.events
         for incident_id, (count, at) in batch.dedup_counts.items():
             event = Event(EventKind.DEDUPLICATED, at, {"count": count})
-            batch.write.events.append((incident_id, event))
-            by_incident.setdefault(incident_id, []).append(event)
+            events.append((incident_id, event))
+            if planner is not None:
+                by_incident.setdefault(incident_id, []).append(event)
         for (incident_id, _), (count, first) in batch.late_counts.items():
             if incident_id not in gone:
                 event = Event(EventKind.LATE, first.at, {**first.detail, "count": count})
                 batch.write.events.append((incident_id, event))
+        repeats, upserts, plain = batch.write.repeats, batch.write.upserts, batch.plain
+        if planner is None:  # nothing to plan: each staged incident is a row as it is
+            due_at = lifecycle.due_at
+            for key, incident in batch.staged.items():
+                if incident is not None:
+                    rows = repeats if key in plain else upserts
+                    rows.append((incident, due_at(incident)))
+            return
         for key, incident in batch.staged.items():
             if incident is None:
                 continue
-            events = by_incident.get(incident.id)
-            if self._planner is not None and events:
-                incident, ops = self._planner.plan(incident, events, now)
-                batch.staged[key] = incident  # same key: the dict does not change size
-                self._queue_ops(batch, incident.id, ops, now)
-            batch.write.upserts.append((incident, self._due(incident)))
+            changes = by_incident.get(incident.id)
+            planned = incident
+            if changes:
+                planned, ops = planner.plan(incident, changes, now)
+                batch.staged[key] = planned  # same key: the dict does not change size
+                self._queue_ops(batch, planned.id, ops, now)
+            if planned is incident and key in batch.plain:
+                batch.write.repeats.append((incident, self._due(incident)))
+            else:
+                batch.write.upserts.append((planned, self._due(planned)))
 
     def _queue_ops(
         self, batch: Batch, incident_id: int, ops: list[PlannedOp], now: datetime
@@ -607,12 +894,17 @@ class Engine:
         for key in batch.expired:
             if key not in batch.staged:
                 self._forget(key)
+        plain, cache, changed, policy = batch.plain, self._cache, self._watch.changed, self.policy
         for key, incident in batch.staged.items():
-            if incident is None or not lifecycle.is_active(incident, now):
+            if key in plain and incident is not None:
+                # A plain repeat: the same open incident, its timers and indexes as they were.
+                cache[key] = incident
+                changed(incident, policy)
+            elif incident is None or not lifecycle.is_active(incident, now):
                 self._forget(key)
             else:
                 self._remember(incident)
-                self._watch.changed(incident, self.policy)
+                changed(incident, policy)
 
     def _unindex(self, batch: Batch) -> None:
         """After a failed commit: services indexed by `_stage` that were never published."""
@@ -627,6 +919,11 @@ class Engine:
     def _remember(self, incident: Incident) -> None:
         previous = self._cache.get(incident.key)
         self._cache[incident.key] = incident
+        self._count(previous, incident)
+        if incident.suppressed:
+            self._held.add(incident.key)
+        elif previous is not None and previous.suppressed:
+            self._held.discard(incident.key)
         if incident.service is not None:
             self._services_by_host.setdefault(incident.host, set()).add(incident.service)
         due = self._due(incident)
@@ -636,8 +933,24 @@ class Engine:
         ):
             heapq.heappush(self._timers, (due, incident.id, incident.key))
 
+    def _count(self, before: Incident | None, after: Incident | None) -> None:
+        old = None if before is None else gauge_key(before)
+        new = None if after is None else gauge_key(after)
+        if old == new:
+            return
+        gauges = self._gauges
+        if old is not None:
+            left = gauges[old] - 1
+            if left:
+                gauges[old] = left
+            else:
+                del gauges[old]
+        if new is not None:
+            gauges[new] = gauges.get(new, 0) + 1
+
     def _forget(self, key: IncidentKey) -> None:
-        self._cache.pop(key, None)
+        self._count(self._cache.pop(key, None), None)
+        self._held.discard(key)
         host, service = key
         if service is not None:
             services = self._services_by_host.get(host)

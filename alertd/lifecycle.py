@@ -52,6 +52,14 @@ _NOTHING = Transition(None)
 _DISCARDED = Transition(None, discarded=True)
 
 Detail = dict[str, Any]
+
+# Positions in Incident of the fields a plain repeat changes (`_repeat`).
+_FIELD = {name: position for position, name in enumerate(Incident._fields)}
+_OCCURRENCES, _LAST_SEEN, _ATTEMPT = _FIELD["occurrences"], _FIELD["last_seen"], _FIELD["attempt"]
+_LAST_OUTPUT, _LONG_OUTPUT = _FIELD["last_output"], _FIELD["long_output"]
+_PERFDATA, _LABELS, _STREAM_SEEN = _FIELD["perfdata"], _FIELD["labels"], _FIELD["stream_seen"]
+_INTERVAL, _FLAP_HISTORY = _FIELD["interval"], _FIELD["flap_history"]
+_PERCENT_STATE_CHANGE = _FIELD["percent_state_change"]
 Changes = dict[str, Any]
 
 
@@ -160,38 +168,29 @@ def _is_plain_repeat(incident: Incident, result: CheckResult, policy: LifecycleP
 
 
 def _repeat(incident: Incident, result: CheckResult, now: datetime) -> Transition:
-    """`_problem` for a plain repeat, without its general bookkeeping (hot path: one
-    `_replace`, hence the two spelled-out branches)."""
+    """`_problem` for a plain repeat, without its general bookkeeping (hot path: one new
+    Incident, built in place)."""
     attempt = incident.attempt + 1 if result.attempt is None else result.attempt
+    values = list(incident)
+    values[_OCCURRENCES] = incident.occurrences + 1
+    values[_LAST_SEEN] = result.timestamp
+    values[_ATTEMPT] = attempt
+    values[_LAST_OUTPUT] = result.output
+    values[_LONG_OUTPUT] = result.long_output
+    values[_PERFDATA] = result.perfdata
+    values[_LABELS] = result.labels or incident.labels
     if result.reporting is _STREAM:
-        repeated = incident._replace(
-            last_seen=result.timestamp,
-            occurrences=incident.occurrences + 1,
-            attempt=attempt,
-            last_output=result.output,
-            long_output=result.long_output,
-            perfdata=result.perfdata,
-            labels=result.labels or incident.labels,
-            stream_seen=result.timestamp,
-            interval=_observed(incident, result),
-        )
+        values[_STREAM_SEEN] = result.timestamp
+        values[_INTERVAL] = _observed(incident, result)
         if incident.percent_state_change != 0.0:  # ages the buffer's changes
             history = record(incident.flap_history, result.state)
-            repeated = repeated._replace(
-                flap_history=history, percent_state_change=percent_state_change(history)
-            )
-    else:
-        repeated = incident._replace(
-            last_seen=result.timestamp,
-            occurrences=incident.occurrences + 1,
-            attempt=attempt,
-            last_output=result.output,
-            long_output=result.long_output,
-            perfdata=result.perfdata,
-            labels=result.labels or incident.labels,
-        )
+            values[_FLAP_HISTORY] = history
+            values[_PERCENT_STATE_CHANGE] = percent_state_change(history)
+    # Built from a list rather than with `_replace`: NamedTuple's `_replace` maps a dict pop
+    # over all 53 fields, and this runs once per repeat (the storm's commonest input).
+    repeated = tuple.__new__(Incident, values)
     # No detail: the engine folds a commit's repeats into one event with their count.
-    return Transition(repeated, (Event(EventKind.DEDUPLICATED, now),))
+    return Transition(repeated, (Event(EventKind.DEDUPLICATED, now),), repeat=True)
 
 
 def _stream(incident: Incident, result: CheckResult, changes: Changes) -> None:

@@ -21,6 +21,8 @@ import json as stdlib_json
 import logging
 import sys
 import threading
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any, TextIO
 
 import orjson
@@ -37,6 +39,9 @@ MAX_BUFFERED = 64 * 1024
 
 # Level of the per-incident change lines (`alertd.change_log`): `[log] changes`.
 _changes_level = logging.INFO
+# The configured level (`configure`), and whether lines are JSON through `_LineWriter`.
+_level = logging.INFO
+_json = False
 
 
 def configure(
@@ -44,9 +49,10 @@ def configure(
 ) -> None:
     """Call once at process start. `json=None` picks JSON unless the stream is a terminal.
     `stream` defaults to stderr (as it is when this runs: tests capture it by replacing it)."""
-    global _writer
+    global _writer, _level, _json
     out = sys.stderr if stream is None else stream
     as_json = not out.isatty() if json is None else json
+    _level, _json = LEVELS[level], as_json
     renderer: structlog.typing.Processor
     if as_json:
         renderer = _render_json
@@ -87,6 +93,36 @@ def changes_level() -> int:
     return _changes_level
 
 
+def log_many(level: int, lines: Sequence[tuple[str, Mapping[str, Any]]]) -> None:
+    """Many lines at one level at once, each (event, fields): a commit's change lines.
+
+    The same JSON objects structlog's chain writes (fields, `event`, bound context, `level`,
+    `timestamp`), rendered here in one pass with one timestamp and one hand to the writer: the
+    chain cost ~12 us a line, and a storm logs one line per opened incident. On a terminal
+    (or before `configure`) each line goes through structlog as usual."""
+    if level < _level or not lines:
+        return
+    writer = _writer
+    # Only while structlog runs the chain `configure` set up (tests may swap it for theirs).
+    if writer is None or not _json or structlog.get_config()["processors"][-1] is not _render_json:
+        logger: structlog.typing.FilteringBoundLogger = structlog.get_logger("alertd.logs")
+        for event, fields in lines:
+            logger.log(level, event, **fields)
+        return
+    context = structlog.contextvars.get_contextvars()
+    name = logging.getLevelName(level).lower()
+    stamp = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+    rendered = []
+    for event, fields in lines:
+        entry = {**fields, "event": event}
+        for key, value in context.items():
+            entry.setdefault(key, value)
+        entry["level"] = name
+        entry["timestamp"] = stamp
+        rendered.append(_render_json(None, "", entry))
+    writer.write_many(rendered)
+
+
 def flush() -> None:
     """Write out buffered lines now (also runs at exit and every FLUSH_INTERVAL)."""
     if _writer is not None:
@@ -121,6 +157,14 @@ class _LineWriter:
 
     def write(self, line: bytes | str) -> None:
         data = (line if isinstance(line, bytes) else line.encode()) + b"\n"
+        with self._lock:
+            self._lines.append(data)
+            self._size += len(data)
+            if self._size >= MAX_BUFFERED:
+                self._write_out()
+
+    def write_many(self, lines: Sequence[bytes]) -> None:
+        data = b"\n".join(lines) + b"\n"
         with self._lock:
             self._lines.append(data)
             self._size += len(data)

@@ -360,3 +360,6 @@ class Transition:
     incident: Incident | None
     events: tuple[Event, ...] = ()
     discarded: bool = False
+    # A plain repeat (lifecycle `_repeat`): only counters, output and the check's rhythm moved,
+    # so the store may write the narrow repeat row instead of the whole incident.
+    repeat: bool = False

@@ -37,6 +37,7 @@ import structlog
 from alertd import agent_actions
 from alertd.clock import Clock
 from alertd.config import HelpdeskConfig
+from alertd.config.helpdesk import MAX_TAGS
 from alertd.engine import Engine, Input
 from alertd.errors import (
     AuthFailed,
@@ -698,7 +699,18 @@ class Dispatcher:
         if add_tags:
             # A PUT's tags replace the ticket's: keep what agents added.
             current = await self._client.view_ticket(link.ticket_id)
-            fields["tags"] = list(dict.fromkeys([*(current.get("tags") or []), *add_tags]))
+            tags, left_out = merge_tags(current.get("tags") or [], add_tags)
+            fields["tags"] = tags
+            if left_out:
+                # The helpdesk refuses the whole update past 30 tags. An agent's tags are their
+                # filing: ours give way, and the note says so, rather than the level dying.
+                log.warning(
+                    "tags_left_out", row=row.id, incident_id=row.incident_id, tags=left_out
+                )
+                note = (note or "") + (
+                    f"<p>Not tagged {', '.join(left_out)}: the ticket already has "
+                    f"{MAX_TAGS} tags, the helpdesk's limit.</p>"
+                )
         if "priority" in fields and self._config.keep_agent_priority:
             # Any PUT that sets the priority (a change of state, a reopening, an escalation),
             # not only one that lowers it: a priority an agent set by hand is their judgement,
@@ -834,3 +846,11 @@ def _updated_at(ticket: Mapping[str, Any]) -> datetime | None:
 
 def _done(row: OutboxRow, now: datetime) -> OutboxUpdate:
     return _update(row, DONE, False, now, row.attempts + 1, None)
+
+
+def merge_tags(current: Sequence[str], add: Sequence[str]) -> tuple[list[str], list[str]]:
+    """The ticket's tags plus `add`, within the helpdesk's limit; and what did not fit."""
+    merged = list(dict.fromkeys(current))
+    new = [tag for tag in dict.fromkeys(add) if tag not in merged]
+    room = max(MAX_TAGS - len(merged), 0)
+    return [*merged, *new[:room]], new[room:]

@@ -173,11 +173,25 @@ class SilenceIndex:
         self._by_host: dict[str, list[Silence]] = {}
         self._general: list[Silence] = []
         for silence in silences:
-            host = silence.host.literal() if silence.host is not None else None
-            if host is None:
-                self._general.append(silence)
-            else:
-                self._by_host.setdefault(host, []).append(silence)
+            self.add(silence)
+
+    def add(self, silence: Silence) -> None:
+        host = literal_host(silence)
+        if host is None:
+            self._general.append(silence)
+        else:
+            self._by_host.setdefault(host, []).append(silence)
+
+    def remove(self, silence: Silence) -> None:
+        """Take `silence` out (as added); costs the silences of its host, or the general ones."""
+        host = literal_host(silence)
+        if host is None:
+            self._general.remove(silence)
+            return
+        named = self._by_host[host]
+        named.remove(silence)
+        if not named:
+            del self._by_host[host]
 
     def first_match(
         self, host: str, service: str | None, labels: Mapping[str, str]
@@ -187,6 +201,24 @@ class SilenceIndex:
         if not named and not self._general:
             return None
         return first_match((*named, *self._general), host, service, labels)
+
+
+def literal_host(silence: Silence) -> str | None:
+    """The one host `silence` can match, or None (a glob, or no host matcher: any host)."""
+    return silence.host.literal() if silence.host is not None else None
+
+
+def downtime_key(silence: Silence) -> tuple[str, str | None] | None:
+    """What `is_downtime_of` compares, for a Nagios downtime's silence (None for others): the
+    writer indexes downtimes by it, so a DOWNTIMESTART never scans every silence."""
+    if silence.source != "nagios" or silence.host is None:
+        return None
+    return silence.host.source, silence.service.source if silence.service else None
+
+
+def downtime_key_of(host: str, service: str | None) -> tuple[str, str | None]:
+    """The `downtime_key` of the silence a Nagios downtime for (host, service) creates."""
+    return Pattern.exact(host).source, None if service is None else Pattern.exact(service).source
 
 
 def silence_id(reason: str | None) -> int | None:

@@ -9,16 +9,18 @@ get model objects back.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import fcntl
 import os
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol, TypeVar
 
 import aiosqlite
 
@@ -145,6 +147,16 @@ MIGRATIONS: tuple[str, ...] = (
     -- The oldest waiting operation, without reading past every delivered one.
     CREATE INDEX outbox_pending_created ON outbox (created_at) WHERE state = 'pending';
     """,
+    """
+    -- Plain repeats write a narrow row (Store._commit): `hot` holds what they changed in
+    -- `body` since the last full write (codec.repeat_row); the open run of repeats is counted
+    -- here instead of an event row rewritten on every commit, and becomes one `deduplicated`
+    -- event when anything else happens to the incident (the audit view shows it meanwhile).
+    ALTER TABLE incidents ADD COLUMN hot TEXT;
+    ALTER TABLE incidents ADD COLUMN repeats INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE incidents ADD COLUMN repeats_from TEXT;
+    ALTER TABLE incidents ADD COLUMN repeats_last TEXT;
+    """,
 )
 
 SYNCHRONOUS_MODES = ("FULL", "NORMAL")
@@ -245,6 +257,9 @@ class WriteBatch:
     """Everything one group commit writes, in one transaction."""
 
     upserts: list[tuple[Incident, datetime | None]] = field(default_factory=list)
+    # Incidents changed by plain repeats only (Transition.repeat): the store may write just
+    # the columns a repeat changes (occurrences, last_seen, last_output, due, `hot` fields).
+    repeats: list[tuple[Incident, datetime | None]] = field(default_factory=list)
     deletes: list[int] = field(default_factory=list)
     events: list[tuple[int, Event]] = field(default_factory=list)
     new_ops: list[NewOp] = field(default_factory=list)
@@ -263,8 +278,8 @@ class WriteBatch:
 
     def __bool__(self) -> bool:
         return bool(
-            self.upserts or self.deletes or self.events or self.new_ops or self.op_updates
-            or self.tickets or self.redrive or self.silences or self.heartbeats
+            self.upserts or self.repeats or self.deletes or self.events or self.new_ops
+            or self.op_updates or self.tickets or self.redrive or self.silences or self.heartbeats
             or self.heartbeat_deletes or self.purge or self.journal_upto is not None
         )  # fmt: skip
 
@@ -279,6 +294,7 @@ class IncidentQuery:
     before_id: int | None = None
 
 
+_T = TypeVar("_T")
 _COLS = ", ".join(codec.INCIDENT_COLUMNS)
 # Incidents loaded at start per page: a page decodes in a few tens of ms of the event loop.
 LOAD_PAGE = 500
@@ -289,12 +305,64 @@ _UPSERT = (
 )
 
 
+class Prepared(NamedTuple):
+    """A `WriteBatch` encoded into statement parameters (`Store.prepare`), ready to commit.
+
+    Encoding is pure Python and runs on the event loop (the writer encodes batch N+1 there
+    while batch N commits); the commit is one call on the store's thread."""
+
+    deletes: list[tuple[int]]
+    runs_closed: list[int]  # incidents whose open run of repeats becomes an event row
+    upserts: list[tuple[Any, ...]]
+    repeats: list[tuple[Any, ...]]  # narrow rows (`codec.repeat_row`) with the run's count
+    events: list[tuple[Any, ...]]
+    runs: list[tuple[Any, ...]]  # (count, first at, last at, incident id) for full upserts
+    new_ops: list[tuple[Any, ...]]
+    op_updates: list[tuple[Any, ...]]
+    tickets: list[tuple[Any, ...]]
+    redrive: list[tuple[Any, ...]]
+    silences: list[tuple[Any, ...]]
+    heartbeats: list[tuple[Any, ...]]
+    heartbeat_deletes: list[tuple[str]]
+    purge: Purge | None
+    # The journal checkpoint this transaction moves to (PostgreSQL only; None: unchanged).
+    journal_upto: int | None = None
+
+
+# A run of plain repeats lives on the incident row (`repeats`, `repeats_from`, `repeats_last`),
+# not as an event row rewritten on every commit; anything else that happens to the incident
+# closes the run into ONE `deduplicated` event first, so the trail still reads in order.
+# Both over a list of ids (`IN (...)`, in chunks): one statement each, not one per incident,
+# since most incidents with news have no open run and each lookup would find nothing.
+_CLOSE_RUNS = (
+    "INSERT INTO events (incident_id, at, kind, detail) SELECT id, repeats_from, "
+    "'deduplicated', json_object('count', repeats, 'last_at', repeats_last) "
+    "FROM incidents WHERE id IN ({}) AND repeats > 0 ORDER BY id"
+)
+_RESET_RUNS = (
+    "UPDATE incidents SET repeats = 0, repeats_from = NULL, repeats_last = NULL "
+    "WHERE id IN ({}) AND repeats > 0"
+)
+# Ids per `IN (...)` list (SQLite allows 32,766 parameters).
+_CHUNK = 500
+_RUN = (
+    "UPDATE incidents SET repeats = repeats + ?, repeats_from = ifnull(repeats_from, ?), "
+    "repeats_last = ? WHERE id = ?"
+)
+_REPEAT = (
+    "UPDATE incidents SET occurrences = ?, last_seen = ?, last_output = ?, due_at = ?, hot = ?, "
+    "repeats = repeats + ?, repeats_from = ifnull(repeats_from, ?), repeats_last = ? "
+    "WHERE id = ?"
+)
+
+
 class Store(Protocol):
     """What the engine, the dispatcher, the APIs and the console need of a store.
 
     Two implementations: `SqliteStore` (embedded, the default) and `alertd.store_pg.PgStore`.
     Both pass the contract suite in tests/contract/. Writes come only from the engine's writer
-    task (`write`, and the `load_*` / `max_*` calls it makes at start); everything else reads."""
+    task (`prepare`/`commit`, and the `load_*` / `max_*` calls it makes at start); everything
+    else reads."""
 
     def describe(self) -> dict[str, str]:
         """What the store is and where, for /readyz and logs (never a password)."""
@@ -307,7 +375,20 @@ class Store(Protocol):
         self, resolved_since: datetime, page: int = ...
     ) -> AsyncIterator[list[Incident]]: ...
     async def max_incident_id(self) -> int: ...
-    async def write(self, batch: WriteBatch) -> None: ...
+    def prepare(self, batch: WriteBatch) -> Prepared:
+        """Encode `batch` for `commit` (pure, on the event loop: the engine encodes round N+1
+        while round N commits)."""
+        ...
+
+    async def commit(self, prepared: Prepared) -> dict[PurgeKind, int]:
+        """Write `prepared` in one durable transaction, or raise StoreError with nothing
+        written; return the rows a purge deleted. The engine never overlaps two commits."""
+        ...
+
+    async def write(self, batch: WriteBatch) -> None:
+        """`prepare` then `commit` (sets `batch.purged`): for callers outside the pipeline."""
+        ...
+
     async def load_silences(self, now: datetime) -> list[Silence]: ...
     async def max_silence_id(self) -> int: ...
     async def load_heartbeats(self) -> list[Heartbeat]: ...
@@ -350,20 +431,27 @@ class Store(Protocol):
 
 
 class SqliteStore:
-    """Owns both SQLite connections. Create with `await SqliteStore.open(...)`, end with
-    `close()`."""
+    """Owns both SQLite connections. Create with `await SqliteStore.open(...)`, end
+    with `close()`.
+
+    The write connection is plain sqlite3 on one thread of the store's own: a whole
+    transaction (BEGIN ... COMMIT, every statement) is ONE hand-off from the event loop, not
+    one per statement. Reads go through aiosqlite on their own connection."""
 
     def __init__(
         self,
         path: Path,
-        writer: aiosqlite.Connection,
+        writer: sqlite3.Connection,
         reader: aiosqlite.Connection,
         lock: int | None = None,
+        thread: ThreadPoolExecutor | None = None,
     ):
         self.path = path
-        self._writer = writer
+        self._db = writer
         self._reader = reader
         self._lock = lock
+        self._thread = thread or ThreadPoolExecutor(1, thread_name_prefix="alertd-store")
+        self._closed = False
 
     @classmethod
     async def open(cls, path: Path, synchronous: str = "FULL") -> SqliteStore:
@@ -378,35 +466,49 @@ class SqliteStore:
         except OSError as exc:
             raise StoreError(f"cannot open store {path}: {exc}") from exc
         lock = _lock(path)
+        thread = ThreadPoolExecutor(1, thread_name_prefix="alertd-store")
+        loop = asyncio.get_running_loop()
         try:
-            writer = await aiosqlite.connect(path, isolation_level=None)
+            writer = await loop.run_in_executor(thread, _connect_writer, path, synchronous)
         except (OSError, sqlite3.Error) as exc:
             os.close(lock)
+            thread.shutdown(wait=False)
             raise StoreError(f"cannot open store {path}: {exc}") from exc
+        except StoreError:
+            os.close(lock)
+            thread.shutdown(wait=False)
+            raise
         try:
-            await writer.execute("PRAGMA journal_mode=WAL")
-            await writer.execute(f"PRAGMA synchronous={synchronous}")
-            await writer.execute("PRAGMA busy_timeout=5000")
-            await _migrate(writer)
             reader = await aiosqlite.connect(f"file:{path}?mode=ro", uri=True)
             await reader.execute("PRAGMA busy_timeout=5000")
         except (OSError, sqlite3.Error) as exc:
-            await writer.close()
+            await loop.run_in_executor(thread, writer.close)
+            thread.shutdown(wait=False)
             os.close(lock)
             raise StoreError(f"cannot prepare store {path}: {exc}") from exc
-        return cls(path, writer, reader, lock)
+        return cls(path, writer, reader, lock, thread)
 
     def describe(self) -> dict[str, str]:
         return {"kind": "sqlite", "path": str(self.path)}
 
     async def close(self) -> None:
+        """Close both connections and release the lock; closing again does nothing (as
+        PgStore's: an owner and a fixture may both close the store)."""
+        if self._closed:
+            return
+        self._closed = True
         try:
             await self._reader.close()
-            await self._writer.close()
+            await self._call(self._db.close)
+            self._thread.shutdown(wait=True)
         finally:
             if self._lock is not None:
                 os.close(self._lock)  # closing the descriptor releases the lock
                 self._lock = None
+
+    async def _call(self, fn: Callable[..., _T], *args: Any) -> _T:
+        """Run `fn(*args)` on the write connection's thread (its only user)."""
+        return await asyncio.get_running_loop().run_in_executor(self._thread, fn, *args)
 
     # -- writer side: only the engine's writer task calls these ---------------------------------
 
@@ -416,172 +518,160 @@ class SqliteStore:
         """Unresolved incidents, and resolved ones still inside their reopen window, in pages
         of `page` by id: the caller decodes and indexes one page at a time, and the event loop
         runs between pages (100,000 incidents at once would stall it for seconds)."""
-        after, since = 0, codec.ts(resolved_since)
-        while True:
-            rows = list(
-                await self._writer.execute_fetchall(
+        since = codec.ts(resolved_since)
+
+        async def fetch(after: int) -> list[Any]:
+            return list(
+                await self._writer_rows(
                     f"SELECT {_COLS} FROM incidents WHERE id > ? "
                     "AND (status != 'resolved' OR resolved_at >= ?) ORDER BY id LIMIT ?",
                     (after, since, page),
                 )
             )
-            if not rows:
-                return
-            yield [codec.incident_from_row(r) for r in rows]
-            if len(rows) < page:
-                return
-            after = rows[-1][0]
+
+        # The next page is read on the connection's thread while this one is decoded here.
+        ahead = asyncio.ensure_future(fetch(0))
+        try:
+            while True:
+                rows = await ahead
+                if len(rows) == page:
+                    ahead = asyncio.ensure_future(fetch(rows[-1][0]))
+                if rows:
+                    yield [codec.incident_from_row(r) for r in rows]
+                if len(rows) < page:
+                    return
+        finally:
+            if not ahead.done():
+                ahead.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await ahead
 
     async def max_incident_id(self) -> int:
-        cursor = await self._writer.execute("SELECT ifnull(max(id), 0) FROM incidents")
-        row = await cursor.fetchone()
-        return int(row[0]) if row else 0
+        rows = await self._writer_rows("SELECT ifnull(max(id), 0) FROM incidents", ())
+        return int(rows[0][0]) if rows else 0
 
     async def write(self, batch: WriteBatch) -> None:
         """Write the batch in one transaction and commit it durably, or raise StoreError."""
-        db = self._writer
+        batch.purged = await self.commit(self.prepare(batch))
+
+    def prepare(self, batch: WriteBatch) -> Prepared:
+        """Encode `batch` into statement parameters (pure; on the caller's thread)."""
+        return prepare(batch)
+
+    async def commit(self, prepared: Prepared) -> dict[PurgeKind, int]:
+        """Write `prepared` in one transaction and commit it durably (fsync'd, synchronous=
+        FULL), or raise StoreError with nothing written. Returns what a purge deleted."""
         try:
-            await db.execute("BEGIN IMMEDIATE")
-            try:
-                if batch.deletes:
-                    ids = [(i,) for i in batch.deletes]
-                    await db.executemany("DELETE FROM events WHERE incident_id = ?", ids)
-                    await db.executemany("DELETE FROM incidents WHERE id = ?", ids)
-                if batch.upserts:
-                    await db.executemany(
-                        _UPSERT, [codec.incident_row(i, due) for i, due in batch.upserts]
-                    )
-                if batch.events:
-                    await self._write_events(batch.events)
-                await self._write_outbox(batch, now=codec.ts(batch.at))
-                await self._write_watch(batch)
-                purged = await self._purge(batch.purge) if batch.purge else {}
-                await db.execute("COMMIT")
-                batch.purged = purged
-            except BaseException:
-                await _rollback(db)
-                raise
+            return await self._call(self._commit, prepared)
         except sqlite3.Error as exc:
             raise StoreError(f"write failed: {exc}") from exc
 
-    async def _write_events(self, events: list[tuple[int, Event]]) -> None:
-        """Insert the batch's events; a run of plain repeats stays ONE `deduplicated` event.
+    def _commit(self, p: Prepared) -> dict[PurgeKind, int]:
+        """The transaction, on the store's thread: BEGIN to COMMIT without a hand-off."""
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            if p.deletes:
+                db.executemany("DELETE FROM events WHERE incident_id = ?", p.deletes)
+                db.executemany("DELETE FROM incidents WHERE id = ?", p.deletes)
+            for at in range(0, len(p.runs_closed), _CHUNK):
+                # Before this commit's events, so the closed run reads before them.
+                ids = p.runs_closed[at : at + _CHUNK]
+                db.execute(_CLOSE_RUNS.format(_marks(ids)), ids)  # only "?" marks interpolated
+                db.execute(_RESET_RUNS.format(_marks(ids)), ids)
+            if p.upserts:
+                db.executemany(_UPSERT, p.upserts)
+            if p.repeats:
+                db.executemany(_REPEAT, p.repeats)
+            if p.events:
+                db.executemany(
+                    "INSERT INTO events (incident_id, at, kind, detail) VALUES (?, ?, ?, ?)",
+                    p.events,
+                )
+            if p.runs:
+                db.executemany(_RUN, p.runs)
+            self._write_outbox(p)
+            self._write_watch(p)
+            purged = self._purge(p.purge) if p.purge else {}
+            db.execute("COMMIT")
+            return purged
+        except BaseException:
+            _rollback(db)
+            raise
 
-        A check that fails for a day repeats on every commit; one row per commit would bury
-        the trail (and grow it for ever). So the engine's one `deduplicated` event per incident
-        and commit (`count` repeats) is added to the incident's newest event when that is a
-        `deduplicated` one too: its `count` grows and `last_at` moves on, its `at` stays the
-        first repeat's. Anything else that happens ends the run, and the next repeat starts a
-        new one, so the trail still reads in order. The engine appends these events after the
-        others of the commit, which are inserted first."""
-        db = self._writer
-        dedup = EventKind.DEDUPLICATED
-        await db.executemany(
-            "INSERT INTO events (incident_id, at, kind, detail) VALUES (?, ?, ?, ?)",
-            [codec.event_row(i, e) for i, e in events if e.kind is not dedup],
-        )
-        repeats = [(i, e) for i, e in events if e.kind is dedup]
-        if not repeats:
-            return
-        # The newest event of the incident is the last one of a run of repeats: extend it.
-        newest_is_run = (
-            "(SELECT kind FROM events WHERE id = (SELECT max(id) FROM events "
-            "WHERE incident_id = ?)) = 'deduplicated'"
-        )
-        await db.executemany(
-            "UPDATE events SET detail = json_set(detail, "
-            "'$.count', ifnull(json_extract(detail, '$.count'), 1) + ?, '$.last_at', ?) "
-            "WHERE id = (SELECT max(id) FROM events WHERE incident_id = ?) "
-            "AND kind = 'deduplicated'",
-            [(int(e.detail.get("count", 1)), codec.ts(e.at), i) for i, e in repeats],
-        )
-        # Otherwise (nothing extended above) the repeats start a new run.
-        await db.executemany(
-            "INSERT INTO events (incident_id, at, kind, detail) SELECT ?, ?, ?, ? "
-            f"WHERE NOT ifnull({newest_is_run}, 0)",
-            [(*codec.event_row(i, e), i) for i, e in repeats],
-        )
-
-    async def _write_outbox(self, batch: WriteBatch, now: str | None) -> None:
-        db = self._writer
-        if batch.new_ops:
-            await db.executemany(
+    def _write_outbox(self, p: Prepared) -> None:
+        db = self._db
+        if p.new_ops:
+            db.executemany(
                 "INSERT INTO outbox (incident_id, op, payload, priority, state, next_attempt_at, "
                 "created_at, updated_at) VALUES (?, ?, ?, ?, 'pending', ?, ?, ?)",
-                [
-                    (o.incident_id, o.op, codec.dumps(o.payload), o.priority,
-                     codec.ts(o.not_before), now, now)
-                    for o in batch.new_ops
-                ],
-            )  # fmt: skip
-        if batch.op_updates:
-            await db.executemany(
+                p.new_ops,
+            )
+        if p.op_updates:
+            db.executemany(
                 "UPDATE outbox SET state = ?, attempts = ?, started = ?, next_attempt_at = ?, "
                 "last_error = ?, updated_at = ?, backoff = ? WHERE id = ?",
-                [
-                    (u.state.value, u.attempts, int(u.started), codec.ts(u.next_attempt_at),
-                     u.last_error, now, int(u.backoff), u.row_id)
-                    for u in batch.op_updates
-                ],
-            )  # fmt: skip
-        if batch.tickets:
-            await db.executemany(
+                p.op_updates,
+            )
+        if p.tickets:
+            db.executemany(
                 "INSERT INTO tickets (incident_id, ticket_id, priority_sent, created_at) "
                 "VALUES (?, ?, ?, ?) ON CONFLICT (incident_id) DO UPDATE SET "
                 "ticket_id = excluded.ticket_id, "
                 "priority_sent = coalesce(excluded.priority_sent, priority_sent)",
-                [(t.incident_id, t.ticket_id, t.priority_sent, now) for t in batch.tickets],
+                p.tickets,
             )
-        if batch.redrive:
-            await db.executemany(
+        if p.redrive:
+            db.executemany(
                 # A dead letter starts over; a pending row waiting out its backoff (say the API
                 # key was fixed) keeps its count and its started mark, and is due now.
                 "UPDATE outbox SET attempts = CASE state WHEN 'dead' THEN 0 ELSE attempts END, "
                 "state = 'pending', next_attempt_at = ?, updated_at = ? "
                 "WHERE id = ? AND state IN ('dead', 'pending')",
-                [(now, now, row_id) for row_id in batch.redrive],
+                p.redrive,
             )
 
-    async def _purge(self, purge: Purge) -> dict[PurgeKind, int]:
+    def _purge(self, purge: Purge) -> dict[PurgeKind, int]:
         """Delete at most `purge.limit` rows that retention no longer keeps.
 
         Old resolved incidents go events first, the incident row (with its ticket link and
         operations) once none is left, so an incident with a long trail takes several passes
         and a crash between them leaves a consistent, if shorter, trail. An incident with an
-        operation still to deliver or dead-lettered is kept: its ticket is not settled."""
-        db = self._writer
+        operation still to deliver or dead-lettered is kept: its ticket is not settled.
+        (`purge.live` is called on the store's thread: it only reads the writer's dict.)"""
+        db = self._db
         budget = purge.limit
         deleted = dict.fromkeys(PurgeKind, 0)
-        cursor = await db.execute(
+        cursor = db.execute(
             "SELECT id, host, service FROM incidents i WHERE status = 'resolved' "
             "AND resolved_at < ? AND NOT EXISTS (SELECT 1 FROM outbox o WHERE "
             "o.incident_id = i.id AND o.state != 'done') ORDER BY resolved_at LIMIT ?",
             (codec.ts(purge.resolved_before), budget),
         )
-        ids = [r[0] for r in await cursor.fetchall() if not purge.live(r[0], r[1], r[2])]
+        ids = [r[0] for r in cursor.fetchall() if not purge.live(r[0], r[1], r[2])]
         if ids:
             marks = _marks(ids)
-            cursor = await db.execute(
+            cursor = db.execute(
                 f"DELETE FROM events WHERE id IN (SELECT id FROM events WHERE incident_id IN "
                 f"({marks}) ORDER BY incident_id, id LIMIT ?)",  # only "?" marks interpolated
                 (*ids, budget),
             )
             deleted[PurgeKind.EVENTS] = max(cursor.rowcount, 0)
             budget -= deleted[PurgeKind.EVENTS]
-            cursor = await db.execute(
+            cursor = db.execute(
                 f"SELECT id FROM incidents i WHERE id IN ({marks}) AND NOT EXISTS "
                 "(SELECT 1 FROM events e WHERE e.incident_id = i.id) ORDER BY id LIMIT ?",
                 (*ids, max(budget, 0)),
             )
-            empty = [(r[0],) for r in await cursor.fetchall()]
+            empty = [(r[0],) for r in cursor.fetchall()]
             if empty:
-                await db.executemany("DELETE FROM outbox WHERE incident_id = ?", empty)
-                await db.executemany("DELETE FROM tickets WHERE incident_id = ?", empty)
-                await db.executemany("DELETE FROM incidents WHERE id = ?", empty)
+                db.executemany("DELETE FROM outbox WHERE incident_id = ?", empty)
+                db.executemany("DELETE FROM tickets WHERE incident_id = ?", empty)
+                db.executemany("DELETE FROM incidents WHERE id = ?", empty)
                 deleted[PurgeKind.INCIDENTS] = len(empty)
                 budget -= len(empty)
         if budget > 0:
-            cursor = await db.execute(
+            cursor = db.execute(
                 "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox WHERE state = 'done' "
                 "AND updated_at < ? ORDER BY updated_at LIMIT ?)",
                 (codec.ts(purge.done_before), budget),
@@ -589,30 +679,26 @@ class SqliteStore:
             deleted[PurgeKind.OUTBOX] = max(cursor.rowcount, 0)
         return deleted
 
-    async def _write_watch(self, batch: WriteBatch) -> None:
+    def _write_watch(self, p: Prepared) -> None:
         """Silences and heartbeats (alertd.silences, alertd.heartbeats)."""
-        db = self._writer
-        if batch.silences:
-            await db.executemany(
+        db = self._db
+        if p.silences:
+            db.executemany(
                 "INSERT INTO silences (id, starts_at, ends_at, source, body) "
                 "VALUES (?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET "
                 "starts_at = excluded.starts_at, ends_at = excluded.ends_at, body = excluded.body",
-                [(s.id, codec.ts(s.starts_at), codec.ts(s.ends_at), s.source,
-                  codec.dumps(silences.to_document(s))) for s in batch.silences],
-            )  # fmt: skip
-        if batch.heartbeats:
-            await db.executemany(
+                p.silences,
+            )
+        if p.heartbeats:
+            db.executemany(
                 "INSERT INTO heartbeats (name, interval_seconds, last_beat, due, missed) "
                 "VALUES (?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET "
                 "interval_seconds = excluded.interval_seconds, last_beat = excluded.last_beat, "
                 "due = excluded.due, missed = excluded.missed",
-                [(h.name, h.interval.total_seconds(), codec.ts(h.last_beat), codec.ts(h.due),
-                  int(h.missed)) for h in batch.heartbeats],
-            )  # fmt: skip
-        if batch.heartbeat_deletes:
-            await db.executemany(
-                "DELETE FROM heartbeats WHERE name = ?", [(n,) for n in batch.heartbeat_deletes]
+                p.heartbeats,
             )
+        if p.heartbeat_deletes:
+            db.executemany("DELETE FROM heartbeats WHERE name = ?", p.heartbeat_deletes)
 
     async def load_silences(self, now: datetime) -> list[Silence]:
         """Silences not ended by `now` (active, future, recurring, or open-ended)."""
@@ -632,8 +718,7 @@ class SqliteStore:
 
     async def _writer_rows(self, sql: str, args: tuple[object, ...]) -> list[Any]:
         try:
-            cursor = await self._writer.execute(sql, args)
-            return list(await cursor.fetchall())
+            return await self._call(_fetch_all, self._db, sql, args)
         except sqlite3.Error as exc:
             raise StoreError(f"read failed: {exc}") from exc
 
@@ -824,7 +909,20 @@ class SqliteStore:
         if before_id is not None:
             sql += " AND id < ?"
             args.append(before_id)
-        rows = await self._read(sql + " ORDER BY id DESC LIMIT ?", [*args, limit])
+        sql += " ORDER BY id DESC LIMIT ?"
+        args.append(limit)
+        if before_id is None:
+            # The open run of repeats (kept on the incident row, see MIGRATIONS) is the newest
+            # entry: shown as the `deduplicated` event it becomes when the run ends, numbered
+            # after the newest real one. One statement, so one snapshot of both.
+            sql = (
+                "SELECT * FROM (SELECT (SELECT ifnull(max(id), 0) + 1 FROM events WHERE "
+                "incident_id = i.id), repeats_from, 'deduplicated', json_object('count', "
+                "repeats, 'last_at', repeats_last) FROM incidents i WHERE id = ? AND repeats > 0"
+                f") UNION ALL SELECT * FROM ({sql}) ORDER BY 1 DESC LIMIT ?"
+            )
+            args = [incident_id, *args, limit]
+        rows = await self._read(sql, args)
         return [(r[0], codec.event_from_row(r[1], r[2], r[3])) for r in rows]
 
     async def resolved_between(
@@ -934,9 +1032,73 @@ def _outbox_row(r: Any) -> OutboxRow:
     )  # fmt: skip
 
 
-async def _migrate(db: aiosqlite.Connection) -> None:
-    cursor = await db.execute("PRAGMA user_version")
-    row = await cursor.fetchone()
+def prepare(batch: WriteBatch) -> Prepared:
+    """`batch` encoded into statement parameters, in the columns' order; pure Python. Both
+    stores write the same row shapes (alertd.codec), so both commit what this returns."""
+    dedup = EventKind.DEDUPLICATED
+    runs: dict[int, tuple[int, str | None]] = {}
+    events: list[tuple[Any, ...]] = []
+    for incident_id, event in batch.events:
+        if event.kind is dedup:
+            count = int(event.detail.get("count", 1))
+            held, at = runs.get(incident_id, (0, None))
+            runs[incident_id] = (held + count, at or codec.ts(event.at))
+        else:
+            events.append(codec.event_row(incident_id, event))
+    repeats = []
+    for incident, due in batch.repeats:
+        count, at = runs.pop(incident.id, (0, None))
+        repeats.append((*codec.repeat_row(incident, due)[:5], count, at, at, incident.id))
+    now = codec.ts(batch.at)
+    return Prepared(
+        deletes=[(i,) for i in batch.deletes],
+        runs_closed=sorted({e[0] for e in events}),
+        upserts=[codec.incident_row(i, due) for i, due in batch.upserts],
+        repeats=repeats,
+        events=events,
+        runs=[(count, at, at, i) for i, (count, at) in runs.items()],
+        new_ops=[
+            (o.incident_id, o.op, codec.dumps(o.payload), o.priority,
+             codec.ts(o.not_before), now, now)
+            for o in batch.new_ops
+        ],
+        op_updates=[
+            (u.state.value, u.attempts, int(u.started), codec.ts(u.next_attempt_at),
+             u.last_error, now, int(u.backoff), u.row_id)
+            for u in batch.op_updates
+        ],
+        tickets=[(t.incident_id, t.ticket_id, t.priority_sent, now) for t in batch.tickets],
+        redrive=[(now, now, row_id) for row_id in batch.redrive],
+        silences=[(s.id, codec.ts(s.starts_at), codec.ts(s.ends_at), s.source,
+                   codec.dumps(silences.to_document(s))) for s in batch.silences],
+        heartbeats=[(h.name, h.interval.total_seconds(), codec.ts(h.last_beat),
+                     codec.ts(h.due), int(h.missed)) for h in batch.heartbeats],
+        heartbeat_deletes=[(n,) for n in batch.heartbeat_deletes],
+        purge=batch.purge,
+        journal_upto=batch.journal_upto,
+    )  # fmt: skip
+
+
+def _connect_writer(path: Path, synchronous: str) -> sqlite3.Connection:
+    """The write connection, set up and migrated (on the store's thread, its only user)."""
+    db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    try:
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute(f"PRAGMA synchronous={synchronous}")
+        db.execute("PRAGMA busy_timeout=5000")
+        _migrate(db)
+    except BaseException:
+        db.close()
+        raise
+    return db
+
+
+def _fetch_all(db: sqlite3.Connection, sql: str, args: tuple[object, ...]) -> list[Any]:
+    return db.execute(sql, args).fetchall()
+
+
+def _migrate(db: sqlite3.Connection) -> None:
+    row = db.execute("PRAGMA user_version").fetchone()
     version = int(row[0]) if row else 0
     if version > len(MIGRATIONS):
         raise StoreError(
@@ -944,14 +1106,14 @@ async def _migrate(db: aiosqlite.Connection) -> None:
             f"({len(MIGRATIONS)}); upgrade alertd"
         )
     for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
-        await db.execute("BEGIN IMMEDIATE")
+        db.execute("BEGIN IMMEDIATE")
         try:
             for statement in _statements(script):
-                await db.execute(statement)
-            await db.execute(f"PRAGMA user_version = {number}")
-            await db.execute("COMMIT")
+                db.execute(statement)
+            db.execute(f"PRAGMA user_version = {number}")
+            db.execute("COMMIT")
         except BaseException:
-            await _rollback(db)
+            _rollback(db)
             raise
 
 
@@ -970,7 +1132,7 @@ def _statements(script: str) -> list[str]:
     return statements
 
 
-async def _rollback(db: aiosqlite.Connection) -> None:
+def _rollback(db: sqlite3.Connection) -> None:
     # No transaction open (BEGIN itself failed) means nothing to undo.
     with contextlib.suppress(sqlite3.Error):
-        await db.execute("ROLLBACK")
+        db.execute("ROLLBACK")

@@ -36,19 +36,21 @@ import asyncpg
 from alertd import codec, silences
 from alertd.errors import StoreError
 from alertd.heartbeats import Heartbeat
-from alertd.model import Event, EventKind, Incident
+from alertd.model import Event, Incident
 from alertd.silences import Silence
 from alertd.store import (
     LOAD_PAGE,
     IncidentQuery,
     OutboxRow,
     OutboxState,
+    Prepared,
     Purge,
     PurgeKind,
     TicketLink,
     WriteBatch,
     _heartbeat,
     _outbox_row,
+    prepare,
 )
 
 log = logging.getLogger(__name__)
@@ -171,6 +173,15 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE TABLE journal_state (one INTEGER PRIMARY KEY CHECK (one = 1), applied BIGINT NOT NULL);
     INSERT INTO journal_state (one, applied) VALUES (1, 0);
     """,
+    """
+    -- Plain repeats write a narrow row, and an open run of them is counted on the incident
+    -- row, as in SQLite's migration 8 (alertd.store): `hot` overlays `body`; the run becomes
+    -- one `deduplicated` event when anything else happens to the incident.
+    ALTER TABLE incidents ADD COLUMN hot TEXT;
+    ALTER TABLE incidents ADD COLUMN repeats BIGINT NOT NULL DEFAULT 0;
+    ALTER TABLE incidents ADD COLUMN repeats_from TEXT;
+    ALTER TABLE incidents ADD COLUMN repeats_last TEXT;
+    """,
 )
 
 # The tables `alertd migrate` brings over, in this order; the same columns in both stores.
@@ -215,6 +226,10 @@ class PgStore:
         self._pool: asyncpg.Pool[Any] | None = None
         self._renewing: asyncio.Task[None] | None = None
         self._on_lost: Callable[[str], None] | None = None
+        # One transaction at a time on the writer's connection (asyncpg refuses a second
+        # operation on a busy connection): the engine never overlaps its commits, but an import
+        # or a caller of `write` outside the pipeline must wait its turn too.
+        self._writing = asyncio.Lock()
 
     @classmethod
     async def open(
@@ -443,36 +458,24 @@ class PgStore:
 
     async def write(self, batch: WriteBatch) -> None:
         """Write the batch in one transaction and commit it durably, or raise StoreError."""
+        batch.purged = await self.commit(self.prepare(batch))
+
+    def prepare(self, batch: WriteBatch) -> Prepared:
+        """Encode `batch` (pure, on the event loop): the same parameters as SQLite's, since
+        both stores hold rows of the same shape (module doc)."""
+        return prepare(batch)
+
+    async def commit(self, prepared: Prepared) -> dict[PurgeKind, int]:
+        """Write `prepared` in one fenced transaction, the journal checkpoint (if it moves) in
+        the same one, and commit it durably; or raise StoreError with nothing written."""
         if self._lost:
             raise StoreError(f"not written: {self._lost}")
         try:
-            db = await self._write_conn()
-            async with db.transaction():
-                await self._fence(db)
-                if batch.deletes:
-                    await db.execute(
-                        "DELETE FROM events WHERE incident_id = ANY($1::bigint[])", batch.deletes
-                    )
-                    await db.execute(
-                        "DELETE FROM incidents WHERE id = ANY($1::bigint[])", batch.deletes
-                    )
-                if batch.upserts:
-                    await db.executemany(
-                        _UPSERT, [codec.incident_row(i, due) for i, due in batch.upserts]
-                    )
-                if batch.events:
-                    await _write_events(db, batch.events)
-                await _write_outbox(db, batch, now=codec.ts(batch.at))
-                await _write_watch(db, batch)
-                purged = await _purge(db, batch.purge) if batch.purge else {}
-                if batch.journal_upto is not None:
-                    # Exactly once: the checkpoint moves with what the rows changed.
-                    await db.execute(
-                        "UPDATE journal_state SET applied = $1 WHERE applied < $1",
-                        batch.journal_upto,
-                    )
-                    await db.execute("DELETE FROM journal WHERE id <= $1", batch.journal_upto)
-            batch.purged = purged
+            async with self._writing:
+                db = await self._write_conn()
+                async with db.transaction():
+                    await self._fence(db)
+                    return await _commit(db, prepared)
         except _DB_ERRORS as exc:
             raise StoreError(f"write failed: {_reason(exc)}") from exc
 
@@ -563,8 +566,7 @@ class PgStore:
         sequences go on after them, and the outbox counts are taken from what arrived."""
         copied: dict[str, int] = {}
         try:
-            db = await self._write_conn()
-            async with db.transaction():
+            async with self._writing, (db := await self._write_conn()).transaction():
                 await self._fence(db)
                 for table in IMPORTED:
                     if await db.fetchval(f"SELECT EXISTS (SELECT 1 FROM {table})"):
@@ -754,8 +756,15 @@ class PgStore:
         self, incident_id: int, limit: int, before_id: int | None = None
     ) -> list[tuple[int, Event]]:
         if before_id is None:
+            # As SQLite's: the open run of repeats (on the incident row) is the newest entry,
+            # shown as the `deduplicated` event it becomes, numbered after the newest real one;
+            # one statement, so one snapshot of both.
             rows = await self._read(
-                "SELECT id, at, kind, detail FROM events WHERE incident_id = $1 "
+                "SELECT * FROM (SELECT (SELECT coalesce(max(id), 0) + 1 FROM events WHERE "
+                "incident_id = i.id) AS id, repeats_from AS at, 'deduplicated' AS kind, "
+                "json_build_object('count', repeats, 'last_at', repeats_last)::text AS detail "
+                "FROM incidents i WHERE id = $1 AND repeats > 0 UNION ALL "
+                "SELECT id, at, kind, detail FROM events WHERE incident_id = $1) AS t "
                 "ORDER BY id DESC LIMIT $2",
                 incident_id, limit,
             )  # fmt: skip
@@ -820,92 +829,110 @@ _UPSERT = (
 )
 
 
-async def _write_events(db: asyncpg.Connection[Any], events: list[tuple[int, Event]]) -> None:
-    """As SQLite's `_write_events`: a run of plain repeats stays ONE `deduplicated` event."""
-    dedup = EventKind.DEDUPLICATED
-    plain = [codec.event_row(i, e) for i, e in events if e.kind is not dedup]
-    if plain:
+# The narrow-repeat statements, as SQLite's (`alertd.store`: `_CLOSE_RUNS`, `_RESET_RUNS`,
+# `_RUN`, `_REPEAT`), over an id array instead of chunked `IN (...)` lists.
+_CLOSE_RUNS = (
+    "INSERT INTO events (incident_id, at, kind, detail) SELECT id, repeats_from, "
+    "'deduplicated', json_build_object('count', repeats, 'last_at', repeats_last)::text "
+    "FROM incidents WHERE id = ANY($1::bigint[]) AND repeats > 0 ORDER BY id"
+)
+_RESET_RUNS = (
+    "UPDATE incidents SET repeats = 0, repeats_from = NULL, repeats_last = NULL "
+    "WHERE id = ANY($1::bigint[]) AND repeats > 0"
+)
+_RUN = (
+    "UPDATE incidents SET repeats = repeats + $1, repeats_from = coalesce(repeats_from, $2), "
+    "repeats_last = $3 WHERE id = $4"
+)
+_REPEAT = (
+    "UPDATE incidents SET occurrences = $1, last_seen = $2, last_output = $3, due_at = $4, "
+    "hot = $5, repeats = repeats + $6, repeats_from = coalesce(repeats_from, $7), "
+    "repeats_last = $8 WHERE id = $9"
+)
+
+
+async def _commit(db: asyncpg.Connection[Any], p: Prepared) -> dict[PurgeKind, int]:
+    """The statements of one write transaction, in SQLite's order (`SqliteStore._commit`)."""
+    if p.deletes:
+        ids = [d[0] for d in p.deletes]
+        await db.execute("DELETE FROM events WHERE incident_id = ANY($1::bigint[])", ids)
+        await db.execute("DELETE FROM incidents WHERE id = ANY($1::bigint[])", ids)
+    if p.runs_closed:
+        # Before this commit's events, so the closed run reads before them.
+        await db.execute(_CLOSE_RUNS, p.runs_closed)
+        await db.execute(_RESET_RUNS, p.runs_closed)
+    if p.upserts:
+        await db.executemany(_UPSERT, p.upserts)
+    if p.repeats:
+        await db.executemany(_REPEAT, p.repeats)
+    if p.events:
         await db.executemany(
-            "INSERT INTO events (incident_id, at, kind, detail) VALUES ($1, $2, $3, $4)", plain
+            "INSERT INTO events (incident_id, at, kind, detail) VALUES ($1, $2, $3, $4)", p.events
         )
-    repeats = [(i, e) for i, e in events if e.kind is dedup]
-    if not repeats:
-        return
-    await db.executemany(
-        "UPDATE events SET detail = jsonb_set(jsonb_set(detail::jsonb, '{count}', "
-        "to_jsonb(coalesce((detail::jsonb ->> 'count')::bigint, 1) + $1::bigint)), "
-        "'{last_at}', to_jsonb($2::text))::text "
-        "WHERE id = (SELECT max(id) FROM events WHERE incident_id = $3) "
-        "AND kind = 'deduplicated'",
-        [(int(e.detail.get("count", 1)), codec.ts(e.at), i) for i, e in repeats],
-    )
-    await db.executemany(
-        "INSERT INTO events (incident_id, at, kind, detail) SELECT $1, $2, $3, $4 "
-        "WHERE NOT coalesce((SELECT kind FROM events WHERE id = (SELECT max(id) FROM events "
-        "WHERE incident_id = $1)) = 'deduplicated', false)",
-        [codec.event_row(i, e) for i, e in repeats],
-    )
+    if p.runs:
+        await db.executemany(_RUN, p.runs)
+    await _write_outbox(db, p)
+    await _write_watch(db, p)
+    purged = await _purge(db, p.purge) if p.purge else {}
+    if p.journal_upto is not None:
+        # Exactly once: the checkpoint moves with what the rows changed.
+        await db.execute(
+            "UPDATE journal_state SET applied = $1 WHERE applied < $1", p.journal_upto
+        )
+        await db.execute("DELETE FROM journal WHERE id <= $1", p.journal_upto)
+    return purged
 
 
-async def _write_outbox(db: asyncpg.Connection[Any], batch: WriteBatch, now: str | None) -> None:
-    if batch.new_ops:
+async def _write_outbox(db: asyncpg.Connection[Any], p: Prepared) -> None:
+    if p.new_ops:
         await db.executemany(
             "INSERT INTO outbox (incident_id, op, payload, priority, state, next_attempt_at, "
-            "created_at, updated_at) VALUES ($1, $2, $3, $4, 'pending', $5, $6, $6)",
-            [
-                (o.incident_id, o.op, codec.dumps(o.payload), o.priority,
-                 codec.ts(o.not_before), now)
-                for o in batch.new_ops
-            ],
-        )  # fmt: skip
-    if batch.op_updates:
+            "created_at, updated_at) VALUES ($1, $2, $3, $4, 'pending', $5, $6, $7)",
+            p.new_ops,
+        )
+    if p.op_updates:
         await db.executemany(
             "UPDATE outbox SET state = $1, attempts = $2, started = $3, next_attempt_at = $4, "
             "last_error = $5, updated_at = $6, backoff = $7 WHERE id = $8",
-            [
-                (u.state.value, u.attempts, int(u.started), codec.ts(u.next_attempt_at),
-                 u.last_error, now, int(u.backoff), u.row_id)
-                for u in batch.op_updates
-            ],
-        )  # fmt: skip
-    if batch.tickets:
+            p.op_updates,
+        )
+    if p.tickets:
         await db.executemany(
             "INSERT INTO tickets (incident_id, ticket_id, priority_sent, created_at) "
             "VALUES ($1, $2, $3, $4) ON CONFLICT (incident_id) DO UPDATE SET "
             "ticket_id = excluded.ticket_id, "
             "priority_sent = coalesce(excluded.priority_sent, tickets.priority_sent)",
-            [(t.incident_id, t.ticket_id, t.priority_sent, now) for t in batch.tickets],
+            p.tickets,
         )
-    if batch.redrive:
+    if p.redrive:
         await db.executemany(
             "UPDATE outbox SET attempts = CASE state WHEN 'dead' THEN 0 ELSE attempts END, "
-            "state = 'pending', next_attempt_at = $1, updated_at = $1 "
-            "WHERE id = $2 AND state IN ('dead', 'pending')",
-            [(now, row_id) for row_id in batch.redrive],
+            "state = 'pending', next_attempt_at = $1, updated_at = $2 "
+            "WHERE id = $3 AND state IN ('dead', 'pending')",
+            p.redrive,
         )
 
 
-async def _write_watch(db: asyncpg.Connection[Any], batch: WriteBatch) -> None:
-    if batch.silences:
+async def _write_watch(db: asyncpg.Connection[Any], p: Prepared) -> None:
+    if p.silences:
         await db.executemany(
             "INSERT INTO silences (id, starts_at, ends_at, source, body) "
             "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO UPDATE SET "
             "starts_at = excluded.starts_at, ends_at = excluded.ends_at, body = excluded.body",
-            [(s.id, codec.ts(s.starts_at), codec.ts(s.ends_at), s.source,
-              codec.dumps(silences.to_document(s))) for s in batch.silences],
-        )  # fmt: skip
-    if batch.heartbeats:
+            p.silences,
+        )
+    if p.heartbeats:
         await db.executemany(
             "INSERT INTO heartbeats (name, interval_seconds, last_beat, due, missed) "
             "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (name) DO UPDATE SET "
             "interval_seconds = excluded.interval_seconds, last_beat = excluded.last_beat, "
             "due = excluded.due, missed = excluded.missed",
-            [(h.name, h.interval.total_seconds(), codec.ts(h.last_beat), codec.ts(h.due),
-              int(h.missed)) for h in batch.heartbeats],
-        )  # fmt: skip
-    if batch.heartbeat_deletes:
+            p.heartbeats,
+        )
+    if p.heartbeat_deletes:
         await db.execute(
-            "DELETE FROM heartbeats WHERE name = ANY($1::text[])", batch.heartbeat_deletes
+            "DELETE FROM heartbeats WHERE name = ANY($1::text[])",
+            [n for (n,) in p.heartbeat_deletes],
         )
 
 

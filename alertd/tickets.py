@@ -512,6 +512,16 @@ class TicketPlanner:
             + (f" ({d['reason']})." if d.get("reason") else "."),
             EventKind.NOTE: f"Comment{who}{comment}.",
         }[event.kind]
+        if event.kind in (EventKind.FLAPPING_STARTED, EventKind.FLAPPING_STOPPED):
+            # No note per swing while it flaps, so the subject would keep whichever state it
+            # had when flapping began: it says FLAPPING instead, and the state once it settles.
+            fields = {"subject": self.subject(plan.incident)}
+            plan.ops.append(
+                PlannedOp(
+                    Op.UPDATE, {"fields": fields, "note": _p(text)}, plan.incident.priority.rank
+                )
+            )
+            return
         plan.ops.append(self._note(plan.incident, _p(text)))
 
     def _stale_note(self, plan: _Plan, event: Event, now: datetime) -> None:
@@ -719,7 +729,7 @@ def _lowers(op: PlannedOp) -> bool:
 
 def _fields(incident: Incident, output: str) -> dict[str, object]:
     return {
-        "state": incident.check_state.value,
+        "state": "FLAPPING" if incident.flapping else incident.check_state.value,
         "host": incident.host,
         "service": incident.service or "",
         "slash_service": f" / {incident.service}" if incident.service else "",

@@ -9,7 +9,11 @@ passes in, so it never commits and never holds the write connection.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import heapq
+import itertools
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping, Set
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import structlog
@@ -33,9 +37,10 @@ from alertd.silences import (
     SilenceChange,
     SilenceExpire,
     SilenceIndex,
+    downtime_key,
+    downtime_key_of,
     downtime_silence,
-    first_match,
-    is_downtime_of,
+    literal_host,
     silence_id,
 )
 from alertd.store import Store
@@ -48,11 +53,25 @@ Get = Callable[[Batch, IncidentKey], Incident | None]
 Stage = Callable[[Batch, IncidentKey, Incident | None, Transition], None]
 Apply = Callable[[Batch, CheckResult, datetime], None]
 HostProblem = Callable[[Batch, str], Incident | None]
+# The keys of a host's incidents (its host check and services), staged ones included.
+HostKeys = Callable[[Batch, str], Iterable[IncidentKey]]
 
 log: structlog.typing.FilteringBoundLogger = structlog.get_logger(__name__)
 
+# Incidents a window's pass looks at per commit (~10 ms of the loop).
+SWEEP_CHUNK = 5_000
 # "Look now": earlier than any time the writer can be asked about.
 _AT_ONCE = datetime.min.replace(tzinfo=UTC)
+
+
+@dataclass(slots=True)
+class _Sweep:
+    """A window's pass over incidents: suppress what `silence` matches (it opened), or, with
+    None, release what no open window holds any more (windows closed)."""
+
+    silence: Silence | None
+    keys: list[IncidentKey]
+    done: int = 0
 
 
 class Watch:
@@ -67,30 +86,46 @@ class Watch:
         stage: Stage,
         apply: Apply,
         host_problem: HostProblem,
+        host_keys: HostKeys,
+        held: Set[IncidentKey],
     ) -> None:
         self._store = store
         self._cache = cache  # the engine's cache of active incidents, read-only here
+        self._host_keys = host_keys
+        self._held = held  # the keys of the cached incidents that are suppressed, read-only
         self._get = get
         self._stage = stage
         self._apply = apply
         self._host_problem = host_problem
-        # Silences not yet over, the active ones, and when that set next changes (None: never;
-        # the first commit looks at once). Heartbeats by name. Few of each: plain dicts.
+        # Silences not yet over, and the Nagios downtimes among them by (host, service), so a
+        # DOWNTIMESTART or END finds its own without a scan (thousands arrive at once).
         self._silences: dict[int, Silence] = {}
+        self._downtimes: dict[tuple[str, str | None], set[int]] = {}
         # Never rebound: the engine holds this dict to skip `silenced` while it is empty.
         self.active: dict[int, Silence] = {}
-        # `active` indexed by host, rebuilt whenever the set of open windows changes (rare),
-        # read for every result while any window is open (often).
+        # `active` indexed by host, kept in step one silence at a time, read for every result
+        # while any window is open (often).
         self._active_index = SilenceIndex()
-        self._silence_due: datetime | None = None
+        # When each silence next starts or ends: a heap of (due, id) with lazy deletion (an
+        # entry counts only while `_silence_sched` still names its time), so a change or a due
+        # window costs that silence, never a pass over all of them.
+        self._silence_heap: list[tuple[datetime, int]] = []
+        self._silence_sched: dict[int, datetime] = {}
         self._next_silence_id = 1
         self._heartbeats: dict[str, Heartbeat] = {}
-        # The earliest stale deadline of an open incident (None: none can turn stale), and
-        # when the daemon started: silence is counted from then at the earliest, since
+        # Stale deadlines of open incidents fed by a stream: a heap of (deadline, tiebreak, key)
+        # and each key's earliest entry. A result moves a deadline later, which leaves the entry
+        # as it is (it is looked at when due and pushed again then), so the heap holds about one
+        # entry per incident and a sweep costs the incidents due, not every incident.
+        self._stale_heap: list[tuple[datetime, int, IncidentKey]] = []
+        self._stale_sched: dict[IncidentKey, datetime] = {}
+        self._tiebreak = itertools.count()
+        # When the daemon started: silence is counted from then at the earliest, since
         # alertd's own downtime is not the checks' silence.
-        self._stale_due: datetime | None = None
         self._started: datetime | None = None
-        self._rescan = False  # compare every incident with the silences at the next look
+        self._rescan = False  # compare every held incident with the silences at the next look
+        # Passes over many incidents for windows that opened or closed, a chunk per commit.
+        self._sweeps: deque[_Sweep] = deque()
 
     @property
     def silences(self) -> int:
@@ -113,17 +148,27 @@ class Watch:
     def heartbeat(self, name: str) -> Heartbeat | None:
         return self._heartbeats.get(name)
 
+    def begin(self, now: datetime) -> None:
+        """The daemon starts at `now`: stale deadlines count from then at the earliest. Called
+        before the incidents are loaded (each loaded one goes through `changed`)."""
+        if self._started is None:  # not moved by a reload after a failed commit
+            self._started = now
+
     async def load(self, now: datetime) -> None:
+        self.begin(now)
         self._next_silence_id = await self._store.max_silence_id() + 1
         self._silences = {s.id: s for s in await self._store.load_silences(now)}
+        self._downtimes = {}
+        for silence in self._silences.values():
+            self._index_downtime(silence)
         self._heartbeats = {h.name: h for h in await self._store.load_heartbeats()}
-        # The first commit compares every incident with the windows open now, which also
+        # The first commit compares the incidents with the windows open now, which also
         # releases incidents held by a silence that ended while the daemon was down.
         self.active.clear()
         self._active_index = SilenceIndex()
-        self._silence_due = self._stale_due = now
-        if self._started is None:  # not moved by a reload after a failed commit
-            self._started = now
+        self._sweeps.clear()  # the rescan and the windows turned again redo every pass
+        self._silence_heap = [(now, sid) for sid in self._silences]
+        self._silence_sched = dict.fromkeys(self._silences, now)
         self._rescan = True
 
     async def reload(self, now: datetime) -> None:
@@ -137,25 +182,53 @@ class Watch:
 
     def due(self) -> datetime | None:
         """When the writer must next wake for a silence, the stale sweep or a heartbeat."""
-        dues = [d for d in (self._silence_due, self._stale_due) if d is not None]
+        if self._sweeps:
+            return _AT_ONCE  # a window's pass over many incidents goes on at once
+        dues = [d for d in (self._silence_due(), self.stale_due()) if d is not None]
         dues += [h.due for h in self._heartbeats.values()]
         return min(dues, default=None)
 
-    def stale_rules_changed(self) -> None:
-        """The lifecycle policy was reloaded: every deadline may have moved; look again."""
-        self._stale_due = _AT_ONCE
+    def _silence_due(self) -> datetime | None:
+        heap, sched = self._silence_heap, self._silence_sched
+        while heap and sched.get(heap[0][1]) != heap[0][0]:
+            heapq.heappop(heap)  # the silence changed or ended since: its new time is queued
+        return heap[0][0] if heap else None
+
+    def stale_due(self) -> datetime | None:
+        heap, sched = self._stale_heap, self._stale_sched
+        while heap and sched.get(heap[0][2]) != heap[0][0]:
+            heapq.heappop(heap)
+        return heap[0][0] if heap else None
+
+    def stale_rules_changed(self, incidents: Iterable[Incident], policy: LifecyclePolicy) -> None:
+        """The lifecycle policy was reloaded: a deadline may have come earlier. `incidents` (a
+        chunk of the cache: the engine walks it between commits) get their new deadlines."""
+        for incident in incidents:
+            self.changed(incident, policy)
 
     def changed(self, incident: Incident, policy: LifecyclePolicy) -> None:
-        """A committed incident: the stale look comes no later than its deadline."""
+        """A committed (or loaded) incident: the stale look comes no later than its deadline."""
         deadline = staleness.stale_deadline(incident, policy, self._started)
-        if deadline is not None and (self._stale_due is None or deadline < self._stale_due):
-            self._stale_due = deadline
+        if deadline is None:
+            return  # an entry it may have is dropped when it falls due
+        key = incident.key
+        queued = self._stale_sched.get(key)
+        if queued is None or deadline < queued:
+            self._stale_sched[key] = deadline
+            heapq.heappush(self._stale_heap, (deadline, next(self._tiebreak), key))
 
     def fire(self, batch: Batch, now: datetime, policy: LifecyclePolicy) -> None:
-        if self._stale_due is not None and self._stale_due <= now:
-            self._sweep_stale(batch, now, policy)
-        if self._silence_due is not None and self._silence_due <= now:
-            self._turn_silences(batch, now)
+        self._sweep_stale(batch, now, policy)
+        due: list[int] = []
+        heap, sched = self._silence_heap, self._silence_sched
+        while heap and heap[0][0] <= now:
+            at, sid = heapq.heappop(heap)
+            if sched.get(sid) == at:
+                del sched[sid]
+                due.append(sid)
+        self._go_on_sweeps(batch, now)  # before new ones: a window's passes stay in order
+        if due or self._rescan:
+            self._turn_silences(batch, due, now)
         for hb in list(self._heartbeats.values()):
             if hb.due <= now:
                 missed, result = heartbeats.miss(hb, now)
@@ -164,10 +237,16 @@ class Watch:
                 self._apply(batch, result, now)
 
     def _sweep_stale(self, batch: Batch, now: datetime, policy: LifecyclePolicy) -> None:
-        """Mark stale every open incident whose stream went quiet; the next look is at the
-        earliest deadline left (`changed` brings it forward for incidents committed since)."""
-        upcoming: datetime | None = None
-        for key in list(self._cache):
+        """Mark stale the open incidents whose stream went quiet: only the heap's entries due
+        now are looked at; one whose deadline moved since goes back in at its new time."""
+        heap, sched = self._stale_heap, self._stale_sched
+        budget = SWEEP_CHUNK  # all going quiet at once: a chunk per commit, the next at once
+        while heap and heap[0][0] <= now and budget > 0:
+            budget -= 1
+            at, _, key = heapq.heappop(heap)
+            if sched.get(key) != at:
+                continue  # superseded by an earlier entry for the same key
+            del sched[key]
             incident = self._get(batch, key)
             if incident is None:
                 continue
@@ -176,22 +255,22 @@ class Watch:
                 continue
             if deadline <= now:
                 self._stage(batch, key, incident, staleness.mark_stale(incident, now))
-            elif upcoming is None or deadline < upcoming:
-                upcoming = deadline
-        self._stale_due = upcoming
+            else:
+                sched[key] = deadline
+                heapq.heappush(heap, (deadline, next(self._tiebreak), key))
 
     def apply(self, batch: Batch, item: object, now: datetime) -> None:
         """A silence or heartbeat input (the engine's other inputs never reach here)."""
         if type(item) is SilenceChange:
-            self._silences[item.silence.id] = item.silence
+            self._put_silence(item.silence)
             batch.write.silences.append(item.silence)
-            self._turn_silences(batch, now)
+            self._turn_silences(batch, [item.silence.id], now)
         elif type(item) is SilenceExpire:
             live = self._silences.get(item.silence_id)
             if live is not None:
                 batch.write.silences.append(live.expire(now))
-                self._silences[live.id] = live.expire(now)
-                self._turn_silences(batch, now)
+                self._put_silence(live.expire(now))
+                self._turn_silences(batch, [live.id], now)
         elif type(item) is Beat:
             before = self._heartbeats.get(item.name)
             if before is None and item.interval is None:
@@ -213,7 +292,8 @@ class Watch:
     def downtime(self, batch: Batch, notice: Notice, now: datetime) -> None:
         """A Nagios downtime starts or ends the equivalent silence (one per host/service)."""
         host, service = notice.key
-        mine = [s for s in self._silences.values() if is_downtime_of(s, host, service)]
+        ids = self._downtimes.get(downtime_key_of(host, service), ())
+        mine = [self._silences[sid] for sid in sorted(ids)]
         if notice.kind in _DOWNTIME_ENDS:
             for silence in mine:
                 self.apply(batch, SilenceExpire(silence.id), now)
@@ -224,49 +304,141 @@ class Watch:
             )  # fmt: skip
             self.apply(batch, SilenceChange(silence), now)
 
-    def _turn_silences(self, batch: Batch, now: datetime) -> None:
-        """Windows that opened suppress what they match; those that closed release it."""
-        started: list[Silence] = []
-        ended = False
-        for sid, silence in list(self._silences.items()):
-            if silence.is_active(now):
-                if self.active.get(sid) != silence:
-                    started.append(silence)
-                self.active[sid] = silence
-            else:
-                ended |= self.active.pop(sid, None) is not None
-                if silence.is_expired(now):
-                    del self._silences[sid]
-        for sid in [sid for sid in self.active if sid not in self._silences]:
-            ended |= self.active.pop(sid, None) is not None
-        if started or ended:
-            self._active_index = SilenceIndex(self.active.values())
-        changes = [s.next_change(now) for s in self._silences.values()]
-        self._silence_due = min((c for c in changes if c is not None), default=None)
-        if started or ended or self._rescan:
-            self._rescan = False
-            self._rematch(batch, started, now)
+    def _put_silence(self, silence: Silence) -> None:
+        previous = self._silences.get(silence.id)
+        if previous is not None:
+            self._unindex_downtime(previous)
+        self._silences[silence.id] = silence
+        self._index_downtime(silence)
 
-    def _rematch(self, batch: Batch, started: list[Silence], now: datetime) -> None:
-        if started:
-            keys = list(self._cache.keys() | batch.staged.keys())
+    def _index_downtime(self, silence: Silence) -> None:
+        key = downtime_key(silence)
+        if key is not None:
+            self._downtimes.setdefault(key, set()).add(silence.id)
+
+    def _unindex_downtime(self, silence: Silence) -> None:
+        key = downtime_key(silence)
+        ids = self._downtimes.get(key) if key is not None else None
+        if ids is not None and key is not None:
+            ids.discard(silence.id)
+            if not ids:
+                del self._downtimes[key]
+
+    def _turn_silences(self, batch: Batch, ids: Iterable[int], now: datetime) -> None:
+        """Silences `ids` changed or fell due: those that opened suppress what they match,
+        those that closed release what they held. Costs these silences and the incidents they
+        can match (a host's, for a silence naming one host), not every silence or incident."""
+        started: list[Silence] = []
+        ended: list[Silence] = []
+        for sid in sorted(set(ids)):
+            silence = self._silences.get(sid)
+            was = self.active.get(sid)
+            if silence is not None and silence.is_active(now):
+                if was != silence:
+                    if was is not None:  # changed while open: its old form holds incidents
+                        self._active_index.remove(was)
+                        ended.append(was)
+                    self.active[sid] = silence
+                    self._active_index.add(silence)
+                    started.append(silence)
+            else:
+                if was is not None:
+                    del self.active[sid]
+                    self._active_index.remove(was)
+                    ended.append(was)
+                if silence is not None and silence.is_expired(now):
+                    del self._silences[sid]
+                    self._unindex_downtime(silence)
+            live = self._silences.get(sid)
+            self._schedule(sid, live.next_change(now) if live is not None else None)
+        if started or ended or self._rescan:
+            self._rematch(batch, started, ended, now)
+
+    def _schedule(self, sid: int, at: datetime | None) -> None:
+        if at is None:
+            self._silence_sched.pop(sid, None)
+        elif self._silence_sched.get(sid) != at:
+            self._silence_sched[sid] = at
+            heapq.heappush(self._silence_heap, (at, sid))
+
+    def _candidates(self, batch: Batch, silence: Silence) -> list[IncidentKey]:
+        """The incidents `silence` may match: its host's, or every incident."""
+        host = literal_host(silence)
+        if host is not None:
+            return list(self._host_keys(batch, host))
+        keys = list(self._cache)
+        keys += [k for k in batch.staged if k not in self._cache]
+        return keys
+
+    def _held_keys(self, batch: Batch, silence: Silence | None) -> list[IncidentKey]:
+        """The suppressed incidents `silence` may hold (None: every suppressed incident)."""
+        host = None if silence is None else literal_host(silence)
+        if host is not None:
+            return list(self._host_keys(batch, host))
+        held = list(self._held)
+        held += [k for k, i in batch.staged.items()
+                 if i is not None and i.suppressed and k not in self._held]  # fmt: skip
+        return held
+
+    def _rematch(
+        self, batch: Batch, started: list[Silence], ended: list[Silence], now: datetime
+    ) -> None:
+        for silence in started:  # by id: the lowest matching id holds an incident
+            self._sweep(batch, _Sweep(silence, self._candidates(batch, silence)), now)
+        if self._rescan:
+            # At start: any incident held by a window that closed while the daemon was down.
+            self._rescan = False
+            keys = self._held_keys(batch, None)
+        elif len(ended) == 1:
+            keys = self._held_keys(batch, ended[0])
         else:
-            # Only windows that closed: just the incidents a window holds can change (a start
-            # with 100,000 incidents and no window would otherwise look at every one).
-            held = {k for k, i in self._cache.items() if i.suppressed}
-            held |= {k for k, i in batch.staged.items() if i is not None and i.suppressed}
-            keys = list(held)
-        for key in keys:
+            keys = list(dict.fromkeys(k for e in ended for k in self._held_keys(batch, e)))
+        if keys:
+            self._sweep(batch, _Sweep(None, keys), now)
+
+    def _sweep(self, batch: Batch, sweep: _Sweep, now: datetime) -> None:
+        """Do the first chunk of `sweep` now; the rest waits for the next commits (the writer
+        wakes at once while any is left), so a window over every incident of a million never
+        stalls the loop in one commit."""
+        self._go_on(batch, sweep, now)
+        if sweep.done < len(sweep.keys):
+            self._sweeps.append(sweep)
+
+    def _go_on_sweeps(self, batch: Batch, now: datetime) -> None:
+        while self._sweeps:
+            sweep = self._sweeps[0]
+            self._go_on(batch, sweep, now)
+            if sweep.done < len(sweep.keys):
+                return  # this commit's share is done
+            self._sweeps.popleft()
+
+    def _go_on(self, batch: Batch, sweep: _Sweep, now: datetime) -> None:
+        """One chunk of `sweep`: suppress what its window matches, or release what no open
+        window holds any more."""
+        silence = sweep.silence
+        if silence is not None and self.active.get(silence.id) != silence:
+            sweep.done = len(sweep.keys)  # the window closed or changed meanwhile
+            return
+        chunk = sweep.keys[sweep.done : sweep.done + SWEEP_CHUNK]
+        sweep.done += len(chunk)
+        for key in chunk:
             incident = self._get(batch, key)
             if incident is None or incident.status is Status.RESOLVED:
                 continue
-            if not incident.suppressed:
-                silence = first_match(started, incident.host, incident.service, incident.labels)
-                if silence is not None:
+            if silence is not None:
+                if not incident.suppressed and silence.matches(
+                    incident.host, incident.service, incident.labels
+                ):
                     self._stage(batch, key, incident, self._suppress(incident, silence, now))
                 continue
+            if not incident.suppressed:
+                continue
             held_by = silence_id(incident.suppressed_reason)
-            if held_by is not None and held_by not in self.active:
+            if held_by is None:
+                continue
+            live = self.active.get(held_by)
+            if live is None or not live.matches(incident.host, incident.service,
+                                                incident.labels):  # fmt: skip
                 self._stage(batch, key, incident, self.release(batch, incident))
 
     def silenced(self, transition: Transition, now: datetime) -> Transition:

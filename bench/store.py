@@ -31,7 +31,7 @@ OLD = codec.ts(NOW - timedelta(days=200))
 
 
 def build(path: Path, rows: int, incidents: int, events: int) -> None:
-    """Schema by `Store.open` (so migrations and triggers apply), rows straight in."""
+    """Schema by `SqliteStore.open` (so migrations and triggers apply), rows straight in."""
     with sqlite3.connect(path) as db:
         db.executemany(
             "INSERT INTO outbox (incident_id, op, payload, priority, state, next_attempt_at, "

@@ -205,6 +205,14 @@ def build_parser() -> argparse.ArgumentParser:
         default="freshdesk",
         help="which product's API to play (default %(default)s)",
     )
+    sandbox.add_argument(
+        "--act-late",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="play a slow helpdesk: every create, update and note takes effect SECONDS after it "
+        "arrived, then is answered, even if the client has gone (default %(default)s)",
+    )
     return parser
 
 
@@ -251,7 +259,7 @@ def _dispatch(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
         return asyncio.run(run_demo(args.store))
     if args.command == "sandbox":
-        return _sandbox(args.listen, args.rate_limit, env, args.flavour)
+        return _sandbox(args.listen, args.rate_limit, env, args.flavour, args.act_late)
     if args.command == "silences":
         return silences.main(args, env)
     if args.command == "migrate":
@@ -260,7 +268,11 @@ def _dispatch(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
 
 def _sandbox(
-    listen: str, rate_limit: int, env: Mapping[str, str], flavour: str = "freshdesk"
+    listen: str,
+    rate_limit: int,
+    env: Mapping[str, str],
+    flavour: str = "freshdesk",
+    act_late: float = 0.0,
 ) -> int:
     import asyncio
     import contextlib
@@ -276,10 +288,17 @@ def _sandbox(
     if not 1 <= rate_limit <= 60_000:
         print("alertd sandbox: --rate-limit must be 1-60000 per minute", file=sys.stderr)
         return 2
+    if not 0 <= act_late <= 3600:
+        print("alertd sandbox: --act-late must be 0-3600 seconds", file=sys.stderr)
+        return 2
     # Ticket ids from the clock: a daemon's incident -> ticket links stay right across restarts.
     first = SandboxOptions.ids_from_clock(time.time())
     options = SandboxOptions(
-        api_key=key, rate_limit_per_minute=rate_limit, flavour=flavour, first_ticket_id=first
+        api_key=key,
+        rate_limit_per_minute=rate_limit,
+        flavour=flavour,
+        first_ticket_id=first,
+        act_late=act_late,
     )
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve(host.strip("[]"), int(port), options))

@@ -183,6 +183,15 @@ def _helpdesk(t: _Table, base: Path | None, env: Mapping[str, str]) -> HelpdeskC
         for c in CALL_CLASSES
         if f"rate_limit_{c}_per_minute" in t.data
     }
+    rules = _ticket_rules(t, kind)
+    for rule in rules:
+        # A created ticket carries the configured tags, the rule's and the incident's own.
+        if len({"alertd", *tags, *rule.tags}) > MAX_TAGS - 1:
+            t.add(
+                "rules",
+                f"rule {rule.name!r}: its tags and helpdesk.tags come to more than "
+                f"{MAX_TAGS - 1}, and a ticket holds {MAX_TAGS} with the incident's own tag",
+            )
     return HelpdeskConfig(
         url=url.rstrip("/"),
         api_key=api_key,
@@ -214,7 +223,7 @@ def _helpdesk(t: _Table, base: Path | None, env: Mapping[str, str]) -> HelpdeskC
         on_agent_close=_one_of(t, "on_agent_close", AGENT_CLOSE_POLICIES, d.on_agent_close),
         webhook_secret=webhook_secret,
         webhook_secret_source=webhook_source,
-        rules=_ticket_rules(t, kind),
+        rules=rules,
         workspace_id=workspace_id if kind == "freshservice" else None,
         taken_statuses=taken,
         done_statuses=done,

@@ -10,7 +10,8 @@ passes the checks in this order, and every answer, errors included, carries the 
 
 Facts come from docs/protocols.md section 1. Behaviours tagged [U] there, and what differs from
 account to account, are options here (`custom_statuses`, `required_fields`, `include_cost`,
-`sub_limits`, `required_for_closure`, `workspaces`, `priority_matrix`), so tests can state which
+`sub_limits`, `required_for_closure`, `workspaces`, `priority_matrix`, `act_late`), so tests can
+state which
 variant they assume. Where the facts leave a choice, the fake takes the stricter one: list and
 search results leave out the description, a 404 has an empty body, and search serves the ticket
 as it was when indexed.
@@ -56,7 +57,7 @@ from alertd.sandbox.account import (
     SandboxOptions,
 )
 from alertd.sandbox.app import create_app, serve
-from alertd.sandbox.state import SANDBOX, RequestRecord, Sandbox
+from alertd.sandbox.state import SANDBOX, Applied, RequestRecord, Sandbox
 
 __all__ = [
     "AGENT_ID",
@@ -75,6 +76,7 @@ __all__ = [
     "SOURCES",
     "STATUSES",
     "WINDOW_SECONDS",
+    "Applied",
     "RequestRecord",
     "Sandbox",
     "SandboxOptions",

@@ -82,6 +82,9 @@ class SandboxOptions:
     # (AGENT_ID), and dropdown choices of custom fields.
     agents: tuple[int, ...] = ()
     custom_field_choices: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    # A slow helpdesk: every create, update and note takes effect this many seconds after it
+    # arrived, then is answered; it takes effect even if the client gave up or died meanwhile.
+    act_late: float = 0.0
 
     @staticmethod
     def ids_from_clock(now: float) -> int:
@@ -98,6 +101,8 @@ class SandboxOptions:
         unknown = set(self.sub_limits) - set(LIMIT_CLASSES)
         if unknown or any(limit < 1 for limit in self.sub_limits.values()):
             raise ValueError(f"sub_limits takes {LIMIT_CLASSES} with limits >= 1")
+        if not 0 <= self.act_late <= 3600:
+            raise ValueError("act_late must be 0-3600 seconds")
         if not self.workspaces:
             raise ValueError("workspaces needs at least the primary workspace")
 

@@ -69,13 +69,7 @@ async def _create_ticket(request: web.Request) -> web.Response:
     sandbox = request.app[SANDBOX]
     _Params(request, ()).done()
     body = await _json_object(request)
-    if sandbox._late:
-        # Acting late, and acting whatever becomes of the client meanwhile: a client that
-        # gives up or dies does not stop a server that has the request (aiohttp would cancel
-        # this handler when the connection goes; the shielded task goes on).
-        ticket = await asyncio.shield(sandbox._act_late(sandbox._late.popleft(), body))
-    else:
-        ticket = sandbox._create(body)
+    ticket = await sandbox._act("create", lambda: sandbox._create(body))
     if sandbox._stalls:
         await asyncio.sleep(sandbox._stalls.popleft())
     if sandbox._take_drop():
@@ -105,7 +99,8 @@ async def _archived_ticket(request: web.Request) -> web.Response:
 async def _update_ticket(request: web.Request) -> web.Response:
     sandbox = request.app[SANDBOX]
     _Params(request, ()).done()
-    ticket = sandbox._update(_ticket_id(request), await _json_object(request))
+    ticket_id, body = _ticket_id(request), await _json_object(request)
+    ticket = await sandbox._act("update", lambda: sandbox._update(ticket_id, body))
     return web.json_response(_shaped(sandbox, "ticket", sandbox._render(ticket, ())))
 
 
@@ -165,7 +160,8 @@ async def _add_note(request: web.Request) -> web.Response:
     ticket_id = _ticket_id(request)
     sandbox._existing(ticket_id)  # an unknown ticket is a 404 even when the body is also bad
     _Params(request, ()).done()
-    note = sandbox._add_note(ticket_id, await _json_object(request))
+    body = await _json_object(request)
+    note = await sandbox._act("note", lambda: sandbox._add_note(ticket_id, body))
     return web.json_response(_shaped(sandbox, "conversation", note), status=201)
 
 

@@ -43,6 +43,17 @@ class RequestRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class Applied:
+    """One write as it took effect (which, on a helpdesk that acts late, is not when it came):
+    `kind` is "create", "update" or "note"; `body` is what the client sent."""
+
+    kind: str
+    ticket_id: int
+    body: dict[str, Any]
+    time: float
+
+
+@dataclass(frozen=True, slots=True)
 class _Fault:
     status: int
     retry_after: int | None
@@ -86,6 +97,9 @@ class Sandbox:
         self.notes: dict[int, list[dict[str, Any]]] = {}
         self.contacts: dict[int, dict[str, Any]] = {}  # requesters, created from email/phone/...
         self.requests: list[RequestRecord] = []
+        # Every create, update and note in the order they took effect, for tests that check
+        # the order a client's operations landed in.
+        self.applied: list[Applied] = []
         self._now: Callable[[], float] = _steady_wall_clock()
         self._faults: deque[_Fault] = deque()
         self._drops = 0
@@ -128,18 +142,35 @@ class Sandbox:
     def act_late(self, seconds: float, count: int = 1) -> None:
         """The next `count` creates wait `seconds` before they store the ticket, then answer (a
         slow helpdesk: a client that gave up, or died, has not seen the ticket yet, and nor
-        has anyone who looks for it meanwhile)."""
+        has anyone who looks for it meanwhile). `SandboxOptions.act_late` does this to every
+        write, updates and notes too."""
         self._late.extend([seconds] * count)
 
-    def _act_late(self, seconds: float, body: dict[str, Any]) -> asyncio.Task[dict[str, Any]]:
-        async def act() -> dict[str, Any]:
-            await asyncio.sleep(seconds)
-            return self._create(body)
+    def _lateness(self, kind: str) -> float:
+        """How late this write acts: a one-off `act_late` (creates), else the standing option."""
+        if kind == "create" and self._late:
+            return self._late.popleft()
+        return self.options.act_late
 
-        task = asyncio.create_task(act())
+    async def _act(self, kind: str, act: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        """Run the write `act` now, or after its lateness; a late one runs whatever becomes of
+        the client meanwhile: a client that gives up or dies does not stop a server that has
+        the request (aiohttp cancels the handler when the connection goes; the shielded task
+        goes on)."""
+        seconds = self._lateness(kind)
+        if seconds <= 0:
+            return act()
+
+        async def later() -> dict[str, Any]:
+            await asyncio.sleep(seconds)
+            return act()
+
+        task = asyncio.create_task(later())
         self._acting.add(task)  # a strong reference until it is done
         task.add_done_callback(self._acting.discard)
-        return task
+        # A refusal nobody is left to hear is still the answer: retrieved, not warned about.
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())
+        return await asyncio.shield(task)
 
     def drop_after_create(self, count: int = 1) -> None:
         """Let the next `count` valid creates store their ticket, then close without answering."""
@@ -210,6 +241,7 @@ class Sandbox:
         self.tickets[ticket_id] = ticket
         self.notes[ticket_id] = []
         self._change(ticket, body)
+        self.applied.append(Applied("create", ticket_id, body, now))
         return ticket
 
     def _update(self, ticket_id: int, body: dict[str, Any]) -> dict[str, Any]:
@@ -220,6 +252,7 @@ class Sandbox:
         if errors:
             raise _invalid(errors)
         self._change(ticket, body)
+        self.applied.append(Applied("update", ticket_id, body, self.now()))
         return ticket
 
     def _closure_errors(
@@ -306,6 +339,7 @@ class Sandbox:
         }
         self.notes[ticket_id].append(note)
         self._change(ticket, {})  # a note is activity on the ticket: it moves updated_at
+        self.applied.append(Applied("note", ticket_id, body, self.now()))
         return note
 
     def _existing(self, ticket_id: int) -> dict[str, Any]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import signal
 import sqlite3
 import subprocess
@@ -22,8 +23,10 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from alertd.sandbox import SANDBOX, Sandbox, SandboxOptions, create_app
-from tests.support import CRIT, KEY, calls
+from tests.support import CRIT, KEY, calls, notes_text
 from tests.support.proc import free_port, log_file, start
+
+MARKER = re.compile(r"alertd-op-(\d+)")
 
 
 class Daemon:
@@ -64,9 +67,9 @@ class Daemon:
         return await asyncio.to_thread(call)
 
     async def up(self) -> bool:
+        """Up and loaded: while the store loads, /healthz answers with `"starting": true`."""
         try:
-            await self.http("GET", "/healthz")
-            return True
+            return "starting" not in await self.http("GET", "/healthz")
         except OSError:
             assert self.proc is not None and self.proc.poll() is None, self.log()
             return False
@@ -133,6 +136,65 @@ async def test_a_create_the_helpdesk_finishes_after_alertd_died_is_adopted_not_r
     (ticket_id,) = sandbox.tickets
     assert calls(sandbox).count("POST /tickets") == 1
     assert len(sandbox.notes[ticket_id]) == 1  # the recovery note reached the one ticket
+
+
+async def test_a_resolve_in_flight_at_a_kill_lands_once_and_before_the_reopen(
+    helpdesk: tuple[Sandbox, str], tmp_path: Path
+) -> None:
+    """bench/soak.py's properties in one deterministic run. The helpdesk acts on writes 8 s
+    late; alertd is SIGKILLed while its resolve (a PUT, then a note) is with the helpdesk, and
+    restarted at once; the helpdesk is quick again, and the problem comes back. The old
+    resolve lands late; the restarted daemon neither repeats its note nor lets the late PUT
+    overwrite the reopening: the ticket's statuses land resolve -> open, each note once, and
+    the ticket ends Open like its incident."""
+    sandbox, url = helpdesk
+    daemon = Daemon(
+        tmp_path,
+        url,
+        'timeout = "10s"\noutcome_wait = "2s"\n'
+        '[lifecycle]\nrecovery_hold = "1s"\nreopen_window = "1h"\n',
+    )
+    daemon.start()
+    try:
+        await until(daemon.up, "alertd to start")
+        await daemon.http("POST", "/api/v1/results", CRIT)
+
+        async def created() -> bool:
+            return await daemon.counts() == {"pending": 0, "done": 1, "dead": 0}
+
+        await until(created, "the ticket")
+        sandbox.options.act_late = 8.0  # slow now; quick again after the restart
+        await daemon.http("POST", "/api/v1/results", {**CRIT, "state": "OK"})
+
+        async def resolving() -> bool:  # the resolve is marked started: it is being sent
+            return any(op == "update" and started for _, op, _, started in outbox_rows(tmp_path))
+
+        await until(resolving, "the resolve to be sent")
+        await asyncio.sleep(0.5)  # with the helpdesk, which has not acted yet
+        daemon.kill()
+        (ticket_id,) = sandbox.tickets
+        assert sandbox.tickets[ticket_id]["status"] == 2
+        sandbox.options.act_late = 0.5
+        daemon.start()
+        await until(daemon.up, "alertd to restart")
+        await daemon.http("POST", "/api/v1/results", CRIT)  # back within the reopen window
+
+        async def drained() -> bool:
+            counts = await daemon.counts()
+            return counts["pending"] == 0 and not sandbox._acting
+
+        await until(drained, "the outbox to drain", seconds=60)
+        incident = (await daemon.http("GET", "/api/v1/incidents"))["incidents"][0]
+    finally:
+        daemon.kill()
+    assert incident["status"] == "open"
+    assert list(sandbox.tickets) == [ticket_id]
+    statuses = [a.body["status"] for a in sandbox.applied if "status" in a.body]
+    assert statuses[0] == 2  # the create
+    assert [s for n, s in enumerate(statuses) if n == 0 or s != statuses[n - 1]] == [2, 4, 2]
+    assert sandbox.tickets[ticket_id]["status"] == 2
+    markers = [m for m in (MARKER.search(b) for b in notes_text(sandbox, ticket_id)) if m]
+    assert len(markers) == len({m[1] for m in markers}) >= 3  # recovering, resolved, reopened
 
 
 async def test_a_second_daemon_on_the_same_store_sends_nothing_and_exits(

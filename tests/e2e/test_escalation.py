@@ -215,3 +215,28 @@ async def test_an_escalated_incident_whose_priority_falls_still_gets_its_updates
     (ticket_id, *_) = helpdesk.tickets
     update = [t for t in notes_text(helpdesk, ticket_id) if "Situation update" in t][-1]
     assert "Escalation: level 3" in update
+
+
+async def test_escalation_tags_never_push_a_ticket_past_the_helpdesks_30(
+    start: Callable[..., Awaitable[Client]], sandbox: tuple[Sandbox, str]
+) -> None:
+    """Agents filled the ticket with tags: the level still moves the ticket (its group) and its
+    note says which tag did not fit, rather than the helpdesk refusing the whole update."""
+    helpdesk, _ = sandbox
+    client = await start(ESCALATION)
+    await post(client, CRIT)
+    await deliver(client)
+    (ticket_id,) = helpdesk.tickets
+    agents = [f"agent-{n}" for n in range(30 - len(helpdesk.tickets[ticket_id]["tags"]))]
+    helpdesk.tickets[ticket_id]["tags"] = [*helpdesk.tickets[ticket_id]["tags"], *agents]
+    response = await client.post(
+        "/api/v1/incidents/1/escalate", json={"author": "bob", "reason": "storage is full"}
+    )
+    assert response.status == 200
+    await deliver(client)
+    ticket = helpdesk.tickets[ticket_id]
+    assert ticket["group_id"] == 12 and len(ticket["tags"]) == 30
+    assert set(agents) <= set(ticket["tags"])  # nothing an agent added was taken away
+    assert "tier-2" in notes_text(helpdesk, ticket_id)[-1]
+    dead = await (await client.get("/api/v1/outbox?state=dead")).json()
+    assert dead["operations"] == []

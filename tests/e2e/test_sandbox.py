@@ -748,3 +748,52 @@ async def test_serve_prints_its_address_and_answers_until_cancelled(
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
+
+
+async def test_a_late_helpdesk_acts_on_writes_after_the_client_gave_up(
+    make_sandbox: MakeSandbox,
+) -> None:
+    """`act_late`: a create, an update and a note each take effect only after the lateness,
+    then are answered; a client that stopped waiting does not stop them. `applied` keeps the
+    order they took effect in."""
+    client, sandbox = await make_sandbox(act_late=0.5)
+    created = await call(client, "POST", "/tickets", json=VALID)
+    assert created.status == 201
+    ticket_id = created.body["id"]
+    assert sandbox.tickets[ticket_id]["status"] == 2
+
+    async def give_up(method: str, path: str, body: dict[str, Any]) -> None:
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(call(client, method, path, json=body), 0.05)
+
+    await give_up("PUT", f"/tickets/{ticket_id}", {"status": 4})
+    await give_up("POST", f"/tickets/{ticket_id}/notes", {"body": "<p>Resolved</p>"})
+    # Neither has taken effect yet: a client looking now sees the ticket as it was.
+    assert sandbox.tickets[ticket_id]["status"] == 2
+    assert sandbox.notes[ticket_id] == []
+    for _ in range(100):
+        if sandbox.notes[ticket_id]:
+            break
+        await asyncio.sleep(0.05)
+    assert sandbox.tickets[ticket_id]["status"] == 4
+    assert [n["body"] for n in sandbox.notes[ticket_id]] == ["<p>Resolved</p>"]
+    assert [(a.kind, a.ticket_id) for a in sandbox.applied] == [
+        ("create", ticket_id),
+        ("update", ticket_id),
+        ("note", ticket_id),
+    ]
+    assert sandbox.applied[1].body == {"status": 4}
+
+
+async def test_a_late_write_that_is_refused_is_still_refused(make_sandbox: MakeSandbox) -> None:
+    """Lateness changes when a write acts, not what the API says of a bad one."""
+    client, sandbox = await make_sandbox(act_late=0.1)
+    created = await call(client, "POST", "/tickets", json=VALID)
+    refused = await call(client, "PUT", f"/tickets/{created.body['id']}", json={"status": 99})
+    assert refused.status == 400
+    assert [a.kind for a in sandbox.applied] == ["create"]
+
+
+def test_act_late_must_be_a_sane_number_of_seconds() -> None:
+    with pytest.raises(ValueError, match="act_late"):
+        SandboxOptions(act_late=-1)

@@ -45,7 +45,7 @@ class Daemon:
         """`store` replaces the [store] table's body (a PostgreSQL url, say); `env` is added
         to the process's environment (the store's password, say)."""
         self.base = base
-        self.env = dict(env or {})
+        self.env: dict[str, str] = dict(env or {})  # added to the environment at each start
         base.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"

@@ -20,7 +20,7 @@ PACKAGES = ("alertd", "connectors")
 # a concrete helpdesk (the outbox talks to a HelpdeskClient Protocol).
 CORE = (
     "alertd.agent_actions", "alertd.batch", "alertd.clock", "alertd.codec", "alertd.durations",
-    "alertd.routing",
+    "alertd.gauges", "alertd.routing",
     "alertd.engine", "alertd.errors", "alertd.escalation", "alertd.flapping", "alertd.heartbeats",
     "alertd.jsontext", "alertd.lifecycle", "alertd.metrics", "alertd.model", "alertd.nagios_ack",
     "alertd.notices",
@@ -32,6 +32,7 @@ OUTER = ("alertd.http", "alertd.cli", "alertd.sandbox", "alertd.app", "alertd.da
          "alertd.reload", "alertd.ui", "connectors")  # fmt: skip
 # Pure: decisions only, no I/O libraries at all (only the standard library and each other).
 PURE = ("alertd.agent_actions", "alertd.durations", "alertd.escalation", "alertd.flapping",
+        "alertd.gauges",
         "alertd.lifecycle", "alertd.model", "alertd.notices", "alertd.policy", "alertd.priority",
         "alertd.routing",
         "alertd.silences", "alertd.staleness", "alertd.tickets")  # fmt: skip

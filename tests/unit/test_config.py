@@ -619,7 +619,9 @@ def test_ticket_rules_are_checked_per_key_and_per_helpdesk_kind(tmp_path: Path) 
         '[helpdesk]\nkind = "freshservice"\nurl = "https://acme.freshservice.com"\n'
         'requester_email = "noc@example.com"\n'
         '[[helpdesk.rules]]\nservice = "Disk*"\nproduct_id = 5\nrecovery = "delete"\n'
-        'min_priority = "huge"\ntags = ["' + "t" * 33 + '"]\n',
+        'min_priority = "huge"\ntags = ["' + "t" * 33 + '"]\n'
+        '[[helpdesk.rules]]\nname = "crowded"\ntags = [' + ", ".join(f'"r{n}"' for n in range(29))
+        + "]\n",
     )
     with pytest.raises(ConfigError) as caught:
         env = {"ALERTD_HELPDESK_API_KEY": "k", "ALERTD_HELPDESK_WEBHOOK_SECRET": "short"}
@@ -629,6 +631,7 @@ def test_ticket_rules_are_checked_per_key_and_per_helpdesk_kind(tmp_path: Path) 
     assert "helpdesk.rules[1].recovery: expected one of resolve, close, note" in text
     assert "helpdesk.rules[1].min_priority: expected one of" in text
     assert "helpdesk.rules[1].tags: 'ttttt" in text and "longer than 32 characters" in text
+    assert "helpdesk.rules: rule 'crowded': its tags and helpdesk.tags come to more than 29" in text
     assert "helpdesk.webhook_secret_env: the secret is 5 characters" in text
     assert "short" not in text.replace("the secret is", "")
 

@@ -228,3 +228,41 @@ async def test_the_stale_look_comes_at_the_earliest_deadline(
     finally:
         await engine.stop()
         await store.close()
+
+
+async def test_plain_repeats_are_written_narrow_and_read_back_whole(
+    engine: Engine, clock: ManualClock, tmp_path: Path
+) -> None:
+    """Repeats of an open incident write only what they change (the body stays as the open
+    wrote it, the changes ride in `hot`), and count their run on the incident row, not in an
+    event row per commit; read back, the incident is the cached one, field for field."""
+    await engine.submit([crit("web", clock)._replace(reporting=Reporting.STREAM)])
+    db_path = tmp_path / "alertd.db"
+    with sqlite3.connect(db_path) as db:
+        (body,) = db.execute("SELECT body FROM incidents WHERE id = 1").fetchone()
+    for n in range(3):
+        clock.advance(timedelta(seconds=10))
+        repeat = CheckResult("web", "HTTP", CheckState.CRITICAL, clock.now(),
+                             output=f"down {n}", perfdata=f"t={n}s", labels={"n": str(n)},
+                             reporting=Reporting.STREAM)  # fmt: skip
+        await engine.submit([repeat])
+    columns = ", ".join(codec.INCIDENT_COLUMNS)
+    with sqlite3.connect(db_path) as db:
+        row = db.execute(f"SELECT {columns} FROM incidents WHERE id = 1").fetchone()
+        run = db.execute("SELECT repeats FROM incidents WHERE id = 1").fetchone()
+        kinds = [k for (k,) in db.execute("SELECT kind FROM events WHERE incident_id = 1")]
+    assert row[-2] == body and row[-1] is not None  # narrow: the body was not rewritten
+    assert run == (3,) and kinds == ["opened"]
+    stored = codec.incident_from_row(row)
+    assert stored == engine.cached(("web", "HTTP"))
+    assert (stored.occurrences, stored.last_output, stored.perfdata) == (4, "down 2", "t=2s")
+    assert stored.labels == {"n": "2"} and stored.stream_seen == clock.now()
+    # Anything else that happens closes the run into one event, in order.
+    ack = Notice(NoticeKind.ACKNOWLEDGED, "web", "HTTP", clock.now(), "bob", "looking", True)
+    await engine.submit([ack])
+    with sqlite3.connect(db_path) as db:
+        trail = db.execute("SELECT kind, detail FROM events WHERE incident_id = 1 ORDER BY id")
+        kinds = [(k, codec.loads(d).get("count")) for k, d in trail]
+        body_again, hot = db.execute("SELECT body, hot FROM incidents WHERE id = 1").fetchone()
+    assert kinds == [("opened", None), ("deduplicated", 3), ("acknowledged", None)]
+    assert hot is None and body_again != body  # a full write folds `hot` back into the body

@@ -90,3 +90,22 @@ def test_change_lines_follow_their_configured_level() -> None:
     finally:
         logs.set_changes_level("info")
     assert logs.changes_level() == logging.INFO
+
+
+def test_a_commits_change_lines_at_once_are_the_lines_structlog_writes(
+    stream: io.StringIO,
+) -> None:
+    """`log_many` (a commit's change lines in one pass) writes what one structlog call per
+    line writes, key for key and in order (bound context too), and honours the level."""
+    fields = {"incident_id": 7, "key": "web-01/HTTP", "detail": {"from": "OK", "n": 2}}
+    structlog.contextvars.bind_contextvars(request_id="r-1")
+    try:
+        structlog.get_logger("t").info("incident_opened", **fields)
+        logs.log_many(logging.INFO, [("incident_opened", fields), ("incident_resolved", {})])
+        logs.log_many(logging.DEBUG, [("incident_hidden", fields)])  # below the level
+    finally:
+        structlog.contextvars.unbind_contextvars("request_id")
+    logs.flush()
+    one, many, other = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert list(one) == list(many) and {**one, "timestamp": 0} == {**many, "timestamp": 0}
+    assert other["event"] == "incident_resolved" and other["request_id"] == "r-1"

@@ -7,7 +7,7 @@ from datetime import timedelta
 
 from alertd.config import HelpdeskConfig
 from alertd.lifecycle import apply, suppress, tick, unsuppress
-from alertd.model import CheckResult, CheckState, Incident, Transition
+from alertd.model import CheckResult, CheckState, Event, EventKind, Incident, Transition
 from alertd.tickets import Op, PlannedOp, TicketPlanner
 from tests.support.lifecycle import HOLD, POLICY, T0
 
@@ -236,3 +236,18 @@ def test_a_flapping_check_that_was_ok_when_its_grace_ended_gets_a_ticket_when_it
     assert swing.incident is not None
     incident, ops = GRACE.plan(swing.incident, swing.events, later)
     assert [o.op for o in ops] == [Op.CREATE] and incident.ticket_live
+
+
+def test_the_subject_of_a_flapping_ticket_says_flapping_then_the_state_it_settles_in() -> None:
+    """Swings add no note, so a subject naming the state at the first swing would go stale (a
+    ticket reading CRITICAL while the check is OK): it says FLAPPING until the check settles."""
+    incident, _ = opened()
+    swinging = incident._replace(check_state=CheckState.OK, flapping=True, last_output="fine")
+    started = Event(EventKind.FLAPPING_STARTED, T0)
+    incident, (update,) = PLANNER.plan(swinging, (started,), T0)
+    assert update.op is Op.UPDATE
+    assert update.payload["fields"] == {"subject": "[FLAPPING] web-01 / HTTP: fine"}
+    assert "started flapping" in update.payload["note"]
+    settled = incident._replace(check_state=CheckState.CRITICAL, flapping=False, last_output="x")
+    _, (update,) = PLANNER.plan(settled, (Event(EventKind.FLAPPING_STOPPED, T0),), T0)
+    assert update.payload["fields"] == {"subject": "[CRITICAL] web-01 / HTTP: x"}

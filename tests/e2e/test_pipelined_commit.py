@@ -1,0 +1,184 @@
+"""The pipelined group commit against a real `alertd run`: round N+1 is applied on top of round
+N while N commits. A 202 still means on disk and applied once, across a SIGKILL; and a round
+that fails to commit leaves the daemon's memory as the store has it (nothing of the failed
+round, nor of the round applied on top of it), answering 5xx only for what was not stored."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sqlite3
+import subprocess
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from tests.support.proc import free_port, start, stop, wait_ready
+
+TOKEN = "pipeline-test-token-0123456789"
+HEADERS = {"Authorization": f"Bearer {TOKEN}"}
+
+
+class _Daemon:
+    def __init__(self, base: Path) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.db = base / "alertd.db"
+        self.config = base / "alertd.toml"
+        self.config.write_text(
+            f'[server]\nlisten = "127.0.0.1:{self.port}"\n[store]\npath = "{self.db}"\n'
+            f'[auth]\ntokens = ["{TOKEN}"]\n'
+        )
+        self.proc: subprocess.Popen[str] | None = None
+
+    async def start(self) -> None:
+        self.proc = start(self.config)
+        await asyncio.to_thread(wait_ready, self.url, self.proc, 30.0)
+
+    async def stop(self) -> None:
+        proc, self.proc = self.proc, None
+        if proc is not None:
+            proc.send_signal(signal.SIGTERM)
+            assert await asyncio.to_thread(stop, proc) == 0
+
+    def kill(self) -> None:
+        proc, self.proc = self.proc, None
+        assert proc is not None
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+
+
+async def _send(session: aiohttp.ClientSession, url: str, results: list[dict[str, Any]]) -> int:
+    try:
+        async with session.post(f"{url}/api/v1/results", json=results, headers=HEADERS) as r:
+            await r.read()
+            return r.status
+    except aiohttp.ClientError:
+        return 0  # the daemon died under the request: not acknowledged
+
+
+async def _incidents(session: aiohttp.ClientSession, url: str) -> dict[str, dict[str, Any]]:
+    async with session.get(f"{url}/api/v1/incidents?limit=1000", headers=HEADERS) as r:
+        assert r.status == 200
+        found = (await r.json())["incidents"]
+    return {i["key"]: i for i in found}
+
+
+def _result(host: str, service: str) -> dict[str, Any]:
+    return {"host": host, "service": service, "state": "CRITICAL", "output": "down"}
+
+
+async def test_sigkill_during_pipelined_commits_loses_no_ack_and_applies_none_twice(
+    tmp_path: Path,
+) -> None:
+    """16 clients send requests of 25 results (120 keys, each result one occurrence) as fast
+    as they are answered; the daemon is SIGKILLed mid-flow. After a restart, every key has at
+    least as many occurrences as results acknowledged for it, and no more than were sent."""
+    daemon = _Daemon(tmp_path)
+    await daemon.start()
+    sent: Counter[str] = Counter()
+    acked: Counter[str] = Counter()
+    keys = [(f"h{k % 12}", f"s{k}") for k in range(120)]
+    stopping, enough = asyncio.Event(), asyncio.Event()
+
+    async def client(n: int, session: aiohttp.ClientSession) -> None:
+        turn = n
+        while not stopping.is_set():
+            batch = [keys[(turn * 25 + i) % len(keys)] for i in range(25)]
+            turn += 16
+            names = [f"{h}/{s}" for h, s in batch]
+            sent.update(names)
+            status = await _send(session, daemon.url, [_result(h, s) for h, s in batch])
+            if status == 202:
+                acked.update(names)
+                if acked.total() >= 6_000:  # well into repeats: the narrow path as well
+                    enough.set()
+            elif status == 0:
+                return
+
+    async with aiohttp.ClientSession() as session:
+        clients = [asyncio.ensure_future(client(n, session)) for n in range(16)]
+        await asyncio.wait_for(enough.wait(), 120)
+        daemon.kill()
+        stopping.set()
+        await asyncio.gather(*clients)
+    await daemon.start()
+    try:
+        async with aiohttp.ClientSession() as session:
+            stored = await _incidents(session, daemon.url)
+    finally:
+        await daemon.stop()
+    assert sum(acked.values()) >= 6_000
+    for host, service in keys:
+        name = f"{host}/{service}"
+        occurrences = stored[name]["occurrences"] if name in stored else 0
+        assert acked[name] <= occurrences <= sent[name], (name, acked[name], sent[name])
+
+
+def _poison(db: Path) -> None:
+    """Every write of host `poison`'s incident fails inside the writer's transaction (the disk
+    refusing one row, as far as alertd can tell): the whole round's commit fails."""
+    with sqlite3.connect(db) as conn:
+        for op in ("INSERT", "UPDATE"):
+            conn.execute(
+                f"CREATE TRIGGER poison_{op.lower()} BEFORE {op} ON incidents "
+                "WHEN NEW.host = 'poison' BEGIN SELECT RAISE(ABORT, 'poisoned row'); END"
+            )
+
+
+async def test_a_failed_pipelined_commit_leaves_memory_as_stored(tmp_path: Path) -> None:
+    """Rounds carrying a result the store refuses fail to commit while others are applied on
+    top of them. The refused requests get a 5xx, all others a 202; afterwards the daemon's
+    memory is the store's: one more result per key counts exactly the acknowledged ones (no
+    occurrence of a rolled-back round survives in memory), the refused key has no incident,
+    and the API's view equals a fresh restart's view."""
+    daemon = _Daemon(tmp_path)
+    await daemon.start()
+    await daemon.stop()  # the schema exists now
+    _poison(daemon.db)
+    await daemon.start()
+    keys = [(f"h{k % 8}", f"s{k}") for k in range(80)]
+    acked: Counter[str] = Counter()
+    statuses: Counter[int] = Counter()
+    poisoned: list[int] = []
+
+    async def client(n: int, session: aiohttp.ClientSession) -> None:
+        for turn in range(12):
+            if (n + turn) % 5 == 0:
+                poisoned.append(await _send(session, daemon.url, [_result("poison", "x")]))
+                continue
+            batch = [keys[(n * 7 + turn * 10 + i) % len(keys)] for i in range(10)]
+            status = await _send(session, daemon.url, [_result(h, s) for h, s in batch])
+            statuses[status] += 1
+            if status == 202:
+                acked.update(f"{h}/{s}" for h, s in batch)
+
+    try:
+        async with aiohttp.ClientSession() as session:
+            await asyncio.gather(*(client(n, session) for n in range(12)))
+            assert poisoned and all(s >= 500 for s in poisoned), poisoned
+            assert set(statuses) == {202}, statuses
+            # One more result per key, alone: memory decides what it counts.
+            for host, service in keys:
+                assert await _send(session, daemon.url, [_result(host, service)]) == 202
+            live = await _incidents(session, daemon.url)
+            assert "poison/x" not in live
+            for host, service in keys:
+                name = f"{host}/{service}"
+                assert live[name]["occurrences"] == acked[name] + 1, (name, live[name])
+        await daemon.stop()
+        await daemon.start()
+        async with aiohttp.ClientSession() as session:
+            restarted = await _incidents(session, daemon.url)
+    finally:
+        await daemon.stop()
+
+    def view(incidents: dict[str, dict[str, Any]]) -> dict[str, tuple[Any, ...]]:
+        return {
+            k: (i["id"], i["status"], i["occurrences"], i["last_seen"], i["check_state"])
+            for k, i in incidents.items()
+        }
+
+    assert view(live) == view(restarted)
