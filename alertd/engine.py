@@ -234,6 +234,10 @@ class Engine:
         log.info("engine_started", active_incidents=len(self._cache), next_id=self._next_id,
                  silences=self._watch.silences, heartbeats=self._watch.heartbeats)  # fmt: skip
         self._task = asyncio.create_task(self._run(), name="alertd-writer")
+        # A standby that takes the lease starts here (alertd.journal): from now on this engine
+        # writes, so its own timers below are committed, not forwarded into the journal (a
+        # forwarded `run_timers` fires nothing, and the loop below would never end).
+        self.forward = None
         # Holds that fell due while the daemon was down fire now, before any new input (the
         # listener answers "starting" until then), a chunk per commit.
         await self.run_timers()

@@ -247,10 +247,9 @@ class Leadership:
 
     async def _lead(self) -> None:
         # The state as any start loads it; results handed to the forwarder meanwhile are in
-        # the journal, which the consumer applies from the checkpoint.
+        # the journal, which the consumer applies from the checkpoint. `start` stops
+        # forwarding once the writer runs and fires the timers that fell due while no one led.
         await self._engine.start()
-        self._engine.forward = None
-        await self._engine.run_timers()  # timers that fell due while no one led fire now
         if self._forwarder is not None:
             await self._forwarder.stop()
             self._forwarder = None
