@@ -9,11 +9,21 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from alertd import codec
 from alertd.clock import ManualClock
 from alertd.engine import Engine
 from alertd.errors import StoreError
 from alertd.heartbeats import Heartbeat
-from alertd.model import CheckResult, CheckState, EventKind, Priority, Status
+from alertd.model import (
+    CheckResult,
+    CheckState,
+    EventKind,
+    Notice,
+    NoticeKind,
+    Priority,
+    Reporting,
+    Status,
+)
 from alertd.policy import LifecyclePolicy, Pattern
 from alertd.silences import Silence
 from alertd.store import (
@@ -285,3 +295,59 @@ async def test_console_reports(store: Store) -> None:
     assert all(i.priority in Priority for i, _ in opened)
     await store.check_readable()
     assert store.describe()["kind"] in ("sqlite", "postgresql")
+
+
+async def test_a_run_of_plain_repeats_reads_back_and_closes_into_one_event(
+    open_store: OpenStore,
+) -> None:
+    """Plain repeats of an open incident (written narrow, their run counted on the incident
+    row): the incident reads back as the engine holds it, field for field, also after a
+    reopen; the trail shows the open run as one `deduplicated` entry; anything else that
+    happens closes the run into one event, before the new one."""
+    clock = ManualClock(T0)
+    store = await open_store()
+    engine = await run_engine(store, clock)
+    key = ("web", "HTTP")
+    try:
+        await engine.submit([crit("web")._replace(reporting=Reporting.STREAM)])
+        for n in range(3):
+            clock.advance(timedelta(seconds=10))
+            await engine.submit([
+                CheckResult("web", "HTTP", CheckState.CRITICAL, clock.now(), output=f"down {n}",
+                            perfdata=f"t={n}s", labels={"n": str(n)},
+                            reporting=Reporting.STREAM)
+            ])  # fmt: skip
+        cached = engine.cached(key)
+        assert cached is not None
+        stored = await store.get_incident(cached.id)
+        assert stored == cached
+        assert (stored.occurrences, stored.last_output, stored.perfdata) == (4, "down 2", "t=2s")
+        assert stored.labels == {"n": "2"} and stored.stream_seen == clock.now()
+        trail = await store.events_page(cached.id, 10)
+        assert [(e.kind, e.detail.get("count")) for _, e in trail] == [
+            (EventKind.DEDUPLICATED, 3), (EventKind.OPENED, None)
+        ]
+        assert trail[1][0] < trail[0][0]  # the open run is numbered after the newest event
+    finally:
+        await engine.stop()
+    await store.close()
+
+    store = await open_store()  # the run and the narrow fields survive a reopen
+    loaded = [i for page in [p async for p in store.load_active(T0)] for i in page]
+    assert loaded == [cached]
+    engine = await run_engine(store, clock)
+    try:
+        ack = Notice(NoticeKind.ACKNOWLEDGED, "web", "HTTP", clock.now(), "bob", "looking", True)
+        await engine.submit([ack])
+        clock.advance(timedelta(seconds=10))
+        await engine.submit([crit("web", at=clock.now())._replace(reporting=Reporting.STREAM)])
+        trail = await store.events_page(cached.id, 10)
+        assert [(e.kind, e.detail.get("count")) for _, e in reversed(trail)] == [
+            (EventKind.OPENED, None), (EventKind.DEDUPLICATED, 3),
+            (EventKind.ACKNOWLEDGED, None), (EventKind.DEDUPLICATED, 1),
+        ]  # fmt: skip
+        assert trail[2][1].at == T0 + timedelta(seconds=10)  # the closed run: its first repeat
+        assert trail[2][1].detail["last_at"] == codec.ts(T0 + timedelta(seconds=30))
+        assert await store.get_incident(cached.id) == engine.cached(key)
+    finally:
+        await engine.stop()
