@@ -383,11 +383,15 @@ class Engine:
         self._purge_inflight = False
         self._cache.clear()
         self._services_by_host.clear()
+        self._held.clear()
+        self._gauges.clear()
         self._timers.clear()
-        async for page in self._store.load_active(now - self.policy.reopen_window):
+        policy = self.policy
+        async for page in self._store.load_active(now - policy.reopen_window):
             for incident in page:
                 if lifecycle.is_active(incident, now):
                     self._remember(incident)
+                    self._watch.changed(incident, policy)
         await self._watch.reload(now)
 
     async def _input_or_commit(self, inflight: _Round) -> tuple[bool, _Submission | None]:
@@ -875,6 +879,9 @@ class Engine:
             if planned is incident and key in batch.plain:
                 batch.write.repeats.append((incident, self._due(incident)))
             else:
+                # The planner changed it (a summary due, say): written and published whole,
+                # its timers re-derived.
+                batch.plain.discard(key)
                 batch.write.upserts.append((planned, self._due(planned)))
 
     def _queue_ops(

@@ -15,10 +15,11 @@ one commit through the engine's single writer. What it records decides what happ
   gets a new ticket naming it, since it can never change again;
 - other 4xx: dead letter, with the helpdesk's answer, until re-driven.
 
-Exactly once: before a create or a note is sent, the row is marked `started` (committed). If
-the outcome is then unknown (timeout, dropped connection, crash), the next attempt first looks
-for the effect: the ticket by its unique tag (listing recent tickets, since search lags), the
-note by the marker every note carries.
+Exactly once: right before each create, update or note leaves (alertd.sending), the row is
+marked `started` (committed), with its next attempt due only once that write can no longer
+land. If the outcome is then unknown (timeout, dropped connection, crash), the next attempt
+first looks for the effect: the ticket by its unique tag (listing recent tickets, since
+search lags), the note by the marker every note carries.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from typing import Any, Protocol, cast
 
 import structlog
 
-from alertd import agent_actions
+from alertd import agent_actions, sending
 from alertd.clock import Clock
 from alertd.config import HelpdeskConfig
 from alertd.config.helpdesk import MAX_TAGS
@@ -317,19 +318,9 @@ class Dispatcher:
         self._ring()  # the next operation of these incidents may be due now
 
     async def _send(self, rows: Sequence[OutboxRow]) -> None:
-        """Mark `started`, send, record: the outcome is committed before the claim ends."""
+        """Send, record: each write is marked `started` as it leaves (`_attempt`), and the
+        outcome is committed before the claim ends."""
         try:
-            now = self._clock.now()
-            # Record the intent before any create or note leaves, so a crash in between is
-            # recognised afterwards as "maybe done". Its next attempt is due only once this
-            # one can no longer land: the request's deadline plus the helpdesk's late window.
-            sends = (Op.CREATE, Op.NOTE, Op.UPDATE)
-            starting = [r for r in rows if r.op in sends and not r.started]
-            if starting:
-                look = now + self._config.timeout + self._config.outcome_wait
-                await self._engine.submit(
-                    [_update(r, PENDING, True, look, None, r.last_error) for r in starting]
-                )
             outcomes = await asyncio.gather(*(self._attempt(r) for r in rows))
             records = [item for items in outcomes for item in items]
             await self._engine.submit(records)
@@ -355,8 +346,21 @@ class Dispatcher:
 
     async def _attempt(self, row: OutboxRow) -> list[Input]:
         now = self._clock.now()
+        wrote = False
+
+        async def leaving() -> None:
+            # Recorded before each write leaves (alertd.sending), so that a crash in between
+            # is recognised afterwards as "maybe done"; and its next attempt is due only once
+            # this write can no longer land: its deadline plus the helpdesk's late window,
+            # counted from when it leaves, which may be well after the operation started.
+            nonlocal wrote
+            wrote = True
+            look = self._clock.now() + self._config.timeout + self._config.outcome_wait
+            await self._engine.submit([_update(row, PENDING, True, look, None, row.last_error)])
+
         try:
-            items = await self._deliver(row)
+            with sending.on_write(leaving):
+                items = await self._deliver(row)
         except RateLimited as exc:
             # Not the operation's fault: try again when the helpdesk allows, attempt uncounted.
             return [
@@ -399,7 +403,8 @@ class Dispatcher:
             # helpdesk can no longer act on this attempt. A 503 is the helpdesk refusing the
             # request outright (down, or in maintenance): nothing to look for.
             answered = exc.status is not None and exc.status != UNAVAILABLE
-            started = row.started or answered or isinstance(exc, OutcomeUnknown)
+            unknown = answered or isinstance(exc, OutcomeUnknown)
+            started = row.started or (wrote and unknown)
             delay = self._backoff(row.attempts + 1)
             if started:
                 delay = max(delay, self._config.outcome_wait)
@@ -693,8 +698,21 @@ class Dispatcher:
             )  # fmt: skip
             for name in superseded:
                 del fields[name]
-        note = payload.get("note")
         items: list[Input] = []
+        if row.started and fields:
+            # An earlier attempt's PUT may have landed with its answer lost (a helpdesk slower
+            # than the timeout): what the ticket holds already is not sent again, or such a
+            # helpdesk would time out every repeat and the note would never go.
+            current = await self._client.view_ticket(link.ticket_id)
+            held = [n for n in _PLAIN_FIELDS if n in fields and current.get(n) == fields[n]]
+            if held:
+                log.info("update_already_held", row=row.id, ticket_id=link.ticket_id,
+                         fields=held)  # fmt: skip
+                if "priority" in held:  # it is what alertd sent, not an agent's
+                    items.append(TicketLink(link.incident_id, link.ticket_id, fields["priority"]))
+                for name in held:
+                    del fields[name]
+        note = payload.get("note")
         add_tags = payload.get("add_tags", [])
         if add_tags:
             # A PUT's tags replace the ticket's: keep what agents added.
@@ -813,6 +831,11 @@ class Dispatcher:
         link = TicketLink(row.incident_id, int(ticket["id"]), incident.priority.rank, created=True)
         # The operation itself goes on the new ticket in the next round (still pending, due now).
         return [link, _update(row, PENDING, False, now, row.attempts, "ticket re-created")]
+
+
+# Fields of an update whose value a ticket shows as sent, so a ticket that holds it already
+# needs no PUT for it (tags are merged and custom fields nested: those are always sent).
+_PLAIN_FIELDS = ("status", "priority", "subject", "group_id", "responder_id", "type")
 
 
 def _update(

@@ -32,6 +32,7 @@ from tenacity import (
     wait_random,
 )
 
+from alertd import sending
 from alertd.config import HelpdeskConfig
 from alertd.errors import (
     AuthFailed,
@@ -355,6 +356,8 @@ class FreshdeskClient:
     async def _once(self, call: _Call) -> Any:
         """One paced request, counted in the metrics by its outcome."""
         await self._limiter.acquire(call.call_class)
+        if call.method != "GET":
+            await sending.before_write()  # after the pacing wait: it leaves now
         started = time.monotonic()
         outcome = "transient_error"
         try:

@@ -104,7 +104,7 @@ class Sandbox:
         self._faults: deque[_Fault] = deque()
         self._drops = 0
         self._stalls: deque[float] = deque()
-        self._late: deque[float] = deque()
+        self._late: dict[str, deque[float]] = {k: deque() for k in ("create", "update", "note")}
         self._acting: set[asyncio.Task[dict[str, Any]]] = set()
         self._window = _RateWindow()
         self._class_windows: dict[str, _RateWindow] = {}
@@ -139,17 +139,19 @@ class Sandbox:
         slow helpdesk; long enough to kill the client between sending and hearing back)."""
         self._stalls.extend([seconds] * count)
 
-    def act_late(self, seconds: float, count: int = 1) -> None:
-        """The next `count` creates wait `seconds` before they store the ticket, then answer (a
-        slow helpdesk: a client that gave up, or died, has not seen the ticket yet, and nor
-        has anyone who looks for it meanwhile). `SandboxOptions.act_late` does this to every
-        write, updates and notes too."""
-        self._late.extend([seconds] * count)
+    def act_late(self, seconds: float, count: int = 1, *, kind: str = "create") -> None:
+        """The next `count` writes of `kind` ("create", "update" or "note") wait `seconds`
+        before they take effect, then answer (a slow helpdesk: a client that gave up, or died,
+        has not seen the effect yet, and nor has anyone who looks for it meanwhile).
+        `SandboxOptions.act_late` does this to every write."""
+        if kind not in self._late:
+            raise ValueError(f"act_late takes create, update or note, not {kind!r}")
+        self._late[kind].extend([seconds] * count)
 
     def _lateness(self, kind: str) -> float:
-        """How late this write acts: a one-off `act_late` (creates), else the standing option."""
-        if kind == "create" and self._late:
-            return self._late.popleft()
+        """How late this write acts: a one-off `act_late` of its kind, else the option."""
+        if self._late[kind]:
+            return self._late[kind].popleft()
         return self.options.act_late
 
     async def _act(self, kind: str, act: Callable[[], dict[str, Any]]) -> dict[str, Any]:

@@ -68,7 +68,7 @@ def test_a_restarted_sandbox_never_hands_out_an_id_again() -> None:
 
 
 def test_act_late_plays_a_slow_helpdesk_that_acts_after_the_client_gave_up() -> None:
-    """`alertd sandbox --act-late 2`: a create whose client stops waiting after 0.2 s still
+    """`alertd sandbox --act-late 3`: a create whose client stops waiting after 0.2 s still
     takes effect (the ticket is listed afterwards); a bad value is refused with exit 2."""
     bad = subprocess.run(
         [*ALERTD, "sandbox", "--act-late", "-1"], capture_output=True, text=True, timeout=30
@@ -79,7 +79,7 @@ def test_act_late_plays_a_slow_helpdesk_that_acts_after_the_client_gave_up() -> 
     base = f"http://127.0.0.1:{port}"
     env = {k: v for k, v in os.environ.items() if k != "ALERTD_SANDBOX_API_KEY"}
     proc = subprocess.Popen(
-        [*ALERTD, "sandbox", "--listen", f"127.0.0.1:{port}", "--act-late", "2"],
+        [*ALERTD, "sandbox", "--listen", f"127.0.0.1:{port}", "--act-late", "3"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         env=env,

@@ -197,6 +197,101 @@ async def test_a_resolve_in_flight_at_a_kill_lands_once_and_before_the_reopen(
     assert len(markers) == len({m[1] for m in markers}) >= 3  # recovering, resolved, reopened
 
 
+async def test_a_note_that_leaves_late_in_its_operation_is_looked_for_only_once_it_landed(
+    helpdesk: tuple[Sandbox, str], tmp_path: Path
+) -> None:
+    """Found by bench/soak.py --vary. An update is two writes, the PUT and then its note; each
+    may wait (for the one before it, for a rate-limit slot) before it leaves. The helpdesk acts
+    on each 5 s late (within alertd's 6 s timeout). alertd is SIGKILLed after the PUT landed,
+    with the note in flight, and restarted at once, the helpdesk quick again: it must not look
+    for the note before the note can have landed (its own send + timeout + outcome_wait, not
+    the operation's start + timeout + outcome_wait), or it sends it again."""
+    sandbox, url = helpdesk
+    daemon = Daemon(
+        tmp_path,
+        url,
+        'timeout = "6s"\noutcome_wait = "2s"\n'
+        '[lifecycle]\nrecovery_hold = "1s"\nreopen_window = "1h"\n',
+    )
+    daemon.start()
+    try:
+        await until(daemon.up, "alertd to start")
+        await daemon.http("POST", "/api/v1/results", CRIT)
+
+        async def created() -> bool:
+            return await daemon.counts() == {"pending": 0, "done": 1, "dead": 0}
+
+        await until(created, "the ticket")
+        sandbox.options.act_late = 5.0
+        await daemon.http("POST", "/api/v1/results", {**CRIT, "state": "OK"})
+
+        async def resolved() -> bool:  # the resolve's PUT took effect; its note is on its way
+            return any(a.body.get("status") == 4 for a in sandbox.applied)
+
+        await until(resolved, "the resolve's PUT to land")
+        await asyncio.sleep(0.3)
+        daemon.kill()
+        sandbox.options.act_late = 0.2  # quick again: the look itself is not slowed down
+        daemon.start()
+        await until(daemon.up, "alertd to restart")
+
+        async def drained() -> bool:
+            counts = await daemon.counts()
+            return counts["pending"] == 0 and not sandbox._acting
+
+        await until(drained, "the outbox to drain", seconds=60)
+    finally:
+        daemon.kill()
+    (ticket_id,) = sandbox.tickets
+    markers = [m[1] for m in (MARKER.search(b) for b in notes_text(sandbox, ticket_id)) if m]
+    assert len(markers) == 2  # recovering, resolved
+    assert len(set(markers)) == 2, markers
+    assert sandbox.tickets[ticket_id]["status"] == 4
+
+
+async def test_an_update_whose_put_landed_unanswered_goes_on_to_its_note(
+    helpdesk: tuple[Sandbox, str], tmp_path: Path
+) -> None:
+    """Found by bench/soak.py --late 12 (a helpdesk slower than alertd's timeout). The
+    resolve's PUT lands, but after alertd stopped waiting; sending it again would time out
+    again (for ever, with every PUT that slow), and its note would never go. The next
+    attempt reads the ticket first, sends only what it does not hold yet (here nothing),
+    and goes on to the note."""
+    sandbox, url = helpdesk
+    daemon = Daemon(
+        tmp_path,
+        url,
+        'timeout = "2s"\noutcome_wait = "4s"\n'
+        '[lifecycle]\nrecovery_hold = "1s"\nreopen_window = "1h"\n',
+    )
+    daemon.start()
+    try:
+        await until(daemon.up, "alertd to start")
+        await daemon.http("POST", "/api/v1/results", CRIT)
+
+        async def created() -> bool:
+            return await daemon.counts() == {"pending": 0, "done": 1, "dead": 0}
+
+        await until(created, "the ticket")
+        # The resolve's PUTs land 3 s late, after alertd's 2 s timeout: the connector's own
+        # three tries, and as many again if the next attempt sent it again.
+        sandbox.act_late(3.0, 6, kind="update")
+        await daemon.http("POST", "/api/v1/results", {**CRIT, "state": "OK"})
+
+        async def drained() -> bool:
+            return await daemon.counts() == {"pending": 0, "done": 3, "dead": 0}
+
+        # The lost answer waits out the first backoff (24-36 s), then one look; a repeated PUT
+        # would time out too and wait out the second (48-72 s).
+        await until(drained, "the recovery's note and the resolve", seconds=55)
+    finally:
+        daemon.kill()
+    (ticket_id,) = sandbox.tickets
+    assert sandbox.tickets[ticket_id]["status"] == 4
+    assert len(notes_text(sandbox, ticket_id)) == 2  # recovering, resolved: each once
+    assert sum(1 for a in sandbox.applied if a.kind == "update") == 3  # the first attempt's
+
+
 async def test_a_second_daemon_on_the_same_store_sends_nothing_and_exits(
     helpdesk: tuple[Sandbox, str], tmp_path: Path
 ) -> None:

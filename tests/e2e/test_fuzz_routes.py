@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import io
-import itertools
 import json
 import re
 import signal
@@ -202,13 +201,11 @@ class Seen:
 
     def __init__(self) -> None:
         self.count = 0
-        self.statuses: dict[int, int] = {}
         self.server_errors: list[str] = []
         self.leaks: list[str] = []
 
     def record(self, what: str, status: int, text: str) -> None:
         self.count += 1
-        self.statuses[status] = self.statuses.get(status, 0) + 1
         if status >= 500 or status == 0:
             self.server_errors.append(f"{status} {what}: {text[:200]}")
         leaked = [s for s in SECRETS if s in text]
@@ -274,6 +271,9 @@ async def fuzz(base: str, table: list[tuple[str, str]], seen: Seen) -> None:
 async def test_every_route_survives_fuzzing_without_5xx_or_leaks(
     helpdesk: tuple[object, str], tmp_path: Path
 ) -> None:
+    """Thousands of hostile requests over every route: each answered, none with a 5xx or a
+    secret; afterwards the daemon is up, stops cleanly, and its log is JSON without secrets
+    or errors."""
     port = free_port()
     config = tmp_path / "alertd.toml"
     config.write_text(config_text(tmp_path, port, helpdesk[1]))
@@ -307,6 +307,5 @@ async def test_every_route_survives_fuzzing_without_5xx_or_leaks(
     text = log_file(config).read_text(errors="replace")
     assert [s for s in SECRETS if s in text] == []
     lines = [json.loads(line) for line in text.splitlines()]  # every line is JSON
-    assert not [line for line in lines if line.get("level") in ("error", "critical")], [
-        line for line in itertools.islice(lines, 0, 2000) if line.get("level") == "error"
-    ][:5]
+    errors = [line for line in lines if line.get("level") in ("error", "critical")]
+    assert errors == [], errors[:5]
