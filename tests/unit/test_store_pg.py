@@ -8,7 +8,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from alertd.clock import ManualClock
+from alertd.engine import Engine
 from alertd.errors import StoreError
+from alertd.model import CheckResult, CheckState, EventKind
+from alertd.policy import LifecyclePolicy
 from alertd.store import NewOp, WriteBatch
 from alertd.store_pg import PgStore
 from tests.support.postgres import PgCluster
@@ -75,3 +79,43 @@ async def test_a_wrong_password_is_a_clear_error_without_the_password(
     assert "password authentication failed" in str(info.value)
     assert "wrong-Pa55word" not in str(info.value)
     assert pg_cluster.url("x").split("/x")[0] in str(info.value)  # where, for the admin
+
+
+async def test_a_store_of_the_release_before_narrow_repeats_is_migrated_in_place(
+    pg_cluster: PgCluster,
+) -> None:
+    """A database at schema version 2 (before the narrow-repeat columns) opens: migration 3
+    adds them, the incidents written before read back as they were, and repeats are counted
+    on them from then on."""
+    url = pg_cluster.database()
+    database = url.rpartition("/")[2]
+    store = await PgStore.open(url, pg_cluster.password)
+    clock = ManualClock(T0)
+    engine = Engine(store, LifecyclePolicy(), clock)
+    await engine.start()
+    crit = CheckResult("web", "HTTP", CheckState.CRITICAL, T0, output="down")
+    await engine.submit([crit])
+    await engine.stop()
+    before = engine.cached(("web", "HTTP"))
+    await store.close()
+    pg_cluster.psql(
+        "ALTER TABLE incidents DROP COLUMN hot, DROP COLUMN repeats, DROP COLUMN repeats_from, "
+        "DROP COLUMN repeats_last; UPDATE alertd_schema SET version = 2",
+        database,
+    )
+    store = await PgStore.open(url, pg_cluster.password, wait=timedelta(seconds=5))
+    try:
+        assert before is not None and await store.get_incident(before.id) == before
+        engine = Engine(store, LifecyclePolicy(), clock)
+        await engine.start()
+        clock.advance(timedelta(seconds=10))
+        await engine.submit([crit._replace(timestamp=clock.now())])
+        await engine.stop()
+        assert await store.get_incident(before.id) == engine.cached(("web", "HTTP"))
+        trail = await store.events_page(before.id, 10)
+        assert [(e.kind, e.detail.get("count")) for _, e in trail] == [
+            (EventKind.DEDUPLICATED, 1), (EventKind.OPENED, None)
+        ]
+    finally:
+        await store.close()
+    assert pg_cluster.psql("SELECT version FROM alertd_schema", database).strip() == "3"
