@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import urllib.error
 from pathlib import Path
 from typing import Any
 
@@ -235,14 +236,20 @@ async def test_leaders_killed_again_and_again_mid_delivery_lose_and_repeat_nothi
                         accepted[host] = accepted.get(host, 0) + 1
 
             async def sending() -> bool:
-                return len(sandbox._late) < 2  # a slow create arrived; its answer has not
+                return len(sandbox._late["create"]) < 2  # a slow create arrived, unanswered
 
             await eventually(sending, "a create in flight")
             daemons[leader].kill()
             standby = daemons[1 - leader]
 
             async def leads(daemon: Daemon = standby) -> bool:
-                return bool((await daemon.get("/readyz"))["store"]["lease"] == "held")
+                try:
+                    return bool((await daemon.get("/readyz"))["store"]["lease"] == "held")
+                except urllib.error.HTTPError as exc:
+                    # 503 while it loads the state after taking the lease: not leading yet.
+                    if exc.code == 503:
+                        return False
+                    raise
 
             await eventually(leads, "the standby to lead", within=60)
             await daemons[leader].start()  # back, as a standby
