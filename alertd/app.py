@@ -10,8 +10,11 @@ through the keys of `alertd.http.keys`, which this module fills.
 from __future__ import annotations
 
 import contextlib
+import os
+import socket
 from collections.abc import AsyncIterator, Sequence
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 import aiohttp
 import structlog
@@ -19,7 +22,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 from prometheus_client.aiohttp import make_aiohttp_handler
 
-from alertd import change_log, version
+from alertd import change_log, logs, version
 from alertd.clock import Clock, SystemClock
 from alertd.config import Config, HelpdeskConfig, Scope
 from alertd.engine import BatchHook, BatchStats, Engine, Input, Retention
@@ -44,17 +47,20 @@ from alertd.http.keys import (
     ReloadHook,
 )
 from alertd.http.middleware import Handler, auth_middleware, request_middleware
-from alertd.metrics import Metrics
+from alertd.metrics import Metrics, exposition
 from alertd.nagios_ack import NagiosAcknowledger
 from alertd.outbox import Dispatcher
 from alertd.ratelimit import CallClass, RateLimiter
-from alertd.store import Store, WriteBatch
+from alertd.store import SqliteStore, Store, WriteBatch
 from alertd.tickets import TicketPlanner
 from alertd.ui import actions as ui_actions
 from alertd.ui import console
 from alertd.ui import views as ui
 from alertd.wallshift import ENV, wall_from_env
 from connectors.freshdesk import FreshdeskClient
+
+if TYPE_CHECKING:  # PostgreSQL's modules load only when a store url is set
+    from alertd.journal import Leadership
 
 log: structlog.typing.FilteringBoundLogger = structlog.get_logger(__name__)
 
@@ -154,7 +160,9 @@ def build_app(
     add_routes(app.router, app[ROUTE_SCOPES])
     # No token: Prometheus scrapes it like the probes. It holds counts, never incident data;
     # expose the listener beyond loopback only to the monitoring network (README, "Metrics").
-    app.router.add_get("/metrics", make_aiohttp_handler(metrics.registry))
+    app.router.add_get(
+        "/metrics", make_aiohttp_handler(exposition(metrics.registry, labelled_node(config)))
+    )
     return app
 
 
@@ -174,9 +182,44 @@ def _batch_hook(metrics: Metrics, acker: NagiosAcknowledger | None = None) -> Ba
     return on_batch
 
 
+def node_name(config: Config) -> str:
+    """This daemon's name: `server.node`, else the host's name."""
+    return config.server.node or socket.gethostname()
+
+
+def labelled_node(config: Config) -> str | None:
+    """The node label on the metrics: where it is named, or where daemons share a store."""
+    if config.server.node is None and config.store.url is None:
+        return None
+    return node_name(config)
+
+
+async def open_store(config: Config) -> Store:
+    """The store the configuration names: PostgreSQL with `store.url`, else the SQLite file."""
+    if config.store.url is None:
+        return await SqliteStore.open(config.store.path, config.store.synchronous)
+    # Imported here: an SQLite installation never loads the PostgreSQL driver.
+    from alertd.store_pg import PgStore
+
+    # A standby when another daemon leads (docs/architecture.md, "Beyond one machine").
+    return await PgStore.open(
+        config.store.url, config.store.password, node=node_name(config),
+        lease=config.store.lease, standby=True, on_lost=_lease_lost,
+    )  # fmt: skip
+
+
+def _lease_lost(reason: str) -> None:
+    """The leader's lease is gone: another daemon leads now. Every write of this one is fenced
+    off already; it ends at once (exit 1), and systemd's Restart= brings it back as a standby.
+    Nothing answered 202 is lost: all of it is committed (or in the journal)."""
+    log.critical("lease_lost_exiting", reason=reason)
+    logs.flush()
+    os._exit(1)
+
+
 async def _store_and_engine(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG]
-    store = await Store.open(config.store.path, config.store.synchronous)
+    store = await open_store(config)
     try:
         metrics = app[METRICS]
         planner = None
@@ -197,15 +240,24 @@ async def _store_and_engine(app: web.Application) -> AsyncIterator[None]:
                 config.store.retention_interval,
             ),
         )  # fmt: skip
+        leadership = None
         try:
-            await engine.start()
+            if config.store.url is None:
+                await engine.start()
+            else:
+                from alertd.journal import Leadership
+                from alertd.store_pg import PgStore
+
+                assert isinstance(store, PgStore)
+                leadership = Leadership(store, engine, config.store.lease, app[CLOCK])
+                await leadership.start()
         except BaseException:
             if acker is not None:
                 await acker.stop(grace=0)
             raise
         app[STORE] = store
         app[ENGINE] = engine
-        app[READINESS].append(ReadinessCheck("writer", _writer_probe(engine)))
+        app[READINESS].append(ReadinessCheck("writer", _writer_probe(engine, leadership)))
         app[READINESS].append(ReadinessCheck("store", _store_probe(store, engine)))
         app[RELOAD_HOOKS].append(_policy_hook(engine))
         metrics.watch(engine)
@@ -213,10 +265,14 @@ async def _store_and_engine(app: web.Application) -> AsyncIterator[None]:
             if config.helpdesk is None or planner is None:
                 yield
             else:
-                async with _dispatching(app, store, engine, planner, config.helpdesk):
+                async with _dispatching(
+                    app, store, engine, planner, config.helpdesk, leadership
+                ):
                     yield
         finally:
             metrics.watch(None)
+            if leadership is not None:  # nothing is submitted to the engine after this
+                await leadership.stop()
             await engine.stop()
             if acker is not None:  # after the engine: its last commits may queue an ack
                 await acker.stop()
@@ -231,6 +287,7 @@ async def _dispatching(
     engine: Engine,
     planner: TicketPlanner,
     helpdesk: HelpdeskConfig,
+    leadership: Leadership | None = None,
 ) -> AsyncIterator[None]:
     """The helpdesk side: one ClientSession for the process, the client, the dispatcher."""
     timeout = aiohttp.ClientTimeout(total=helpdesk.timeout.total_seconds())
@@ -252,7 +309,11 @@ async def _dispatching(
         app[RELOAD_HOOKS].append(_helpdesk_hook(planner, client, dispatcher, limiter))
         app[READINESS].append(ReadinessCheck("helpdesk", _helpdesk_probe(dispatcher)))
         app[READINESS].append(ReadinessCheck("outbox", _outbox_probe(store, app[CLOCK])))
-        dispatcher.start()
+        # On a shared store only the leader delivers: a standby starts once it leads.
+        if leadership is None or leadership.leader:
+            dispatcher.start()
+        else:
+            leadership.on_leader.append(dispatcher.start)
         try:
             yield
         finally:
@@ -309,8 +370,10 @@ def _outbox_probe(store: Store, clock: Clock) -> ReadinessProbe:
     return probe
 
 
-def _writer_probe(engine: Engine) -> ReadinessProbe:
+def _writer_probe(engine: Engine, leadership: Leadership | None = None) -> ReadinessProbe:
     async def probe() -> str | None:
+        if leadership is not None and not leadership.leader and engine.forward is not None:
+            return None  # a standby: it forwards into the journal, the leader writes
         return None if engine.running else "writer task is not running"
 
     return probe

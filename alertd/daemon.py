@@ -117,7 +117,7 @@ async def run(config: Config, env: Mapping[str, str]) -> None:
         async with watchdog(notifier, watchdog_interval(env, os.getpid())):
             app = build_app(config)
             async with serving_app(app, config) as url:
-                log.info("listening", url=url, store=str(config.store.path))
+                log.info("listening", url=url, store=config.store.where)
                 notifier.ready(_status(app, url))
                 await _serve(app, config, url, notifier, stop, hup, env)
                 log.info("shutting_down")

@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import gc
 import heapq
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -43,6 +43,7 @@ from alertd.model import (
 from alertd.policy import LifecyclePolicy
 from alertd.silences import Silence, SilenceChange, SilenceExpire
 from alertd.store import (
+    JournalMark,
     NewOp,
     OutboxUpdate,
     Prepared,
@@ -74,8 +75,12 @@ _FREEZE_FROM = 10_000
 # arrival order, the outbox dispatcher's delivery records, silences and heartbeats.
 Input = (
     CheckResult | Notice | OutboxUpdate | TicketLink | Redrive
-    | SilenceChange | SilenceExpire | Beat | HeartbeatRemove
+    | SilenceChange | SilenceExpire | Beat | HeartbeatRemove | JournalMark
 )  # fmt: skip
+
+# A standby's submit (PostgreSQL, several daemons): inputs go to the shared journal instead,
+# with the time they were received (see `Engine.submit`).
+Forward = Callable[[Sequence["Input"], "datetime | None"], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,6 +181,8 @@ class Engine:
         )  # fmt: skip
         # The open windows, as the hot path checks them: one dict lookup, as before the split.
         self._active = self._watch.active
+        # Set while this daemon is a standby (alertd.journal): `submit` hands inputs to it.
+        self.forward: Forward | None = None
 
     # -- lifecycle of the engine itself ----------------------------------------------------------
 
@@ -227,6 +234,10 @@ class Engine:
         log.info("engine_started", active_incidents=len(self._cache), next_id=self._next_id,
                  silences=self._watch.silences, heartbeats=self._watch.heartbeats)  # fmt: skip
         self._task = asyncio.create_task(self._run(), name="alertd-writer")
+        # A standby that takes the lease starts here (alertd.journal): from now on this engine
+        # writes, so its own timers below are committed, not forwarded into the journal (a
+        # forwarded `run_timers` fires nothing, and the loop below would never end).
+        self.forward = None
         # Holds that fell due while the daemon was down fire now, before any new input (the
         # listener answers "starting" until then), a chunk per commit.
         await self.run_timers()
@@ -268,8 +279,15 @@ class Engine:
 
     # -- API for handlers ------------------------------------------------------------------------
 
-    async def submit(self, results: Sequence[Input]) -> None:
-        """Return once `results` are committed to disk; raise StoreError if they could not be."""
+    async def submit(self, results: Sequence[Input], *, received: datetime | None = None) -> None:
+        """Return once `results` are committed to disk; raise StoreError if they could not be.
+
+        `received`: the time handlers stamped on inputs that came without one of their own.
+        Only a standby uses it: the leader applies such inputs at its own time of arrival, so
+        that results received by different daemons are ordered as the one writer sees them."""
+        if self.forward is not None:
+            await self.forward(results, received)
+            return
         if self._closing or not self.running:
             raise StoreError("engine is not running (shutting down)")
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -683,6 +701,8 @@ class Engine:
             batch.write.tickets.append(item)
         elif type(item) is Redrive:
             batch.write.redrive.append(item.row_id)
+        elif type(item) is JournalMark:
+            batch.write.journal_upto = max(batch.write.journal_upto or 0, item.upto)
         else:
             self._watch.apply(batch, item, now)
 

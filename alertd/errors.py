@@ -161,6 +161,14 @@ class StoreError(AlertdError):
         return "could not commit to the store; nothing from this request was accepted, retry"
 
 
+class NotLeader(StoreError):
+    """A standby on a shared PostgreSQL store was asked for what only the leader decides (an
+    ack or escalation by id, a silence, a heartbeat, a retry): 503, and where to go instead."""
+
+    def public_message(self) -> str:
+        return str(self)  # says what to do; holds no path, URL or password
+
+
 class HelpdeskUnavailable(AlertdError):
     """A request (the helpdesk's own webhook) needed to read the helpdesk, which failed: 503, so
     the sender tries again."""

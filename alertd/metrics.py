@@ -27,7 +27,7 @@ from prometheus_client import (
     PlatformCollector,
     ProcessCollector,
 )
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from alertd.gauges import GaugeKey
@@ -99,6 +99,35 @@ METRIC_NAMES = (
     "alertd_config_reloads_total",
     "alertd_retention_deleted_total",
 )
+
+
+class _Labelled(Collector):
+    """Every sample of `registry` with `labels` added: a constant label on the whole output."""
+
+    def __init__(self, registry: CollectorRegistry, labels: dict[str, str]) -> None:
+        self._registry = registry
+        self._labels = labels
+
+    def collect(self) -> Iterable[Metric]:
+        for family in self._registry.collect():
+            out = Metric(family.name, family.documentation, family.type, family.unit)
+            for sample in family.samples:
+                out.add_sample(
+                    sample.name, {**sample.labels, **self._labels}, sample.value,
+                    sample.timestamp, sample.exemplar,
+                )  # fmt: skip
+            yield out
+
+
+def exposition(registry: CollectorRegistry, node: str | None) -> CollectorRegistry:
+    """What /metrics serves: `registry`, with the constant label `node` when a node is named
+    (several daemons on one PostgreSQL store, whose series must be told apart). A lone daemon
+    on SQLite with no `server.node` keeps the label sets it always had (contract 5)."""
+    if node is None:
+        return registry
+    served = CollectorRegistry(auto_describe=False)
+    served.register(_Labelled(registry, {"node": node}))
+    return served
 
 
 class IncidentView(Protocol):

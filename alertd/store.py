@@ -1,6 +1,8 @@
-"""The SQLite store: schema and migrations, the batched write transaction, and read queries.
+"""The store's interface (`Store`, a Protocol) and its SQLite implementation (`SqliteStore`):
+schema and migrations, the batched write transaction, and read queries. The PostgreSQL one is
+`alertd.store_pg.PgStore`; `tests/contract/` holds the suite both must pass.
 
-Two connections: one owned by the engine's single writer task (every write goes through
+SQLite: two connections: one owned by the engine's single writer task (every write goes through
 `write`), one for reads (WAL lets readers run beside the writer). SQL lives here only; callers
 get model objects back.
 """
@@ -18,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, NamedTuple, Protocol, TypeVar
 
 import aiosqlite
 
@@ -223,6 +225,13 @@ class TicketLink(NamedTuple):
     created: bool = False
 
 
+class JournalMark(NamedTuple):
+    """Engine input: the journal rows up to `upto` are applied by this submission (PostgreSQL
+    with several daemons, `alertd.journal`); the checkpoint commits with what they changed."""
+
+    upto: int
+
+
 class PurgeKind(StrEnum):
     """What retention deletes (label `kind` of alertd_retention_deleted_total)."""
 
@@ -264,12 +273,14 @@ class WriteBatch:
     purge: Purge | None = None  # a retention pass to run in this transaction
     # Filled in by `Store.write`: rows the purge deleted, by kind (for the metric).
     purged: dict[PurgeKind, int] = field(default_factory=dict)
+    # The journal checkpoint this transaction moves to (PostgreSQL only; None: unchanged).
+    journal_upto: int | None = None
 
     def __bool__(self) -> bool:
         return bool(
             self.upserts or self.repeats or self.deletes or self.events or self.new_ops
             or self.op_updates or self.tickets or self.redrive or self.silences or self.heartbeats
-            or self.heartbeat_deletes or self.purge
+            or self.heartbeat_deletes or self.purge or self.journal_upto is not None
         )  # fmt: skip
 
 
@@ -314,6 +325,8 @@ class Prepared(NamedTuple):
     heartbeats: list[tuple[Any, ...]]
     heartbeat_deletes: list[tuple[str]]
     purge: Purge | None
+    # The journal checkpoint this transaction moves to (PostgreSQL only; None: unchanged).
+    journal_upto: int | None = None
 
 
 # A run of plain repeats lives on the incident row (`repeats`, `repeats_from`, `repeats_last`),
@@ -343,8 +356,83 @@ _REPEAT = (
 )
 
 
-class Store:
-    """Owns both SQLite connections. Create with `await Store.open(...)`, end with `close()`.
+class Store(Protocol):
+    """What the engine, the dispatcher, the APIs and the console need of a store.
+
+    Two implementations: `SqliteStore` (embedded, the default) and `alertd.store_pg.PgStore`.
+    Both pass the contract suite in tests/contract/. Writes come only from the engine's writer
+    task (`prepare`/`commit`, and the `load_*` / `max_*` calls it makes at start); everything
+    else reads."""
+
+    def describe(self) -> dict[str, str]:
+        """What the store is and where, for /readyz and logs (never a password)."""
+        ...
+
+    async def close(self) -> None: ...
+
+    # -- the writer's side
+    def load_active(
+        self, resolved_since: datetime, page: int = ...
+    ) -> AsyncIterator[list[Incident]]: ...
+    async def max_incident_id(self) -> int: ...
+    def prepare(self, batch: WriteBatch) -> Prepared:
+        """Encode `batch` for `commit` (pure, on the event loop: the engine encodes round N+1
+        while round N commits)."""
+        ...
+
+    async def commit(self, prepared: Prepared) -> dict[PurgeKind, int]:
+        """Write `prepared` in one durable transaction, or raise StoreError with nothing
+        written; return the rows a purge deleted. The engine never overlaps two commits."""
+        ...
+
+    async def write(self, batch: WriteBatch) -> None:
+        """`prepare` then `commit` (sets `batch.purged`): for callers outside the pipeline."""
+        ...
+
+    async def load_silences(self, now: datetime) -> list[Silence]: ...
+    async def max_silence_id(self) -> int: ...
+    async def load_heartbeats(self) -> list[Heartbeat]: ...
+
+    # -- reads
+    async def check_readable(self) -> None: ...
+    async def list_incidents(self, query: IncidentQuery) -> list[Incident]: ...
+    async def get_incident(self, incident_id: int) -> Incident | None: ...
+    async def due_ops(self, now: datetime, limit: int) -> list[OutboxRow]: ...
+    async def backed_off(self) -> list[OutboxRow]: ...
+    async def next_op_due(self) -> datetime | None: ...
+    async def ops(
+        self, state: OutboxState | None = None, limit: int = 100, before_id: int | None = None
+    ) -> list[OutboxRow]: ...
+    async def op(self, row_id: int) -> OutboxRow | None: ...
+    async def ops_of(self, incident_id: int) -> list[OutboxRow]: ...
+    async def outbox_stats(self) -> dict[str, Any]: ...
+    async def ticket_of(self, incident_id: int) -> TicketLink | None: ...
+    async def tickets_of(self, incident_ids: list[int]) -> dict[int, TicketLink]: ...
+    async def list_silences(self, ended_after: datetime | None) -> list[Silence]: ...
+    async def get_silence(self, silence_id: int) -> Silence | None: ...
+    async def list_heartbeats(self) -> list[Heartbeat]: ...
+    async def tickets_for(self, incident_ids: Sequence[int]) -> dict[int, int]: ...
+    async def ticket_times(self, incident_ids: Sequence[int]) -> dict[int, datetime]: ...
+    async def event_times(
+        self, incident_ids: Sequence[int], kind: str, *, first: bool = False
+    ) -> dict[int, datetime]: ...
+    async def events_page(
+        self, incident_id: int, limit: int, before_id: int | None = None
+    ) -> list[tuple[int, Event]]: ...
+    async def resolved_between(
+        self, since: datetime, until: datetime, limit: int, before_id: int | None = None
+    ) -> list[Incident]: ...
+    async def noisiest_by_events(
+        self, kind: str, since: datetime, until: datetime, limit: int
+    ) -> list[tuple[Incident, int]]: ...
+    async def noisiest_by_occurrences(
+        self, since: datetime, until: datetime, limit: int
+    ) -> list[Incident]: ...
+
+
+class SqliteStore:
+    """Owns both SQLite connections. Create with `await SqliteStore.open(...)`, end
+    with `close()`.
 
     The write connection is plain sqlite3 on one thread of the store's own: a whole
     transaction (BEGIN ... COMMIT, every statement) is ONE hand-off from the event loop, not
@@ -363,9 +451,10 @@ class Store:
         self._reader = reader
         self._lock = lock
         self._thread = thread or ThreadPoolExecutor(1, thread_name_prefix="alertd-store")
+        self._closed = False
 
     @classmethod
-    async def open(cls, path: Path, synchronous: str = "FULL") -> Store:
+    async def open(cls, path: Path, synchronous: str = "FULL") -> SqliteStore:
         """Open (and migrate) the store, holding its lock file until `close()`.
 
         The lock comes first, before the schema is touched: two daemons on one store would
@@ -399,7 +488,15 @@ class Store:
             raise StoreError(f"cannot prepare store {path}: {exc}") from exc
         return cls(path, writer, reader, lock, thread)
 
+    def describe(self) -> dict[str, str]:
+        return {"kind": "sqlite", "path": str(self.path)}
+
     async def close(self) -> None:
+        """Close both connections and release the lock; closing again does nothing (as
+        PgStore's: an owner and a fixture may both close the store)."""
+        if self._closed:
+            return
+        self._closed = True
         try:
             await self._reader.close()
             await self._call(self._db.close)
@@ -459,47 +556,7 @@ class Store:
 
     def prepare(self, batch: WriteBatch) -> Prepared:
         """Encode `batch` into statement parameters (pure; on the caller's thread)."""
-        dedup = EventKind.DEDUPLICATED
-        runs: dict[int, tuple[int, str | None]] = {}
-        events: list[tuple[Any, ...]] = []
-        for incident_id, event in batch.events:
-            if event.kind is dedup:
-                count = int(event.detail.get("count", 1))
-                held, at = runs.get(incident_id, (0, None))
-                runs[incident_id] = (held + count, at or codec.ts(event.at))
-            else:
-                events.append(codec.event_row(incident_id, event))
-        repeats = []
-        for incident, due in batch.repeats:
-            count, at = runs.pop(incident.id, (0, None))
-            repeats.append((*codec.repeat_row(incident, due)[:5], count, at, at, incident.id))
-        now = codec.ts(batch.at)
-        return Prepared(
-            deletes=[(i,) for i in batch.deletes],
-            runs_closed=sorted({e[0] for e in events}),
-            upserts=[codec.incident_row(i, due) for i, due in batch.upserts],
-            repeats=repeats,
-            events=events,
-            runs=[(count, at, at, i) for i, (count, at) in runs.items()],
-            new_ops=[
-                (o.incident_id, o.op, codec.dumps(o.payload), o.priority,
-                 codec.ts(o.not_before), now, now)
-                for o in batch.new_ops
-            ],
-            op_updates=[
-                (u.state.value, u.attempts, int(u.started), codec.ts(u.next_attempt_at),
-                 u.last_error, now, int(u.backoff), u.row_id)
-                for u in batch.op_updates
-            ],
-            tickets=[(t.incident_id, t.ticket_id, t.priority_sent, now) for t in batch.tickets],
-            redrive=[(now, now, row_id) for row_id in batch.redrive],
-            silences=[(s.id, codec.ts(s.starts_at), codec.ts(s.ends_at), s.source,
-                       codec.dumps(silences.to_document(s))) for s in batch.silences],
-            heartbeats=[(h.name, h.interval.total_seconds(), codec.ts(h.last_beat),
-                         codec.ts(h.due), int(h.missed)) for h in batch.heartbeats],
-            heartbeat_deletes=[(n,) for n in batch.heartbeat_deletes],
-            purge=batch.purge,
-        )  # fmt: skip
+        return prepare(batch)
 
     async def commit(self, prepared: Prepared) -> dict[PurgeKind, int]:
         """Write `prepared` in one transaction and commit it durably (fsync'd, synchronous=
@@ -972,6 +1029,53 @@ def _outbox_row(r: Any) -> OutboxRow:
         state=OutboxState(r[5]), attempts=r[6], started=bool(r[7]),
         next_attempt_at=codec.req_ts(r[8]), created_at=codec.req_ts(r[9]),
         updated_at=codec.req_ts(r[10]), last_error=r[11], backoff=bool(r[12]),
+    )  # fmt: skip
+
+
+def prepare(batch: WriteBatch) -> Prepared:
+    """`batch` encoded into statement parameters, in the columns' order; pure Python. Both
+    stores write the same row shapes (alertd.codec), so both commit what this returns."""
+    dedup = EventKind.DEDUPLICATED
+    runs: dict[int, tuple[int, str | None]] = {}
+    events: list[tuple[Any, ...]] = []
+    for incident_id, event in batch.events:
+        if event.kind is dedup:
+            count = int(event.detail.get("count", 1))
+            held, at = runs.get(incident_id, (0, None))
+            runs[incident_id] = (held + count, at or codec.ts(event.at))
+        else:
+            events.append(codec.event_row(incident_id, event))
+    repeats = []
+    for incident, due in batch.repeats:
+        count, at = runs.pop(incident.id, (0, None))
+        repeats.append((*codec.repeat_row(incident, due)[:5], count, at, at, incident.id))
+    now = codec.ts(batch.at)
+    return Prepared(
+        deletes=[(i,) for i in batch.deletes],
+        runs_closed=sorted({e[0] for e in events}),
+        upserts=[codec.incident_row(i, due) for i, due in batch.upserts],
+        repeats=repeats,
+        events=events,
+        runs=[(count, at, at, i) for i, (count, at) in runs.items()],
+        new_ops=[
+            (o.incident_id, o.op, codec.dumps(o.payload), o.priority,
+             codec.ts(o.not_before), now, now)
+            for o in batch.new_ops
+        ],
+        op_updates=[
+            (u.state.value, u.attempts, int(u.started), codec.ts(u.next_attempt_at),
+             u.last_error, now, int(u.backoff), u.row_id)
+            for u in batch.op_updates
+        ],
+        tickets=[(t.incident_id, t.ticket_id, t.priority_sent, now) for t in batch.tickets],
+        redrive=[(now, now, row_id) for row_id in batch.redrive],
+        silences=[(s.id, codec.ts(s.starts_at), codec.ts(s.ends_at), s.source,
+                   codec.dumps(silences.to_document(s))) for s in batch.silences],
+        heartbeats=[(h.name, h.interval.total_seconds(), codec.ts(h.last_beat),
+                     codec.ts(h.due), int(h.missed)) for h in batch.heartbeats],
+        heartbeat_deletes=[(n,) for n in batch.heartbeat_deletes],
+        purge=batch.purge,
+        journal_upto=batch.journal_upto,
     )  # fmt: skip
 
 

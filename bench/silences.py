@@ -35,7 +35,7 @@ from alertd.silences import (
     downtime_silence,
     first_match,
 )
-from alertd.store import Store
+from alertd.store import SqliteStore
 
 T0 = datetime(2026, 6, 1, tzinfo=UTC)
 
@@ -73,7 +73,7 @@ def main() -> None:
 async def writer(incidents: int, changes: int, bursts: list[int]) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         clock = ManualClock(T0)
-        store = await Store.open(Path(tmp) / "alertd.db", "NORMAL")
+        store = await SqliteStore.open(Path(tmp) / "alertd.db", "NORMAL")
         engine = Engine(store, LifecyclePolicy(), clock)
         await engine.start()
         try:

@@ -32,7 +32,7 @@ from alertd.engine import Engine
 from alertd.metrics import Metrics
 from alertd.model import CheckResult, CheckState, Reporting, StateType
 from alertd.policy import LifecyclePolicy
-from alertd.store import Store
+from alertd.store import SqliteStore
 
 NOW = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 PROFILE = False
@@ -48,7 +48,7 @@ def result(n: int, at: datetime) -> CheckResult:
 
 
 async def fill(path: Path, incidents: int) -> None:
-    store = await Store.open(path, "NORMAL")
+    store = await SqliteStore.open(path, "NORMAL")
     engine = Engine(store, LifecyclePolicy(), ManualClock(NOW))
     await engine.start()
     for start in range(0, incidents, 5000):
@@ -80,7 +80,7 @@ async def start(path: Path, after: float) -> tuple[float, float, float, float, i
     tick = asyncio.create_task(ticker())
     await asyncio.sleep(0.02)
     began = time.perf_counter()
-    store = await Store.open(path, "NORMAL")
+    store = await SqliteStore.open(path, "NORMAL")
     clock = ManualClock(NOW + timedelta(seconds=30))
     engine = Engine(store, LifecyclePolicy(), clock)
     if PROFILE:

@@ -24,14 +24,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from alertd import codec
-from alertd.store import Purge, Store, WriteBatch
+from alertd.store import Purge, SqliteStore, WriteBatch
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
 OLD = codec.ts(NOW - timedelta(days=200))
 
 
 def build(path: Path, rows: int, incidents: int, events: int) -> None:
-    """Schema by `Store.open` (so migrations and triggers apply), rows straight in."""
+    """Schema by `SqliteStore.open` (so migrations and triggers apply), rows straight in."""
     with sqlite3.connect(path) as db:
         db.executemany(
             "INSERT INTO outbox (incident_id, op, payload, priority, state, next_attempt_at, "
@@ -69,7 +69,7 @@ async def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "alertd.db"
-        store = await Store.open(path, "NORMAL")
+        store = await SqliteStore.open(path, "NORMAL")
         await store.close()
         started = time.perf_counter()
         build(path, args.rows, args.incidents, args.events)
@@ -78,7 +78,7 @@ async def main() -> None:
             f"built: {args.rows:,} delivered outbox rows, {args.incidents:,} resolved "
             f"incidents x {args.events} events in {took:.1f} s"
         )
-        store = await Store.open(path, "FULL")
+        store = await SqliteStore.open(path, "FULL")
         try:
             await timed("outbox_stats", 20, store.outbox_stats)
             await timed(

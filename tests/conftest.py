@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -15,7 +15,8 @@ from alertd.clock import ManualClock
 from alertd.config import Config, load_config
 from alertd.sandbox import FLAVOURS, SANDBOX, Sandbox, SandboxOptions, create_app
 from connectors import freshdesk
-from tests.support import KEY, START, Client, MakeClient
+from tests.support import KEY, START, Client, MakeClient, postgres
+from tests.support.postgres import PgCluster
 
 # As the daemon does: one configuration, logs on stderr (so tests reading stdout see only
 # what the commands themselves print).
@@ -103,3 +104,19 @@ def start(
         )
 
     return start
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[PgCluster]:
+    """One private PostgreSQL cluster for the whole session (tests/support/postgres.py)."""
+    cluster = postgres.start_cluster(postgres.require_bin())
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def pg_url(pg_cluster: PgCluster) -> str:
+    """A fresh, empty database on the session's cluster; its URL without the password."""
+    return pg_cluster.database()

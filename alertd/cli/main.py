@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from alertd import version
-from alertd.cli import incidents, outbox, silences
+from alertd.cli import incidents, migrate, outbox, silences
 from alertd.cli.apiclient import DEFAULT_URL, TOKEN_ENV, URL_ENV
 from alertd.cli.terminal import quiet_broken_pipe
 from alertd.errors import ConfigError, StoreError
@@ -184,6 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     silences.add_parser(sub)
+    migrate.add_parser(sub)
 
     sandbox = sub.add_parser(
         "sandbox",
@@ -261,6 +262,8 @@ def _dispatch(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         return _sandbox(args.listen, args.rate_limit, env, args.flavour, args.act_late)
     if args.command == "silences":
         return silences.main(args, env)
+    if args.command == "migrate":
+        return migrate.main(args, env)
     raise AssertionError(args.command)  # argparse rejects anything else
 
 

@@ -189,7 +189,7 @@ def summary(config: Config) -> str:
             f"(key from {config.helpdesk.api_key_source})"
         )
     return (
-        f"config OK: listen {host}:{server.port}, store {config.store.path}, {tokens}, "
+        f"config OK: listen {host}:{server.port}, store {config.store.where}, {tokens}, "
         f"{rules}, {helpdesk}"
     )
 

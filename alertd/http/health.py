@@ -1,5 +1,5 @@
 """Health: `/healthz` (the process answers) and `/readyz` (every registered readiness check
-passes: writer, store, and with a helpdesk its key and the outbox's age)."""
+passes: writer, store, and with a helpdesk its key and the outbox's age; it names the store)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import asyncio
 
 from aiohttp import web
 
-from alertd.http.keys import READINESS, ReadinessCheck
+from alertd.http.keys import READINESS, STORE, ReadinessCheck
 
 # A readiness check that has not answered by then is a failed check, not a hung probe.
 READINESS_TIMEOUT = 2.0
@@ -23,11 +23,14 @@ async def readyz(request: web.Request) -> web.Response:
     answers = await asyncio.gather(*(_run_check(c) for c in checks))
     results = {c.name: answer or "ok" for c, answer in zip(checks, answers, strict=True)}
     problems = [f"{c.name}: {answer}" for c, answer in zip(checks, answers, strict=True) if answer]
+    # Which database this daemon uses (kind, file or URL without a password, PostgreSQL's lease).
+    store = request.app.get(STORE)
+    where = {"store": store.describe()} if store is not None else {}
     if problems or not checks:  # no checks registered yet: the app is still starting
         problems = problems or ["starting: no readiness checks registered yet"]
-        body = {"status": "not ready", "problems": problems, "checks": results}
+        body = {"status": "not ready", "problems": problems, "checks": results, **where}
         return web.json_response(body, status=503)
-    return web.json_response({"status": "ready", "checks": results})
+    return web.json_response({"status": "ready", "checks": results, **where})
 
 
 async def _run_check(check: ReadinessCheck) -> str | None:

@@ -12,7 +12,7 @@ from aiohttp import web
 
 from alertd import codec
 from alertd.config import HelpdeskConfig
-from alertd.errors import Conflict, InputError, NotFoundError
+from alertd.errors import Conflict, InputError, NotFoundError, NotLeader
 from alertd.http.decode import MAX_ID, path_id, query_enum, query_int, read_json, text_field
 from alertd.http.keys import CLOCK, ENGINE, LIVE, STORE
 from alertd.http.outbox import op_json
@@ -114,6 +114,11 @@ async def escalate(request: web.Request) -> web.Response:
 
 
 async def live_incident(request: web.Request) -> Incident:
+    if request.app[ENGINE].forward is not None:  # a standby holds no live incidents
+        raise NotLeader(
+            'this daemon is a standby: act on incidents through the leader (its GET /readyz '
+            'says "lease": "held")'
+        )
     raw = request.match_info["id"]
     live, number = None, path_id(raw)
     if number is not None:

@@ -44,7 +44,7 @@ async def post_results(request: web.Request) -> web.Response:
     config = request.app[CONFIG]
     now = request.app[CLOCK].now()
     results = parse_results(payload, now, config.server.max_results_per_request)
-    await request.app[ENGINE].submit(results)
+    await request.app[ENGINE].submit(results, received=now)
     request.app[METRICS].results_accepted(NATIVE, results)
     return web.json_response({"accepted": len(results)}, status=202)
 
@@ -72,10 +72,11 @@ async def nrdp_request(request: web.Request) -> web.Response:
     if fields is not None:
         code = "BAD COMMAND" if cmd != "submitcheck" else "BAD XML"
         raise NrdpRefusal(code, f"too many form fields: {fields}", fmt)
-    parse = functools.partial(_parse_nrdp, cmd, query, body, request.app[CLOCK].now(), limit)
+    now = request.app[CLOCK].now()
+    parse = functools.partial(_parse_nrdp, cmd, query, body, now, limit)
     # Small bodies (the usual few checks) inline; a thread hop costs more than parsing them.
     items = parse() if len(body) <= INLINE_PARSE_BYTES else await asyncio.to_thread(parse)
-    await request.app[ENGINE].submit(items)
+    await request.app[ENGINE].submit(items, received=now)
     request.app[METRICS].results_accepted("nrdp", items)
     if cmd == "submitcheck":
         return _answer(nrdp.processed(fmt, len(items)))
@@ -124,7 +125,7 @@ async def post_nagios(request: web.Request) -> web.Response:
     config = request.app[CONFIG]
     now = request.app[CLOCK].now()
     items = parse_payload(payload, now, config.server.max_results_per_request)
-    await request.app[ENGINE].submit(items)
+    await request.app[ENGINE].submit(items, received=now)
     request.app[METRICS].results_accepted("nagios", items)
     return web.json_response({"accepted": len(items)}, status=202)
 
@@ -137,7 +138,7 @@ async def post_alertmanager(request: web.Request) -> web.Response:
     results, ignored = parse_webhook(
         payload, config.alertmanager, now, config.server.max_results_per_request
     )
-    await request.app[ENGINE].submit(results)
+    await request.app[ENGINE].submit(results, received=now)
     request.app[METRICS].results_accepted("alertmanager", results)
     request.app[METRICS].alerts_ignored(ignored)
     return web.json_response({"accepted": len(results), "ignored": ignored})

@@ -9,7 +9,7 @@ import pytest
 import structlog
 
 from alertd.http import ingest
-from alertd.http.keys import READINESS, ReadinessCheck
+from alertd.http.keys import CONFIG, READINESS, ReadinessCheck
 from tests.support import MakeClient
 
 CRIT = {"host": "web-01", "service": "HTTP", "state": "CRITICAL"}
@@ -41,7 +41,11 @@ async def test_readyz_runs_every_registered_check(make_client: MakeClient) -> No
     client = await make_client()
     ready = await client.get("/readyz")
     assert ready.status == 200
-    assert await ready.json() == {"status": "ready", "checks": {"writer": "ok", "store": "ok"}}
+    body = await ready.json()
+    assert body == {
+        "status": "ready", "checks": {"writer": "ok", "store": "ok"},
+        "store": {"kind": "sqlite", "path": str(client.app[CONFIG].store.path)},
+    }  # fmt: skip
 
     async def unauthorised() -> str | None:
         return "helpdesk answered 401: check the API key"

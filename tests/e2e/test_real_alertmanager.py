@@ -19,8 +19,9 @@ import pytest
 
 from alertd.sandbox import Sandbox
 from tests.support.alertmanager import ALERTMANAGER, PACKAGE, Alertmanager, alert
-from tests.support.daemon import TOKEN, Daemon, describe, live_daemon, live_helpdesk, tickets
+from tests.support.daemon import TOKEN, Daemon, describe, live_helpdesk, tickets
 from tests.support.peers import eventually, require_binary
+from tests.support.postgres import PgCluster
 
 pytestmark = [pytest.mark.peers, pytest.mark.timeout(180)]
 
@@ -29,7 +30,25 @@ Incidents = dict[str, dict[str, Any]]
 
 # Shared with the Nagios tests: the sandbox helpdesk and a real `alertd run` beside it.
 helpdesk = live_helpdesk
-daemon = live_daemon
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def daemon(
+    request: pytest.FixtureRequest, tmp_path: Path, helpdesk: tuple[Sandbox, str]
+) -> AsyncIterator[Daemon]:
+    """The real `alertd run` (as `live_daemon`), once on each store: every scenario here
+    runs on SQLite and on PostgreSQL."""
+    store, env = None, None
+    if request.param == "postgresql":
+        cluster: PgCluster = request.getfixturevalue("pg_cluster")
+        store = f'url = "{cluster.database()}"\npassword_env = "PG_SECRET"'
+        env = {"PG_SECRET": cluster.password}
+    running = Daemon(tmp_path / "alertd", helpdesk[1], store=store, env=env)
+    await running.start()
+    try:
+        yield running
+    finally:
+        await running.stop()
 
 
 @pytest.fixture

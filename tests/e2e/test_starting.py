@@ -16,7 +16,7 @@ from alertd.clock import ManualClock
 from alertd.engine import Engine
 from alertd.model import CheckResult, CheckState, StateType
 from alertd.policy import LifecyclePolicy
-from alertd.store import Store
+from alertd.store import SqliteStore
 from tests.support.proc import free_port, log_file, start, stop
 
 INCIDENTS = 30_000
@@ -24,7 +24,7 @@ INCIDENTS = 30_000
 
 async def fill(path: Path) -> None:
     now = datetime.now(UTC)
-    store = await Store.open(path, "NORMAL")
+    store = await SqliteStore.open(path, "NORMAL")
     engine = Engine(store, LifecyclePolicy(), ManualClock(now))
     await engine.start()
     try:

@@ -8,8 +8,9 @@ import asyncio
 import json
 import signal
 import subprocess
+import urllib.error
 import urllib.request
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -30,8 +31,21 @@ LIFECYCLE = {"recovery_hold": "3s", "reopen_window": "1h"}
 class Daemon:
     """One alertd process on a free loopback port, its store and config in `base`."""
 
-    def __init__(self, base: Path, helpdesk_url: str, *, release_grace: str = "20s") -> None:
+    def __init__(
+        self,
+        base: Path,
+        helpdesk_url: str,
+        *,
+        release_grace: str = "20s",
+        store: str | None = None,
+        env: Mapping[str, str] | None = None,
+        node: str | None = None,
+        helpdesk: str = "",
+    ) -> None:
+        """`store` replaces the [store] table's body (a PostgreSQL url, say); `env` is added
+        to the process's environment (the store's password, say)."""
         self.base = base
+        self.env: dict[str, str] = dict(env or {})  # added to the environment at each start
         base.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -40,9 +54,11 @@ class Daemon:
         (base / "helpdesk.key").write_text(KEY)
         self.config = base / "alertd.toml"
         lifecycle = "".join(f'{k} = "{v}"\n' for k, v in LIFECYCLE.items())
+        default_store = f'path = "{base / "alertd.db"}"'
         self.config.write_text(
             f'[server]\nlisten = "127.0.0.1:{self.port}"\n'
-            f'[store]\npath = "{base / "alertd.db"}"\n'
+            + (f'node = "{node}"\n' if node else "")
+            + f"[store]\n{store or default_store}\n"
             f'[auth]\ntokens_file = "{self.token_file}"\n'
             f"[lifecycle]\n{lifecycle}"
             f'[helpdesk]\nurl = "{helpdesk_url}"\nrequester_email = "noc@example.com"\n'
@@ -52,13 +68,20 @@ class Daemon:
             # Long enough for Nagios's host result to follow its services' (the field's reason
             # for the grace), short enough for the tests' deadlines.
             'service_grace = "5s"\n'
+            f"{helpdesk}"
         )
         self.proc: subprocess.Popen[str] | None = None
-        self.env: dict[str, str] = {}  # added to the test's environment at each start
 
     async def start(self) -> None:
         self.proc = start(self.config, self.env)
         await asyncio.to_thread(wait_ready, self.url, self.proc, 30.0)
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown at all, as a crash or the OOM killer would end it."""
+        proc, self.proc = self.proc, None
+        if proc is not None and proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(timeout=10)
 
     async def stop(self) -> None:
         """SIGTERM and wait; alertd exits 0 after a clean shutdown (README, Signals)."""
@@ -81,6 +104,35 @@ class Daemon:
             )
             with urllib.request.urlopen(request, timeout=10) as response:
                 return json.load(response)
+
+        return await asyncio.to_thread(fetch)
+
+    async def post(self, path: str, body: Any) -> int:
+        """POST JSON; the HTTP status (an error status too, not an exception)."""
+
+        def send() -> int:
+            request = urllib.request.Request(
+                self.url + path, json.dumps(body).encode(), method="POST",
+                headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"},
+            )  # fmt: skip
+            try:
+                with urllib.request.urlopen(request, timeout=10) as response:
+                    return int(response.status)
+            except urllib.error.HTTPError as exc:
+                return int(exc.code)
+
+        return await asyncio.to_thread(send)
+
+    async def text(self, path: str) -> str:
+        def fetch() -> str:
+            request = urllib.request.Request(
+                self.url + path, headers={"Authorization": f"Bearer {TOKEN}"}
+            )
+            try:
+                with urllib.request.urlopen(request, timeout=10) as response:
+                    return str(response.read().decode())
+            except urllib.error.HTTPError as exc:
+                return str(exc.read().decode())
 
         return await asyncio.to_thread(fetch)
 

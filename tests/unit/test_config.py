@@ -390,7 +390,8 @@ def test_unreadable_or_invalid_file(tmp_path: Path) -> None:
 # The public contract: exactly these keys, each documented in the example file.
 CONTRACT_KEYS = {
     "server": {"listen", "max_body_bytes", "max_results_per_request"},
-    "store": {"path", "synchronous", "retention", "retention_chunk", "retention_interval"},
+    "store": {"path", "synchronous", "retention", "retention_chunk", "retention_interval",
+              "password_env", "lease"},
     "auth": {"tokens", "tokens_file", "tokens_env", "disabled"},
     "nrdp": {"tokens", "tokens_file", "tokens_env"},
     "alertmanager": {
@@ -666,3 +667,40 @@ def test_helpdesk_values_are_checked_per_product_and_against_the_apis_limits(
     assert (helpdesk.source, helpdesk.workspace_id, helpdesk.bypass_mandatory) == (4, 5, True)
     assert (helpdesk.taken_statuses, helpdesk.done_statuses) == ((3, 7), (6,))
     assert len(f"alertd-{helpdesk.instance}-{10**10 - 1}") == 32
+
+
+def test_a_postgresql_store_takes_its_password_from_a_file_or_the_environment(
+    tmp_path: Path,
+) -> None:
+    url = "postgresql://alertd@db.example:5432/alertd"
+    (tmp_path / "pg.secret").write_text("s3cret-from-file\n")
+    by_file = load_config(
+        write(tmp_path, f'[store]\nurl = "{url}"\npassword_file = "pg.secret"\nlease = "10s"\n'),
+        ENV,
+    )
+    assert by_file.store.url == url and by_file.store.password == "s3cret-from-file"
+    assert by_file.store.lease == timedelta(seconds=10)
+    assert by_file.store.where == url
+    assert "s3cret" not in repr(by_file.store)  # never in a repr, so never in a log line
+    by_env = load_config(write(tmp_path, f'[store]\nurl = "{url}"\n'),
+                         {**ENV, "ALERTD_STORE_PASSWORD": "s3cret-env"})  # fmt: skip
+    assert by_env.store.password == "s3cret-env"
+    assert by_env.store.password_source == "env ALERTD_STORE_PASSWORD"
+    # No url: SQLite, whatever the environment holds.
+    assert load_config(None, {**ENV, "ALERTD_STORE_PASSWORD": "x"}).store.url is None
+
+
+def test_a_password_in_the_store_url_is_refused_without_echoing_it(tmp_path: Path) -> None:
+    found = problems_of(
+        write(tmp_path, '[store]\nurl = "postgresql://alertd:hunter22@db/alertd"\n')
+    )
+    assert list(found) == ["store.url"]
+    assert "password_file" in found["store.url"] and "hunter22" not in found["store.url"]
+    found = problems_of(write(tmp_path, '[store]\nurl = "mysql://db/alertd"\n'))
+    assert "postgresql://" in found["store.url"]
+    found = problems_of(write(tmp_path, '[store]\nurl = "postgresql://db"\n'))
+    assert "database" in found["store.url"]
+    found = problems_of(
+        write(tmp_path, '[store]\nurl = "postgresql://db/a"\npassword_env = "NOPE"\n')
+    )
+    assert "NOPE is not set" in found["store.password_env"]

@@ -24,7 +24,7 @@ from alertd.model import (
     Status,
 )
 from alertd.policy import LifecyclePolicy
-from alertd.store import Store
+from alertd.store import SqliteStore
 
 
 def crit(host: str, clock: ManualClock, service: str = "HTTP") -> CheckResult:
@@ -33,7 +33,7 @@ def crit(host: str, clock: ManualClock, service: str = "HTTP") -> CheckResult:
 
 @pytest.fixture
 async def engine(tmp_path: Path, clock: ManualClock) -> AsyncIterator[Engine]:
-    store = await Store.open(tmp_path / "alertd.db")
+    store = await SqliteStore.open(tmp_path / "alertd.db")
     engine = Engine(store, LifecyclePolicy(), clock)
     await engine.start()
     yield engine
@@ -210,7 +210,7 @@ async def test_the_stale_look_comes_at_the_earliest_deadline(
 ) -> None:
     """The writer wakes for staleness exactly at the earliest deadline of an open stream, not
     once a minute counted from its start; silence counts from its start at the earliest."""
-    store = await Store.open(tmp_path / "alertd.db")
+    store = await SqliteStore.open(tmp_path / "alertd.db")
     engine = Engine(store, LifecyclePolicy(stale_after=timedelta(minutes=5)), clock)
     await engine.start()
     try:

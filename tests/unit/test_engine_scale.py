@@ -32,7 +32,7 @@ from alertd.model import (
 )
 from alertd.policy import LifecyclePolicy, Pattern
 from alertd.silences import Silence, SilenceChange, SilenceExpire
-from alertd.store import Store
+from alertd.store import SqliteStore
 
 HOSTS = 300
 
@@ -58,7 +58,7 @@ class Calls:
 
 @pytest.fixture
 async def engine(tmp_path: Path, clock: ManualClock) -> AsyncIterator[Engine]:
-    store = await Store.open(tmp_path / "alertd.db")
+    store = await SqliteStore.open(tmp_path / "alertd.db")
     engine = Engine(store, LifecyclePolicy(stale_after=timedelta(minutes=5)), clock)
     await engine.start()
     yield engine
@@ -275,7 +275,7 @@ async def test_holds_that_ended_while_down_all_fire_at_start_a_chunk_per_commit(
     """300 recovering incidents whose holds end while alertd is down: all are resolved when
     the start returns, though a commit fires at most 50 timers."""
     monkeypatch.setattr(engine_module, "TIMER_CHUNK", 50)
-    store = await Store.open(tmp_path / "alertd.db")
+    store = await SqliteStore.open(tmp_path / "alertd.db")
     first = Engine(store, LifecyclePolicy(), clock)
     await first.start()
     await first.submit([crit(f"host-{n}", clock) for n in range(HOSTS)])

@@ -14,7 +14,7 @@ from alertd.store import (
     OutboxState,
     OutboxUpdate,
     Purge,
-    Store,
+    SqliteStore,
     WriteBatch,
     _statements,
 )
@@ -44,7 +44,7 @@ async def test_counts_follow_every_change_from_an_upgraded_store(tmp_path: Path)
     path = tmp_path / "alertd.db"
     old_store(path, [(1, "done", codec.ts(T0)), (2, "dead", codec.ts(T0)),
                      (3, "pending", codec.ts(T0 + timedelta(minutes=1)))])  # fmt: skip
-    store = await Store.open(path)
+    store = await SqliteStore.open(path)
     try:
         stats = await store.outbox_stats()
         assert counts(stats) == (1, 1, 1)
@@ -74,7 +74,7 @@ async def test_stats_read_a_few_rows_whatever_the_outbox_holds(tmp_path: Path) -
     hundreds of thousands; the stats take a handful whatever the outbox size."""
     path = tmp_path / "alertd.db"
     old_store(path, [(n, "done", codec.ts(T0)) for n in range(100_000)])
-    store = await Store.open(path)
+    store = await SqliteStore.open(path)
     try:
         steps = 0
 

@@ -15,7 +15,7 @@ from alertd.clock import ManualClock
 from alertd.engine import BatchStats, Engine, Input, Retention
 from alertd.model import CheckResult, CheckState, Status
 from alertd.policy import LifecyclePolicy
-from alertd.store import PurgeKind, Store, WriteBatch
+from alertd.store import PurgeKind, SqliteStore, WriteBatch
 
 KEEP = timedelta(days=2)
 CHUNK = 2
@@ -41,7 +41,7 @@ def deleted() -> Deleted:
 
 @pytest.fixture
 async def engine(tmp_path: Path, clock: ManualClock, deleted: Deleted) -> AsyncIterator[Engine]:
-    store = await Store.open(tmp_path / "alertd.db")
+    store = await SqliteStore.open(tmp_path / "alertd.db")
     # A pass on every commit (interval 0), so the test drives passes by committing.
     retention = Retention(keep=KEEP, chunk=CHUNK, every=timedelta(0))
     engine = Engine(store, LifecyclePolicy(), clock, on_batch=deleted, retention=retention)
@@ -114,7 +114,7 @@ async def test_kept_an_incident_in_its_reopen_window_or_with_undelivered_operati
 ) -> None:
     """A reopen window longer than retention wins; an incident whose operations are not all
     delivered (pending or dead-lettered) is kept however old."""
-    store = await Store.open(tmp_path / "alertd.db")
+    store = await SqliteStore.open(tmp_path / "alertd.db")
     policy = LifecyclePolicy(reopen_window=timedelta(days=5))
     retention = Retention(keep=KEEP, chunk=CHUNK, every=timedelta(0))
     engine = Engine(store, policy, clock, on_batch=deleted, retention=retention)

@@ -1,0 +1,105 @@
+"""The journal of several daemons on one PostgreSQL store: inputs travel whole, a standby refuses
+what needs the leader's state, and the leader applies each row exactly once, across a restart."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from alertd.clock import ManualClock
+from alertd.engine import Engine
+from alertd.errors import StoreError
+from alertd.journal import Consumer, Forwarder, decode, encode
+from alertd.model import CheckResult, CheckState, Notice, NoticeKind, Reporting, StateType
+from alertd.policy import LifecyclePolicy
+from alertd.silences import SilenceExpire
+from alertd.store import IncidentQuery
+from alertd.store_pg import PgStore
+from tests.support.peers import eventually
+from tests.support.postgres import PgCluster
+
+T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
+LATER = T0 + timedelta(minutes=5)
+
+
+def test_inputs_travel_whole_and_receipt_times_become_the_leaders() -> None:
+    given = CheckResult(
+        "db-01", "PG", CheckState.WARNING, T0 - timedelta(seconds=3), "slow", "long", "t=1s",
+        StateType.SOFT, 2, 3, {"team": "db"}, "nrdp", Reporting.STREAM, timedelta(seconds=60),
+    )  # fmt: skip
+    assert decode(encode(given, received=T0), LATER) == given  # the source's own time kept
+    stamped = given._replace(timestamp=T0)
+    assert decode(encode(stamped, received=T0), LATER) == stamped._replace(timestamp=LATER)
+    notice = Notice(NoticeKind.ACKNOWLEDGED, "db-01", None, T0 - timedelta(seconds=1), "ann",
+                    "looking", True, "nagios", None, None, None)  # fmt: skip
+    assert decode(encode(notice, received=T0), LATER) == notice
+
+
+async def test_a_standby_refuses_what_needs_the_leaders_state_and_stores_nothing(
+    pg_cluster: PgCluster,
+) -> None:
+    url = pg_cluster.database()
+    leader = await PgStore.open(url, pg_cluster.password)
+    standby = await PgStore.open(url, pg_cluster.password, standby=True)
+    forwarder = Forwarder(standby)
+    forwarder.start()
+    try:
+        assert not standby.leader and standby.describe()["lease"] == "standby"
+        with pytest.raises(StoreError, match="standby"):
+            await forwarder([CheckResult("a", None, CheckState.DOWN, T0), SilenceExpire(1)], T0)
+        assert await leader.read_journal(0, 10) == []
+        await forwarder([CheckResult("a", None, CheckState.DOWN, T0)], T0)
+        assert [row_id for row_id, _ in await leader.read_journal(0, 10)] == [1]
+    finally:
+        await forwarder.stop()
+        await standby.close()
+        await leader.close()
+
+
+async def test_each_journal_row_applies_once_across_a_change_of_leader(
+    pg_cluster: PgCluster,
+) -> None:
+    url = pg_cluster.database()
+    clock = ManualClock(T0)
+
+    async def lead() -> tuple[PgStore, Engine, Consumer]:
+        store = await PgStore.open(url, pg_cluster.password)
+        engine = Engine(store, LifecyclePolicy(), clock)
+        await engine.start()
+        consumer = Consumer(store, engine, clock)
+        await consumer.start()
+        return store, engine, consumer
+
+    async def occurrences(store: PgStore) -> int | None:
+        found = await store.list_incidents(IncidentQuery())
+        return found[0].occurrences if found else None
+
+    store, engine, consumer = await lead()
+    standby = await PgStore.open(url, pg_cluster.password, standby=True)
+    try:
+        for _ in range(3):
+            await standby.append_journal([encode(CheckResult("a", None, CheckState.DOWN, T0))])
+
+        async def three() -> bool:
+            return await occurrences(store) == 3
+
+        await eventually(three, "the three rows applied")
+        await consumer.stop()
+        await engine.stop()
+        await store.close()
+        # A new leader starts from the checkpoint: nothing twice, the next row once.
+        await standby.append_journal([encode(CheckResult("a", None, CheckState.DOWN, T0))])
+        store, engine, consumer = await lead()
+
+        async def four() -> bool:
+            return await occurrences(store) == 4
+
+        await eventually(four, "the fourth row applied")
+        assert await store.read_journal(0, 10) == []  # applied rows are deleted
+        assert await store.journal_applied() == 4
+        await consumer.stop()
+        await engine.stop()
+        await store.close()
+    finally:
+        await standby.close()
