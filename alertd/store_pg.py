@@ -470,13 +470,27 @@ class PgStore:
         the same one, and commit it durably; or raise StoreError with nothing written."""
         if self._lost:
             raise StoreError(f"not written: {self._lost}")
+        committing = False
         try:
             async with self._writing:
                 db = await self._write_conn()
                 async with db.transaction():
                     await self._fence(db)
-                    return await _commit(db, prepared)
+                    purged = await _commit(db, prepared)
+                    committing = True  # leaving this block sends COMMIT
+                return purged
         except _DB_ERRORS as exc:
+            refused = isinstance(exc, asyncpg.PostgresError) and not isinstance(
+                exc, asyncpg.PostgresConnectionError
+            )  # the server answered the COMMIT with an error: it rolled back
+            if committing and not refused:
+                # The connection failed after COMMIT left: the server may have committed.
+                # Retrying (the engine commits each submission alone after a failure) could
+                # apply the same results, or journal rows, twice; and memory no longer
+                # matches the store. Stop writing: this daemon ends, and whoever leads next
+                # loads the store as it is, the journal from its checkpoint.
+                self._lose(f"the outcome of a commit is unknown ({_reason(exc)})")
+                raise StoreError(f"write outcome unknown: {_reason(exc)}") from exc
             raise StoreError(f"write failed: {_reason(exc)}") from exc
 
     async def _fence(self, db: asyncpg.Connection[Any]) -> None:

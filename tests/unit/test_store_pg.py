@@ -4,6 +4,8 @@ tests/contract/.)"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -119,3 +121,70 @@ async def test_a_store_of_the_release_before_narrow_repeats_is_migrated_in_place
     finally:
         await store.close()
     assert pg_cluster.psql("SELECT version FROM alertd_schema", database).strip() == "3"
+
+
+class CommitCutter:
+    """A loopback TCP proxy in front of the cluster. Once `armed`, it passes the client's COMMIT
+    on to the server and then drops both sides before the answer can come back: the commit
+    lands, and the client cannot know it (a network cut or a failover at the worst moment)."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.upstream = (host, port)
+        self.armed = False
+        self.server: asyncio.Server | None = None
+        self.port = 0
+
+    async def start(self) -> CommitCutter:
+        self.server = await asyncio.start_server(self._client, "127.0.0.1", 0)
+        self.port = self.server.sockets[0].getsockname()[1]
+        return self
+
+    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection(*self.upstream)
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter, cut: bool) -> None:
+            with contextlib.suppress(OSError):
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+                    if cut and self.armed and b"COMMIT" in data:
+                        break
+            for end in (writer, up_writer):
+                end.close()
+
+        await asyncio.gather(pipe(reader, up_writer, True), pipe(up_reader, writer, False))
+
+    def close(self) -> None:
+        if self.server is not None:
+            self.server.close()
+
+
+async def test_a_commit_whose_answer_is_lost_stops_the_writer_instead_of_a_retry(
+    pg_cluster: PgCluster,
+) -> None:
+    """The connection drops after COMMIT left: the rows are in (checked below), but the writer
+    cannot know. A retry would write them twice (the engine commits each submission alone
+    after a failure), so the store stops writing and reports the loss: the daemon ends, and
+    the next leader loads the store as it is."""
+    url = pg_cluster.database()
+    database = url.rpartition("/")[2]
+    cutter = await CommitCutter(pg_cluster.host, pg_cluster.port).start()
+    lost: list[str] = []
+    via = url.replace(f":{pg_cluster.port}/", f":{cutter.port}/")
+    store = await PgStore.open(via, pg_cluster.password, on_lost=lost.append)
+    try:
+        await store.write(note(1))
+        cutter.armed = True
+        with pytest.raises(StoreError, match="outcome unknown"):
+            await store.write(note(2))
+        assert len(lost) == 1 and "outcome of a commit is unknown" in lost[0]
+        assert store.describe()["lease"] == "lost"
+        cutter.armed = False
+        with pytest.raises(StoreError, match="not written"):
+            await store.write(note(3))
+    finally:
+        await store.close()
+        cutter.close()
+    ids = "SELECT string_agg(incident_id::text, ',' ORDER BY id) FROM outbox"
+    landed = pg_cluster.psql(ids, database)
+    assert landed == "1,2"
