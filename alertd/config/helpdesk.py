@@ -11,7 +11,6 @@ from datetime import timedelta
 from pathlib import Path
 from types import MappingProxyType
 
-from alertd.config.paths import _beside
 from alertd.config.reader import (
     MAX_TAG_LENGTH,
     _bool,
@@ -22,6 +21,7 @@ from alertd.config.reader import (
     _Table,
 )
 from alertd.config.routing import _ticket_rules
+from alertd.config.secrets import read_secret
 from alertd.routing import TicketRule
 
 HELPDESK_KINDS = ("freshdesk", "freshservice")
@@ -270,23 +270,8 @@ def _class_limits(plan: Mapping[str, int], overrides: Mapping[str, int]) -> dict
 
 def _api_key(t: _Table, base: Path | None, env: Mapping[str, str]) -> tuple[str, str]:
     """The API key from `api_key_file` or the env var `api_key_env`; never from the file itself."""
-    file = t.get("api_key_file", str, "a string (a file path)")
-    if file:
-        path = _beside(base, file)
-        try:
-            key = path.read_text(encoding="utf-8").strip()
-        except (OSError, UnicodeDecodeError) as exc:
-            t.add("api_key_file", f"cannot read {str(path)!r}: {type(exc).__name__}")
-            return "", ""
-        if not key:
-            t.add("api_key_file", f"{str(path)!r} is empty")
-        return key, f"file {path}"
-    name = t.get("api_key_env", str, "a string (an environment variable name)")
-    name = name or "ALERTD_HELPDESK_API_KEY"
-    key = env.get(name, "").strip()
-    if not key:
-        t.add("api_key_env", f"environment variable {name} is not set (or set api_key_file)")
-    return key, f"env {name}"
+    key = read_secret(t, base, env, "api_key", "ALERTD_HELPDESK_API_KEY", required=True)
+    return key.value, key.source
 
 
 DEFAULT_WEBHOOK_SECRET_ENV = "ALERTD_HELPDESK_WEBHOOK_SECRET"
@@ -296,28 +281,18 @@ MIN_WEBHOOK_SECRET = 16  # characters: a guessable secret would let anyone ackno
 def _webhook_secret(t: _Table, base: Path | None, env: Mapping[str, str]) -> tuple[str, str]:
     """The webhook's shared secret from `webhook_secret_file` or the env var
     `webhook_secret_env`; none at all turns the webhook off (the poll still runs)."""
-    file = t.get("webhook_secret_file", str, "a string (a file path)")
-    secret, source, key = "", "", "webhook_secret_env"
-    if file:
-        path = _beside(base, file)
-        key = "webhook_secret_file"
-        try:
-            secret, source = path.read_text(encoding="utf-8").strip(), f"file {path}"
-        except (OSError, UnicodeDecodeError) as exc:
-            t.add(key, f"cannot read {str(path)!r}: {type(exc).__name__}")
-            return "", ""
-    else:
-        name = t.get("webhook_secret_env", str, "a string (an environment variable name)")
-        name = name or DEFAULT_WEBHOOK_SECRET_ENV
-        secret, source = env.get(name, "").strip(), f"env {name}"
-    if not secret:
-        if file:
-            t.add(key, "the file is empty")
+    secret = read_secret(
+        t, base, env, "webhook_secret", DEFAULT_WEBHOOK_SECRET_ENV, required=False
+    )
+    if not secret.value:
         return "", ""
-    if len(secret) < MIN_WEBHOOK_SECRET:
+    if len(secret.value) < MIN_WEBHOOK_SECRET:
         # The length only, never the secret itself.
-        t.add(key, f"the secret is {len(secret)} characters; use at least {MIN_WEBHOOK_SECRET}")
-    return secret, source
+        t.add(
+            secret.key,
+            f"the secret is {len(secret.value)} characters; use at least {MIN_WEBHOOK_SECRET}",
+        )
+    return secret.value, secret.source
 
 
 _TEMPLATE_FIELDS = frozenset(
