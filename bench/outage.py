@@ -26,10 +26,9 @@ from collections import Counter
 from pathlib import Path
 
 import aiohttp
-from aiohttp import web
-from soak import CONFIG, KEY, TOKEN, Alertd, Key, Tally, audit, fetch_all, free_port, send_batch
+from soak import KEY, TOKEN, Key, Tally, audit, configure, fetch_all, send_batch, start_helpdesk
 
-from alertd.sandbox import SANDBOX, SandboxOptions, create_app
+from alertd.sandbox import SandboxOptions
 
 
 async def load(
@@ -53,26 +52,13 @@ async def load(
 
 async def main(args: argparse.Namespace) -> int:
     rng = random.Random(args.seed)
-    helpdesk_app = create_app(SandboxOptions(api_key=KEY, rate_limit_per_minute=args.budget))
-    runner = web.AppRunner(helpdesk_app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    sandbox = helpdesk_app[SANDBOX]
-    helpdesk_url = f"http://127.0.0.1:{runner.addresses[0][1]}"
+    options = SandboxOptions(api_key=KEY, rate_limit_per_minute=args.budget)
+    runner, sandbox, helpdesk_url = await start_helpdesk(options)
     with tempfile.TemporaryDirectory(prefix="alertd-outage-") as tmp:
         base = Path(tmp)
-        (base / "tokens").write_text(TOKEN + "\n")
-        (base / "helpdesk.key").write_text(KEY)
-        port = free_port()
-        config = base / "alertd.toml"
-        text = CONFIG
-        for name, value in {
-            "PORT": port, "DIR": base, "URL": helpdesk_url, "BUDGET": args.budget,
-            "CONCURRENCY": 4, "TIMEOUT": 30, "OUTCOME_WAIT": 30,
-        }.items():  # fmt: skip
-            text = text.replace(f"@{name}@", str(value))
-        config.write_text(text + f'plan = "{args.plan}"\n')
-        alertd = Alertd(base, config, port)
+        alertd = configure(base, helpdesk_url, {
+            "BUDGET": args.budget, "CONCURRENCY": 4, "TIMEOUT": 30, "OUTCOME_WAIT": 30,
+        }, extra=f'plan = "{args.plan}"\n')  # fmt: skip
         alertd.start()
         tally = Tally()
         await alertd.ready()

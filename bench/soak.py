@@ -352,30 +352,39 @@ def _subsequence(part: list[int], whole: list[int]) -> bool:
     return all(any(v == w for w in it) for v in part)
 
 
+async def start_helpdesk(options: SandboxOptions) -> tuple[web.AppRunner, Sandbox, str]:
+    """The sandbox helpdesk on a free loopback port, in this process (so the bench can read
+    what it did and in which order): its runner, its state and its URL."""
+    app = create_app(options)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    return runner, app[SANDBOX], f"http://127.0.0.1:{runner.addresses[0][1]}"
+
+
+def configure(base: Path, helpdesk_url: str, values: dict[str, object], extra: str = "") -> Alertd:
+    """alertd's token, helpdesk key and config (CONFIG with `values` filled in) in `base`."""
+    (base / "tokens").write_text(TOKEN + "\n")
+    (base / "helpdesk.key").write_text(KEY)
+    port = free_port()
+    text = CONFIG
+    for name, value in {"PORT": port, "DIR": base, "URL": helpdesk_url, **values}.items():
+        text = text.replace(f"@{name}@", str(value))
+    config = base / "alertd.toml"
+    config.write_text(text + extra)
+    return Alertd(base, config, port)
+
+
 async def main(args: argparse.Namespace) -> int:
     rng = random.Random(args.seed)
     options = SandboxOptions(api_key=KEY, rate_limit_per_minute=args.budget, act_late=args.late)
-    helpdesk_app = create_app(options)
-    runner = web.AppRunner(helpdesk_app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    sandbox = helpdesk_app[SANDBOX]
-    helpdesk_url = f"http://127.0.0.1:{runner.addresses[0][1]}"
+    runner, sandbox, helpdesk_url = await start_helpdesk(options)
     with tempfile.TemporaryDirectory(prefix="alertd-soak-") as tmp:
         base = Path(tmp)
-        (base / "tokens").write_text(TOKEN + "\n")
-        (base / "helpdesk.key").write_text(KEY)
-        port = free_port()
-        config = base / "alertd.toml"
-        text = CONFIG
-        for name, value in {
-            "PORT": port, "DIR": base, "URL": helpdesk_url, "BUDGET": args.budget,
-            "CONCURRENCY": args.concurrency, "TIMEOUT": f"{args.timeout:g}",
-            "OUTCOME_WAIT": f"{args.outcome_wait:g}",
-        }.items():  # fmt: skip
-            text = text.replace(f"@{name}@", str(value))
-        config.write_text(text)
-        alertd = Alertd(base, config, port)
+        alertd = configure(base, helpdesk_url, {
+            "BUDGET": args.budget, "CONCURRENCY": args.concurrency,
+            "TIMEOUT": f"{args.timeout:g}", "OUTCOME_WAIT": f"{args.outcome_wait:g}",
+        })  # fmt: skip
         alertd.start()
         tally = Tally()
         tally.restarts.append(await alertd.ready())
