@@ -46,7 +46,7 @@ from alertd.http.keys import (
     ReadinessProbe,
     ReloadHook,
 )
-from alertd.http.middleware import Handler, auth_middleware, request_middleware
+from alertd.http.middleware import Handler, request_middleware
 from alertd.metrics import Metrics, exposition
 from alertd.nagios_ack import NagiosAcknowledger
 from alertd.outbox import Dispatcher
@@ -144,7 +144,7 @@ def build_app(
     """The app for `config`. Metrics go to `registry` (default: a fresh one for this app)."""
     app = web.Application(
         client_max_size=config.server.max_body_bytes,
-        middlewares=[request_middleware(), auth_middleware],
+        middlewares=[request_middleware()],
     )
     app[CONFIG] = config
     app[LIVE] = Live(config)
