@@ -71,6 +71,8 @@ _CHUNK = 5_000
 TIMER_CHUNK = 5_000
 # A load this large leaves the cyclic GC's sight (a small one is not worth a full collection).
 _FREEZE_FROM = 10_000
+# Inputs applied between two turns of the event loop while a round is prepared.
+_YIELD_EVERY = 200
 # Longest wait between attempts to apply inbox rows whose commit keeps failing (disk full).
 _INBOX_RETRY_MAX = 30.0
 
@@ -439,7 +441,7 @@ class Engine:
                         await self._settle(current, None)
                         continue
                 subs, stop = self._drain(first)
-                following, retry = self._prepare_on(inflight, subs)
+                following, retry = await self._prepare_on(inflight, subs)
                 if inflight is not None:
                     current, inflight = inflight, None
                     if not await self._settle(current, following):
@@ -540,7 +542,7 @@ class Engine:
             return True, getter.result()
         return False, None
 
-    def _prepare_on(
+    async def _prepare_on(
         self, inflight: _Round | None, subs: list[_Submission]
     ) -> tuple[_Round | None, list[_Submission]]:
         """Apply `subs` on top of the round in flight (as if it were committed already).
@@ -552,14 +554,14 @@ class Engine:
             # Keys the round in flight lets go of (reopen window over) are gone for this one.
             self._overlay = {**dict.fromkeys(expired), **staged} if expired else staged
         try:
-            return self._prepare(subs), []
+            return await self._prepare(subs), []
         except Exception as exc:
             log.warning("apply_failed_retrying_alone", error=str(exc), submissions=len(subs))
             return None, subs
         finally:
             self._overlay = {}
 
-    def _prepare(self, subs: list[_Submission]) -> _Round:
+    async def _prepare(self, subs: list[_Submission]) -> _Round:
         """Apply `subs` (and due timers) to a new staged view and encode its rows; on an
         exception nothing of it stays in memory."""
         started = asyncio.get_running_loop().time()
@@ -567,9 +569,16 @@ class Engine:
         batch = Batch(now)
         try:
             self._fire_timers(batch, now)
+            applied = 0
             for sub in subs:
                 for result in sub.results:
                     self._apply(batch, result, now)
+                applied += len(sub.results)
+                if applied >= _YIELD_EVERY:
+                    # A large round (the inbox's backlog in a storm) lets the handlers in
+                    # between: their answers wait for the inbox's fsync, not for this round.
+                    applied = 0
+                    await asyncio.sleep(0)
             self._finish(batch, now)
             if not self._purge_inflight:
                 batch.write.purge = self._purge_due(now, started)
@@ -731,7 +740,7 @@ class Engine:
         fails (shared fate is the price of group commit, not of a bad input)."""
         now = self._clock.now()
         try:
-            rnd = self._prepare(subs)  # on an exception, nothing of it stays in memory
+            rnd = await self._prepare(subs)  # on an exception, nothing of it stays in memory
         except Exception as exc:
             await self._failed(subs, exc, now)
             return
@@ -787,7 +796,7 @@ class Engine:
                 delay = min(delay * 2, _INBOX_RETRY_MAX)
             now = self._clock.now()
             try:
-                rnd = self._prepare([sub])  # on an exception, nothing of it stays in memory
+                rnd = await self._prepare([sub])  # on an exception, nothing stays in memory
             except Exception as again:
                 exc = again
                 continue
