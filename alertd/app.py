@@ -258,7 +258,7 @@ async def _store_and_engine(app: web.Application) -> AsyncIterator[None]:
         if isinstance(store, SqliteStore) and config.store.inbox_backlog > 0:
             applied = await store.inbox_applied()
             inbox_file = await InboxFile.open(store.path, config.store.synchronous, applied)
-            inbox = Inbox(inbox_file, applied)
+            inbox = Inbox(inbox_file, store.inbox_applied)
         engine = Engine(
             store, config.lifecycle, app[CLOCK], on_batch=_batch_hook(metrics, acker),
             planner=planner,

@@ -72,7 +72,7 @@ TIMER_CHUNK = 5_000
 # A load this large leaves the cyclic GC's sight (a small one is not worth a full collection).
 _FREEZE_FROM = 10_000
 # Inputs applied between two turns of the event loop while a round is prepared.
-_YIELD_EVERY = 200
+_YIELD_EVERY = 50
 # Longest wait between attempts to apply inbox rows whose commit keeps failing (disk full).
 _INBOX_RETRY_MAX = 30.0
 
@@ -143,7 +143,7 @@ class Engine:
         policy: LifecyclePolicy,
         clock: Clock,
         *,
-        max_batch: int = 20_000,
+        max_batch: int = 500,
         planner: TicketPlanner | None = None,
         on_batch: BatchHook | None = None,
         retention: Retention | None = None,
@@ -277,7 +277,7 @@ class Engine:
         """Apply the inbox rows a crash left (acknowledged, not applied), in id order, a page
         per commit, each with its mark so its rows go with it."""
         assert self._inbox is not None
-        after = self._inbox.applied_upto
+        after = await self._inbox.load_mark()
         rows = inputs = 0
         while page := await self._inbox.read(after):
             after = page[-1][0]
@@ -498,7 +498,7 @@ class Engine:
                     kept.append(sub)
             for other in kept:
                 self._queue.put_nowait(other)
-            after = self._inbox.applied_upto
+            after = await self._inbox.load_mark()  # a failed round's commit may have landed
             while page := await self._inbox.read(after):
                 after = page[-1][0]
                 for row_id, items in page:

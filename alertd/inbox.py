@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -96,10 +96,11 @@ class _Waiting:
 class Inbox:
     """Group-commits accepted inputs into the inbox table and hands them to the engine."""
 
-    def __init__(self, file: InboxFile, applied: int) -> None:
+    def __init__(self, file: InboxFile, mark: Callable[[], Awaitable[int]]) -> None:
         self._file = file
-        # The last row the store says is applied: a start applies the rows after it.
-        self.applied_upto = applied
+        self._mark = mark
+        # The last row the store says is applied (`load_mark`): a start applies the rows after.
+        self.applied_upto = 0
         self._waiting: list[_Waiting] = []
         self._inflight: list[_Waiting] = []
         self._wake = asyncio.Event()
@@ -129,6 +130,11 @@ class Inbox:
         self._wake.set()
         # Shield: a client that hangs up must not cancel a commit other requests share.
         await asyncio.shield(done)
+
+    async def load_mark(self) -> int:
+        """The store's mark, as committed (after a commit of unknown outcome, too)."""
+        self.applied_upto = await self._mark()
+        return self.applied_upto
 
     def applied(self, upto: int) -> None:
         """A commit of the store moved its mark to `upto`."""

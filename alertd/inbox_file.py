@@ -29,6 +29,22 @@ def inbox_path(store: Path) -> Path:
     return store.with_name(store.name + "-inbox")
 
 
+def waiting(store: Path, applied: int) -> int:
+    """Rows of the inbox of the store at `store` after the mark `applied` (not applied yet),
+    read without writing; 0 if it has no inbox."""
+    path = inbox_path(store)
+    if not path.exists():
+        return 0
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        if not db.execute("SELECT 1 FROM sqlite_master WHERE name = 'inbox'").fetchone():
+            return 0
+        (rows,) = db.execute("SELECT count(*) FROM inbox WHERE id > ?", (applied,)).fetchone()
+        return int(rows)
+    finally:
+        db.close()
+
+
 class InboxFile:
     """Appends and reads of the inbox rows; one writer (this daemon holds the store's lock)."""
 
