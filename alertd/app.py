@@ -10,6 +10,7 @@ through the keys of `alertd.http.keys`, which this module fills.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import socket
 from collections.abc import AsyncIterator, Sequence
@@ -47,6 +48,8 @@ from alertd.http.keys import (
     ReloadHook,
 )
 from alertd.http.middleware import Handler, request_middleware
+from alertd.inbox import Inbox
+from alertd.inbox_file import InboxFile
 from alertd.metrics import Metrics, exposition
 from alertd.nagios_ack import NagiosAcknowledger
 from alertd.outbox import Dispatcher
@@ -65,22 +68,38 @@ if TYPE_CHECKING:  # PostgreSQL's modules load only when a store url is set
 log: structlog.typing.FilteringBoundLogger = structlog.get_logger(__name__)
 
 
+def _settled_first(handler: Handler) -> Handler:
+    """Every route but ingest and the probes: what it reads or acts on includes every result
+    acknowledged before it (they may still wait in the inbox, alertd.inbox)."""
+
+    @functools.wraps(handler)
+    async def settled(request: web.Request) -> web.StreamResponse:
+        engine = request.app.get(ENGINE)
+        if engine is not None and engine.backlog:
+            await engine.settled()
+        return await handler(request)
+
+    return settled
+
+
 def add_routes(router: web.UrlDispatcher, scopes: dict[tuple[str, str], Scope]) -> None:
     """Every route of the daemon, in one table, with the token scope each needs (`scopes`)."""
     I, R, O = Scope.INGEST, Scope.READ, Scope.OPERATE  # noqa: E741 (one letter keeps a table)
 
-    def route(method: str, path: str, handler: Handler, scope: Scope | None) -> None:
-        router.add_route(method, path, handler)
+    def route(
+        method: str, path: str, handler: Handler, scope: Scope | None, *, settle: bool = True
+    ) -> None:
+        router.add_route(method, path, _settled_first(handler) if settle else handler)
         if scope is not None:
             scopes[(method, path)] = scope
 
-    # Inputs (each answers only after its results are durably committed).
-    route("POST", "/api/v1/results", ingest.post_results, I)
-    route("POST", "/api/v1/nagios", ingest.post_nagios, I)
-    route("POST", "/api/v1/alertmanager", ingest.post_alertmanager, I)
+    # Inputs (each answers once its results are durable: in the inbox, alertd.inbox).
+    route("POST", "/api/v1/results", ingest.post_results, I, settle=False)
+    route("POST", "/api/v1/nagios", ingest.post_nagios, I, settle=False)
+    route("POST", "/api/v1/alertmanager", ingest.post_alertmanager, I, settle=False)
     for path in ("/nrdp", "/nrdp/"):  # outside /api/: NRDP checks its own token= field
-        route("GET", path, ingest.nrdp_request, None)
-        route("POST", path, ingest.nrdp_request, None)
+        route("GET", path, ingest.nrdp_request, None, settle=False)
+        route("POST", path, ingest.nrdp_request, None, settle=False)
     # Incidents, and what people do to them.
     route("GET", "/api/v1/incidents", incidents.list_incidents, R)
     route("GET", "/api/v1/incidents/{id}", incidents.show_incident, R)
@@ -125,8 +144,8 @@ def add_routes(router: web.UrlDispatcher, scopes: dict[tuple[str, str], Scope]) 
         route(method, path, handler, None)
     router.add_static("/ui/static", console.STATIC)
     # Probes.
-    route("GET", "/healthz", health.healthz, None)
-    route("GET", "/readyz", health.readyz, None)
+    route("GET", "/healthz", health.healthz, None, settle=False)
+    route("GET", "/readyz", health.readyz, None, settle=False)
 
 
 def _system_clock() -> SystemClock:
@@ -220,6 +239,7 @@ def _lease_lost(reason: str) -> None:
 async def _store_and_engine(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG]
     store = await open_store(config)
+    inbox_file: InboxFile | None = None
     try:
         metrics = app[METRICS]
         planner = None
@@ -232,6 +252,13 @@ async def _store_and_engine(app: web.Application) -> AsyncIterator[None]:
             acker = NagiosAcknowledger(config.nagios, config.helpdesk.url, store, app[CLOCK])
             acker.start()
             app[RELOAD_HOOKS].append(_nagios_hook(acker))
+        # SQLite acknowledges ingest from its inbox (PostgreSQL: once applied, or journaled
+        # by a standby).
+        inbox = None
+        if isinstance(store, SqliteStore) and config.store.inbox_backlog > 0:
+            applied = await store.inbox_applied()
+            inbox_file = await InboxFile.open(store.path, config.store.synchronous, applied)
+            inbox = Inbox(inbox_file, store.inbox_applied)
         engine = Engine(
             store, config.lifecycle, app[CLOCK], on_batch=_batch_hook(metrics, acker),
             planner=planner,
@@ -239,6 +266,7 @@ async def _store_and_engine(app: web.Application) -> AsyncIterator[None]:
                 config.store.retention, config.store.retention_chunk,
                 config.store.retention_interval,
             ),
+            inbox=inbox, max_backlog=config.store.inbox_backlog,
         )  # fmt: skip
         leadership = None
         try:
@@ -277,6 +305,8 @@ async def _store_and_engine(app: web.Application) -> AsyncIterator[None]:
             if acker is not None:  # after the engine: its last commits may queue an ack
                 await acker.stop()
     finally:
+        if inbox_file is not None:
+            await inbox_file.close()
         await store.close()
 
 

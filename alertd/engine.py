@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gc
 import heapq
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
@@ -25,9 +26,10 @@ import structlog
 from alertd import lifecycle, notices
 from alertd.batch import Batch
 from alertd.clock import Clock
-from alertd.errors import StoreError
+from alertd.errors import StoreError, StoreRefused
 from alertd.gauges import GaugeKey, gauge_key
 from alertd.heartbeats import Beat, Heartbeat, HeartbeatRemove
+from alertd.inbox import Inbound, Inbox, inboundable
 from alertd.model import (
     CheckResult,
     CheckState,
@@ -69,6 +71,10 @@ _CHUNK = 5_000
 TIMER_CHUNK = 5_000
 # A load this large leaves the cyclic GC's sight (a small one is not worth a full collection).
 _FREEZE_FROM = 10_000
+# Inputs applied between two turns of the event loop while a round is prepared.
+_YIELD_EVERY = 50
+# Longest wait between attempts to apply inbox rows whose commit keeps failing (disk full).
+_INBOX_RETRY_MAX = 30.0
 
 
 # What the writer takes: check results and notices (acks, downtimes, ...) from handlers, in
@@ -97,6 +103,9 @@ class Retention:
 class _Submission:
     results: Sequence[Input]
     done: asyncio.Future[None]
+    # From the inbox: acknowledged already, so it is never failed back to anyone; its last
+    # input is the `JournalMark` of its row.
+    inboxed: bool = False
 
 
 @dataclass(slots=True)
@@ -134,13 +143,26 @@ class Engine:
         policy: LifecyclePolicy,
         clock: Clock,
         *,
-        max_batch: int = 20_000,
-        max_queue: int = 10_000,
+        max_batch: int = 500,
         planner: TicketPlanner | None = None,
         on_batch: BatchHook | None = None,
         retention: Retention | None = None,
+        inbox: Inbox | None = None,
+        max_backlog: int = 50_000,
     ) -> None:
         self._store = store
+        # Ingest is acknowledged once in the inbox and applied after (alertd.inbox); None: a
+        # 202 waits for its results to be applied and committed.
+        self._inbox = inbox
+        self._max_backlog = max_backlog
+        # Inbox results accepted and not yet applied (bounded by `max_backlog`: `accept`
+        # waits for room), and the room's signal.
+        self.backlog = 0
+        self._room = asyncio.Event()
+        self._room.set()
+        self._inbox_next = 0  # the first inbox row not queued yet
+        self._resyncing = False
+        self._inbox_stopped = False  # a row could not be applied: later ones wait for a start
         self._retention = retention or Retention()
         # When the next retention pass may run (monotonic seconds of the loop): the first one
         # waits a full interval, so a start never begins with deletes.
@@ -150,7 +172,9 @@ class Engine:
         self.policy = policy
         self._clock = clock
         self._max_batch = max_batch
-        self._queue: asyncio.Queue[_Submission | None] = asyncio.Queue(max_queue)
+        # Unbounded in submissions: inbox input is bounded by `max_backlog`, and every other
+        # submission is awaited by its request.
+        self._queue: asyncio.Queue[_Submission | None] = asyncio.Queue()
         self._cache: dict[IncidentKey, Incident] = {}
         # The round committing right now, as the next one sees it while it is applied: its
         # staged incidents (None: gone) over the cache. Empty outside `_prepare`.
@@ -238,16 +262,39 @@ class Engine:
         # writes, so its own timers below are committed, not forwarded into the journal (a
         # forwarded `run_timers` fires nothing, and the loop below would never end).
         self.forward = None
+        if self._inbox is not None:
+            # What was acknowledged before a crash and not applied: first, in its order.
+            await self._replay_inbox()
         # Holds that fell due while the daemon was down fire now, before any new input (the
         # listener answers "starting" until then), a chunk per commit.
         await self.run_timers()
         while self._timers_due(self._clock.now()):
             await self.run_timers()
+        if self._inbox is not None:
+            self._inbox.start(self._hand_over)
+
+    async def _replay_inbox(self) -> None:
+        """Apply the inbox rows a crash left (acknowledged, not applied), in id order, a page
+        per commit, each with its mark so its rows go with it."""
+        assert self._inbox is not None
+        after = await self._inbox.load_mark()
+        rows = inputs = 0
+        while page := await self._inbox.read(after):
+            after = page[-1][0]
+            items: list[Input] = [item for _, row in page for item in row]
+            rows += len(page)
+            inputs += len(items)
+            await self.submit([*items, JournalMark(after)])
+        self._inbox_next = after + 1
+        if rows:
+            log.warning("inbox_replayed", rows=rows, inputs=inputs)
 
     async def stop(self) -> None:
         """Commit everything already submitted, then end the writer task."""
         if self._task is None:
             return
+        if self._inbox is not None:
+            await self._inbox.stop()  # what it acknowledged is queued before the end
         self._closing = True
         for rescan in list(self._rescans):
             rescan.cancel()
@@ -278,6 +325,62 @@ class Engine:
         return self._cache.values()
 
     # -- API for handlers ------------------------------------------------------------------------
+
+    async def accept(self, inputs: Sequence[Input], *, received: datetime | None = None) -> None:
+        """Ingest: return once `inputs` are durable. With an inbox, that is before they are
+        applied (they are, in order, once; `settled` waits for it); without, as `submit`."""
+        inbox = self._inbox
+        if inbox is None or self.forward is not None or not inputs or not inboundable(inputs):
+            await self.submit(inputs, received=received)
+            return
+        if self._closing or not self.running:
+            raise StoreError("engine is not running (shutting down)")
+        while self.backlog >= self._max_backlog:  # a storm outran the writer: wait for room
+            self._room.clear()
+            await self._room.wait()
+        count = len(inputs)
+        self._grow(count)
+        try:
+            await inbox.accept(inputs)  # type: ignore[arg-type]  # checked by inboundable
+        except BaseException:
+            self._shrink(count)
+            raise
+
+    async def settled(self) -> None:
+        """Return once every input acknowledged before the call is applied and committed:
+        reads that follow an ingest see it (a no-op while nothing waits in the inbox)."""
+        if self._inbox is None or not self.backlog:
+            return
+        await self._inbox.flushed()
+        await self.submit(())  # queued after everything handed over so far
+
+    def _grow(self, count: int) -> None:
+        self.backlog += count
+        if self.backlog >= self._max_backlog:
+            self._room.clear()
+
+    def _shrink(self, count: int) -> None:
+        self.backlog -= count
+        if self.backlog < self._max_backlog:
+            self._room.set()
+
+    def _hand_over(self, items: Sequence[Inbound], row_id: int) -> None:
+        """The inbox's rows, in id order, as they commit: queued for the writer."""
+        if self._resyncing or self._inbox_stopped or row_id < self._inbox_next:
+            self._shrink(len(items))  # read back from the inbox (or at the next start)
+            return
+        self._inbox_next = row_id + 1
+        self._queue_inboxed([*items, JournalMark(row_id)], len(items))
+
+    def _queue_inboxed(self, inputs: list[Input], count: int) -> None:
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        done.add_done_callback(functools.partial(self._inboxed_done, count))
+        self._queue.put_nowait(_Submission(inputs, done, inboxed=True))
+
+    def _inboxed_done(self, count: int, done: asyncio.Future[None]) -> None:
+        if not done.cancelled():
+            done.exception()  # retrieved: nobody awaits an inboxed submission
+        self._shrink(count)
 
     async def submit(self, results: Sequence[Input], *, received: datetime | None = None) -> None:
         """Return once `results` are committed to disk; raise StoreError if they could not be.
@@ -338,7 +441,7 @@ class Engine:
                         await self._settle(current, None)
                         continue
                 subs, stop = self._drain(first)
-                following, retry = self._prepare_on(inflight, subs)
+                following, retry = await self._prepare_on(inflight, subs)
                 if inflight is not None:
                     current, inflight = inflight, None
                     if not await self._settle(current, following):
@@ -375,8 +478,35 @@ class Engine:
         self._fail(subs, failure)
         try:
             await self._reload(self._clock.now())
+            if self._inbox is not None:
+                await self._resync_inbox()
         except Exception:
             log.exception("writer_reload_failed")
+
+    async def _resync_inbox(self) -> None:
+        """After memory was rebuilt from the store: the inbox rows still stored are exactly
+        those not applied. Queued copies are dropped and the rows queued again, in order."""
+        assert self._inbox is not None
+        self._resyncing = True  # rows committing meanwhile are read below, not handed over
+        try:
+            kept: list[_Submission | None] = []
+            while not self._queue.empty():
+                sub = self._queue.get_nowait()
+                if sub is not None and sub.inboxed:
+                    sub.done.set_result(None)
+                else:
+                    kept.append(sub)
+            for other in kept:
+                self._queue.put_nowait(other)
+            after = await self._inbox.load_mark()  # a failed round's commit may have landed
+            while page := await self._inbox.read(after):
+                after = page[-1][0]
+                for row_id, items in page:
+                    self._grow(len(items))
+                    self._queue_inboxed([*items, JournalMark(row_id)], len(items))
+            self._inbox_next = after + 1
+        finally:
+            self._resyncing = False
 
     async def _reload(self, now: datetime) -> None:
         """The cache, its indexes and timers, and the watch, as the store has them."""
@@ -412,7 +542,7 @@ class Engine:
             return True, getter.result()
         return False, None
 
-    def _prepare_on(
+    async def _prepare_on(
         self, inflight: _Round | None, subs: list[_Submission]
     ) -> tuple[_Round | None, list[_Submission]]:
         """Apply `subs` on top of the round in flight (as if it were committed already).
@@ -424,14 +554,14 @@ class Engine:
             # Keys the round in flight lets go of (reopen window over) are gone for this one.
             self._overlay = {**dict.fromkeys(expired), **staged} if expired else staged
         try:
-            return self._prepare(subs), []
+            return await self._prepare(subs), []
         except Exception as exc:
             log.warning("apply_failed_retrying_alone", error=str(exc), submissions=len(subs))
             return None, subs
         finally:
             self._overlay = {}
 
-    def _prepare(self, subs: list[_Submission]) -> _Round:
+    async def _prepare(self, subs: list[_Submission]) -> _Round:
         """Apply `subs` (and due timers) to a new staged view and encode its rows; on an
         exception nothing of it stays in memory."""
         started = asyncio.get_running_loop().time()
@@ -439,9 +569,16 @@ class Engine:
         batch = Batch(now)
         try:
             self._fire_timers(batch, now)
+            applied = 0
             for sub in subs:
                 for result in sub.results:
                     self._apply(batch, result, now)
+                applied += len(sub.results)
+                if applied >= _YIELD_EVERY:
+                    # A large round (the inbox's backlog in a storm) lets the handlers in
+                    # between: their answers wait for the inbox's fsync, not for this round.
+                    applied = 0
+                    await asyncio.sleep(0)
             self._finish(batch, now)
             if not self._purge_inflight:
                 batch.write.purge = self._purge_due(now, started)
@@ -503,15 +640,25 @@ class Engine:
     def _drain(self, first: _Submission | None) -> tuple[list[_Submission], bool]:
         if first is None:
             return [], True
-        subs = [first]
+        subs = [first] if self._takes(first) else []
         count = len(first.results)
         while count < self._max_batch and not self._queue.empty():
             nxt = self._queue.get_nowait()
             if nxt is None:
                 return subs, True
-            subs.append(nxt)
-            count += len(nxt.results)
+            if self._takes(nxt):
+                subs.append(nxt)
+                count += len(nxt.results)
         return subs, False
+
+    def _takes(self, sub: _Submission) -> bool:
+        """False for inbox rows queued after one that could not be applied before a stop: they
+        stay in the inbox, for the next start to apply after it (order is per inbox)."""
+        if sub.inboxed and self._inbox_stopped:
+            if not sub.done.done():
+                sub.done.set_result(None)
+            return False
+        return True
 
     def _idle_timeout(self) -> float:
         return min(self._incident_timeout(), self._watch_timeout(), self._retention_timeout())
@@ -593,7 +740,7 @@ class Engine:
         fails (shared fate is the price of group commit, not of a bad input)."""
         now = self._clock.now()
         try:
-            rnd = self._prepare(subs)  # on an exception, nothing of it stays in memory
+            rnd = await self._prepare(subs)  # on an exception, nothing of it stays in memory
         except Exception as exc:
             await self._failed(subs, exc, now)
             return
@@ -614,11 +761,55 @@ class Engine:
             for sub in subs:
                 await self._commit_batch([sub])
             return
+        if subs[0].inboxed:
+            await self._inbox_failed(subs[0], exc, now)
+            return
         log.error("commit_failed", error=str(exc), submissions=len(subs))
         self.commit_error = str(exc)
         await self._watch.reload(now)
         failure = exc if isinstance(exc, StoreError) else StoreError(f"commit failed: {exc}")
         self._fail(subs, failure)
+
+    async def _inbox_failed(self, sub: _Submission, exc: Exception, now: datetime) -> None:
+        """An inbox row that could not be applied; it was acknowledged, so it is never failed
+        back. Its commit failed (the store: disk full, I/O): tried again, waiting longer each
+        time, until it commits; the rows after it wait behind it, as their order requires, and
+        ingest waits for room meanwhile. Applying it raised (a bug, or a row this version
+        cannot apply), or the store refused what it wrote (a constraint): it is skipped with
+        an error in the log, and its row deleted."""
+        delay = 0.5
+        while True:
+            await self._watch.reload(now)  # windows and heartbeats as stored
+            refused = isinstance(exc, StoreRefused) or not isinstance(exc, StoreError)
+            if refused and len(sub.results) > 1:
+                log.error("inbox_row_skipped", error=str(exc), inputs=len(sub.results) - 1)
+                sub = _Submission(sub.results[-1:], sub.done, inboxed=True)  # its mark alone
+            else:
+                log.error("commit_failed_inbox_kept", error=str(exc), retry_in=delay)
+                self.commit_error = str(exc)
+                if self._closing:  # left in the inbox: the next start applies it, then the rest
+                    self._inbox_stopped = True
+                    if not sub.done.done():
+                        sub.done.set_result(None)
+                    return
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, _INBOX_RETRY_MAX)
+            now = self._clock.now()
+            try:
+                rnd = await self._prepare([sub])  # on an exception, nothing stays in memory
+            except Exception as again:
+                exc = again
+                continue
+            self._start(rnd)
+            try:
+                purged = await rnd.commit if rnd.commit is not None else {}
+            except Exception as again:
+                self._rewind(rnd.batch)
+                exc = again if isinstance(again, StoreError) else StoreError(str(again))
+                continue
+            rnd.batch.write.purged = purged
+            self._complete(rnd)
+            return
 
     def _complete(self, rnd: _Round) -> None:
         """After a successful commit: publish, answer every waiter, report."""
@@ -631,18 +822,22 @@ class Engine:
             self.commit_error = None
         if batch.write.new_ops or batch.write.redrive:
             self.outbox_ready.set()
+        if batch.write.journal_upto is not None and self._inbox is not None:
+            self._inbox.applied(batch.write.journal_upto)
         for sub in rnd.subs:
             if not sub.done.done():
                 sub.done.set_result(None)
+        # An inbox row's submission ends with its mark, which is not an input of anyone's.
+        inputs = [s.results[:-1] if s.inboxed else s.results for s in rnd.subs]
         self.last_batch = BatchStats(
-            results=sum(len(s.results) for s in rnd.subs),
+            results=sum(len(i) for i in inputs),
             submissions=len(rnd.subs),
             incidents_written=len(batch.write.upserts) + len(batch.write.repeats),
             events_written=len(batch.write.events),
             commit_seconds=asyncio.get_running_loop().time() - rnd.started,
         )
         if self._on_batch is not None:
-            self._on_batch(self.last_batch, batch.write, [s.results for s in rnd.subs])
+            self._on_batch(self.last_batch, batch.write, inputs)
 
     # -- applying inputs to the staged view ------------------------------------------------------
 

@@ -161,6 +161,12 @@ class StoreError(AlertdError):
         return "could not commit to the store; nothing from this request was accepted, retry"
 
 
+class StoreRefused(StoreError):
+    """The store refused the rows themselves (a constraint, a trigger): trying them again
+    cannot succeed, unlike a store that failed (a full disk, an I/O error)."""
+
+
+
 class NotLeader(StoreError):
     """A standby on a shared PostgreSQL store was asked for what only the leader decides (an
     ack or escalation by id, a silence, a heartbeat, a retry): 503, and where to go instead."""

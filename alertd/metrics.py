@@ -78,6 +78,7 @@ METRIC_NAMES = (
     "alertd_ingest_batch_size",
     "alertd_ingest_commit_duration_seconds",
     "alertd_ingest_queued_submissions",
+    "alertd_inbox_backlog_results",
     "alertd_incidents",
     "alertd_incidents_flapping",
     "alertd_incidents_suppressed",
@@ -135,6 +136,9 @@ class IncidentView(Protocol):
 
     @property
     def queued(self) -> int: ...
+
+    # Results acknowledged from the inbox and not applied yet.
+    backlog: int
 
     def gauge_counts(self) -> Mapping[GaugeKey, int]:
         """Unresolved incidents by `gauge_key`, kept as the cache changes: a scrape reads a few
@@ -403,7 +407,7 @@ class _IncidentCollector(Collector):
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         families = self._families()
-        by_status, flapping, suppressed, acknowledged, stale, queued = families
+        by_status, flapping, suppressed, acknowledged, stale, queued, backlog = families
         if self.view is not None:
             counts: Tally[tuple[Status, Priority]] = Tally()
             flaps = supps = acks = stales = 0
@@ -423,6 +427,7 @@ class _IncidentCollector(Collector):
             acknowledged.add_metric([], acks)
             stale.add_metric([], stales)
             queued.add_metric([], self.view.queued)
+            backlog.add_metric([], self.view.backlog)
         yield from families
 
     @staticmethod
@@ -449,5 +454,10 @@ class _IncidentCollector(Collector):
             GaugeMetricFamily(
                 "alertd_ingest_queued_submissions",
                 "Ingest requests waiting for the writer (a growing value means the store lags).",
+            ),
+            GaugeMetricFamily(
+                "alertd_inbox_backlog_results",
+                "Results acknowledged and waiting in the inbox to be applied (at "
+                "store.inbox_backlog, ingest waits for room).",
             ),
         )

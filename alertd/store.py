@@ -25,7 +25,7 @@ from typing import Any, NamedTuple, Protocol, TypeVar
 import aiosqlite
 
 from alertd import codec, silences
-from alertd.errors import StoreError
+from alertd.errors import StoreError, StoreRefused
 from alertd.heartbeats import Heartbeat
 from alertd.model import Event, EventKind, Incident, Priority, Status
 from alertd.silences import Silence
@@ -157,6 +157,12 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE incidents ADD COLUMN repeats_from TEXT;
     ALTER TABLE incidents ADD COLUMN repeats_last TEXT;
     """,
+    """
+    -- The inbox (alertd.inbox, a file of its own beside this one) holds inputs acknowledged
+    -- and not yet applied; the commit that applies them moves this mark past their rows.
+    CREATE TABLE inbox_applied (upto INTEGER NOT NULL);
+    INSERT INTO inbox_applied (upto) VALUES (0);
+    """,
 )
 
 SYNCHRONOUS_MODES = ("FULL", "NORMAL")
@@ -227,7 +233,8 @@ class TicketLink(NamedTuple):
 
 class JournalMark(NamedTuple):
     """Engine input: the journal rows up to `upto` are applied by this submission (PostgreSQL
-    with several daemons, `alertd.journal`); the checkpoint commits with what they changed."""
+    with several daemons, `alertd.journal`; SQLite's inbox, `alertd.inbox`): the checkpoint,
+    or the inbox rows' deletion, commits with what they changed."""
 
     upto: int
 
@@ -273,7 +280,8 @@ class WriteBatch:
     purge: Purge | None = None  # a retention pass to run in this transaction
     # Filled in by `Store.write`: rows the purge deleted, by kind (for the metric).
     purged: dict[PurgeKind, int] = field(default_factory=dict)
-    # The journal checkpoint this transaction moves to (PostgreSQL only; None: unchanged).
+    # The journal checkpoint this transaction moves to (PostgreSQL), or the last inbox row it
+    # applies (SQLite, alertd.inbox); None: unchanged.
     journal_upto: int | None = None
 
     def __bool__(self) -> bool:
@@ -325,7 +333,8 @@ class Prepared(NamedTuple):
     heartbeats: list[tuple[Any, ...]]
     heartbeat_deletes: list[tuple[str]]
     purge: Purge | None
-    # The journal checkpoint this transaction moves to (PostgreSQL only; None: unchanged).
+    # The journal checkpoint this transaction moves to (PostgreSQL), or the last inbox row it
+    # applies (SQLite, alertd.inbox); None: unchanged.
     journal_upto: int | None = None
 
 
@@ -550,6 +559,11 @@ class SqliteStore:
         rows = await self._writer_rows("SELECT ifnull(max(id), 0) FROM incidents", ())
         return int(rows[0][0]) if rows else 0
 
+    async def inbox_applied(self) -> int:
+        """The last inbox row applied (alertd.inbox): later rows wait to be."""
+        rows = await self._writer_rows("SELECT upto FROM inbox_applied", ())
+        return int(rows[0][0])
+
     async def write(self, batch: WriteBatch) -> None:
         """Write the batch in one transaction and commit it durably, or raise StoreError."""
         batch.purged = await self.commit(self.prepare(batch))
@@ -563,6 +577,8 @@ class SqliteStore:
         FULL), or raise StoreError with nothing written. Returns what a purge deleted."""
         try:
             return await self._call(self._commit, prepared)
+        except sqlite3.IntegrityError as exc:
+            raise StoreRefused(f"write refused: {exc}") from exc
         except sqlite3.Error as exc:
             raise StoreError(f"write failed: {exc}") from exc
 
@@ -592,6 +608,8 @@ class SqliteStore:
                 db.executemany(_RUN, p.runs)
             self._write_outbox(p)
             self._write_watch(p)
+            if p.journal_upto is not None:  # the inbox rows this commit applied
+                db.execute("UPDATE inbox_applied SET upto = ?1 WHERE upto < ?1", (p.journal_upto,))
             purged = self._purge(p.purge) if p.purge else {}
             db.execute("COMMIT")
             return purged

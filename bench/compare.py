@@ -5,7 +5,9 @@ synchronous=FULL, so every 202 is on disk; Alertmanager: in memory, clustering o
 receiver that is a local blackhole answering 200), drives it from this process with aiohttp's
 client (uvloop) and stops it. Runs alternate between the two (and which goes first), and the
 medians of `--runs` runs are printed with the ratio alertd / Alertmanager. CPU is the target
-process's user+system seconds from /proc/<pid>/stat over the timed part, per result.
+process's user+system seconds from /proc/<pid>/stat over the timed part, per result (for
+alertd's storm, until every result answered is applied: it answers once they are in its inbox,
+and prints when all were applied too).
 
 Shapes (100 results per request, 8 requests in flight, unless said):
 
@@ -133,6 +135,12 @@ class Alertd(Target):
         wait_ready(self.proc, f"http://127.0.0.1:{port}/readyz", "alertd")
         self.url = f"http://127.0.0.1:{port}/api/v1/results"
 
+    async def applied(self, session: aiohttp.ClientSession) -> None:
+        """Return once everything acknowledged so far is applied (a read waits for it)."""
+        url = self.url.replace("/results", "/incidents?limit=1")
+        async with session.get(url, headers=self.headers) as answer:
+            assert answer.status == 200, answer.status
+
     def item(self, host: str, service: str, failing: bool) -> dict[str, object]:
         return {
             "host": host, "service": service, "state": "CRITICAL" if failing else "OK",
@@ -202,6 +210,9 @@ class Figures:
     latencies: list[float] = field(default_factory=list)
     errors: int = 0
     lag: float = 0.0  # open loop: how late the client sent its last request (its own limit)
+    # alertd: seconds from the first request until every acknowledged result was applied (its
+    # answers come once the results are in its inbox; a read waits for them to be applied).
+    applied: float = 0.0
 
     @property
     def rate(self) -> float:
@@ -287,8 +298,15 @@ async def run_shape(shape: str, target: Target, args: argparse.Namespace, run: i
     async with aiohttp.ClientSession(connector=connector) as session:
         if shape == "storm":
             items = [(h, s, True) for _ in range(4) for h, s in keys(5_000, f"s{run}-")]
-            return await closed_loop(session, target, iter(bodies(target, items, 100)), 100, 8,
-                                     None)  # fmt: skip
+            began, cpu = time.monotonic(), cpu_seconds(target.proc.pid)  # type: ignore[union-attr]
+            figures = await closed_loop(session, target, iter(bodies(target, items, 100)), 100,
+                                        8, None)  # fmt: skip
+            if isinstance(target, Alertd):
+                await target.applied(session)
+                figures.applied = time.monotonic() - began
+                # The CPU of applying what was answered counts too.
+                figures.cpu = cpu_seconds(target.proc.pid) - cpu  # type: ignore[union-attr]
+            return figures
         if shape == "churn":
             ks = keys(10_000, "c-")
             await closed_loop(session, target, iter(bodies(target, [(h, s, True) for h, s in ks],
@@ -369,6 +387,11 @@ def report(shape: str, measured: dict[str, list[Figures]]) -> None:
         print(f"{shape:>6} {name:>12}: {med[name]['rate']:>9,.0f} results/s (runs {rates})  "
               f"p50 {med[name]['p50']:6.1f} ms  p99 {med[name]['p99']:6.1f} ms  "
               f"CPU {med[name]['cpu_us']:5.1f} us/result  errors {med[name]['errors']:.0f}")
+        if any(f.applied for f in runs):
+            applied = statistics.median(f.applied for f in runs)
+            answered = statistics.median(f.seconds for f in runs)
+            print(f"{'':>19} all answered in {answered:.2f} s, all applied in {applied:.2f} s "
+                  f"({sum(f.results for f in runs) / len(runs) / applied:,.0f} results/s applied)")
     if "alertmanager" in med and med["alertmanager"]["rate"]:
         a, m = med["alertd"], med["alertmanager"]
         line = f"{shape:>6} {'ratio':>12}: {a['rate'] / m['rate']:.2f}x throughput"

@@ -13,6 +13,8 @@ from alertd import logs
 from alertd.app import build_app
 from alertd.clock import ManualClock
 from alertd.config import Config, load_config
+from alertd.http.ingest import SOURCES as INGEST_PATHS
+from alertd.http.keys import ENGINE
 from alertd.sandbox import FLAVOURS, SANDBOX, Sandbox, SandboxOptions, create_app
 from connectors import freshdesk
 from tests.support import KEY, START, Client, MakeClient, postgres
@@ -49,10 +51,24 @@ async def make_client(
     make_config: Callable[[str], Config],
     clock: ManualClock,
 ) -> AsyncIterator[MakeClient]:
-    async def make(toml: str = "") -> TestClient[web.Request, web.Application]:
-        return await aiohttp_client(build_app(make_config(toml), clock=clock))
+    async def make(
+        toml: str = "", *, lag: bool = False
+    ) -> TestClient[web.Request, web.Application]:
+        app = build_app(make_config(toml), clock=clock)
+        if not lag:
+            # Ingest is acknowledged once in the inbox and applied just after (alertd.inbox).
+            # These tests move a manual clock between requests, so here an ingest answer
+            # waits for its application too (the inbox path itself still runs);
+            # tests/e2e/test_inbox.py runs with `lag=True`, as the daemon does.
+            app.on_response_prepare.append(_applied_before_answer)
+        return await aiohttp_client(app)
 
     yield make
+
+
+async def _applied_before_answer(request: web.Request, response: web.StreamResponse) -> None:
+    if request.path in INGEST_PATHS and response.status < 300 and ENGINE in request.app:
+        await request.app[ENGINE].settled()
 
 
 @pytest.fixture

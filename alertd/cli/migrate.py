@@ -81,11 +81,20 @@ def main(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 async def _migrate(source: Path, target: str, password: str) -> dict[str, int]:
     import sqlite3
 
+    from alertd.errors import StoreError
+    from alertd.inbox_file import inbox_path, waiting
     from alertd.store import SqliteStore
     from alertd.store_pg import IMPORTED, PgStore
 
     sqlite_store = await SqliteStore.open(source)  # the lock: no daemon runs on it meanwhile
     try:
+        unapplied = waiting(source, await sqlite_store.inbox_applied())
+        if unapplied:
+            raise StoreError(
+                f"{unapplied} acknowledged requests wait in {inbox_path(source)} to be applied: "
+                "start alertd on the SQLite store once (it applies them first), stop it, and "
+                "migrate then"
+            )
         pg = await PgStore.open(target, password, node="alertd-migrate")
         try:
             db = sqlite3.connect(f"file:{source}?mode=ro", uri=True)

@@ -50,6 +50,10 @@ class StoreConfig:
     password_source: str = ""  # "file PATH" or "env NAME", for messages; never the password
     # How long the daemon's hold on a PostgreSQL store lasts unless renewed (see store_pg).
     lease: timedelta = timedelta(seconds=15)
+    # SQLite: ingest is acknowledged once in the inbox, and applied after (alertd.inbox); at
+    # most this many results wait there unapplied (ingest then waits for room). 0: a 202
+    # waits until its results are applied.
+    inbox_backlog: int = 50_000
 
     @property
     def where(self) -> str:
@@ -107,7 +111,7 @@ def _parse_listen(text: str) -> tuple[str, int]:
 def _store(t: _Table, base: Path | None, env: Mapping[str, str]) -> StoreConfig:
     t.check_keys((
         "path", "synchronous", "retention", "retention_chunk", "retention_interval",
-        "url", "password_file", "password_env", "lease",
+        "url", "password_file", "password_env", "lease", "inbox_backlog",
     ))  # fmt: skip
     default = StoreConfig(Path())
     path = default_data_dir(env) / "alertd.db"
@@ -139,6 +143,7 @@ def _store(t: _Table, base: Path | None, env: Mapping[str, str]) -> StoreConfig:
         password=password,
         password_source=source,
         lease=max(lease, timedelta(seconds=2)),
+        inbox_backlog=_int(t, "inbox_backlog", default.inbox_backlog, 0),
     )
 
 

@@ -1,7 +1,7 @@
 """HTTP routes of every input: alertd's native results, NRDP, Nagios/Opsview macro sets and
 Alertmanager webhooks.
 
-Thin: decode -> parse (connectors) -> `engine.submit` (returns after the durable commit) ->
+Thin: decode -> parse (connectors) -> `engine.accept` (returns once durable: in the inbox) ->
 answer in the peer's terms. NRDP lives outside `/api/`, so the bearer-token
 middleware does not apply: it checks its own `token=` field against `[nrdp]` tokens.
 """
@@ -45,7 +45,7 @@ async def post_results(request: web.Request) -> web.Response:
     config = request.app[CONFIG]
     now = request.app[CLOCK].now()
     results = parse_results(payload, now, config.server.max_results_per_request)
-    await request.app[ENGINE].submit(results, received=now)
+    await request.app[ENGINE].accept(results, received=now)
     request.app[METRICS].results_accepted(NATIVE, results)
     return accepted(len(results))
 
@@ -77,7 +77,7 @@ async def nrdp_request(request: web.Request) -> web.Response:
     parse = functools.partial(_parse_nrdp, cmd, query, body, now, limit)
     # Small bodies (the usual few checks) inline; a thread hop costs more than parsing them.
     items = parse() if len(body) <= INLINE_PARSE_BYTES else await asyncio.to_thread(parse)
-    await request.app[ENGINE].submit(items, received=now)
+    await request.app[ENGINE].accept(items, received=now)
     request.app[METRICS].results_accepted("nrdp", items)
     if cmd == "submitcheck":
         return _answer(nrdp.processed(fmt, len(items)))
@@ -126,20 +126,20 @@ async def post_nagios(request: web.Request) -> web.Response:
     config = request.app[CONFIG]
     now = request.app[CLOCK].now()
     items = parse_payload(payload, now, config.server.max_results_per_request)
-    await request.app[ENGINE].submit(items, received=now)
+    await request.app[ENGINE].accept(items, received=now)
     request.app[METRICS].results_accepted("nagios", items)
     return accepted(len(items))
 
 
 async def post_alertmanager(request: web.Request) -> web.Response:
-    """200 only after the commit; Alertmanager retries 5xx (a failed commit) and drops 4xx."""
+    """200 only once durable; Alertmanager retries 5xx (a failed commit) and drops 4xx."""
     payload = await read_json(request)
     config = request.app[LIVE].config  # the label mapping is reloadable
     now = request.app[CLOCK].now()
     results, ignored = parse_webhook(
         payload, config.alertmanager, now, config.server.max_results_per_request
     )
-    await request.app[ENGINE].submit(results, received=now)
+    await request.app[ENGINE].accept(results, received=now)
     request.app[METRICS].results_accepted("alertmanager", results)
     request.app[METRICS].alerts_ignored(ignored)
     return web.json_response({"accepted": len(results), "ignored": ignored})

@@ -73,6 +73,9 @@ def test_daemon_serves_and_stops_under_memory_deny_write_execute(tmp_path: Path)
         )
         with urllib.request.urlopen(request, timeout=5) as response:
             assert response.status == 202
+        # A read waits for what was acknowledged (the metrics do not: a scrape never waits).
+        with urllib.request.urlopen(f"{base}/api/v1/incidents", timeout=5) as response:
+            assert b'"web-01"' in response.read()
         with urllib.request.urlopen(f"{base}/metrics", timeout=5) as response:
             assert b"alertd_incidents_opened_total 1.0" in response.read()
         proc.send_signal(signal.SIGTERM)

@@ -12,7 +12,7 @@ import pytest
 
 from alertd.clock import ManualClock
 from alertd.http.keys import ENGINE
-from tests.support import MakeClient, incidents, stored_incidents
+from tests.support import MakeClient, inbox_inputs, incidents, stored_incidents
 
 CRIT = {"host": "web-01", "service": "HTTP", "state": "CRITICAL", "output": "connection refused"}
 
@@ -39,12 +39,17 @@ async def test_thousand_results_for_one_key_make_one_incident(
 async def test_accepted_results_are_on_disk_before_the_answer(
     make_client: MakeClient, tmp_path: Path
 ) -> None:
-    """Every 202 means committed: another connection sees the row as soon as the answer comes."""
+    """Every 202 means committed: another connection sees the result as soon as the answer
+    comes, applied to its incident or still waiting in the inbox, never neither or both."""
     client = await make_client()
     for n in range(1, 4):
         response = await client.post("/api/v1/results", json=CRIT)
         assert response.status == 202
-        assert stored_incidents(tmp_path)[0][4] == n
+        applied = sum(row[4] for row in stored_incidents(tmp_path))
+        assert applied + inbox_inputs(tmp_path) == n
+    # Reads wait for what was acknowledged before them.
+    (incident,) = await incidents(client)
+    assert incident["occurrences"] == 3
 
 
 async def test_restart_keeps_incidents_and_fires_holds_that_fell_due(

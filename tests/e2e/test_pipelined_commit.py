@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 
 from tests.support.proc import free_port, start, stop, wait_ready
 
@@ -22,13 +23,13 @@ HEADERS = {"Authorization": f"Bearer {TOKEN}"}
 
 
 class _Daemon:
-    def __init__(self, base: Path) -> None:
+    def __init__(self, base: Path, store: str = "") -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.db = base / "alertd.db"
         self.config = base / "alertd.toml"
         self.config.write_text(
-            f'[server]\nlisten = "127.0.0.1:{self.port}"\n[store]\npath = "{self.db}"\n'
+            f'[server]\nlisten = "127.0.0.1:{self.port}"\n[store]\npath = "{self.db}"\n{store}'
             f'[auth]\ntokens = ["{TOKEN}"]\n'
         )
         self.proc: subprocess.Popen[str] | None = None
@@ -128,13 +129,19 @@ def _poison(db: Path) -> None:
             )
 
 
-async def test_a_failed_pipelined_commit_leaves_memory_as_stored(tmp_path: Path) -> None:
+@pytest.mark.parametrize("inbox", [True, False], ids=["inbox", "ack-after-apply"])
+async def test_a_failed_pipelined_commit_leaves_memory_as_stored(
+    tmp_path: Path, inbox: bool
+) -> None:
     """Rounds carrying a result the store refuses fail to commit while others are applied on
-    top of them. The refused requests get a 5xx, all others a 202; afterwards the daemon's
-    memory is the store's: one more result per key counts exactly the acknowledged ones (no
-    occurrence of a rolled-back round survives in memory), the refused key has no incident,
-    and the API's view equals a fresh restart's view."""
-    daemon = _Daemon(tmp_path)
+    top of them. Afterwards the daemon's memory is the store's: one more result per key counts
+    exactly the acknowledged ones (no occurrence of a rolled-back round survives in memory),
+    the refused key has no incident, and the API's view equals a fresh restart's view.
+
+    Acknowledged from the inbox (the default), the refused results were acknowledged before
+    the store refused to apply them: skipped, their rows gone, everything else applied once.
+    Acknowledged after applying (`inbox_backlog = 0`), the refused requests get a 5xx."""
+    daemon = _Daemon(tmp_path, "" if inbox else "inbox_backlog = 0\n")
     await daemon.start()
     await daemon.stop()  # the schema exists now
     _poison(daemon.db)
@@ -158,7 +165,10 @@ async def test_a_failed_pipelined_commit_leaves_memory_as_stored(tmp_path: Path)
     try:
         async with aiohttp.ClientSession() as session:
             await asyncio.gather(*(client(n, session) for n in range(12)))
-            assert poisoned and all(s >= 500 for s in poisoned), poisoned
+            if inbox:
+                assert poisoned and set(poisoned) == {202}, poisoned
+            else:
+                assert poisoned and all(s >= 500 for s in poisoned), poisoned
             assert set(statuses) == {202}, statuses
             # One more result per key, alone: memory decides what it counts.
             for host, service in keys:
@@ -182,3 +192,9 @@ async def test_a_failed_pipelined_commit_leaves_memory_as_stored(tmp_path: Path)
         }
 
     assert view(live) == view(restarted)
+    if inbox:  # the refused rows were skipped, not left to be tried at every start
+        with sqlite3.connect(daemon.db) as db:
+            (applied,) = db.execute("SELECT upto FROM inbox_applied").fetchone()
+        with sqlite3.connect(f"{daemon.db}-inbox") as db:
+            left = db.execute("SELECT count(*) FROM inbox WHERE id > ?", (applied,))
+            assert left.fetchone() == (0,)

@@ -14,6 +14,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from alertd.http.keys import DISPATCHER, ENGINE
+from alertd.inbox import decode
 from alertd.sandbox import Sandbox
 
 ROOT = Path(__file__).resolve().parents[2]  # the repository
@@ -50,6 +51,15 @@ def stored_incidents(tmp_path: Path) -> list[tuple[Any, ...]]:
     """What is on disk, read with a separate connection: only committed data is visible."""
     with sqlite3.connect(tmp_path / "alertd.db") as db:
         return db.execute("SELECT id, host, service, status, occurrences FROM incidents").fetchall()
+
+
+def inbox_inputs(tmp_path: Path) -> int:
+    """Inputs acknowledged and not yet applied: in the store's inbox (alertd.inbox)."""
+    with sqlite3.connect(tmp_path / "alertd.db") as db:
+        (applied,) = db.execute("SELECT upto FROM inbox_applied").fetchone()
+    with sqlite3.connect(tmp_path / "alertd.db-inbox") as db:
+        rows = db.execute("SELECT body FROM inbox WHERE id > ?", (applied,))
+        return sum(len(decode(body)) for (body,) in rows)
 
 
 async def incidents(client: Any, **params: str) -> list[dict[str, Any]]:

@@ -5,13 +5,17 @@ from __future__ import annotations
 from datetime import timedelta
 from types import MappingProxyType
 
-from alertd import codec
+from alertd import codec, inbox
 from alertd.model import (
+    CheckResult,
     CheckState,
     Incident,
     Level,
+    Notice,
+    NoticeKind,
     Priority,
     PriorityReason,
+    Reporting,
     StateChange,
     StateType,
     Status,
@@ -54,3 +58,27 @@ def test_an_incident_reads_back_as_it_was_written() -> None:
     row = codec.incident_row(incident, None)
     decoded = codec.incident_from_row(row)
     assert decoded._asdict() == {**incident._asdict(), "labels": {"team": "dba"}}
+
+
+def test_an_inbox_row_reads_back_as_the_inputs_written() -> None:
+    """What a crash leaves in the inbox is replayed from its row: every field of every result
+    and notice must come back equal, in order (alertd.inbox)."""
+    items: list[inbox.Inbound] = [
+        CheckResult(
+            host="db-01", service="MySQL", state=CheckState.WARNING,
+            timestamp=START + timedelta(microseconds=123_456), output="slow \ufffd",
+            long_output="line 1\nline 2", perfdata="t=1s;2;3", state_type=StateType.SOFT,
+            attempt=2, max_attempts=3, labels=MappingProxyType({"hostgroup": "db"}),
+            source="nrdp", reporting=Reporting.STREAM, interval=timedelta(seconds=90),
+        ),
+        CheckResult("web-01", None, CheckState.DOWN, START),
+        Notice(
+            kind=NoticeKind.ACKNOWLEDGED, host="db-01", service="MySQL", at=START,
+            author="ops", comment="on it", sticky=True, source="nagios", ticket_id=17,
+            merged_into=9,
+        ),
+    ]  # fmt: skip
+    back = inbox.decode(inbox.encode(items))
+    assert back == items
+    assert [type(i) for i in back] == [type(i) for i in items]
+    assert back[0].labels == {"hostgroup": "db"} and back[1].labels == {}

@@ -16,6 +16,8 @@ from alertd.clock import ManualClock
 from alertd.config import secrets
 from alertd.engine import Engine
 from alertd.heartbeats import Heartbeat
+from alertd.inbox import encode
+from alertd.inbox_file import InboxFile
 from alertd.model import CheckResult, CheckState
 from alertd.policy import LifecyclePolicy, Pattern
 from alertd.silences import Silence
@@ -132,3 +134,28 @@ async def test_a_store_in_use_is_not_copied(
 async def run_cli(args: list[str], env: dict[str, str]) -> int:
     """`alertd ...` as the shell runs it: its own event loop, on a thread of its own."""
     return await asyncio.to_thread(main, args, env)
+
+
+async def test_a_store_with_results_waiting_in_its_inbox_is_not_copied(
+    tmp_path: Path, pg_cluster: PgCluster, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A daemon killed with acknowledged results still in its inbox: migrating then would
+    leave them behind, so it is refused, saying what to do; the target stays empty."""
+    path = tmp_path / "alertd.db"
+    await fill(path)
+    store = await SqliteStore.open(path)
+    try:
+        file = await InboxFile.open(path, "FULL", await store.inbox_applied())
+        await file.append([encode([CheckResult("db", "disk", CheckState.CRITICAL, T0)])])
+        await file.close()
+    finally:
+        await store.close()
+    url = pg_cluster.database()
+    env = {migrate.DEFAULT_PASSWORD_ENV: pg_cluster.password}
+    assert await run_cli(["migrate", "--from", f"sqlite:{path}", "--to", url], env) == 1
+    assert "1 acknowledged requests wait in" in capsys.readouterr().err
+    pg = await PgStore.open(url, pg_cluster.password)
+    try:
+        assert await pg.list_incidents(IncidentQuery()) == []
+    finally:
+        await pg.close()
