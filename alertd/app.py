@@ -163,7 +163,7 @@ def build_app(
     """The app for `config`. Metrics go to `registry` (default: a fresh one for this app)."""
     app = web.Application(
         client_max_size=config.server.max_body_bytes,
-        middlewares=[request_middleware()],
+        middlewares=[request_middleware(finish=console.headers)],
     )
     app[CONFIG] = config
     app[LIVE] = Live(config)

@@ -35,6 +35,8 @@ from connectors import nrdp
 log: structlog.typing.FilteringBoundLogger = structlog.get_logger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+# Called with every answer the middleware gives or lets pass (a redirect too), before it is sent.
+Finish = Callable[[web.Request, web.StreamResponse], None]
 
 # An incoming X-Request-Id is kept if it looks like an id (a proxy's or the client's); anything
 # else, e.g. text that would garble a log line, is replaced by our own.
@@ -47,9 +49,9 @@ def error_response(
     return web.json_response({"error": message, **extra}, status=status, headers=headers)
 
 
-def request_middleware() -> Middleware:
+def request_middleware(finish: Finish | None = None) -> Middleware:
     """The one middleware: a request id for logs and answer, the bearer-token check for `/api/`,
-    and the error -> HTTP map.
+    and the error -> HTTP map; `finish` sees every answer last (the console's headers).
 
     One layer for all three: every middleware is another coroutine (and aiohttp adds one of
     its own) around each request on the hot path, a few microseconds each at thousands a second.
@@ -75,8 +77,10 @@ def request_middleware() -> Middleware:
                 _authorise(request, scopes)
             response = await handler(request)
         except web.HTTPException as exc:
-            if exc.status < 400:
-                raise  # redirects and the like are answers, not errors
+            if exc.status < 400:  # redirects and the like are answers, not errors
+                if finish is not None:
+                    finish(request, exc)
+                raise
             response = _refuse(request, _as_alertd_error(request, exc))
         except AlertdError as exc:
             response = _refuse(request, exc)
@@ -86,6 +90,8 @@ def request_middleware() -> Middleware:
             log.exception("request_failed", path=request.path)
             response = error_response(500, "internal error")
         response.headers["X-Request-Id"] = request_id
+        if finish is not None:
+            finish(request, response)
         return response
 
     return middleware
