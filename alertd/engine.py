@@ -151,8 +151,9 @@ class Engine:
         max_backlog: int = 50_000,
     ) -> None:
         self._store = store
-        # Ingest is acknowledged once in the inbox and applied after (alertd.inbox); None: a
-        # 202 waits for its results to be applied and committed.
+        # Ingest is acknowledged once in the inbox and applied after (alertd.inbox); None, or
+        # `max_backlog` 0: a 202 waits for its results to be applied and committed (what an
+        # earlier run left in the inbox is applied at start all the same).
         self._inbox = inbox
         self._max_backlog = max_backlog
         # Inbox results accepted and not yet applied (bounded by `max_backlog`: `accept`
@@ -330,7 +331,10 @@ class Engine:
         """Ingest: return once `inputs` are durable. With an inbox, that is before they are
         applied (they are, in order, once; `settled` waits for it); without, as `submit`."""
         inbox = self._inbox
-        if inbox is None or self.forward is not None or not inputs or not inboundable(inputs):
+        if (
+            inbox is None or not self._max_backlog or self.forward is not None
+            or not inputs or not inboundable(inputs)
+        ):  # fmt: skip
             await self.submit(inputs, received=received)
             return
         if self._closing or not self.running:
