@@ -281,11 +281,14 @@ class Engine:
         after = await self._inbox.load_mark()
         rows = inputs = 0
         while page := await self._inbox.read(after):
+            items: list[Input] = []
+            for row_id, row in page:  # rounds of about `max_batch`, as when they came in
+                items.extend(row)
+                rows, inputs = rows + 1, inputs + len(row)
+                if len(items) >= self._max_batch or row_id == page[-1][0]:
+                    await self.submit([*items, JournalMark(row_id)])
+                    items = []
             after = page[-1][0]
-            items: list[Input] = [item for _, row in page for item in row]
-            rows += len(page)
-            inputs += len(items)
-            await self.submit([*items, JournalMark(after)])
         self._inbox_next = after + 1
         if rows:
             log.warning("inbox_replayed", rows=rows, inputs=inputs)
@@ -577,12 +580,12 @@ class Engine:
             for sub in subs:
                 for result in sub.results:
                     self._apply(batch, result, now)
-                applied += len(sub.results)
-                if applied >= _YIELD_EVERY:
-                    # A large round (the inbox's backlog in a storm) lets the handlers in
-                    # between: their answers wait for the inbox's fsync, not for this round.
-                    applied = 0
-                    await asyncio.sleep(0)
+                    applied += 1
+                    if applied == _YIELD_EVERY:
+                        # A large round (the inbox's backlog in a storm) lets the handlers in
+                        # between: their answers wait for the inbox's fsync, not for it.
+                        applied = 0
+                        await asyncio.sleep(0)
             self._finish(batch, now)
             if not self._purge_inflight:
                 batch.write.purge = self._purge_due(now, started)
