@@ -26,7 +26,7 @@ import structlog
 from alertd import lifecycle, notices
 from alertd.batch import Batch
 from alertd.clock import Clock
-from alertd.errors import StoreError, StoreRefused
+from alertd.errors import NotSettled, StoreError, StoreRefused
 from alertd.gauges import GaugeKey, gauge_key
 from alertd.heartbeats import Beat, Heartbeat, HeartbeatRemove
 from alertd.inbox import Inbound, Inbox, inboundable
@@ -73,6 +73,8 @@ TIMER_CHUNK = 5_000
 _FREEZE_FROM = 10_000
 # Inputs applied between two turns of the event loop while a round is prepared.
 _YIELD_EVERY = 50
+# Longest a read waits for what was acknowledged before it to be applied (then 503).
+_SETTLE_SECONDS = 15.0
 # Longest wait between attempts to apply inbox rows whose commit keeps failing (disk full).
 _INBOX_RETRY_MAX = 30.0
 
@@ -355,9 +357,17 @@ class Engine:
 
     async def settled(self) -> None:
         """Return once every input acknowledged before the call is applied and committed:
-        reads that follow an ingest see it (a no-op while nothing waits in the inbox)."""
+        reads that follow an ingest see it (a no-op while nothing waits in the inbox).
+        StoreError if that takes longer than `_SETTLE_SECONDS` (the store fails or lags)."""
         if self._inbox is None or not self.backlog:
             return
+        try:
+            await asyncio.wait_for(self._settle_inbox(), _SETTLE_SECONDS)
+        except TimeoutError:
+            raise NotSettled(self.backlog, self.commit_error or "slow") from None
+
+    async def _settle_inbox(self) -> None:
+        assert self._inbox is not None
         await self._inbox.flushed()
         await self.submit(())  # queued after everything handed over so far
 
