@@ -351,8 +351,8 @@ class Engine:
         self._grow(count)
         try:
             await inbox.accept(inputs)  # type: ignore[arg-type]  # checked by inboundable
-        except BaseException:
-            self._shrink(count)
+        except StoreError:
+            self._shrink(count)  # not appended (a request cancelled meanwhile still is)
             raise
 
     async def settled(self) -> None:
