@@ -11,7 +11,7 @@ from pathlib import Path
 from alertd import codec
 from alertd.clock import ManualClock
 from alertd.engine import Engine
-from alertd.model import CheckResult, CheckState, Incident, Status, StateType
+from alertd.model import CheckResult, CheckState, Incident, StateType, Status
 from alertd.policy import LifecyclePolicy
 from alertd.store import SqliteStore, WriteBatch
 from tests.support import START
