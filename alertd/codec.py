@@ -388,31 +388,49 @@ class Folded:
 # Few distinct gauge keys exist: a million folded incidents share a handful of tuples.
 _gauges: dict[GaugeKey, GaugeKey] = {}
 _OPEN = Status.OPEN.value
+_RESOLVED = Status.RESOLVED.value
+_BODY = len(PACKED_COLUMNS)  # where the body's values are in the packed array
+_LAST_SEEN = PACKED_COLUMNS.index("last_seen")
+_ACKNOWLEDGED, _STALE, _REOPEN_UNTIL, _STREAM_SEEN, _INTERVAL = (
+    BODY_FIELDS.index(name)
+    for name in ("acknowledged", "stale", "reopen_until", "stream_seen", "interval")
+)
+_TICKET_TIMERS = tuple(BODY_FIELDS.index(name) for name in TICKET_TIMERS)
 
 
 def folded_from_row(row: Any) -> Folded:
-    """A row selected as the store's load selects it (alertd.store, `_FOLD`), folded."""
-    (id_, host, service, status, priority, flapping, suppressed, due_at, acknowledged, stale,
-     stream_seen, interval, last_seen, until, timers, packed, hot) = row  # fmt: skip
+    """A row selected as the store's load selects it (alertd.store, `_FOLD`), folded.
+
+    Reads the packed values once (~1 us, a tenth of decoding the incident) for the fields the
+    writer's indexes need; the parsed values are dropped, the compact text is kept."""
+    id_, host, service, status, priority, flapping, suppressed, due_at, packed, hot = row
+    values = orjson.loads(packed)
+    body = values[_BODY]
+    stale = body[_STALE]
     gauge: GaugeKey | None = None
-    if status != "resolved":
+    until = None
+    if status == _RESOLVED:
+        until = parse_ts(body[_REOPEN_UNTIL])
+    else:
         key = (_STATUS[status], _PRIORITY[priority], bool(flapping), bool(suppressed),
-               bool(acknowledged), bool(stale))  # fmt: skip
+               bool(body[_ACKNOWLEDGED]), bool(stale))  # fmt: skip
         gauge = _gauges.setdefault(key, key)
     due = parse_ts(due_at)
-    if timers is not None:
-        for value in orjson.loads(timers):
-            if value is not None:
-                at = req_ts(value)
-                if due is None or at < due:
-                    due = at
+    for at in _TICKET_TIMERS:
+        if body[at] is not None:
+            timer = req_ts(body[at])
+            if due is None or timer < due:
+                due = timer
     stream = None
-    if stream_seen is not None and status == _OPEN and not stale:
-        stream = (req_ts(last_seen), interval)
-    return Folded(
-        id_, (host, service), gauge, bool(suppressed), due,
-        parse_ts(until) if status == "resolved" else None, stream, packed, hot,
-    )  # fmt: skip
+    if status == _OPEN and not stale:
+        if hot is None:
+            stream_seen, interval = body[_STREAM_SEEN], body[_INTERVAL]
+        else:  # a plain repeat's overlay holds the newest of both
+            overlay = orjson.loads(hot)
+            stream_seen, interval = overlay["stream_seen"], overlay["interval"]
+        if stream_seen is not None:
+            stream = (req_ts(values[_LAST_SEEN]), interval)
+    return Folded(id_, (host, service), gauge, bool(suppressed), due, until, stream, packed, hot)
 
 
 def unfold(folded: Folded) -> Incident:

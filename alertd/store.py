@@ -304,18 +304,12 @@ def _json_paths(fields: Iterable[str]) -> str:
     return ", ".join(f"'$.{name}'" for name in fields)
 
 
-# The start's load, a row per incident as `codec.folded_from_row` reads it: what the writer's
-# indexes need as columns, the rest packed by SQLite into one JSON array of values (on the
-# store's thread, beside the loop; `codec.unfold` decodes it when the writer touches the
-# incident). A plain repeat's `hot` overlay carries the newest stream_seen and interval.
+# The start's load, a row per incident as `codec.folded_from_row` reads it: the columns the
+# writer's indexes need, and everything else packed by SQLite into one JSON array of values
+# (on the store's thread, beside the loop; `codec.unfold` decodes it when the writer touches
+# the incident, and the load reads the few body fields the indexes need from it).
 _FOLD = (
     "SELECT id, host, service, status, priority, flapping, suppressed, due_at, "
-    "json_extract(body, '$.acknowledged'), json_extract(body, '$.stale'), "
-    "CASE WHEN status = 'open' THEN json_extract(coalesce(hot, body), '$.stream_seen') END, "
-    "CASE WHEN status = 'open' THEN json_extract(coalesce(hot, body), '$.interval') END, "
-    "last_seen, "
-    "CASE WHEN status = 'resolved' THEN json_extract(body, '$.reopen_until') END, "
-    f"json_extract(body, {_json_paths(codec.TICKET_TIMERS)}), "
     f"json_array({', '.join(codec.PACKED_COLUMNS)}, "
     f"json_extract(body, {_json_paths(codec.BODY_FIELDS)})), "
     "hot FROM incidents"
