@@ -24,10 +24,11 @@ class IncidentCache:
     """Live incidents by key; folded ones are decoded on first `get`. Not thread-safe, except
     `entry`, which only reads (the store's purge asks it from the store's thread)."""
 
-    __slots__ = ("_entries", "_unfolded")
+    __slots__ = ("_entries", "_folded", "_unfolded")
 
     def __init__(self, unfolded: Unfolded | None = None) -> None:
         self._entries: dict[IncidentKey, Incident | Folded] = {}
+        self._folded = 0  # how many entries are folded
         self._unfolded = unfolded
 
     def __len__(self) -> int:
@@ -40,6 +41,8 @@ class IncidentCache:
         return iter(self._entries)
 
     def __setitem__(self, key: IncidentKey, incident: Incident) -> None:
+        if self._folded and isinstance(self._entries.get(key), Folded):
+            self._folded -= 1
         self._entries[key] = incident
 
     def get(self, key: IncidentKey) -> Incident | None:
@@ -61,13 +64,19 @@ class IncidentCache:
 
     def fold(self, folded: Folded) -> None:
         """Hold `folded` under its key until it is first read."""
+        if not isinstance(self._entries.get(folded.key), Folded):
+            self._folded += 1
         self._entries[folded.key] = folded
 
     def pop(self, key: IncidentKey) -> Incident | Folded | None:
-        return self._entries.pop(key, None)
+        entry = self._entries.pop(key, None)
+        if isinstance(entry, Folded):
+            self._folded -= 1
+        return entry
 
     def clear(self) -> None:
         self._entries.clear()
+        self._folded = 0
 
     def values(self) -> Iterator[Incident]:
         """Every incident, decoded (and kept decoded). Do not add or remove keys meanwhile;
@@ -77,12 +86,13 @@ class IncidentCache:
             yield self._unfold(key, entry) if isinstance(entry, Folded) else entry
 
     def folded(self) -> int:
-        """How many are still folded (tests and benchmarks)."""
-        return sum(isinstance(e, Folded) for e in self._entries.values())
+        """How many are still folded."""
+        return self._folded
 
     def _unfold(self, key: IncidentKey, folded: Folded) -> Incident:
         incident = codec.unfold(folded)
         self._entries[key] = incident
+        self._folded -= 1
         if self._unfolded is not None:
             self._unfolded(folded, incident)
         return incident

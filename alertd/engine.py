@@ -69,6 +69,8 @@ MAX_IDLE_SECONDS = 30.0
 _CHUNK = 5_000
 # Incident timers fired per commit at most: the writer wakes at once for the rest.
 TIMER_CHUNK = 5_000
+# Folded incidents decoded per step of `unfold_all` (~30 ms of the loop).
+_UNFOLD_CHUNK = 2_000
 # A load this large leaves the cyclic GC's sight (a small one is not worth a full collection).
 _FREEZE_FROM = 10_000
 
@@ -265,8 +267,20 @@ class Engine:
 
     def incidents(self) -> Iterable[Incident]:
         """The cached incidents (active ones, and resolved ones that may still reopen), read-only;
-        iterate without awaiting in between."""
+        iterate without awaiting in between. Decodes those still folded: a caller that reads
+        them all awaits `unfold_all` first, so that the loop runs meanwhile."""
         return self._cache.values()
+
+    async def unfold_all(self) -> None:
+        """Decode every incident still folded since the start, a chunk at a time with the loop
+        running between (a million take seconds). Once done, returns at once."""
+        if not self._cache.folded():
+            return
+        keys, get = list(self._cache), self._cache.get
+        for start in range(0, len(keys), _UNFOLD_CHUNK):
+            for key in keys[start : start + _UNFOLD_CHUNK]:
+                get(key)
+            await asyncio.sleep(0)
 
     # -- API for handlers ------------------------------------------------------------------------
 

@@ -137,4 +137,5 @@ async def test_a_restarted_daemon_behaves_the_same_whether_incidents_are_folded_
     # The console's board lists the unresolved ones (web-02 resolved at 9m).
     board = await (await client.get("/ui/")).text()
     assert [f"web-0{n}" in board for n in range(1, 7)] == [True, False, True, True, True, True]
+    assert engine.folded_incidents == 0  # the board read them all
     await client.close()
