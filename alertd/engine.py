@@ -975,11 +975,13 @@ class Engine:
     def _remember_folded(self, folded: Folded, policy: LifecyclePolicy) -> None:
         """`_remember` and the stale watch's `changed` for an incident loaded folded, from the
         fields it keeps (it stays folded until the writer reads it)."""
-        key = folded.key
-        if key in self._cache:
+        key, cache = folded.key, self._cache
+        if key in cache:
             self._forget(key)  # an older row of the same key: the newest one wins
-        self._cache.fold(folded)
-        self._count(None, folded)
+        cache.fold(folded)
+        gauge = folded.gauge
+        if gauge is not None:
+            self._gauges[gauge] = self._gauges.get(gauge, 0) + 1
         if folded.suppressed:
             self._held.add(key)
         host, service = key
