@@ -1,6 +1,8 @@
 """Start-up benchmark: how long the engine takes to load `--incidents` open incidents from the
 store, the longest the event loop stood still meanwhile and in the seconds after (issue: no
-stall over 100 ms), and the process's RSS once loaded.
+stall over 100 ms), the CPU time the start used (every thread: on a shared machine less noisy
+than the wall time), and the process's RSS once loaded; the child that fills the store prints
+its RSS after the ingest.
 
 Fills a store through the engine in a child process (batches of 5,000 results, one open
 incident each, a tenth of them fed by a stream so the stale deadlines are indexed too), then
