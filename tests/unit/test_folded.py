@@ -9,6 +9,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from alertd import codec
+from alertd.cache import IncidentCache
 from alertd.clock import ManualClock
 from alertd.engine import Engine
 from alertd.model import CheckResult, CheckState, Incident, StateType, Status
@@ -105,3 +106,37 @@ async def test_a_folded_timer_comes_on_time_when_the_stored_due_time_is_earlier(
     finally:
         await engine.stop()
         await store.close()
+
+
+async def test_the_cache_decodes_a_folded_incident_once_and_counts_what_is_left(
+    tmp_path: Path,
+) -> None:
+    """`entry` never decodes, `peek` decodes without keeping, `get` and `values` decode and
+    keep; the count of folded entries follows every change."""
+    store = await SqliteStore.open(tmp_path / "a.db", "NORMAL")
+    try:
+        incidents = [every_field_set()._replace(id=n, host=f"h{n}") for n in (1, 2, 3)]
+        await store.write(WriteBatch(upserts=[(i, None) for i in incidents]))
+        folded = [f for page in [p async for p in store.load_active(START)] for f in page]
+    finally:
+        await store.close()
+    unfolded: list[int] = []
+    cache = IncidentCache(lambda f, i: unfolded.append(i.id))
+    for item in folded:
+        assert isinstance(item, codec.Folded)
+        cache.fold(item)
+    assert cache.folded() == 3 and len(cache) == 3
+    first, second, third = (i.key for i in incidents)
+    assert cache.entry(first) is folded[0] and cache.peek(first) == incidents[0]
+    assert cache.folded() == 3 and unfolded == []
+    got = cache.get(first)
+    assert got == incidents[0] and cache.get(first) is got and unfolded == [1]
+    assert cache.folded() == 2
+    cache[second] = incidents[1]  # replaced by the writer: no longer folded
+    assert cache.folded() == 1
+    assert cache.pop(third) is folded[2] and cache.folded() == 0 and len(cache) == 2
+    assert list(cache.values()) == incidents[:2] and unfolded == [1]
+    cache.fold(folded[2])
+    assert list(cache.values()) == incidents and cache.folded() == 0 and unfolded == [1, 3]
+    cache.clear()
+    assert cache.folded() == 0 and len(cache) == 0
