@@ -25,7 +25,9 @@ import structlog
 
 from alertd import lifecycle, notices
 from alertd.batch import Batch
+from alertd.cache import IncidentCache
 from alertd.clock import Clock
+from alertd.codec import Folded
 from alertd.errors import NotSettled, StoreError, StoreRefused
 from alertd.gauges import GaugeKey, gauge_key
 from alertd.heartbeats import Beat, Heartbeat, HeartbeatRemove
@@ -69,6 +71,8 @@ MAX_IDLE_SECONDS = 30.0
 _CHUNK = 5_000
 # Incident timers fired per commit at most: the writer wakes at once for the rest.
 TIMER_CHUNK = 5_000
+# Folded incidents decoded per step of `unfold_all` (~30 ms of the loop).
+_UNFOLD_CHUNK = 2_000
 # A load this large leaves the cyclic GC's sight (a small one is not worth a full collection).
 _FREEZE_FROM = 10_000
 # Inputs applied between two turns of the event loop while a round is prepared.
@@ -178,7 +182,9 @@ class Engine:
         # Unbounded in submissions: inbox input is bounded by `max_backlog`, and every other
         # submission is awaited by its request.
         self._queue: asyncio.Queue[_Submission | None] = asyncio.Queue()
-        self._cache: dict[IncidentKey, Incident] = {}
+        # Live incidents; those loaded at start stay folded until the writer first reads them
+        # (alertd.cache), and each one decoded gets its timer checked (`_unfolded`).
+        self._cache = IncidentCache(self._unfolded)
         # The round committing right now, as the next one sees it while it is applied: its
         # staged incidents (None: gone) over the cache. Empty outside `_prepare`.
         self._overlay: dict[IncidentKey, Incident | None] = {}
@@ -228,9 +234,11 @@ class Engine:
 
     async def _rescan_stale(self, policy: LifecyclePolicy) -> None:
         try:
-            incidents = list(self._cache.values())
-            for start in range(0, len(incidents), _CHUNK):
-                self._watch.stale_rules_changed(incidents[start : start + _CHUNK], policy)
+            keys = list(self._cache)
+            peek = self._cache.peek  # decoded for the look only: folded ones stay folded
+            for start in range(0, len(keys), _CHUNK):
+                chunk = [peek(key) for key in keys[start : start + _CHUNK]]
+                self._watch.stale_rules_changed([i for i in chunk if i is not None], policy)
                 await asyncio.sleep(0)
             if self.running and not self._closing:
                 await self.run_timers()  # a deadline may have come earlier than the next wake
@@ -241,22 +249,7 @@ class Engine:
         now = self._clock.now()
         self._next_id = await self._store.max_incident_id() + 1
         self._watch.begin(now)  # stale deadlines count from now: set before any is queued
-        policy = self.policy
-        loaded = 0
-        async for page in self._store.load_active(now - self.policy.reopen_window):
-            for incident in page:
-                if lifecycle.is_active(incident, now):
-                    self._remember(incident)
-                    self._watch.changed(incident, policy)
-            loaded += len(page)
-            if loaded >= _FREEZE_FROM:
-                # What is loaded lives long: out of the cyclic GC's sight, or each full
-                # collection walks every incident (0.4 s of the loop at 100,000, seconds at a
-                # million). The cache's objects hold no cycles; refcounting still frees each
-                # one replaced. Garbage from before is collected first, never frozen.
-                if loaded - len(page) < _FREEZE_FROM:
-                    gc.collect()
-                gc.freeze()
+        await self._load(now, freeze=True)
         await self._watch.load(now)
         log.info("engine_started", active_incidents=len(self._cache), next_id=self._next_id,
                  silences=self._watch.silences, heartbeats=self._watch.heartbeats)  # fmt: skip
@@ -327,8 +320,20 @@ class Engine:
 
     def incidents(self) -> Iterable[Incident]:
         """The cached incidents (active ones, and resolved ones that may still reopen), read-only;
-        iterate without awaiting in between."""
+        iterate without awaiting in between. Decodes those still folded: a caller that reads
+        them all awaits `unfold_all` first, so that the loop runs meanwhile."""
         return self._cache.values()
+
+    async def unfold_all(self) -> None:
+        """Decode every incident still folded since the start, a chunk at a time with the loop
+        running between (a million take seconds). Once done, returns at once."""
+        if not self._cache.folded():
+            return
+        keys, get = list(self._cache), self._cache.get
+        for start in range(0, len(keys), _UNFOLD_CHUNK):
+            for key in keys[start : start + _UNFOLD_CHUNK]:
+                get(key)
+            await asyncio.sleep(0)
 
     # -- API for handlers ------------------------------------------------------------------------
 
@@ -421,6 +426,11 @@ class Engine:
 
     def cached(self, key: IncidentKey) -> Incident | None:
         return self._cache.get(key)
+
+    @property
+    def folded_incidents(self) -> int:
+        """Cached incidents not decoded since the start loaded them (alertd.cache)."""
+        return self._cache.folded()
 
     def new_silence_id(self) -> int:
         """A fresh silence id; handlers take one before they submit the silence (no await
@@ -533,13 +543,31 @@ class Engine:
         self._held.clear()
         self._gauges.clear()
         self._timers.clear()
-        policy = self.policy
-        async for page in self._store.load_active(now - policy.reopen_window):
-            for incident in page:
-                if lifecycle.is_active(incident, now):
-                    self._remember(incident)
-                    self._watch.changed(incident, policy)
+        await self._load(now, freeze=False)
         await self._watch.reload(now)
+
+    async def _load(self, now: datetime, *, freeze: bool) -> None:
+        """The store's live incidents into the (empty) cache, its indexes and timers, a page
+        at a time. Folded ones (alertd.codec) are indexed from their columns, not decoded."""
+        policy = self.policy
+        loaded = 0
+        async for page in self._store.load_active(now - policy.reopen_window):
+            for item in page:
+                if isinstance(item, Folded):
+                    if item.active(now):
+                        self._remember_folded(item, policy)
+                elif lifecycle.is_active(item, now):
+                    self._remember(item)
+                    self._watch.changed(item, policy)
+            loaded += len(page)
+            if freeze and loaded >= _FREEZE_FROM:
+                # What is loaded lives long: out of the cyclic GC's sight, or each full
+                # collection walks every incident (0.4 s of the loop at 100,000, seconds at a
+                # million). The cache's objects hold no cycles; refcounting still frees each
+                # one replaced. Garbage from before is collected first, never frozen.
+                if loaded - len(page) < _FREEZE_FROM:
+                    gc.collect()
+                gc.freeze()
 
     async def _input_or_commit(self, inflight: _Round) -> tuple[bool, _Submission | None]:
         """What comes first: new input to apply beside the commit (True, it), or the end of
@@ -715,8 +743,8 @@ class Engine:
             log.info("retention_deleted", **{k.value: n for k, n in deleted.items()})
 
     def _holds(self, incident_id: int, host: str, service: str | None) -> bool:
-        incident = self._cache.get((host, service))
-        return incident is not None and incident.id == incident_id
+        entry = self._cache.entry((host, service))  # on the store's thread: never decodes
+        return entry is not None and entry.id == incident_id
 
     def next_due(self) -> datetime | None:
         """The earliest timer the writer wakes for by itself (a hold, a grace, a silence, a
@@ -737,8 +765,8 @@ class Engine:
     def _incident_timeout(self) -> float:
         while self._timers:
             due, incident_id, key = self._timers[0]
-            current = self._cache.get(key)
-            if current is None or current.id != incident_id or self._due(current) != due:
+            current = self._cache.entry(key)
+            if current is None or current.id != incident_id or self._entry_due(current) != due:
                 heapq.heappop(self._timers)  # stale entry: the incident moved on
                 continue
             wait = (due - self._clock.now()).total_seconds()
@@ -1140,7 +1168,7 @@ class Engine:
                         del self._services_by_host[host]
 
     def _remember(self, incident: Incident) -> None:
-        previous = self._cache.get(incident.key)
+        previous = self._cache.entry(incident.key)
         self._cache[incident.key] = incident
         self._count(previous, incident)
         if incident.suppressed:
@@ -1152,13 +1180,47 @@ class Engine:
         due = self._due(incident)
         # Push a timer only when it changed, so repeated results do not grow the heap.
         if due is not None and (
-            previous is None or previous.id != incident.id or self._due(previous) != due
+            previous is None or previous.id != incident.id or self._entry_due(previous) != due
         ):
             heapq.heappush(self._timers, (due, incident.id, incident.key))
 
-    def _count(self, before: Incident | None, after: Incident | None) -> None:
-        old = None if before is None else gauge_key(before)
-        new = None if after is None else gauge_key(after)
+    def _remember_folded(self, folded: Folded, policy: LifecyclePolicy) -> None:
+        """`_remember` and the stale watch's `changed` for an incident loaded folded, from the
+        fields it keeps (it stays folded until the writer reads it)."""
+        key, cache = folded.key, self._cache
+        if key in cache:
+            self._forget(key)  # an older row of the same key: the newest one wins
+        cache.fold(folded)
+        gauge = folded.gauge
+        if gauge is not None:
+            self._gauges[gauge] = self._gauges.get(gauge, 0) + 1
+        if folded.suppressed:
+            self._held.add(key)
+        host, service = key
+        if service is not None:
+            self._services_by_host.setdefault(host, set()).add(service)
+        if folded.due is not None:
+            heapq.heappush(self._timers, (folded.due, folded.id, key))
+        if folded.stream is not None:
+            last_seen, interval = folded.stream
+            self._watch.loaded(key, last_seen, interval, policy)
+            folded.stream = None  # needed once
+
+    def _unfolded(self, folded: Folded, incident: Incident) -> None:
+        """A folded incident was decoded: its timer was queued at `folded.due`, the earliest
+        it may need (a due time stored without the ticket planner, or with it, may differ
+        from today's); when its own is another, that one is queued too (the first is then
+        dropped as stale when it comes up)."""
+        due = self._due(incident)
+        if due is not None and due != folded.due:
+            heapq.heappush(self._timers, (due, incident.id, incident.key))
+
+    def _entry_due(self, entry: Incident | Folded) -> datetime | None:
+        return entry.due if isinstance(entry, Folded) else self._due(entry)
+
+    def _count(self, before: Incident | Folded | None, after: Incident | Folded | None) -> None:
+        old = _gauge_key(before)
+        new = _gauge_key(after)
         if old == new:
             return
         gauges = self._gauges
@@ -1172,7 +1234,7 @@ class Engine:
             gauges[new] = gauges.get(new, 0) + 1
 
     def _forget(self, key: IncidentKey) -> None:
-        self._count(self._cache.pop(key, None), None)
+        self._count(self._cache.pop(key), None)
         self._held.discard(key)
         host, service = key
         if service is not None:
@@ -1181,6 +1243,12 @@ class Engine:
                 services.discard(service)
                 if not services:
                     del self._services_by_host[host]
+
+
+def _gauge_key(entry: Incident | Folded | None) -> GaugeKey | None:
+    if entry is None:
+        return None
+    return entry.gauge if isinstance(entry, Folded) else gauge_key(entry)
 
 
 def _is_host_problem(incident: Incident | None) -> bool:
