@@ -47,7 +47,7 @@ from alertd.http.keys import (
     ReadinessProbe,
     ReloadHook,
 )
-from alertd.http.middleware import Handler, auth_middleware, request_middleware
+from alertd.http.middleware import Handler, request_middleware
 from alertd.inbox import Inbox
 from alertd.inbox_file import InboxFile
 from alertd.metrics import Metrics, exposition
@@ -163,7 +163,7 @@ def build_app(
     """The app for `config`. Metrics go to `registry` (default: a fresh one for this app)."""
     app = web.Application(
         client_max_size=config.server.max_body_bytes,
-        middlewares=[request_middleware(), auth_middleware],
+        middlewares=[request_middleware(finish=console.headers)],
     )
     app[CONFIG] = config
     app[LIVE] = Live(config)

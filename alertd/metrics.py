@@ -310,7 +310,8 @@ class Metrics:
         """`results` (from input `source`) are committed. Items without a state count as
         `state="notice"` (acknowledgements, downtimes, comments)."""
         if len(results) == 1:  # the common case: one result per request
-            self._received_child(source, str(getattr(results[0], "state", "notice"))).inc()
+            # A CheckState is a StrEnum: it finds the child made for its text, without str().
+            self._received_child(source, getattr(results[0], "state", "notice")).inc()
             return
         tally = Tally(str(getattr(r, "state", "notice")) for r in results)
         for state, count in tally.items():

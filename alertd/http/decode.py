@@ -27,16 +27,16 @@ E = TypeVar("E", bound=Enum)
 async def read_json(request: web.Request) -> Any:
     """The request body as JSON (lone surrogates replaced: `alertd.jsontext`), or InputError
     naming why it is not."""
-    if request.content_type not in JSON_TYPES:
+    # The plain header is compared first: parsing it (request.content_type) costs more than the
+    # rest of this check, once per request, and nearly every client sends exactly this.
+    plain = request.headers.get("Content-Type") == JSON_TYPES[0]
+    if not plain and request.content_type not in JSON_TYPES:
         shown = request.content_type or "none"
         raise UnsupportedMedia(f"Content-Type must be application/json, got {shown}")
     limit = request.app[CONFIG].server.max_body_bytes
     if request.content_length is not None and request.content_length > limit:
         raise PayloadTooLarge(f"request body too large: limit is {limit} bytes")
-    try:
-        body = await request.read()
-    except web.HTTPRequestEntityTooLarge as exc:
-        raise PayloadTooLarge(f"request body too large: limit is {limit} bytes") from exc
+    body = await read_body(request, limit)
     try:
         return jsontext.loads(body)
     except UnicodeDecodeError as exc:
@@ -47,6 +47,24 @@ async def read_json(request: web.Request) -> Any:
         ) from exc
     except jsontext.Unsupported as exc:
         raise InputError(f"JSON not accepted: {exc}") from exc
+
+
+async def read_body(request: web.Request, limit: int) -> bytes:
+    """The whole body, at most `limit` bytes (PayloadTooLarge past it, counted as received:
+    after decompression, and without a Content-Length too)."""
+    content = request.content
+    if content.is_eof():
+        # All of it arrived with the head (a small request, nearly every one): take it without
+        # `request.read()`'s two awaits and two copies. Read once; nothing reads it again.
+        body = content.read_nowait()
+    else:
+        try:
+            body = await request.read()
+        except web.HTTPRequestEntityTooLarge as exc:
+            raise PayloadTooLarge(f"request body too large: limit is {limit} bytes") from exc
+    if len(body) > limit:
+        raise PayloadTooLarge(f"request body too large: limit is {limit} bytes")
+    return body
 
 
 async def read_form(request: web.Request) -> dict[str, str]:

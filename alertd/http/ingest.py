@@ -16,6 +16,7 @@ from datetime import datetime
 from aiohttp import web
 
 from alertd.errors import NrdpRefusal, UnsupportedMedia
+from alertd.http.answers import accepted
 from alertd.http.decode import FORM, read_form, read_json
 from alertd.http.keys import CLOCK, CONFIG, ENGINE, LIVE, METRICS
 from alertd.http.middleware import token_matches
@@ -46,7 +47,7 @@ async def post_results(request: web.Request) -> web.Response:
     results = parse_results(payload, now, config.server.max_results_per_request)
     await request.app[ENGINE].accept(results, received=now)
     request.app[METRICS].results_accepted(NATIVE, results)
-    return web.json_response({"accepted": len(results)}, status=202)
+    return accepted(len(results))
 
 
 async def nrdp_request(request: web.Request) -> web.Response:
@@ -127,7 +128,7 @@ async def post_nagios(request: web.Request) -> web.Response:
     items = parse_payload(payload, now, config.server.max_results_per_request)
     await request.app[ENGINE].accept(items, received=now)
     request.app[METRICS].results_accepted("nagios", items)
-    return web.json_response({"accepted": len(items)}, status=202)
+    return accepted(len(items))
 
 
 async def post_alertmanager(request: web.Request) -> web.Response:

@@ -1,5 +1,5 @@
-"""Request middleware: a request id on every answer and log line, the bearer-token check for
-`/api/`, and the one place where errors become HTTP answers.
+"""The request middleware: a request id on every answer and log line, the bearer-token check
+for `/api/`, and the one place where errors become HTTP answers.
 
 Errors are raised anywhere below (decoders, parsers, the engine) and answered here from the
 attributes each error class carries (`alertd.errors`): status, headers, public message and the
@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable, Sequence
 import structlog
 from aiohttp import web
 from aiohttp.typedefs import Middleware
+from aiohttp.web_urldispatcher import AbstractRoute
 
 from alertd.config import Scope
 from alertd.errors import (
@@ -34,6 +35,8 @@ from connectors import nrdp
 log: structlog.typing.FilteringBoundLogger = structlog.get_logger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+# Called with every answer the middleware gives or lets pass (a redirect too), before it is sent.
+Finish = Callable[[web.Request, web.StreamResponse], None]
 
 # An incoming X-Request-Id is kept if it looks like an id (a proxy's or the client's); anything
 # else, e.g. text that would garble a log line, is replaced by our own.
@@ -46,26 +49,38 @@ def error_response(
     return web.json_response({"error": message, **extra}, status=status, headers=headers)
 
 
-def request_middleware() -> Middleware:
-    """The outermost middleware: a request id for logs and answer, and the error -> HTTP map.
+def request_middleware(finish: Finish | None = None) -> Middleware:
+    """The one middleware: a request id for logs and answer, the bearer-token check for `/api/`,
+    and the error -> HTTP map; `finish` sees every answer last (the console's headers).
 
-    One middleware for both: every layer adds a call to each request on the hot path.
+    One layer for all three: every middleware is another coroutine (and aiohttp adds one of
+    its own) around each request on the hot path, a few microseconds each at thousands a second.
     """
     # Ids unique within this app's life ("<random>-<n>"), far cheaper than a uuid per request.
     prefix = f"{secrets.token_hex(4)}-"
     numbers = itertools.count(1)
+    # The scope each route needs, looked up once per route instead of per request.
+    scopes: dict[AbstractRoute, Scope | None] = {}
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        incoming = request.headers.get("X-Request-Id", "")
-        request_id = incoming if _REQUEST_ID.fullmatch(incoming) else f"{prefix}{next(numbers):x}"
+        incoming = request.headers.get("X-Request-Id")
+        if incoming is not None and _REQUEST_ID.fullmatch(incoming):
+            request_id = incoming
+        else:
+            request_id = f"{prefix}{next(numbers):x}"
         # No reset needed: the next request on this connection binds its own id first.
         structlog.contextvars.bind_contextvars(request_id=request_id)
         try:
+            path = request.path
+            if path.startswith("/api/") and path not in OWN_AUTH:
+                _authorise(request, scopes)
             response = await handler(request)
         except web.HTTPException as exc:
-            if exc.status < 400:
-                raise  # redirects and the like are answers, not errors
+            if exc.status < 400:  # redirects and the like are answers, not errors
+                if finish is not None:
+                    finish(request, exc)
+                raise
             response = _refuse(request, _as_alertd_error(request, exc))
         except AlertdError as exc:
             response = _refuse(request, exc)
@@ -75,6 +90,8 @@ def request_middleware() -> Middleware:
             log.exception("request_failed", path=request.path)
             response = error_response(500, "internal error")
         response.headers["X-Request-Id"] = request_id
+        if finish is not None:
+            finish(request, response)
         return response
 
     return middleware
@@ -127,8 +144,7 @@ def _error_answer(request: web.Request, exc: AlertdError) -> web.Response:
 OWN_AUTH = frozenset({"/api/v1/helpdesk/events"})
 
 
-@web.middleware
-async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+def _authorise(request: web.Request, scopes: dict[AbstractRoute, Scope | None]) -> None:
     """Bearer-token check for `/api/`: a token, and the scope its route needs.
 
     Fails closed: with no tokens the check refuses everything, unless `auth.disabled = true`
@@ -136,12 +152,18 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     them takes effect at once.
     """
     live = request.app[LIVE]
-    if request.path.startswith("/api/") and request.path not in OWN_AUTH and not live.auth_disabled:
-        granted = _require_token(request.headers.get("Authorization", ""), live.tokens)
+    if live.auth_disabled:
+        return
+    granted = _require_token(request.headers.get("Authorization", ""), live.tokens)
+    route = request.match_info.route
+    try:
+        needed = scopes[route]
+    except KeyError:
         needed = _needed_scope(request)
-        if needed is not None and needed not in granted:
-            raise Forbidden(needed.value)
-    return await handler(request)
+        if route.resource is not None:  # aiohttp makes a new route per 404/405: never kept
+            scopes[route] = needed
+    if needed is not None and needed not in granted:
+        raise Forbidden(needed.value)
 
 
 def _needed_scope(request: web.Request) -> Scope | None:

@@ -70,7 +70,8 @@ CONSOLE = web.AppKey("console", Console)
 
 
 def install(app: web.Application) -> None:
-    """Give `app` the console's state and headers (its routes are in `alertd.app`)."""
+    """Give `app` the console's state (its routes are in `alertd.app`; its headers are set by
+    the request middleware, which `alertd.app` hands `headers`)."""
     templates = jinja2.Environment(
         loader=jinja2.FileSystemLoader(HERE / "templates"),
         autoescape=True,  # every template, whatever its name: nothing monitored goes out raw
@@ -80,10 +81,14 @@ def install(app: web.Application) -> None:
     )
     templates.filters.update(ago=fmt.ago, span=fmt.span, when=fmt.when)
     app[CONSOLE] = Console(templates)
-    app.on_response_prepare.append(_headers)
 
 
-async def _headers(request: web.Request, response: web.StreamResponse) -> None:
+def headers(request: web.Request, response: web.StreamResponse) -> None:
+    """The console's headers on every answer under /ui (pages, files, errors, redirects).
+
+    Called by the request middleware, not from aiohttp's `on_response_prepare`: a signal costs
+    every answer a few coroutines, the ingest ones included, for a check that is nearly always
+    false."""
     if request.path.startswith("/ui"):
         response.headers.update(SECURITY_HEADERS)
         if not request.path.startswith("/ui/static/"):

@@ -43,6 +43,30 @@ async def test_the_board_lists_live_incidents_urgent_first_with_headers(
     assert response.headers["X-Frame-Options"] == "DENY"
 
 
+async def test_every_console_answer_has_its_headers_and_no_other_does(
+    make_client: MakeClient,
+) -> None:
+    """Pages, files, redirects, sign-in redirects and errors under /ui carry the console's
+    security headers (files without `no-store`); the API and probes do not."""
+    client = await make_client('[auth]\ntokens = ["s3cret-token-123456"]\n')
+    answers = {
+        "/ui": 301, "/ui/": 303, "/ui/login": 200, "/ui/static/console.css": 200,
+        "/ui/no-such-page": 404,
+    }  # fmt: skip
+    for path, status in answers.items():
+        response = await client.get(path, allow_redirects=False)
+        assert response.status == status, path
+        assert response.headers["X-Frame-Options"] == "DENY", path
+        assert "script-src 'self'" in response.headers["Content-Security-Policy"], path
+        static = path.startswith("/ui/static/")
+        assert response.headers.get("Cache-Control") == (None if static else "no-store"), path
+        assert "X-Request-Id" in response.headers or status < 400, path
+    for path in ("/healthz", "/api/v1/incidents", "/metrics"):
+        response = await client.get(path)
+        assert "Content-Security-Policy" not in response.headers, path
+        assert "Cache-Control" not in response.headers, path
+
+
 async def test_filters_and_grouping_live_in_the_address(make_client: MakeClient) -> None:
     """Host glob, priority, label, host group and output text each narrow the board."""
     client = await make_client()

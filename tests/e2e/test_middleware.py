@@ -97,3 +97,21 @@ async def test_a_bug_in_a_handler_is_a_json_500_logged_with_its_traceback(
     metrics = await (await client.get("/metrics")).text()
     assert "alertd_ingest_rejected_total{" in metrics  # every label set starts at 0 ...
     assert not re.search(r"alertd_ingest_rejected_total\{.*\} [1-9]", metrics)  # ... and stays
+
+
+async def test_accepted_results_are_answered_in_json_with_the_request_id(
+    make_client: MakeClient,
+) -> None:
+    """The prebuilt 202 is the JSON a client parses: body, Content-Type with charset, id."""
+    client = await make_client('[auth]\ntokens = ["t0ken-abc"]\n')
+    auth = {"Authorization": "Bearer t0ken-abc"}
+    one = await client.post("/api/v1/results", json=CRIT, headers={**auth, "X-Request-Id": "n-1"})
+    both = [CRIT, {**CRIT, "host": "web-02"}]
+    two = await client.post("/api/v1/results", json=both, headers=auth)
+    for response, count in ((one, 1), (two, 2)):
+        assert response.status == 202
+        assert response.headers["Content-Type"] == "application/json; charset=utf-8"
+        assert await response.read() == b'{"accepted": %d}' % count
+        assert await response.json() == {"accepted": count}
+    assert one.headers["X-Request-Id"] == "n-1"
+    assert re.fullmatch(r"[0-9a-f]{8}-[0-9a-f]+", two.headers["X-Request-Id"])
