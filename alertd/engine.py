@@ -620,10 +620,10 @@ class Engine:
                     self._apply(batch, result, now)
                     applied += 1
                     if applied == _YIELD_EVERY:
-                        # A large round (the inbox's backlog in a storm) lets the handlers in
-                        # between: their answers wait for the inbox's fsync, not for it.
+                        # A large round (the inbox's backlog in a storm) gives way to the
+                        # handlers: their answers wait for the inbox's fsync, not for it.
                         applied = 0
-                        await asyncio.sleep(0)
+                        await (self._inbox.turn() if self._inbox else asyncio.sleep(0))
             self._finish(batch, now)
             if not self._purge_inflight:
                 batch.write.purge = self._purge_due(now, started)
