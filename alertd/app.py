@@ -253,9 +253,10 @@ async def _store_and_engine(app: web.Application) -> AsyncIterator[None]:
             acker.start()
             app[RELOAD_HOOKS].append(_nagios_hook(acker))
         # SQLite acknowledges ingest from its inbox (PostgreSQL: once applied, or journaled
-        # by a standby).
+        # by a standby). Opened even with `inbox_backlog = 0`: a start applies what an
+        # earlier run left there.
         inbox = None
-        if isinstance(store, SqliteStore) and config.store.inbox_backlog > 0:
+        if isinstance(store, SqliteStore):
             applied = await store.inbox_applied()
             inbox_file = await InboxFile.open(store.path, config.store.synchronous, applied)
             inbox = Inbox(inbox_file, store.inbox_applied)

@@ -11,12 +11,14 @@ from typing import Any
 
 import orjson
 
+from alertd.gauges import GaugeKey
 from alertd.model import (
     NO_LABELS,
     CheckState,
     Event,
     EventKind,
     Incident,
+    IncidentKey,
     Level,
     Priority,
     PriorityReason,
@@ -233,6 +235,19 @@ def incident_from_row(row: Any) -> Incident:
     body = orjson.loads(body_text)
     if hot is not None:
         body.update(orjson.loads(hot))
+    return _incident(
+        id_, host, service, status, check_state, priority, impact, urgency, occurrences,
+        first_seen, last_seen, opened_at, resolved_at, flapping, suppressed, last_output, body,
+    )  # fmt: skip
+
+
+def _incident(
+    id_: int, host: str, service: str | None, status: str, check_state: str, priority: str,
+    impact: str, urgency: str, occurrences: int, first_seen: str, last_seen: str,
+    opened_at: str | None, resolved_at: str | None, flapping: int, suppressed: int,
+    last_output: str, body: dict[str, Any],
+) -> Incident:  # fmt: skip
+    """The incident from its columns and its body (the `hot` overlay laid over already)."""
     last_hard = body["last_hard_state"]
     # One object for equal times (an incident opened by its first result has three): a
     # million cached incidents are 1.5 KB each, and each datetime is 48 bytes of it.
@@ -241,6 +256,8 @@ def incident_from_row(row: Any) -> Incident:
     opened = first if opened_at == first_seen else parse_ts(opened_at)
     # Positional, in `Incident._fields` order (keywords cost ~7 us of the ~17 us per
     # incident; a start decodes a million of them). tests/unit/test_codec.py checks the order.
+    # Fields added to the body later default when missing (`or`: a folded body has them as
+    # null, and none of these is ever stored as null or as another falsy value).
     return _new(Incident, (
         id_,  # id
         host,  # host
@@ -279,31 +296,156 @@ def incident_from_row(row: Any) -> Incident:
             StateChange(at=req_ts(at), state=_STATE[st], state_type=_TYPE[tp])
             for at, st, tp in body["history"]
         ),
-        body.get("acknowledged", False),  # acknowledged
+        body.get("acknowledged") or False,  # acknowledged
         body.get("ack_author"),  # ack_author
         body.get("ack_comment"),  # ack_comment
-        body.get("ack_sticky", False),  # ack_sticky
+        body.get("ack_sticky") or False,  # ack_sticky
         body.get("ack_source"),  # ack_source
-        body.get("ticket_requested", False),  # ticket_requested
-        body.get("summary_from", 0),  # summary_from
+        body.get("ticket_requested") or False,  # ticket_requested
+        body.get("summary_from") or 0,  # summary_from
         parse_ts(body.get("summary_due")),  # summary_due
         parse_ts(body.get("summary_last_at")),  # summary_last_at
         parse_ts(body.get("ticket_due")),  # ticket_due
-        body.get("escalation_level", 0),  # escalation_level
+        body.get("escalation_level") or 0,  # escalation_level
         parse_ts(body.get("escalation_since")),  # escalation_since
-        timedelta(seconds=body.get("escalation_spent", 0.0)),  # escalation_spent
+        timedelta(seconds=body.get("escalation_spent") or 0.0),  # escalation_spent
         parse_ts(body.get("escalation_due")),  # escalation_due
         parse_ts(body.get("update_due")),  # update_due
-        body.get("update_from", 0),  # update_from
+        body.get("update_from") or 0,  # update_from
         body.get("interval"),  # interval
-        body.get("stale", False),  # stale
+        body.get("stale") or False,  # stale
         body.get("agent_closed"),  # agent_closed
         body.get("agent_closed_merged"),  # agent_closed_merged
         body.get("ticket_recovery"),  # ticket_recovery
         parse_ts(body.get("stream_seen")),  # stream_seen
-        body.get("ticket_resolved", False),  # ticket_resolved
+        body.get("ticket_resolved") or False,  # ticket_resolved
         body.get("source"),  # source
     ))
+
+
+# -- folded incidents: what a start loads --------------------------------------------------------
+#
+# A start with a million open incidents cannot afford to decode each one's JSON body (~5 us) and
+# build its 53-field `Incident` (~5 us), nor to keep it decoded (~1.1 KB each) when most are
+# never touched again before they resolve. The store selects, per row, what the writer's
+# indexes need (key, id, what the gauges count, held or not, the due time, the stale watch's
+# inputs), and packs everything else into one compact JSON array (values without the body's
+# key names) built by SQLite on the store's thread. `unfold` makes the `Incident` when the
+# writer first touches it; alertd.cache keeps either form.
+
+# The body's fields in the order the load packs them (the last element of `Folded.packed`).
+BODY_FIELDS = (
+    "state_type", "reason_rule", "reason_state", "attempt", "last_hard_state", "long_output",
+    "perfdata", "labels", "recovering_since", "recovery_due", "reopen_until", "reopen_count",
+    "percent_state_change", "flap_history", "suppressed_reason", "history", "acknowledged",
+    "ack_author", "ack_comment", "ack_sticky", "ack_source", "ticket_requested", "summary_from",
+    "summary_due", "summary_last_at", "ticket_due", "escalation_level", "escalation_since",
+    "escalation_spent", "escalation_due", "update_due", "update_from", "interval", "stale",
+    "agent_closed", "agent_closed_merged", "ticket_recovery", "stream_seen",
+    "ticket_resolved", "source",
+)  # fmt: skip
+# The columns packed before the body's values, in this order (then the body's array).
+PACKED_COLUMNS = (
+    "status", "check_state", "priority", "impact", "urgency", "occurrences", "first_seen",
+    "last_seen", "opened_at", "resolved_at", "flapping", "suppressed", "last_output",
+)  # fmt: skip
+# The ticket planner's timers (TicketPlanner.timers): a due time stored by a daemon without a
+# helpdesk leaves them out, so the load takes the earliest of them too.
+TICKET_TIMERS = ("ticket_due", "summary_due", "escalation_due", "update_due")
+
+
+class Folded:
+    """An incident as loaded at start, not decoded yet (see `unfold`).
+
+    `gauge` is what it adds to the incident gauges (None: resolved), `due` the earliest time
+    the writer may have to look at it (early is harmless: it is unfolded then and its own timers
+    decide), `until` the end of a resolved one's reopen window, `stream` the stale watch's
+    inputs (last_seen, interval) of an open one that a stream fed, not stale yet.
+    """
+
+    __slots__ = ("due", "gauge", "hot", "id", "key", "packed", "stream", "suppressed", "until")
+
+    def __init__(
+        self, id_: int, key: IncidentKey, gauge: GaugeKey | None, suppressed: bool,
+        due: datetime | None, until: datetime | None,
+        stream: tuple[datetime, float | None] | None, packed: str, hot: str | None,
+    ) -> None:  # fmt: skip
+        self.id = id_
+        self.key = key
+        self.gauge = gauge
+        self.suppressed = suppressed
+        self.due = due
+        self.until = until
+        self.stream = stream
+        self.packed = packed
+        self.hot = hot
+
+    def active(self, now: datetime) -> bool:
+        """`lifecycle.is_active` of the incident it holds."""
+        return self.gauge is not None or (self.until is not None and now < self.until)
+
+
+# Few distinct gauge keys exist: a million folded incidents share a handful of tuples.
+_gauges: dict[GaugeKey, GaugeKey] = {}
+_OPEN = Status.OPEN.value
+_RESOLVED = Status.RESOLVED.value
+_BODY = len(PACKED_COLUMNS)  # where the body's values are in the packed array
+_LAST_SEEN = PACKED_COLUMNS.index("last_seen")
+_ACKNOWLEDGED, _STALE, _REOPEN_UNTIL, _STREAM_SEEN, _INTERVAL = (
+    BODY_FIELDS.index(name)
+    for name in ("acknowledged", "stale", "reopen_until", "stream_seen", "interval")
+)
+_TICKET_TIMERS = tuple(BODY_FIELDS.index(name) for name in TICKET_TIMERS)
+
+
+def folded_from_row(row: Any) -> Folded:
+    """A row selected as the store's load selects it (alertd.store, `_FOLD`), folded.
+
+    Reads the packed values once (~1 us, a tenth of decoding the incident) for the fields the
+    writer's indexes need; the parsed values are dropped, the compact text is kept."""
+    id_, host, service, status, priority, flapping, suppressed, due_at, packed, hot = row
+    values = orjson.loads(packed)
+    body = values[_BODY]
+    stale = body[_STALE]
+    gauge: GaugeKey | None = None
+    until = None
+    if status == _RESOLVED:
+        until = parse_ts(body[_REOPEN_UNTIL])
+    else:
+        key = (_STATUS[status], _PRIORITY[priority], bool(flapping), bool(suppressed),
+               bool(body[_ACKNOWLEDGED]), bool(stale))  # fmt: skip
+        gauge = _gauges.setdefault(key, key)
+    due = parse_ts(due_at)
+    for at in _TICKET_TIMERS:
+        if body[at] is not None:
+            timer = req_ts(body[at])
+            if due is None or timer < due:
+                due = timer
+    stream = None
+    if status == _OPEN and not stale:
+        if hot is None:
+            stream_seen, interval = body[_STREAM_SEEN], body[_INTERVAL]
+        else:  # a plain repeat's overlay holds the newest of both
+            overlay = orjson.loads(hot)
+            stream_seen, interval = overlay["stream_seen"], overlay["interval"]
+        if stream_seen is not None:
+            stream = (req_ts(values[_LAST_SEEN]), interval)
+    return Folded(id_, (host, service), gauge, bool(suppressed), due, until, stream, packed, hot)
+
+
+def unfold(folded: Folded) -> Incident:
+    """The `Incident` a folded one holds: equal to `incident_from_row` of the same row."""
+    values = orjson.loads(folded.packed)
+    (status, check_state, priority, impact, urgency, occurrences, first_seen, last_seen,
+     opened_at, resolved_at, flapping, suppressed, last_output, packed_body) = values  # fmt: skip
+    body = dict(zip(BODY_FIELDS, packed_body, strict=True))
+    if folded.hot is not None:
+        body.update(orjson.loads(folded.hot))
+    host, service = folded.key
+    return _incident(
+        folded.id, host, service, status, check_state, priority, impact, urgency, occurrences,
+        first_seen, last_seen, opened_at, resolved_at, flapping, suppressed, last_output, body,
+    )  # fmt: skip
 
 
 def event_row(incident_id: int, event: Event) -> tuple[int, str | None, str, str]:

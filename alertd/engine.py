@@ -25,8 +25,10 @@ import structlog
 
 from alertd import lifecycle, notices
 from alertd.batch import Batch
+from alertd.cache import IncidentCache
 from alertd.clock import Clock
-from alertd.errors import StoreError, StoreRefused
+from alertd.codec import Folded
+from alertd.errors import NotSettled, StoreError, StoreRefused
 from alertd.gauges import GaugeKey, gauge_key
 from alertd.heartbeats import Beat, Heartbeat, HeartbeatRemove
 from alertd.inbox import Inbound, Inbox, inboundable
@@ -69,10 +71,14 @@ MAX_IDLE_SECONDS = 30.0
 _CHUNK = 5_000
 # Incident timers fired per commit at most: the writer wakes at once for the rest.
 TIMER_CHUNK = 5_000
+# Folded incidents decoded per step of `unfold_all` (~30 ms of the loop).
+_UNFOLD_CHUNK = 2_000
 # A load this large leaves the cyclic GC's sight (a small one is not worth a full collection).
 _FREEZE_FROM = 10_000
 # Inputs applied between two turns of the event loop while a round is prepared.
 _YIELD_EVERY = 50
+# Longest a read waits for what was acknowledged before it to be applied (then 503).
+_SETTLE_SECONDS = 15.0
 # Longest wait between attempts to apply inbox rows whose commit keeps failing (disk full).
 _INBOX_RETRY_MAX = 30.0
 
@@ -151,8 +157,9 @@ class Engine:
         max_backlog: int = 50_000,
     ) -> None:
         self._store = store
-        # Ingest is acknowledged once in the inbox and applied after (alertd.inbox); None: a
-        # 202 waits for its results to be applied and committed.
+        # Ingest is acknowledged once in the inbox and applied after (alertd.inbox); None, or
+        # `max_backlog` 0: a 202 waits for its results to be applied and committed (what an
+        # earlier run left in the inbox is applied at start all the same).
         self._inbox = inbox
         self._max_backlog = max_backlog
         # Inbox results accepted and not yet applied (bounded by `max_backlog`: `accept`
@@ -175,7 +182,9 @@ class Engine:
         # Unbounded in submissions: inbox input is bounded by `max_backlog`, and every other
         # submission is awaited by its request.
         self._queue: asyncio.Queue[_Submission | None] = asyncio.Queue()
-        self._cache: dict[IncidentKey, Incident] = {}
+        # Live incidents; those loaded at start stay folded until the writer first reads them
+        # (alertd.cache), and each one decoded gets its timer checked (`_unfolded`).
+        self._cache = IncidentCache(self._unfolded)
         # The round committing right now, as the next one sees it while it is applied: its
         # staged incidents (None: gone) over the cache. Empty outside `_prepare`.
         self._overlay: dict[IncidentKey, Incident | None] = {}
@@ -225,9 +234,11 @@ class Engine:
 
     async def _rescan_stale(self, policy: LifecyclePolicy) -> None:
         try:
-            incidents = list(self._cache.values())
-            for start in range(0, len(incidents), _CHUNK):
-                self._watch.stale_rules_changed(incidents[start : start + _CHUNK], policy)
+            keys = list(self._cache)
+            peek = self._cache.peek  # decoded for the look only: folded ones stay folded
+            for start in range(0, len(keys), _CHUNK):
+                chunk = [peek(key) for key in keys[start : start + _CHUNK]]
+                self._watch.stale_rules_changed([i for i in chunk if i is not None], policy)
                 await asyncio.sleep(0)
             if self.running and not self._closing:
                 await self.run_timers()  # a deadline may have come earlier than the next wake
@@ -238,22 +249,7 @@ class Engine:
         now = self._clock.now()
         self._next_id = await self._store.max_incident_id() + 1
         self._watch.begin(now)  # stale deadlines count from now: set before any is queued
-        policy = self.policy
-        loaded = 0
-        async for page in self._store.load_active(now - self.policy.reopen_window):
-            for incident in page:
-                if lifecycle.is_active(incident, now):
-                    self._remember(incident)
-                    self._watch.changed(incident, policy)
-            loaded += len(page)
-            if loaded >= _FREEZE_FROM:
-                # What is loaded lives long: out of the cyclic GC's sight, or each full
-                # collection walks every incident (0.4 s of the loop at 100,000, seconds at a
-                # million). The cache's objects hold no cycles; refcounting still frees each
-                # one replaced. Garbage from before is collected first, never frozen.
-                if loaded - len(page) < _FREEZE_FROM:
-                    gc.collect()
-                gc.freeze()
+        await self._load(now, freeze=True)
         await self._watch.load(now)
         log.info("engine_started", active_incidents=len(self._cache), next_id=self._next_id,
                  silences=self._watch.silences, heartbeats=self._watch.heartbeats)  # fmt: skip
@@ -280,11 +276,14 @@ class Engine:
         after = await self._inbox.load_mark()
         rows = inputs = 0
         while page := await self._inbox.read(after):
+            items: list[Input] = []
+            for row_id, row in page:  # rounds of about `max_batch`, as when they came in
+                items.extend(row)
+                rows, inputs = rows + 1, inputs + len(row)
+                if len(items) >= self._max_batch or row_id == page[-1][0]:
+                    await self.submit([*items, JournalMark(row_id)])
+                    items = []
             after = page[-1][0]
-            items: list[Input] = [item for _, row in page for item in row]
-            rows += len(page)
-            inputs += len(items)
-            await self.submit([*items, JournalMark(after)])
         self._inbox_next = after + 1
         if rows:
             log.warning("inbox_replayed", rows=rows, inputs=inputs)
@@ -321,8 +320,20 @@ class Engine:
 
     def incidents(self) -> Iterable[Incident]:
         """The cached incidents (active ones, and resolved ones that may still reopen), read-only;
-        iterate without awaiting in between."""
+        iterate without awaiting in between. Decodes those still folded: a caller that reads
+        them all awaits `unfold_all` first, so that the loop runs meanwhile."""
         return self._cache.values()
+
+    async def unfold_all(self) -> None:
+        """Decode every incident still folded since the start, a chunk at a time with the loop
+        running between (a million take seconds). Once done, returns at once."""
+        if not self._cache.folded():
+            return
+        keys, get = list(self._cache), self._cache.get
+        for start in range(0, len(keys), _UNFOLD_CHUNK):
+            for key in keys[start : start + _UNFOLD_CHUNK]:
+                get(key)
+            await asyncio.sleep(0)
 
     # -- API for handlers ------------------------------------------------------------------------
 
@@ -330,7 +341,10 @@ class Engine:
         """Ingest: return once `inputs` are durable. With an inbox, that is before they are
         applied (they are, in order, once; `settled` waits for it); without, as `submit`."""
         inbox = self._inbox
-        if inbox is None or self.forward is not None or not inputs or not inboundable(inputs):
+        if (
+            inbox is None or not self._max_backlog or self.forward is not None
+            or not inputs or not inboundable(inputs)
+        ):  # fmt: skip
             await self.submit(inputs, received=received)
             return
         if self._closing or not self.running:
@@ -342,15 +356,23 @@ class Engine:
         self._grow(count)
         try:
             await inbox.accept(inputs)  # type: ignore[arg-type]  # checked by inboundable
-        except BaseException:
-            self._shrink(count)
+        except StoreError:
+            self._shrink(count)  # not appended (a request cancelled meanwhile still is)
             raise
 
     async def settled(self) -> None:
         """Return once every input acknowledged before the call is applied and committed:
-        reads that follow an ingest see it (a no-op while nothing waits in the inbox)."""
+        reads that follow an ingest see it (a no-op while nothing waits in the inbox).
+        StoreError if that takes longer than `_SETTLE_SECONDS` (the store fails or lags)."""
         if self._inbox is None or not self.backlog:
             return
+        try:
+            await asyncio.wait_for(self._settle_inbox(), _SETTLE_SECONDS)
+        except TimeoutError:
+            raise NotSettled(self.backlog, self.commit_error or "slow") from None
+
+    async def _settle_inbox(self) -> None:
+        assert self._inbox is not None
         await self._inbox.flushed()
         await self.submit(())  # queued after everything handed over so far
 
@@ -404,6 +426,11 @@ class Engine:
 
     def cached(self, key: IncidentKey) -> Incident | None:
         return self._cache.get(key)
+
+    @property
+    def folded_incidents(self) -> int:
+        """Cached incidents not decoded since the start loaded them (alertd.cache)."""
+        return self._cache.folded()
 
     def new_silence_id(self) -> int:
         """A fresh silence id; handlers take one before they submit the silence (no await
@@ -516,13 +543,31 @@ class Engine:
         self._held.clear()
         self._gauges.clear()
         self._timers.clear()
-        policy = self.policy
-        async for page in self._store.load_active(now - policy.reopen_window):
-            for incident in page:
-                if lifecycle.is_active(incident, now):
-                    self._remember(incident)
-                    self._watch.changed(incident, policy)
+        await self._load(now, freeze=False)
         await self._watch.reload(now)
+
+    async def _load(self, now: datetime, *, freeze: bool) -> None:
+        """The store's live incidents into the (empty) cache, its indexes and timers, a page
+        at a time. Folded ones (alertd.codec) are indexed from their columns, not decoded."""
+        policy = self.policy
+        loaded = 0
+        async for page in self._store.load_active(now - policy.reopen_window):
+            for item in page:
+                if isinstance(item, Folded):
+                    if item.active(now):
+                        self._remember_folded(item, policy)
+                elif lifecycle.is_active(item, now):
+                    self._remember(item)
+                    self._watch.changed(item, policy)
+            loaded += len(page)
+            if freeze and loaded >= _FREEZE_FROM:
+                # What is loaded lives long: out of the cyclic GC's sight, or each full
+                # collection walks every incident (0.4 s of the loop at 100,000, seconds at a
+                # million). The cache's objects hold no cycles; refcounting still frees each
+                # one replaced. Garbage from before is collected first, never frozen.
+                if loaded - len(page) < _FREEZE_FROM:
+                    gc.collect()
+                gc.freeze()
 
     async def _input_or_commit(self, inflight: _Round) -> tuple[bool, _Submission | None]:
         """What comes first: new input to apply beside the commit (True, it), or the end of
@@ -573,12 +618,12 @@ class Engine:
             for sub in subs:
                 for result in sub.results:
                     self._apply(batch, result, now)
-                applied += len(sub.results)
-                if applied >= _YIELD_EVERY:
-                    # A large round (the inbox's backlog in a storm) lets the handlers in
-                    # between: their answers wait for the inbox's fsync, not for this round.
-                    applied = 0
-                    await asyncio.sleep(0)
+                    applied += 1
+                    if applied == _YIELD_EVERY:
+                        # A large round (the inbox's backlog in a storm) gives way to the
+                        # handlers: their answers wait for the inbox's fsync, not for it.
+                        applied = 0
+                        await (self._inbox.turn() if self._inbox else asyncio.sleep(0))
             self._finish(batch, now)
             if not self._purge_inflight:
                 batch.write.purge = self._purge_due(now, started)
@@ -698,8 +743,8 @@ class Engine:
             log.info("retention_deleted", **{k.value: n for k, n in deleted.items()})
 
     def _holds(self, incident_id: int, host: str, service: str | None) -> bool:
-        incident = self._cache.get((host, service))
-        return incident is not None and incident.id == incident_id
+        entry = self._cache.entry((host, service))  # on the store's thread: never decodes
+        return entry is not None and entry.id == incident_id
 
     def next_due(self) -> datetime | None:
         """The earliest timer the writer wakes for by itself (a hold, a grace, a silence, a
@@ -720,8 +765,8 @@ class Engine:
     def _incident_timeout(self) -> float:
         while self._timers:
             due, incident_id, key = self._timers[0]
-            current = self._cache.get(key)
-            if current is None or current.id != incident_id or self._due(current) != due:
+            current = self._cache.entry(key)
+            if current is None or current.id != incident_id or self._entry_due(current) != due:
                 heapq.heappop(self._timers)  # stale entry: the incident moved on
                 continue
             wait = (due - self._clock.now()).total_seconds()
@@ -1123,7 +1168,7 @@ class Engine:
                         del self._services_by_host[host]
 
     def _remember(self, incident: Incident) -> None:
-        previous = self._cache.get(incident.key)
+        previous = self._cache.entry(incident.key)
         self._cache[incident.key] = incident
         self._count(previous, incident)
         if incident.suppressed:
@@ -1135,13 +1180,47 @@ class Engine:
         due = self._due(incident)
         # Push a timer only when it changed, so repeated results do not grow the heap.
         if due is not None and (
-            previous is None or previous.id != incident.id or self._due(previous) != due
+            previous is None or previous.id != incident.id or self._entry_due(previous) != due
         ):
             heapq.heappush(self._timers, (due, incident.id, incident.key))
 
-    def _count(self, before: Incident | None, after: Incident | None) -> None:
-        old = None if before is None else gauge_key(before)
-        new = None if after is None else gauge_key(after)
+    def _remember_folded(self, folded: Folded, policy: LifecyclePolicy) -> None:
+        """`_remember` and the stale watch's `changed` for an incident loaded folded, from the
+        fields it keeps (it stays folded until the writer reads it)."""
+        key, cache = folded.key, self._cache
+        if key in cache:
+            self._forget(key)  # an older row of the same key: the newest one wins
+        cache.fold(folded)
+        gauge = folded.gauge
+        if gauge is not None:
+            self._gauges[gauge] = self._gauges.get(gauge, 0) + 1
+        if folded.suppressed:
+            self._held.add(key)
+        host, service = key
+        if service is not None:
+            self._services_by_host.setdefault(host, set()).add(service)
+        if folded.due is not None:
+            heapq.heappush(self._timers, (folded.due, folded.id, key))
+        if folded.stream is not None:
+            last_seen, interval = folded.stream
+            self._watch.loaded(key, last_seen, interval, policy)
+            folded.stream = None  # needed once
+
+    def _unfolded(self, folded: Folded, incident: Incident) -> None:
+        """A folded incident was decoded: its timer was queued at `folded.due`, the earliest
+        it may need (a due time stored without the ticket planner, or with it, may differ
+        from today's); when its own is another, that one is queued too (the first is then
+        dropped as stale when it comes up)."""
+        due = self._due(incident)
+        if due is not None and due != folded.due:
+            heapq.heappush(self._timers, (due, incident.id, incident.key))
+
+    def _entry_due(self, entry: Incident | Folded) -> datetime | None:
+        return entry.due if isinstance(entry, Folded) else self._due(entry)
+
+    def _count(self, before: Incident | Folded | None, after: Incident | Folded | None) -> None:
+        old = _gauge_key(before)
+        new = _gauge_key(after)
         if old == new:
             return
         gauges = self._gauges
@@ -1155,7 +1234,7 @@ class Engine:
             gauges[new] = gauges.get(new, 0) + 1
 
     def _forget(self, key: IncidentKey) -> None:
-        self._count(self._cache.pop(key, None), None)
+        self._count(self._cache.pop(key), None)
         self._held.discard(key)
         host, service = key
         if service is not None:
@@ -1164,6 +1243,12 @@ class Engine:
                 services.discard(service)
                 if not services:
                     del self._services_by_host[host]
+
+
+def _gauge_key(entry: Incident | Folded | None) -> GaugeKey | None:
+    if entry is None:
+        return None
+    return entry.gauge if isinstance(entry, Folded) else gauge_key(entry)
 
 
 def _is_host_problem(incident: Incident | None) -> bool:

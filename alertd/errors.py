@@ -161,6 +161,19 @@ class StoreError(AlertdError):
         return "could not commit to the store; nothing from this request was accepted, retry"
 
 
+class NotSettled(StoreError):
+    """A read waited too long for the results acknowledged before it to be applied."""
+
+    def __init__(self, waiting: int, cause: str) -> None:
+        super().__init__(f"{waiting} acknowledged results still wait to be applied ({cause})")
+        self.waiting = waiting
+
+    def public_message(self) -> str:
+        # The cause (SQLite's words) goes to the log, not to the client.
+        return (f"{self.waiting} results acknowledged before this request are not applied "
+                "yet (the store is failing or slow); nothing was done, retry")  # fmt: skip
+
+
 class StoreRefused(StoreError):
     """The store refused the rows themselves (a constraint, a trigger): trying them again
     cannot succeed, unlike a store that failed (a full disk, an I/O error)."""

@@ -32,6 +32,8 @@ Inbound = CheckResult | Notice
 
 # Rows read back per step when a start applies what a crash left in the inbox.
 REPLAY_PAGE = 500
+# Longest the writer gives way to one append in flight (`Inbox.turn`).
+_TURN_SECONDS = 0.02
 
 _RESULT, _NOTICE = 0, 1
 
@@ -104,6 +106,8 @@ class Inbox:
         self._waiting: list[_Waiting] = []
         self._inflight: list[_Waiting] = []
         self._wake = asyncio.Event()
+        self._idle = asyncio.Event()  # set while no append is in flight
+        self._idle.set()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
         self.hand_over: HandOver | None = None
@@ -130,6 +134,17 @@ class Inbox:
         self._wake.set()
         # Shield: a client that hangs up must not cancel a commit other requests share.
         await asyncio.shield(done)
+
+    async def turn(self) -> None:
+        """The writer's way of giving ingest the right of way: while requests wait to be
+        appended, return once the append in flight has ended (at most `_TURN_SECONDS`), so
+        the writer applies a chunk per append and the answers go out at the inbox's pace;
+        otherwise after one turn of the loop."""
+        if not self._inflight:
+            await asyncio.sleep(0)
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._idle.wait(), _TURN_SECONDS)
 
     async def load_mark(self) -> int:
         """The store's mark, as committed (after a commit of unknown outcome, too)."""
@@ -159,10 +174,12 @@ class Inbox:
             batch, self._waiting = self._waiting, []
             if batch:
                 self._inflight = batch
+                self._idle.clear()
                 try:
                     await self._commit(batch)
                 finally:
                     self._inflight = []
+                    self._idle.set()
             if self._closing and not self._waiting:
                 return
 

@@ -34,12 +34,20 @@ def stale_deadline(
     """
     if incident.stale or incident.status is not _OPEN or incident.stream_seen is None:
         return None
+    return silence_deadline(incident.last_seen, incident.interval, policy, since)
+
+
+def silence_deadline(
+    last_seen: datetime, interval: float | None, policy: LifecyclePolicy, since: datetime | None
+) -> datetime | None:
+    """`stale_deadline` of an open incident fed by a stream and not stale, from the two fields
+    it depends on (a start computes it for incidents it has not decoded, alertd.codec)."""
     after = policy.stale_after
     if after is None:
-        if incident.interval is None:
+        if interval is None:
             return None
-        after = max(STALE_MINIMUM, timedelta(seconds=incident.interval * STALE_FACTOR))
-    start = incident.last_seen if since is None else max(incident.last_seen, since)
+        after = max(STALE_MINIMUM, timedelta(seconds=interval * STALE_FACTOR))
+    start = last_seen if since is None else max(last_seen, since)
     try:
         return start + after
     except OverflowError:  # past year 9999: never, as far as a datetime can say

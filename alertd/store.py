@@ -306,6 +306,22 @@ _T = TypeVar("_T")
 _COLS = ", ".join(codec.INCIDENT_COLUMNS)
 # Incidents loaded at start per page: a page decodes in a few tens of ms of the event loop.
 LOAD_PAGE = 500
+
+
+def _json_paths(fields: Iterable[str]) -> str:
+    return ", ".join(f"'$.{name}'" for name in fields)
+
+
+# The start's load, a row per incident as `codec.folded_from_row` reads it: the columns the
+# writer's indexes need, and everything else packed by SQLite into one JSON array of values
+# (on the store's thread, beside the loop; `codec.unfold` decodes it when the writer touches
+# the incident, and the load reads the few body fields the indexes need from it).
+_FOLD = (
+    "SELECT id, host, service, status, priority, flapping, suppressed, due_at, "
+    f"json_array({', '.join(codec.PACKED_COLUMNS)}, "
+    f"json_extract(body, {_json_paths(codec.BODY_FIELDS)})), "
+    "hot FROM incidents"
+)
 _UPSERT = (
     f"INSERT INTO incidents ({_COLS}) VALUES ({', '.join('?' * len(codec.INCIDENT_COLUMNS))}) "
     "ON CONFLICT (id) DO UPDATE SET "
@@ -382,7 +398,10 @@ class Store(Protocol):
     # -- the writer's side
     def load_active(
         self, resolved_since: datetime, page: int = ...
-    ) -> AsyncIterator[list[Incident]]: ...
+    ) -> AsyncIterator[list[Incident | codec.Folded]]:
+        """Incidents the writer holds (unresolved, or resolved since `resolved_since`), by
+        id, a page at a time: decoded, or folded (decoded when first touched)."""
+        ...
     async def max_incident_id(self) -> int: ...
     def prepare(self, batch: WriteBatch) -> Prepared:
         """Encode `batch` for `commit` (pure, on the event loop: the engine encodes round N+1
@@ -523,16 +542,17 @@ class SqliteStore:
 
     async def load_active(
         self, resolved_since: datetime, page: int = LOAD_PAGE
-    ) -> AsyncIterator[list[Incident]]:
+    ) -> AsyncIterator[list[Incident | codec.Folded]]:
         """Unresolved incidents, and resolved ones still inside their reopen window, in pages
-        of `page` by id: the caller decodes and indexes one page at a time, and the event loop
-        runs between pages (100,000 incidents at once would stall it for seconds)."""
+        of `page` by id: the caller indexes one page at a time, and the event loop runs between
+        pages (100,000 incidents at once would stall it for seconds). Folded (`codec.Folded`):
+        decoded only when the writer first touches one."""
         since = codec.ts(resolved_since)
 
         async def fetch(after: int) -> list[Any]:
             return list(
                 await self._writer_rows(
-                    f"SELECT {_COLS} FROM incidents WHERE id > ? "
+                    f"{_FOLD} WHERE id > ? "
                     "AND (status != 'resolved' OR resolved_at >= ?) ORDER BY id LIMIT ?",
                     (after, since, page),
                 )
@@ -546,7 +566,7 @@ class SqliteStore:
                 if len(rows) == page:
                     ahead = asyncio.ensure_future(fetch(rows[-1][0]))
                 if rows:
-                    yield [codec.incident_from_row(r) for r in rows]
+                    yield [codec.folded_from_row(r) for r in rows]
                 if len(rows) < page:
                     return
         finally:

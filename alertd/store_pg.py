@@ -416,7 +416,7 @@ class PgStore:
 
     async def load_active(
         self, resolved_since: datetime, page: int = LOAD_PAGE
-    ) -> AsyncIterator[list[Incident]]:
+    ) -> AsyncIterator[list[Incident | codec.Folded]]:
         after, since = 0, codec.ts(resolved_since)
         while True:
             rows = await self._writer_rows(

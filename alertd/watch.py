@@ -12,7 +12,7 @@ from __future__ import annotations
 import heapq
 import itertools
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping, Set
+from collections.abc import Callable, Collection, Iterable, Set
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -80,7 +80,7 @@ class Watch:
     def __init__(
         self,
         store: Store,
-        cache: Mapping[IncidentKey, Incident],
+        cache: Collection[IncidentKey],
         *,
         get: Get,
         stage: Stage,
@@ -90,7 +90,7 @@ class Watch:
         held: Set[IncidentKey],
     ) -> None:
         self._store = store
-        self._cache = cache  # the engine's cache of active incidents, read-only here
+        self._cache = cache  # the keys of the engine's cache of active incidents, read-only
         self._host_keys = host_keys
         self._held = held  # the keys of the cached incidents that are suppressed, read-only
         self._get = get
@@ -209,9 +209,20 @@ class Watch:
     def changed(self, incident: Incident, policy: LifecyclePolicy) -> None:
         """A committed (or loaded) incident: the stale look comes no later than its deadline."""
         deadline = staleness.stale_deadline(incident, policy, self._started)
-        if deadline is None:
-            return  # an entry it may have is dropped when it falls due
-        key = incident.key
+        if deadline is not None:  # else an entry it may have is dropped when it falls due
+            self._stale_look(incident.key, deadline)
+
+    def loaded(
+        self, key: IncidentKey, last_seen: datetime, interval: float | None,
+        policy: LifecyclePolicy,
+    ) -> None:  # fmt: skip
+        """`changed` for an open incident fed by a stream, not stale, loaded folded (not
+        decoded: alertd.codec `Folded.stream`)."""
+        deadline = staleness.silence_deadline(last_seen, interval, policy, self._started)
+        if deadline is not None:
+            self._stale_look(key, deadline)
+
+    def _stale_look(self, key: IncidentKey, deadline: datetime) -> None:
         queued = self._stale_sched.get(key)
         if queued is None or deadline < queued:
             self._stale_sched[key] = deadline

@@ -6,8 +6,8 @@ receiver that is a local blackhole answering 200), drives it from this process w
 client (uvloop) and stops it. Runs alternate between the two (and which goes first), and the
 medians of `--runs` runs are printed with the ratio alertd / Alertmanager. CPU is the target
 process's user+system seconds from /proc/<pid>/stat over the timed part, per result (for
-alertd's storm, until every result answered is applied: it answers once they are in its inbox,
-and prints when all were applied too).
+alertd until every result answered is applied: it answers once they are in its inbox, and
+applies them right after; it prints when all were applied too).
 
 Shapes (100 results per request, 8 requests in flight, unless said):
 
@@ -245,8 +245,18 @@ async def closed_loop(session: aiohttp.ClientSession, target: Target, source: It
     began, cpu = time.monotonic(), cpu_seconds(target.proc.pid)  # type: ignore[union-attr]
     await asyncio.gather(*(worker() for _ in range(in_flight)))
     figures.seconds = time.monotonic() - began
+    await settle(session, target, figures, began)
     figures.cpu = cpu_seconds(target.proc.pid) - cpu  # type: ignore[union-attr]
     return figures
+
+
+async def settle(session: aiohttp.ClientSession, target: Target, figures: Figures,
+                 began: float) -> None:  # fmt: skip
+    """alertd answers once results are in its inbox and applies them right after: the run
+    counts until all are applied too (its CPU included), and says when that was."""
+    if isinstance(target, Alertd):
+        await target.applied(session)
+        figures.applied = time.monotonic() - began
 
 
 async def open_loop(session: aiohttp.ClientSession, target: Target, source: Iterator[bytes],
@@ -280,6 +290,7 @@ async def open_loop(session: aiohttp.ClientSession, target: Target, source: Iter
         figures.lag = max(figures.lag, time.monotonic() - scheduled)
     await asyncio.gather(*pending)
     figures.seconds = time.monotonic() - began
+    await settle(session, target, figures, began)
     figures.cpu = cpu_seconds(target.proc.pid) - cpu  # type: ignore[union-attr]
     late = time.monotonic() - began - seconds
     if late > 1:
@@ -298,15 +309,8 @@ async def run_shape(shape: str, target: Target, args: argparse.Namespace, run: i
     async with aiohttp.ClientSession(connector=connector) as session:
         if shape == "storm":
             items = [(h, s, True) for _ in range(4) for h, s in keys(5_000, f"s{run}-")]
-            began, cpu = time.monotonic(), cpu_seconds(target.proc.pid)  # type: ignore[union-attr]
-            figures = await closed_loop(session, target, iter(bodies(target, items, 100)), 100,
-                                        8, None)  # fmt: skip
-            if isinstance(target, Alertd):
-                await target.applied(session)
-                figures.applied = time.monotonic() - began
-                # The CPU of applying what was answered counts too.
-                figures.cpu = cpu_seconds(target.proc.pid) - cpu  # type: ignore[union-attr]
-            return figures
+            return await closed_loop(session, target, iter(bodies(target, items, 100)), 100, 8,
+                                     None)  # fmt: skip
         if shape == "churn":
             ks = keys(10_000, "c-")
             await closed_loop(session, target, iter(bodies(target, [(h, s, True) for h, s in ks],

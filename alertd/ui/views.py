@@ -80,8 +80,10 @@ async def show_board(request: web.Request) -> web.StreamResponse:
     # A filter form's checkboxes repeat a parameter (status=open&status=pending): join them.
     query = board.parse_query({k: ",".join(request.query.getall(k)) for k in request.query})
     live = request.app[LIVE]
+    engine = request.app[ENGINE]
+    await engine.unfold_all()  # the first view after a start decodes them, the loop running
     # No await between taking the cache and selecting from it: the writer cannot change it.
-    result = board.select(request.app[ENGINE].incidents(), query, live.config.ui.page_size)
+    result = board.select(engine.incidents(), query, live.config.ui.page_size)
     ids = [r.incident.id for r in result.rows]
     store = request.app[STORE]
     tickets = await store.tickets_for(ids) if ids else {}

@@ -18,6 +18,7 @@ from alertd.model import (
     CheckResult,
     CheckState,
     EventKind,
+    Incident,
     Notice,
     NoticeKind,
     Priority,
@@ -38,6 +39,15 @@ from alertd.store import (
     WriteBatch,
 )
 from tests.contract.conftest import OpenStore
+
+
+async def load_active(store: Store, since: datetime) -> list[Incident]:
+    """What the engine loads at start, decoded (a store may hand them over folded)."""
+    return [
+        codec.unfold(i) if isinstance(i, codec.Folded) else i
+        for page in [p async for p in store.load_active(since)]
+        for i in page
+    ]
 
 T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 
@@ -107,13 +117,13 @@ async def test_the_engine_starts_again_from_what_the_store_holds(open_store: Ope
     await store.close()
 
     store = await open_store()
-    loaded = [i for page in [p async for p in store.load_active(T0)] for i in page]
+    loaded = await load_active(store, T0)
     assert {(i.host, i.status) for i in loaded} == {
         ("web-01", Status.OPEN), ("web-02", Status.RESOLVED)
     }
     # Past the reopen window the resolved one is no longer loaded.
     later = clock.now() + LifecyclePolicy().reopen_window + timedelta(seconds=1)
-    loaded = [i for page in [p async for p in store.load_active(later)] for i in page]
+    loaded = await load_active(store, later)
     assert [i.host for i in loaded] == ["web-01"]
     resolved = await store.resolved_between(T0, clock.now() + timedelta(seconds=1), 10)
     assert [i.host for i in resolved] == ["web-02"]
@@ -333,7 +343,7 @@ async def test_a_run_of_plain_repeats_reads_back_and_closes_into_one_event(
     await store.close()
 
     store = await open_store()  # the run and the narrow fields survive a reopen
-    loaded = [i for page in [p async for p in store.load_active(T0)] for i in page]
+    loaded = await load_active(store, T0)
     assert loaded == [cached]
     engine = await run_engine(store, clock)
     try:

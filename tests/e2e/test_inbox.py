@@ -16,7 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 
+from alertd import engine as engine_module
+from tests.support import MakeClient
 from tests.support.proc import free_port, start, stop, wait_ready
 
 TOKEN = "inbox-test-token-0123456789"
@@ -96,8 +99,9 @@ async def test_acknowledged_while_the_store_is_locked_and_applied_once_after_sig
     tmp_path: Path,
 ) -> None:
     """The store's write lock is held by another process: 40 requests are still answered 202
-    (from the inbox). SIGKILL, lock released, restart: every acknowledged result is applied,
-    exactly once (the count per key equals what was acknowledged for it)."""
+    (from the inbox). SIGKILL, lock released, restart (with the inbox turned off for new
+    input, `inbox_backlog = 0`: what is there is applied all the same): every acknowledged
+    result is applied, exactly once (the count per key equals what was acknowledged for it)."""
     daemon = _Daemon(tmp_path)
     await daemon.start()
     expected: dict[str, int] = {}
@@ -112,6 +116,8 @@ async def test_acknowledged_while_the_store_is_locked_and_applied_once_after_sig
                         expected[name] = expected.get(name, 0) + 1
                 assert daemon.waiting_in_inbox() == 40  # none could be applied
                 daemon.kill()
+            text = daemon.config.read_text()
+            daemon.config.write_text(text.replace("[store]\n", "[store]\ninbox_backlog = 0\n"))
             await daemon.start()
             assert await _occurrences(session, daemon.url) == expected
             assert daemon.waiting_in_inbox() == 0
@@ -154,3 +160,23 @@ async def test_backlog_is_bounded_and_reads_wait_for_what_was_acknowledged(
             assert daemon.waiting_in_inbox() == 0
     finally:
         await daemon.stop()
+
+
+async def test_a_read_that_cannot_settle_gets_503_naming_the_wait(
+    make_client: MakeClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A read waits for what was acknowledged before it, but not for ever: while the store
+    cannot be written it answers 503 saying how many results wait, then works again."""
+    monkeypatch.setattr(engine_module, "_SETTLE_SECONDS", 0.3)
+    client = await make_client(lag=True)
+    result = {"host": "db", "service": "disk", "state": "CRITICAL"}
+    with store_locked(tmp_path / "alertd.db"):
+        assert (await client.post("/api/v1/results", json=result)).status == 202
+        response = await client.get("/api/v1/incidents")
+        assert response.status == 503
+        assert response.headers["Retry-After"] == "5"
+        message = (await response.json())["error"]
+        assert message.startswith("1 results acknowledged before this request are not applied")
+    response = await client.get("/api/v1/incidents")
+    assert response.status == 200
+    assert [i["key"] for i in (await response.json())["incidents"]] == ["db/disk"]
