@@ -558,15 +558,16 @@ class SqliteStore:
                 )
             )
 
-        # The next page is read on the connection's thread while this one is decoded here.
+        # The next page is read on the connection's thread while this one is folded here.
         ahead = asyncio.ensure_future(fetch(0))
+        names: dict[str, str] = {}  # hosts and services, each name one string
         try:
             while True:
                 rows = await ahead
                 if len(rows) == page:
                     ahead = asyncio.ensure_future(fetch(rows[-1][0]))
                 if rows:
-                    yield [codec.folded_from_row(r) for r in rows]
+                    yield [codec.folded_from_row(r, names) for r in rows]
                 if len(rows) < page:
                     return
         finally:
