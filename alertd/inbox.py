@@ -137,10 +137,10 @@ class Inbox:
 
     async def turn(self) -> None:
         """The writer's way of giving ingest the right of way: while requests wait to be
-        appended, return once the append in flight has ended (at most `_TURN_SECONDS`), so
-        the writer applies a chunk per append and the answers go out at the inbox's pace;
-        otherwise after one turn of the loop."""
-        if not self._inflight:
+        appended or an append is in flight, return once the append in flight has ended (at
+        most `_TURN_SECONDS`), so the writer applies a chunk per append and the answers go
+        out at the inbox's pace; otherwise after one turn of the loop."""
+        if not self._inflight and not self._waiting:
             await asyncio.sleep(0)
             return
         with contextlib.suppress(TimeoutError):
