@@ -976,8 +976,9 @@ class Engine:
             self._absorb_services(batch, host, before, after)
         elif after is not None and before is None:
             # Indexed at once, not at publication: a host result later in this same batch
-            # must find the service to absorb or release it.
-            self._services_by_host.setdefault(host, set()).add(service)
+            # must find the service to absorb or release it. (The incident's own strings:
+            # interned, where the result's are one copy per request.)
+            self._services_by_host.setdefault(after.host, set()).add(after.service or service)
         if after is None:
             return
         for event in transition.events:
