@@ -662,9 +662,21 @@ def _history(
     limit = policy.history_limit
     if limit <= 0:
         return ()
+    if not history:
+        # A new incident's history: the results of one request share their time of arrival,
+        # so a storm's new incidents mostly share one (the last) immutable tuple.
+        last = _FIRST_HISTORY[0]
+        if last and last[0] == change:
+            return last
+        _FIRST_HISTORY[0] = first = (change,)
+        return first
     if len(history) < limit:
         return (*history, change)
     return (*history[len(history) - limit + 1 :], change)
+
+
+# The last new incident's history (see `_history`): a memo of an immutable value.
+_FIRST_HISTORY: list[tuple[StateChange, ...]] = [()]
 
 
 def _absorbed_reason(host_problem: Incident | None, result: CheckResult) -> str | None:
