@@ -377,6 +377,19 @@ class Engine:
         await self._inbox.flushed()
         await self.submit(())  # queued after everything handed over so far
 
+    async def _give_way(self) -> None:
+        """Between chunks of a round: ingest first. While the backlog is small (a burst), the
+        writer waits until the requests coming in are answered (answering is cheap, and the
+        burst ends sooner); past a quarter of `max_backlog` (ingest outruns it for long) it
+        applies a chunk per inbox append; without an inbox, one turn of the loop."""
+        inbox = self._inbox
+        if inbox is None or not self._max_backlog:
+            await asyncio.sleep(0)
+        elif self.backlog * 4 < self._max_backlog:
+            await inbox.quiet()
+        else:
+            await inbox.turn()
+
     def _grow(self, count: int) -> None:
         self.backlog += count
         if self.backlog >= self._max_backlog:
@@ -621,10 +634,8 @@ class Engine:
                     self._apply(batch, result, now)
                     applied += 1
                     if applied == _YIELD_EVERY:
-                        # A large round (the inbox's backlog in a storm) gives way to the
-                        # handlers: their answers wait for the inbox's fsync, not for it.
                         applied = 0
-                        await (self._inbox.turn() if self._inbox else asyncio.sleep(0))
+                        await self._give_way()
             self._finish(batch, now)
             if not self._purge_inflight:
                 batch.write.purge = self._purge_due(now, started)
