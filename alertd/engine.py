@@ -31,6 +31,7 @@ from alertd.codec import Folded
 from alertd.errors import NotSettled, StoreError, StoreRefused
 from alertd.gauges import GaugeKey, gauge_key
 from alertd.heartbeats import Beat, Heartbeat, HeartbeatRemove
+from alertd.host_index import HostServices
 from alertd.inbox import Inbound, Inbox, inboundable
 from alertd.model import (
     CheckResult,
@@ -189,7 +190,7 @@ class Engine:
         # staged incidents (None: gone) over the cache. Empty outside `_prepare`.
         self._overlay: dict[IncidentKey, Incident | None] = {}
         self._purge_inflight = False
-        self._services_by_host: dict[str, set[str]] = {}
+        self._services_by_host = HostServices()
         # The cached incidents that are suppressed: what a closing window may have to release.
         self._held: set[IncidentKey] = set()
         # Unresolved cached incidents by what the gauges count (gauges.gauge_key).
@@ -375,6 +376,19 @@ class Engine:
         assert self._inbox is not None
         await self._inbox.flushed()
         await self.submit(())  # queued after everything handed over so far
+
+    async def _give_way(self) -> None:
+        """Between chunks of a round: ingest first. While the backlog is small (a burst), the
+        writer waits until the requests coming in are answered (answering is cheap, and the
+        burst ends sooner); past a quarter of `max_backlog` (ingest outruns it for long) it
+        applies a chunk per inbox append; without an inbox, one turn of the loop."""
+        inbox = self._inbox
+        if inbox is None or not self._max_backlog:
+            await asyncio.sleep(0)
+        elif self.backlog * 4 < self._max_backlog:
+            await inbox.quiet()
+        else:
+            await inbox.turn()
 
     def _grow(self, count: int) -> None:
         self.backlog += count
@@ -620,10 +634,8 @@ class Engine:
                     self._apply(batch, result, now)
                     applied += 1
                     if applied == _YIELD_EVERY:
-                        # A large round (the inbox's backlog in a storm) gives way to the
-                        # handlers: their answers wait for the inbox's fsync, not for it.
                         applied = 0
-                        await (self._inbox.turn() if self._inbox else asyncio.sleep(0))
+                        await self._give_way()
             self._finish(batch, now)
             if not self._purge_inflight:
                 batch.write.purge = self._purge_due(now, started)
@@ -663,7 +675,7 @@ class Engine:
             # Publishing `rnd` may have unindexed a service `following` staged anew.
             for (host, service), incident in following.batch.staged.items():
                 if service is not None and incident is not None:
-                    self._services_by_host.setdefault(host, set()).add(service)
+                    self._services_by_host.add(host, service)
         return True
 
     def _rewind(self, batch: Batch) -> None:
@@ -895,7 +907,7 @@ class Engine:
 
     def _host_keys(self, batch: Batch, host: str) -> list[IncidentKey]:
         """A host's incidents as staged so far: its host check's and its services'."""
-        keys: list[IncidentKey] = [(host, s) for s in self._services_by_host.get(host, ())]
+        keys: list[IncidentKey] = [(host, s) for s in self._services_by_host.get(host)]
         if self._get(batch, (host, None)) is not None:
             keys.append((host, None))
         return keys
@@ -976,8 +988,9 @@ class Engine:
             self._absorb_services(batch, host, before, after)
         elif after is not None and before is None:
             # Indexed at once, not at publication: a host result later in this same batch
-            # must find the service to absorb or release it.
-            self._services_by_host.setdefault(host, set()).add(service)
+            # must find the service to absorb or release it. (The incident's own strings:
+            # interned, where the result's are one copy per request.)
+            self._services_by_host.add(after.host, after.service or service)
         if after is None:
             return
         for event in transition.events:
@@ -1002,7 +1015,7 @@ class Engine:
         now_problem = _is_host_problem(host)
         if was == now_problem:
             return
-        for service in sorted(self._services_by_host.get(host_name, ())):
+        for service in sorted(self._services_by_host.get(host_name)):
             key = (host_name, service)
             incident = self._get(batch, key)
             if incident is None or incident.status is Status.RESOLVED:
@@ -1161,11 +1174,7 @@ class Engine:
         """After a failed commit: services indexed by `_stage` that were never published."""
         for host, service in batch.staged:
             if service is not None and (host, service) not in self._cache:
-                services = self._services_by_host.get(host)
-                if services is not None:
-                    services.discard(service)
-                    if not services:
-                        del self._services_by_host[host]
+                self._services_by_host.discard(host, service)
 
     def _remember(self, incident: Incident) -> None:
         previous = self._cache.entry(incident.key)
@@ -1176,7 +1185,7 @@ class Engine:
         elif previous is not None and previous.suppressed:
             self._held.discard(incident.key)
         if incident.service is not None:
-            self._services_by_host.setdefault(incident.host, set()).add(incident.service)
+            self._services_by_host.add(incident.host, incident.service)
         due = self._due(incident)
         # Push a timer only when it changed, so repeated results do not grow the heap.
         if due is not None and (
@@ -1198,7 +1207,7 @@ class Engine:
             self._held.add(key)
         host, service = key
         if service is not None:
-            self._services_by_host.setdefault(host, set()).add(service)
+            self._services_by_host.add(host, service)
         if folded.due is not None:
             heapq.heappush(self._timers, (folded.due, folded.id, key))
         if folded.stream is not None:
@@ -1238,11 +1247,7 @@ class Engine:
         self._held.discard(key)
         host, service = key
         if service is not None:
-            services = self._services_by_host.get(host)
-            if services is not None:
-                services.discard(service)
-                if not services:
-                    del self._services_by_host[host]
+            self._services_by_host.discard(host, service)
 
 
 def _gauge_key(entry: Incident | Folded | None) -> GaugeKey | None:

@@ -32,8 +32,10 @@ Inbound = CheckResult | Notice
 
 # Rows read back per step when a start applies what a crash left in the inbox.
 REPLAY_PAGE = 500
-# Longest the writer gives way to one append in flight (`Inbox.turn`).
+# Longest the writer gives way to one append in flight (`Inbox.turn`), and to a burst
+# (`Inbox.quiet`).
 _TURN_SECONDS = 0.02
+_QUIET_SECONDS = 0.1
 
 _RESULT, _NOTICE = 0, 1
 
@@ -137,14 +139,28 @@ class Inbox:
 
     async def turn(self) -> None:
         """The writer's way of giving ingest the right of way: while requests wait to be
-        appended, return once the append in flight has ended (at most `_TURN_SECONDS`), so
-        the writer applies a chunk per append and the answers go out at the inbox's pace;
-        otherwise after one turn of the loop."""
-        if not self._inflight:
+        appended or an append is in flight, return once the append in flight has ended (at
+        most `_TURN_SECONDS`), so the writer applies a chunk per append and the answers go
+        out at the inbox's pace; otherwise after one turn of the loop."""
+        if not self._inflight and not self._waiting:
             await asyncio.sleep(0)
             return
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._idle.wait(), _TURN_SECONDS)
+
+    async def quiet(self) -> None:
+        """Return once no request waits to be appended and no append is in flight (at most
+        `_QUIET_SECONDS`): the writer's way of letting a burst be answered first."""
+        loop = asyncio.get_running_loop()
+        until = loop.time() + _QUIET_SECONDS
+        while self._inflight or self._waiting:
+            left = until - loop.time()
+            if left <= 0:
+                return
+            if self._inflight:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._idle.wait(), left)
+            await asyncio.sleep(0)  # the answers of what was appended, the next requests
 
     async def load_mark(self) -> int:
         """The store's mark, as committed (after a commit of unknown outcome, too)."""

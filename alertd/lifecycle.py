@@ -17,6 +17,7 @@ late: recorded as an event, applied to nothing.
 from __future__ import annotations
 
 from datetime import datetime
+from sys import intern
 from typing import Any
 
 from alertd.flapping import next_flapping, percent_state_change, record
@@ -69,6 +70,11 @@ _TEXT: dict[str, str] = {
     m: m.value for enum in (CheckState, StateType, Priority, Level) for m in enum
 }
 Changes = dict[str, Any]
+
+
+# Every new incident's flap buffer starts from one OK: one shared tuple each, not 100,000.
+_FLAP_START_HOST = (CheckState.UP,)
+_FLAP_START_SERVICE = (CheckState.OK,)
 
 
 def apply(
@@ -336,8 +342,10 @@ def _create(
     priority, reason = evaluate(result.host, result.service, result.labels, state, policy.priority)
     incident = Incident(
         id=new_id,
-        host=result.host,
-        service=result.service,
+        # Interned: a host's services, and a service name across hosts, share one string for
+        # as long as any live incident holds it (100,000 incidents: ~10 MiB less).
+        host=intern(result.host),
+        service=None if result.service is None else intern(result.service),
         status=_OPEN if hard else _PENDING,
         check_state=state,
         state_type=state_type,
@@ -355,7 +363,7 @@ def _create(
         # The key had no incident: it was OK, as Nagios's buffer starts (all OK). A HARD state
         # from a stream is recorded after it, so the OK -> problem change counts, as in Nagios;
         # SOFT states and change reports are not recorded.
-        flap_history=(CheckState.UP if result.service is None else CheckState.OK,),
+        flap_history=_FLAP_START_HOST if result.service is None else _FLAP_START_SERVICE,
         suppressed=suppressed_reason is not None,
         suppressed_reason=suppressed_reason,
         history=_history((), StateChange(result.timestamp, state, state_type), policy),
@@ -654,9 +662,21 @@ def _history(
     limit = policy.history_limit
     if limit <= 0:
         return ()
+    if not history:
+        # A new incident's history: the results of one request share their time of arrival,
+        # so a storm's new incidents mostly share one (the last) immutable tuple.
+        last = _FIRST_HISTORY[0]
+        if last and last[0] == change:
+            return last
+        _FIRST_HISTORY[0] = first = (change,)
+        return first
     if len(history) < limit:
         return (*history, change)
     return (*history[len(history) - limit + 1 :], change)
+
+
+# The last new incident's history (see `_history`): a memo of an immutable value.
+_FIRST_HISTORY: list[tuple[StateChange, ...]] = [()]
 
 
 def _absorbed_reason(host_problem: Incident | None, result: CheckResult) -> str | None:

@@ -11,6 +11,9 @@ from collections.abc import Mapping
 from alertd.model import CheckState, Level, Priority, PriorityReason
 from alertd.policy import ImpactRule, PriorityPolicy
 
+# Distinct reasons seen (bounded: levels x levels x rules x states).
+_REASONS: dict[PriorityReason, PriorityReason] = {}
+
 
 def urgency_of(state: CheckState, policy: PriorityPolicy) -> Level:
     """The urgency of a problem state.
@@ -58,4 +61,7 @@ def evaluate(
     """Priority = matrix[impact][urgency] for a problem `state`, with the reason it was chosen."""
     urgency = urgency_of(state, policy)
     impact, rule = impact_of(host, service, labels, policy)
-    return policy.matrix[impact][urgency], PriorityReason(impact, urgency, rule, state)
+    reason = PriorityReason(impact, urgency, rule, state)
+    # One object per distinct reason (a handful), not one per incident: a million live
+    # incidents share a few dozen.
+    return policy.matrix[impact][urgency], _REASONS.setdefault(reason, reason)

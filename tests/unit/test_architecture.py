@@ -20,7 +20,8 @@ PACKAGES = ("alertd", "connectors")
 # a concrete helpdesk (the outbox talks to a HelpdeskClient Protocol).
 CORE = (
     "alertd.agent_actions", "alertd.batch", "alertd.clock", "alertd.codec", "alertd.durations",
-    "alertd.cache", "alertd.gauges", "alertd.routing",
+    "alertd.cache", "alertd.gauges", "alertd.routing", "alertd.host_index", "alertd.inbox",
+    "alertd.inbox_file",
     "alertd.engine", "alertd.errors", "alertd.escalation", "alertd.flapping", "alertd.heartbeats",
     "alertd.jsontext", "alertd.lifecycle", "alertd.metrics", "alertd.model", "alertd.nagios_ack",
     "alertd.notices",
