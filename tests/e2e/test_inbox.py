@@ -7,9 +7,7 @@ bounded; reads wait for what was acknowledged before them."""
 from __future__ import annotations
 
 import asyncio
-import signal
 import sqlite3
-import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,48 +18,11 @@ import pytest
 
 from alertd import engine as engine_module
 from tests.support import MakeClient
-from tests.support.proc import free_port, start, stop, wait_ready
+from tests.support.proc import IngestDaemon
 
 TOKEN = "inbox-test-token-0123456789"
 HEADERS = {"Authorization": f"Bearer {TOKEN}"}
 KEYS = [(f"h{k % 4}", f"s{k}") for k in range(10)]
-
-
-class _Daemon:
-    def __init__(self, base: Path, store: str = "") -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.db = base / "alertd.db"
-        self.config = base / "alertd.toml"
-        self.config.write_text(
-            f'[server]\nlisten = "127.0.0.1:{self.port}"\n[store]\npath = "{self.db}"\n{store}'
-            f'[auth]\ntokens = ["{TOKEN}"]\n'
-        )
-        self.proc: subprocess.Popen[str] | None = None
-
-    async def start(self) -> None:
-        self.proc = start(self.config)
-        await asyncio.to_thread(wait_ready, self.url, self.proc, 30.0)
-
-    async def stop(self) -> None:
-        proc, self.proc = self.proc, None
-        if proc is not None:
-            proc.send_signal(signal.SIGTERM)
-            assert await asyncio.to_thread(stop, proc) == 0
-
-    def kill(self) -> None:
-        proc, self.proc = self.proc, None
-        assert proc is not None
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-
-    def waiting_in_inbox(self) -> int:
-        """Rows acknowledged and not applied, as the files say."""
-        with sqlite3.connect(self.db) as db:
-            (applied,) = db.execute("SELECT upto FROM inbox_applied").fetchone()
-        with sqlite3.connect(f"{self.db}-inbox") as db:
-            (rows,) = db.execute("SELECT count(*) FROM inbox WHERE id > ?", (applied,)).fetchone()
-        return int(rows)
 
 
 @contextmanager
@@ -102,7 +63,7 @@ async def test_acknowledged_while_the_store_is_locked_and_applied_once_after_sig
     (from the inbox). SIGKILL, lock released, restart (with the inbox turned off for new
     input, `inbox_backlog = 0`: what is there is applied all the same): every acknowledged
     result is applied, exactly once (the count per key equals what was acknowledged for it)."""
-    daemon = _Daemon(tmp_path)
+    daemon = IngestDaemon(tmp_path, TOKEN)
     await daemon.start()
     expected: dict[str, int] = {}
     try:
@@ -134,7 +95,7 @@ async def test_backlog_is_bounded_and_reads_wait_for_what_was_acknowledged(
     show the backlog. Once the
     lock goes, the third is answered, a read right after sees all 15 results, and nothing is
     left in the inbox."""
-    daemon = _Daemon(tmp_path, "inbox_backlog = 10\n")
+    daemon = IngestDaemon(tmp_path, TOKEN, "inbox_backlog = 10\n")
     await daemon.start()
     try:
         async with aiohttp.ClientSession() as session:

@@ -6,9 +6,7 @@ round, nor of the round applied on top of it), answering 5xx only for what was n
 from __future__ import annotations
 
 import asyncio
-import signal
 import sqlite3
-import subprocess
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -16,39 +14,10 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.support.proc import free_port, start, stop, wait_ready
+from tests.support.proc import IngestDaemon
 
 TOKEN = "pipeline-test-token-0123456789"
 HEADERS = {"Authorization": f"Bearer {TOKEN}"}
-
-
-class _Daemon:
-    def __init__(self, base: Path, store: str = "") -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.db = base / "alertd.db"
-        self.config = base / "alertd.toml"
-        self.config.write_text(
-            f'[server]\nlisten = "127.0.0.1:{self.port}"\n[store]\npath = "{self.db}"\n{store}'
-            f'[auth]\ntokens = ["{TOKEN}"]\n'
-        )
-        self.proc: subprocess.Popen[str] | None = None
-
-    async def start(self) -> None:
-        self.proc = start(self.config)
-        await asyncio.to_thread(wait_ready, self.url, self.proc, 30.0)
-
-    async def stop(self) -> None:
-        proc, self.proc = self.proc, None
-        if proc is not None:
-            proc.send_signal(signal.SIGTERM)
-            assert await asyncio.to_thread(stop, proc) == 0
-
-    def kill(self) -> None:
-        proc, self.proc = self.proc, None
-        assert proc is not None
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
 
 
 async def _send(session: aiohttp.ClientSession, url: str, results: list[dict[str, Any]]) -> int:
@@ -77,7 +46,7 @@ async def test_sigkill_during_pipelined_commits_loses_no_ack_and_applies_none_tw
     """16 clients send requests of 25 results (120 keys, each result one occurrence) as fast
     as they are answered; the daemon is SIGKILLed mid-flow. After a restart, every key has at
     least as many occurrences as results acknowledged for it, and no more than were sent."""
-    daemon = _Daemon(tmp_path)
+    daemon = IngestDaemon(tmp_path, TOKEN)
     await daemon.start()
     sent: Counter[str] = Counter()
     acked: Counter[str] = Counter()
@@ -141,7 +110,7 @@ async def test_a_failed_pipelined_commit_leaves_memory_as_stored(
     Acknowledged from the inbox (the default), the refused results were acknowledged before
     the store refused to apply them: skipped, their rows gone, everything else applied once.
     Acknowledged after applying (`inbox_backlog = 0`), the refused requests get a 5xx."""
-    daemon = _Daemon(tmp_path, "" if inbox else "inbox_backlog = 0\n")
+    daemon = IngestDaemon(tmp_path, TOKEN, "" if inbox else "inbox_backlog = 0\n")
     await daemon.start()
     await daemon.stop()  # the schema exists now
     _poison(daemon.db)
@@ -193,8 +162,4 @@ async def test_a_failed_pipelined_commit_leaves_memory_as_stored(
 
     assert view(live) == view(restarted)
     if inbox:  # the refused rows were skipped, not left to be tried at every start
-        with sqlite3.connect(daemon.db) as db:
-            (applied,) = db.execute("SELECT upto FROM inbox_applied").fetchone()
-        with sqlite3.connect(f"{daemon.db}-inbox") as db:
-            left = db.execute("SELECT count(*) FROM inbox WHERE id > ?", (applied,))
-            assert left.fetchone() == (0,)
+        assert daemon.waiting_in_inbox() == 0

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -75,3 +77,43 @@ async def listener(reply: bytes) -> tuple[asyncio.Server, str, list[bytes]]:
 
     server = await asyncio.start_server(answer, "127.0.0.1", 0)
     return server, f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}", seen
+
+
+class IngestDaemon:
+    """A real `alertd run` on a store in `base`, bearer token `token`, no helpdesk: what tests of
+    the write path kill, restart and read back (`store`: more `[store]` lines)."""
+
+    def __init__(self, base: Path, token: str, store: str = "") -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.db = base / "alertd.db"
+        self.config = base / "alertd.toml"
+        self.config.write_text(
+            f'[server]\nlisten = "127.0.0.1:{self.port}"\n[store]\npath = "{self.db}"\n{store}'
+            f'[auth]\ntokens = ["{token}"]\n'
+        )
+        self.proc: subprocess.Popen[str] | None = None
+
+    async def start(self) -> None:
+        self.proc = start(self.config)
+        await asyncio.to_thread(wait_ready, self.url, self.proc, 30.0)
+
+    async def stop(self) -> None:
+        proc, self.proc = self.proc, None
+        if proc is not None:
+            proc.send_signal(signal.SIGTERM)
+            assert await asyncio.to_thread(stop, proc) == 0
+
+    def kill(self) -> None:
+        proc, self.proc = self.proc, None
+        assert proc is not None
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+
+    def waiting_in_inbox(self) -> int:
+        """Inbox rows acknowledged and not applied yet, as the files say (alertd.inbox)."""
+        with sqlite3.connect(self.db) as db:
+            (applied,) = db.execute("SELECT upto FROM inbox_applied").fetchone()
+        with sqlite3.connect(f"{self.db}-inbox") as db:
+            (rows,) = db.execute("SELECT count(*) FROM inbox WHERE id > ?", (applied,)).fetchone()
+        return int(rows)
