@@ -14,6 +14,8 @@ import urllib.request
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from alertd.inbox_file import waiting
+
 ALERTD = [sys.executable, "-m", "alertd.cli"]
 
 
@@ -114,6 +116,4 @@ class IngestDaemon:
         """Inbox rows acknowledged and not applied yet, as the files say (alertd.inbox)."""
         with sqlite3.connect(self.db) as db:
             (applied,) = db.execute("SELECT upto FROM inbox_applied").fetchone()
-        with sqlite3.connect(f"{self.db}-inbox") as db:
-            (rows,) = db.execute("SELECT count(*) FROM inbox WHERE id > ?", (applied,)).fetchone()
-        return int(rows)
+        return waiting(self.db, applied)
