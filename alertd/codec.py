@@ -116,7 +116,26 @@ INCIDENT_COLUMNS = (
     "body",
     # What plain repeats changed in `body` since the last full write (`repeat_row`), or NULL.
     "hot",
+    # What a start needs to index the incident without reading its body (`fold_row`).
+    "fold",
 )
+
+
+# The body's fields, in the order `incident_row` writes them (a JSON array of values), as a
+# start loads them too (the last element of `Folded.line`). A field added later is APPENDED here,
+# never inserted or reordered: a body written before it is then shorter, and the readers
+# (`_body_dict`, `folded_from_line`) take the missing tail as null. Bodies written before the
+# positional form (a JSON object) are still read as they are.
+BODY_FIELDS = (
+    "state_type", "reason_rule", "reason_state", "attempt", "last_hard_state", "long_output",
+    "perfdata", "labels", "recovering_since", "recovery_due", "reopen_until", "reopen_count",
+    "percent_state_change", "flap_history", "suppressed_reason", "history", "acknowledged",
+    "ack_author", "ack_comment", "ack_sticky", "ack_source", "ticket_requested", "summary_from",
+    "summary_due", "summary_last_at", "ticket_due", "escalation_level", "escalation_since",
+    "escalation_spent", "escalation_due", "update_due", "update_from", "interval", "stale",
+    "agent_closed", "agent_closed_merged", "ticket_recovery", "stream_seen",
+    "ticket_resolved", "source",
+)  # fmt: skip
 
 
 def incident_row(incident: Incident, due: datetime | None) -> tuple[Any, ...]:
@@ -125,48 +144,50 @@ def incident_row(incident: Incident, due: datetime | None) -> tuple[Any, ...]:
     Runs once per changed incident per commit, so it leans on orjson (which writes enums and
     datetimes natively) rather than building an intermediate dict of strings.
     """
-    body = {
-        "state_type": incident.state_type,
-        "reason_rule": incident.reason.rule,
-        "reason_state": incident.reason.state,
-        "attempt": incident.attempt,
-        "last_hard_state": incident.last_hard_state,
-        "long_output": incident.long_output,
-        "perfdata": incident.perfdata,
-        "labels": incident.labels if type(incident.labels) is dict else dict(incident.labels),
-        "recovering_since": incident.recovering_since,
-        "recovery_due": incident.recovery_due,
-        "reopen_until": incident.reopen_until,
-        "reopen_count": incident.reopen_count,
-        "percent_state_change": incident.percent_state_change,
-        "flap_history": incident.flap_history,
-        "suppressed_reason": incident.suppressed_reason,
-        "history": [(h.at, h.state, h.state_type) for h in incident.history],
-        "acknowledged": incident.acknowledged,
-        "ack_author": incident.ack_author,
-        "ack_comment": incident.ack_comment,
-        "ack_sticky": incident.ack_sticky,
-        "ack_source": incident.ack_source,
-        "ticket_requested": incident.ticket_requested,
-        "summary_from": incident.summary_from,
-        "summary_due": incident.summary_due,
-        "summary_last_at": incident.summary_last_at,
-        "ticket_due": incident.ticket_due,
-        "escalation_level": incident.escalation_level,
-        "escalation_since": incident.escalation_since,
-        "escalation_spent": incident.escalation_spent.total_seconds(),
-        "escalation_due": incident.escalation_due,
-        "update_due": incident.update_due,
-        "update_from": incident.update_from,
-        "interval": incident.interval,
-        "stale": incident.stale,
-        "agent_closed": incident.agent_closed,
-        "agent_closed_merged": incident.agent_closed_merged,
-        "ticket_recovery": incident.ticket_recovery,
-        "stream_seen": incident.stream_seen,
-        "ticket_resolved": incident.ticket_resolved,
-        "source": incident.source,
-    }
+    # Positional, in `BODY_FIELDS` order (docs/architecture.md, "The store"): half the bytes
+    # of a document with its keys, and a start reads it as it is, with no JSON work in SQLite.
+    body = (
+        incident.state_type,
+        incident.reason.rule,
+        incident.reason.state,
+        incident.attempt,
+        incident.last_hard_state,
+        incident.long_output,
+        incident.perfdata,
+        incident.labels if type(incident.labels) is dict else dict(incident.labels),
+        incident.recovering_since,
+        incident.recovery_due,
+        incident.reopen_until,
+        incident.reopen_count,
+        incident.percent_state_change,
+        incident.flap_history,
+        incident.suppressed_reason,
+        [(h.at, h.state, h.state_type) for h in incident.history],
+        incident.acknowledged,
+        incident.ack_author,
+        incident.ack_comment,
+        incident.ack_sticky,
+        incident.ack_source,
+        incident.ticket_requested,
+        incident.summary_from,
+        incident.summary_due,
+        incident.summary_last_at,
+        incident.ticket_due,
+        incident.escalation_level,
+        incident.escalation_since,
+        incident.escalation_spent.total_seconds(),
+        incident.escalation_due,
+        incident.update_due,
+        incident.update_from,
+        incident.interval,
+        incident.stale,
+        incident.agent_closed,
+        incident.agent_closed_merged,
+        incident.ticket_recovery,
+        incident.stream_seen,
+        incident.ticket_resolved,
+        incident.source,
+    )
     return (
         incident.id,
         incident.host,
@@ -188,11 +209,12 @@ def incident_row(incident: Incident, due: datetime | None) -> tuple[Any, ...]:
         incident.last_output,
         orjson.dumps(body, option=orjson.OPT_UTC_Z).decode(),
         None,  # the body is whole again: no repeat overlay
+        fold_row(incident),
     )
 
 
 def repeat_row(incident: Incident, due: datetime | None) -> tuple[Any, ...]:
-    """A plain repeat's narrow row: occurrences, last_seen, last_output, due_at, hot, id.
+    """A plain repeat's narrow row: occurrences, last_seen, last_output, due_at, hot, fold, id.
 
     A plain repeat (lifecycle `_repeat`) changes only these columns and the `body` fields in
     `hot`; writing them instead of the whole row skips the ~740-byte body and every index
@@ -213,6 +235,7 @@ def repeat_row(incident: Incident, due: datetime | None) -> tuple[Any, ...]:
         incident.last_output,
         ts(due),
         orjson.dumps(hot, option=orjson.OPT_UTC_Z).decode(),
+        fold_row(incident),
         incident.id,
     )
 
@@ -231,14 +254,22 @@ def incident_from_row(row: Any) -> Incident:
     """Inverse of `incident_row` for a row selected in `INCIDENT_COLUMNS` order."""
     (id_, host, service, status, check_state, priority, impact, urgency, occurrences,
      first_seen, last_seen, opened_at, resolved_at, _due, flapping, suppressed, last_output,
-     body_text, hot) = row  # fmt: skip
-    body = orjson.loads(body_text)
+     body_text, hot, _fold) = row  # fmt: skip
+    body = _body_dict(orjson.loads(body_text))
     if hot is not None:
         body.update(orjson.loads(hot))
     return _incident(
         id_, host, service, status, check_state, priority, impact, urgency, occurrences,
         first_seen, last_seen, opened_at, resolved_at, flapping, suppressed, last_output, body,
     )  # fmt: skip
+
+
+def _body_dict(body: list[Any] | dict[str, Any]) -> dict[str, Any]:
+    """A stored body by field name: positional (fields missing at its end absent), or a
+    document as written before the positional form."""
+    if isinstance(body, list):
+        return dict(zip(BODY_FIELDS, body, strict=False))
+    return body
 
 
 def _incident(
@@ -327,25 +358,16 @@ def _incident(
 #
 # A start with a million open incidents cannot afford to decode each one's JSON body (~5 us) and
 # build its 53-field `Incident` (~5 us), nor to keep it decoded (~1.1 KB each) when most are
-# never touched again before they resolve. The store selects, per row, what the writer's
-# indexes need (key, id, what the gauges count, held or not, the due time, the stale watch's
-# inputs), and packs everything else into one compact JSON array (values without the body's
-# key names) built by SQLite on the store's thread. `unfold` makes the `Incident` when the
-# writer first touches it; alertd.cache keeps either form.
+# never touched again before they resolve. The store reads each incident as one line of JSON
+# (`FOLDED_COLUMNS`, then the body's array of values as stored), built by SQLite by plain text
+# concatenation, a page of lines in one step on the store's thread (alertd.store, `_FOLD`).
+# `folded_from_line` reads what the writer's indexes need (key, id, what the gauges count, held
+# or not, the due time, the stale watch's inputs) and keeps the line; `unfold` makes the
+# `Incident` when the writer first touches it; alertd.cache keeps either form.
 
-# The body's fields in the order the load packs them (the last element of `Folded.packed`).
-BODY_FIELDS = (
-    "state_type", "reason_rule", "reason_state", "attempt", "last_hard_state", "long_output",
-    "perfdata", "labels", "recovering_since", "recovery_due", "reopen_until", "reopen_count",
-    "percent_state_change", "flap_history", "suppressed_reason", "history", "acknowledged",
-    "ack_author", "ack_comment", "ack_sticky", "ack_source", "ticket_requested", "summary_from",
-    "summary_due", "summary_last_at", "ticket_due", "escalation_level", "escalation_since",
-    "escalation_spent", "escalation_due", "update_due", "update_from", "interval", "stale",
-    "agent_closed", "agent_closed_merged", "ticket_recovery", "stream_seen",
-    "ticket_resolved", "source",
-)  # fmt: skip
-# The columns packed before the body's values, in this order (then the body's array).
-PACKED_COLUMNS = (
+# The columns of a folded line, in this order, then the body's array, then the `hot` overlay
+# (an object, or null).
+FOLDED_COLUMNS = (
     "status", "check_state", "priority", "impact", "urgency", "occurrences", "first_seen",
     "last_seen", "opened_at", "resolved_at", "flapping", "suppressed", "last_output",
 )  # fmt: skip
@@ -360,15 +382,16 @@ class Folded:
     `gauge` is what it adds to the incident gauges (None: resolved), `due` the earliest time
     the writer may have to look at it (early is harmless: it is unfolded then and its own timers
     decide), `until` the end of a resolved one's reopen window, `stream` the stale watch's
-    inputs (last_seen, interval) of an open one that a stream fed, not stale yet.
+    inputs (last_seen, interval) of an open one that a stream fed, not stale yet, `line` the
+    rest of the incident as loaded (`FOLDED_COLUMNS`, the body, the overlay).
     """
 
-    __slots__ = ("due", "gauge", "hot", "id", "key", "packed", "stream", "suppressed", "until")
+    __slots__ = ("due", "gauge", "id", "key", "line", "stream", "suppressed", "until")
 
     def __init__(
         self, id_: int, key: IncidentKey, gauge: GaugeKey | None, suppressed: bool,
         due: datetime | None, until: datetime | None,
-        stream: tuple[datetime, float | None] | None, packed: str, hot: str | None,
+        stream: tuple[datetime, float | None] | None, line: str,
     ) -> None:  # fmt: skip
         self.id = id_
         self.key = key
@@ -377,75 +400,88 @@ class Folded:
         self.due = due
         self.until = until
         self.stream = stream
-        self.packed = packed
-        self.hot = hot
+        self.line = line
 
     def active(self, now: datetime) -> bool:
         """`lifecycle.is_active` of the incident it holds."""
         return self.gauge is not None or (self.until is not None and now < self.until)
 
 
+# What a start reads of each incident besides its line (`fold`): `FOLD_COLUMNS`, then the
+# `fold` column's values (`fold_row`: written with every write of the incident, so the start
+# never parses a body to index it).
+FOLD_COLUMNS = ("id", "host", "service", "due_at", "suppressed")
+
 # Few distinct gauge keys exist: a million folded incidents share a handful of tuples.
-_gauges: dict[GaugeKey, GaugeKey] = {}
-_OPEN = Status.OPEN.value
-_RESOLVED = Status.RESOLVED.value
-_BODY = len(PACKED_COLUMNS)  # where the body's values are in the packed array
-_LAST_SEEN = PACKED_COLUMNS.index("last_seen")
-_ACKNOWLEDGED, _STALE, _REOPEN_UNTIL, _STREAM_SEEN, _INTERVAL = (
-    BODY_FIELDS.index(name)
-    for name in ("acknowledged", "stale", "reopen_until", "stream_seen", "interval")
-)
-_TICKET_TIMERS = tuple(BODY_FIELDS.index(name) for name in TICKET_TIMERS)
+_gauges: dict[str, GaugeKey] = {}
 
 
-def folded_from_row(row: Any, names: dict[str, str]) -> Folded:
-    """A row selected as the store's load selects it (alertd.store, `_FOLD`), folded.
+def fold_row(incident: Incident) -> str:
+    """The `fold` column: [gauge code (`gauge_code`, null if resolved), end of a resolved
+    one's reopen window, last_seen of an open one a stream feeds (not stale), its interval,
+    then the ticket planner's timers `TICKET_TIMERS`]; times as `ts` writes them."""
+    status = incident.status
+    resolved = status is Status.RESOLVED
+    streamed = status is Status.OPEN and not incident.stale and incident.stream_seen is not None
+    return orjson.dumps([
+        None if resolved else gauge_code(incident),
+        ts(incident.reopen_until) if resolved else None,
+        ts(incident.last_seen) if streamed else None,
+        incident.interval if streamed else None,
+        ts(incident.ticket_due), ts(incident.summary_due), ts(incident.escalation_due),
+        ts(incident.update_due),
+    ]).decode()  # fmt: skip
 
-    Reads the packed values once (~1 us, a tenth of decoding the incident) for the fields the
-    writer's indexes need; the parsed values are dropped, the compact text is kept. `names`
+
+def gauge_code(incident: Incident) -> str:
+    """`gauges.gauge_key` of an unresolved incident as text: status|priority|flapping|
+    suppressed|acknowledged|stale, the flags as 0 or 1 (store.py's migration 10 writes the
+    same from SQL)."""
+    return (f"{incident.status.value}|{incident.priority.value}|{incident.flapping:d}|"
+            f"{incident.suppressed:d}|{incident.acknowledged:d}|{incident.stale:d}")  # fmt: skip
+
+
+def _gauge(code: str) -> GaugeKey:
+    gauge = _gauges.get(code)
+    if gauge is None:
+        status, priority, flapping, suppressed, acknowledged, stale = code.split("|")
+        gauge = _gauges[code] = (_STATUS[status], _PRIORITY[priority], flapping == "1",
+                                 suppressed == "1", acknowledged == "1", stale == "1")  # fmt: skip
+    return gauge
+
+
+def fold(index: list[Any], line: str, names: dict[str, str]) -> Folded:
+    """An incident as a start loads it (alertd.store, `_FOLD`): `index` (`FOLD_COLUMNS`, then
+    the `fold` column's values) says what the writer's indexes need; `line` (`FOLDED_COLUMNS`,
+    the body, the overlay) is kept, not parsed, until the incident is first touched. `names`
     (one per load) makes equal host and service names one string: a host's services, and a
     service checked on every host, repeat them (~50 bytes each)."""
-    id_, host, service, status, priority, flapping, suppressed, due_at, packed, hot = row
+    (id_, host, service, due_at, suppressed, gauge, until, stream_at, interval,
+     *timers) = index  # fmt: skip
     host = names.setdefault(host, host)
     if service is not None:
         service = names.setdefault(service, service)
-    values = orjson.loads(packed)
-    body = values[_BODY]
-    stale = body[_STALE]
-    gauge: GaugeKey | None = None
-    until = None
-    if status == _RESOLVED:
-        until = parse_ts(body[_REOPEN_UNTIL])
-    else:
-        key = (_STATUS[status], _PRIORITY[priority], bool(flapping), bool(suppressed),
-               bool(body[_ACKNOWLEDGED]), bool(stale))  # fmt: skip
-        gauge = _gauges.setdefault(key, key)
-    due = parse_ts(due_at)
-    for at in _TICKET_TIMERS:
-        if body[at] is not None:
-            timer = req_ts(body[at])
-            if due is None or timer < due:
-                due = timer
-    stream = None
-    if status == _OPEN and not stale:
-        if hot is None:
-            stream_seen, interval = body[_STREAM_SEEN], body[_INTERVAL]
-        else:  # a plain repeat's overlay holds the newest of both
-            overlay = orjson.loads(hot)
-            stream_seen, interval = overlay["stream_seen"], overlay["interval"]
-        if stream_seen is not None:
-            stream = (req_ts(values[_LAST_SEEN]), interval)
-    return Folded(id_, (host, service), gauge, bool(suppressed), due, until, stream, packed, hot)
+    due = None if due_at is None else req_ts(due_at)
+    for timer in timers:
+        if timer is not None:
+            at = req_ts(timer)
+            if due is None or at < due:
+                due = at
+    return Folded(
+        id_, (host, service), None if gauge is None else _gauge(gauge), bool(suppressed), due,
+        None if until is None else req_ts(until),
+        None if stream_at is None else (req_ts(stream_at), interval), line,
+    )  # fmt: skip
 
 
 def unfold(folded: Folded) -> Incident:
     """The `Incident` a folded one holds: equal to `incident_from_row` of the same row."""
-    values = orjson.loads(folded.packed)
     (status, check_state, priority, impact, urgency, occurrences, first_seen, last_seen,
-     opened_at, resolved_at, flapping, suppressed, last_output, packed_body) = values  # fmt: skip
-    body = dict(zip(BODY_FIELDS, packed_body, strict=True))
-    if folded.hot is not None:
-        body.update(orjson.loads(folded.hot))
+     opened_at, resolved_at, flapping, suppressed, last_output, packed_body,
+     hot) = orjson.loads(folded.line)  # fmt: skip
+    body = _body_dict(packed_body)
+    if hot is not None:
+        body.update(hot)
     host, service = folded.key
     return _incident(
         folded.id, host, service, status, check_state, priority, impact, urgency, occurrences,

@@ -182,6 +182,12 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE incidents ADD COLUMN repeats_from TEXT;
     ALTER TABLE incidents ADD COLUMN repeats_last TEXT;
     """,
+    """
+    -- What a start needs to index an incident without its body (codec.fold_row), as SQLite's
+    -- migration 10 (alertd.store) adds; this store decodes every incident at start and does
+    -- not read it, but writes it, so that `alertd migrate` brings the same columns over.
+    ALTER TABLE incidents ADD COLUMN fold TEXT;
+    """,
 )
 
 # The tables `alertd migrate` brings over, in this order; the same columns in both stores.
@@ -860,8 +866,8 @@ _RUN = (
 )
 _REPEAT = (
     "UPDATE incidents SET occurrences = $1, last_seen = $2, last_output = $3, due_at = $4, "
-    "hot = $5, repeats = repeats + $6, repeats_from = coalesce(repeats_from, $7), "
-    "repeats_last = $8 WHERE id = $9"
+    "hot = $5, fold = $6, repeats = repeats + $7, repeats_from = coalesce(repeats_from, $8), "
+    "repeats_last = $9 WHERE id = $10"
 )
 
 

@@ -4,6 +4,7 @@ incident's timer comes on time even when the due time stored with it is not its 
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from datetime import timedelta
 from pathlib import Path
@@ -19,6 +20,9 @@ from tests.support import START
 from tests.unit.test_codec import every_field_set
 
 
+YEAR = timedelta(days=365)
+
+
 async def loaded(store: SqliteStore) -> list[Incident]:
     """The incidents the start loads, decoded from their folded form."""
     found = []
@@ -29,10 +33,28 @@ async def loaded(store: SqliteStore) -> list[Incident]:
     return found
 
 
+def indexed(folded: codec.Folded) -> tuple[object, ...]:
+    """What the writer's indexes take from a folded incident."""
+    return (folded.id, folded.key, folded.gauge, folded.suppressed, folded.due, folded.until,
+            folded.stream)  # fmt: skip
+
+
+async def folded_as_written(store: SqliteStore, incident: Incident) -> codec.Folded:
+    """The incident folded from what this release writes for it (`codec.fold_row`)."""
+    rows = await store._writer_rows("SELECT due_at FROM incidents WHERE id = ?", (incident.id,))
+    fold = json.loads(codec.fold_row(incident))
+    index = [incident.id, incident.host, incident.service, rows[0][0], int(incident.suppressed),
+             *fold]  # fmt: skip
+    return codec.fold(index, "", {})
+
+
 async def test_a_folded_incident_unfolds_to_the_stored_one(tmp_path: Path) -> None:
     """Every field set, odd text (quotes, backslashes, newlines, non-ASCII, a NUL), a plain
-    repeat's `hot` overlay, and a body written before some fields existed: each unfolds to
-    exactly what the store's own reader decodes."""
+    repeat's `hot` overlay, each unfolds to exactly what the store's own reader decodes; so do
+    incidents of a store from before the positional body (migrated by the start): a body
+    stored as a document, one from a release before some fields existed, and a positional one
+    from a release whose fields ended earlier. The migration indexes each as this release's
+    writes would."""
     full = every_field_set()._replace(status=Status.OPEN)
     odd = full._replace(
         id=43, service='"quoted" \\ path\n', last_output="naïve ✓ \x00 end", perfdata="a='1;2'",
@@ -43,29 +65,51 @@ async def test_a_folded_incident_unfolds_to_the_stored_one(tmp_path: Path) -> No
     host = full._replace(id=44, service=None, status=Status.RESOLVED, stale=False)
     repeated = full._replace(id=45, host="web-02", stale=False, acknowledged=False)
     old = full._replace(id=46, host="web-03")
+    shorter = full._replace(id=47, host="web-04", ticket_resolved=True, source="nagios")
     store = await SqliteStore.open(tmp_path / "a.db", "NORMAL")
     try:
         await store.write(WriteBatch(upserts=[(i, i.recovery_due) for i in
-                                              (full, odd, host, repeated, old)]))  # fmt: skip
+                                              (full, odd, host, repeated, old, shorter)]))  # fmt: skip
         later = repeated._replace(occurrences=9, last_seen=START + timedelta(days=1),
                                   attempt=4, perfdata="t=9", labels={"n": "2"},
                                   percent_state_change=12.5, interval=30.0,
                                   stream_seen=START + timedelta(days=1))  # fmt: skip
         await store.write(WriteBatch(repeats=[(later, None)]))
+        fresh = [indexed(f) for page in [p async for p in store.load_active(START - YEAR)]
+                 for f in page if isinstance(f, codec.Folded)]  # fmt: skip
+        written = [indexed(await folded_as_written(store, i))
+                   for i in (full, odd, host, later, old, shorter)]  # fmt: skip
+        assert fresh == written
     finally:
         await store.close()
-    with sqlite3.connect(tmp_path / "a.db") as db:  # as a release before these fields wrote it
-        db.execute("UPDATE incidents SET body = json_remove(body, '$.acknowledged', '$.stale', "
-                   "'$.escalation_spent', '$.source', '$.summary_from') WHERE id = 46")  # fmt: skip
+    with sqlite3.connect(tmp_path / "a.db") as db:
+        # Back to the store as the release before the positional body left it (version 9).
+        for id_, body in db.execute("SELECT id, body FROM incidents").fetchall():
+            document = dict(zip(codec.BODY_FIELDS, json.loads(body), strict=True))
+            if id_ == 46:  # from a release before these fields existed
+                for name in ("acknowledged", "stale", "escalation_spent", "source",
+                             "summary_from"):  # fmt: skip
+                    del document[name]
+            text = json.dumps(json.loads(body)[:-2]) if id_ == 47 else json.dumps(document)
+            db.execute("UPDATE incidents SET body = ? WHERE id = ?", (text, id_))
+        db.execute("ALTER TABLE incidents DROP COLUMN fold")
+        db.execute("PRAGMA user_version = 9")
     store = await SqliteStore.open(tmp_path / "a.db", "NORMAL")
     try:
-        unfolded = await loaded(store)
-        assert [i.id for i in unfolded] == [42, 43, 44, 45, 46]
+        folded = [f for page in [p async for p in store.load_active(START - YEAR)]
+                  for f in page if isinstance(f, codec.Folded)]  # fmt: skip
+        unfolded = [codec.unfold(f) for f in folded]
+        assert [i.id for i in unfolded] == [42, 43, 44, 45, 46, 47]
         for incident in unfolded:
             assert incident == await store.get_incident(incident.id)
+        assert [indexed(f) for f in folded] == [
+            indexed(await folded_as_written(store, i)) for i in unfolded
+        ]
+        assert [indexed(f) for f in folded][:4] == written[:4]
         assert unfolded[3].occurrences == 9 and unfolded[3].labels == {"n": "2"}
         assert unfolded[4].acknowledged is False and unfolded[4].source is None
         assert unfolded[4].escalation_spent == timedelta(0)
+        assert unfolded[5] == shorter._replace(ticket_resolved=False, source=None)
     finally:
         await store.close()
 

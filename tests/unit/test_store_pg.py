@@ -16,7 +16,7 @@ from alertd.errors import StoreError
 from alertd.model import CheckResult, CheckState, EventKind
 from alertd.policy import LifecyclePolicy
 from alertd.store import NewOp, WriteBatch
-from alertd.store_pg import PgStore
+from alertd.store_pg import MIGRATIONS, PgStore
 from tests.support.postgres import PgCluster
 
 T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
@@ -102,7 +102,7 @@ async def test_a_store_of_the_release_before_narrow_repeats_is_migrated_in_place
     await store.close()
     pg_cluster.psql(
         "ALTER TABLE incidents DROP COLUMN hot, DROP COLUMN repeats, DROP COLUMN repeats_from, "
-        "DROP COLUMN repeats_last; UPDATE alertd_schema SET version = 2",
+        "DROP COLUMN repeats_last, DROP COLUMN fold; UPDATE alertd_schema SET version = 2",
         database,
     )
     store = await PgStore.open(url, pg_cluster.password, wait=timedelta(seconds=5))
@@ -120,7 +120,9 @@ async def test_a_store_of_the_release_before_narrow_repeats_is_migrated_in_place
         ]
     finally:
         await store.close()
-    assert pg_cluster.psql("SELECT version FROM alertd_schema", database).strip() == "3"
+    assert pg_cluster.psql("SELECT version FROM alertd_schema", database).strip() == str(
+        len(MIGRATIONS)
+    )
 
 
 class CommitCutter:
