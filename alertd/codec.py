@@ -436,9 +436,18 @@ def fold_row(incident: Incident) -> str:
 def gauge_code(incident: Incident) -> str:
     """`gauges.gauge_key` of an unresolved incident as text: status|priority|flapping|
     suppressed|acknowledged|stale, the flags as 0 or 1 (store.py's migration 10 writes the
-    same from SQL)."""
-    return (f"{incident.status.value}|{incident.priority.value}|{incident.flapping:d}|"
-            f"{incident.suppressed:d}|{incident.acknowledged:d}|{incident.stale:d}")  # fmt: skip
+    same from SQL). Runs with every write of an incident: a handful of keys exist, each made
+    into text once."""
+    key = (incident.status, incident.priority, incident.flapping, incident.suppressed,
+           incident.acknowledged, incident.stale)  # fmt: skip
+    code = _codes.get(key)
+    if code is None:
+        status, priority, *flags = key
+        code = _codes[key] = "|".join([status.value, priority.value, *(str(int(f)) for f in flags)])
+    return code
+
+
+_codes: dict[tuple[Status, Priority, bool, bool, bool, bool], str] = {}
 
 
 def _gauge(code: str) -> GaugeKey:
