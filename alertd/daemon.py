@@ -26,7 +26,7 @@ from alertd.config import Config
 from alertd.http.keys import ENGINE
 from alertd.http.server import GuardedRunner
 from alertd.http.starting import starting_app
-from alertd.sdnotify import Notifier, watchdog, watchdog_interval
+from alertd.sdnotify import Notifier, extend_start, watchdog, watchdog_interval
 
 log: structlog.typing.FilteringBoundLogger = structlog.get_logger(__name__)
 
@@ -116,12 +116,20 @@ async def run(config: Config, env: Mapping[str, str]) -> None:
         # Pings start before the store opens: a slow migration must not look like a hang.
         async with watchdog(notifier, watchdog_interval(env, os.getpid())):
             app = build_app(config)
-            async with serving_app(app, config) as url:
-                log.info("listening", url=url, store=config.store.where)
-                notifier.ready(_status(app, url))
-                await _serve(app, config, url, notifier, stop, hup, env)
-                log.info("shutting_down")
-                notifier.stopping("stopping: finishing requests, committing queued results")
+            starting = asyncio.create_task(
+                extend_start(notifier, "starting: opening the store, loading incidents"),
+                name="alertd-starting",
+            )
+            try:
+                async with serving_app(app, config) as url:
+                    starting.cancel()
+                    log.info("listening", url=url, store=config.store.where)
+                    notifier.ready(_status(app, url))
+                    await _serve(app, config, url, notifier, stop, hup, env)
+                    log.info("shutting_down")
+                    notifier.stopping("stopping: finishing requests, committing queued results")
+            finally:
+                starting.cancel()
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(sig)

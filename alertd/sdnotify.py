@@ -1,7 +1,8 @@
 """The systemd notify protocol (sd_notify) with the standard library, and the watchdog pinger.
 
 Owns the datagram socket to `$NOTIFY_SOCKET` (a path, or `@name` for an abstract socket) and
-the messages alertd sends: READY, STATUS, RELOADING with MONOTONIC_USEC, STOPPING and WATCHDOG.
+the messages alertd sends: READY, STATUS, RELOADING with MONOTONIC_USEC, STOPPING, WATCHDOG and,
+while starting, EXTEND_TIMEOUT_USEC.
 Without NOTIFY_SOCKET (not under systemd) every send does nothing. Send errors are ignored, as
 sd_notify(3) recommends: a missing manager must never stop the daemon. The watchdog pings from
 a task on the event loop itself, so a loop that stalls stops the pings and systemd restarts us.
@@ -75,6 +76,10 @@ class Notifier:
     def watchdog(self) -> bool:
         return self.send("WATCHDOG=1")
 
+    def extend_start(self, seconds: float, status: str) -> bool:
+        """Still starting: the manager's start timeout moves to `seconds` from now."""
+        return self.send(f"EXTEND_TIMEOUT_USEC={int(seconds * 1_000_000)}", *_status(status))
+
 
 def _status(text: str | None) -> tuple[str, ...]:
     # STATUS= is one line; a newline would start a new (bogus) field.
@@ -110,6 +115,20 @@ async def ping_watchdog(notifier: Notifier, interval: float) -> None:
     while True:
         notifier.watchdog()
         await asyncio.sleep(interval)
+
+
+# While starting, the start timeout is pushed this far ahead, every third of it: a migration or
+# a load of millions of incidents may outlast TimeoutStartSec (90 s by default), while a loop
+# that stalls for this long still fails the start.
+START_EXTENSION = 30.0
+
+
+async def extend_start(notifier: Notifier, status: str) -> None:
+    """Send EXTEND_TIMEOUT_USEC now and every third of `START_EXTENSION` until cancelled (once
+    READY=1 is out)."""
+    while notifier.enabled:
+        notifier.extend_start(START_EXTENSION, status)
+        await asyncio.sleep(START_EXTENSION / 3)
 
 
 @contextlib.asynccontextmanager

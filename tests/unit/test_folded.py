@@ -19,7 +19,6 @@ from alertd.store import SqliteStore, WriteBatch
 from tests.support import START
 from tests.unit.test_codec import every_field_set
 
-
 YEAR = timedelta(days=365)
 
 
@@ -68,8 +67,8 @@ async def test_a_folded_incident_unfolds_to_the_stored_one(tmp_path: Path) -> No
     shorter = full._replace(id=47, host="web-04", ticket_resolved=True, source="nagios")
     store = await SqliteStore.open(tmp_path / "a.db", "NORMAL")
     try:
-        await store.write(WriteBatch(upserts=[(i, i.recovery_due) for i in
-                                              (full, odd, host, repeated, old, shorter)]))  # fmt: skip
+        written_first = (full, odd, host, repeated, old, shorter)
+        await store.write(WriteBatch(upserts=[(i, i.recovery_due) for i in written_first]))
         later = repeated._replace(occurrences=9, last_seen=START + timedelta(days=1),
                                   attempt=4, perfdata="t=9", labels={"n": "2"},
                                   percent_state_change=12.5, interval=30.0,
