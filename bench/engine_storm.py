@@ -26,7 +26,7 @@ from alertd import change_log, logs
 from alertd.clock import SystemClock
 from alertd.engine import Engine
 from alertd.policy import LifecyclePolicy
-from alertd.store import Store
+from alertd.store import SqliteStore
 from connectors.native import parse_results
 
 RESULTS = 20_000
@@ -34,7 +34,7 @@ RESULTS = 20_000
 
 async def one_run(run: int) -> tuple[float, float]:
     with tempfile.TemporaryDirectory() as tmp:
-        store = await Store.open(Path(tmp) / "alertd.db")
+        store = await SqliteStore.open(Path(tmp) / "alertd.db")
         clock = SystemClock()
         engine = Engine(
             store,
