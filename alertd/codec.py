@@ -411,6 +411,7 @@ class Folded:
 # `fold` column's values (`fold_row`: written with every write of the incident, so the start
 # never parses a body to index it).
 FOLD_COLUMNS = ("id", "host", "service", "due_at", "suppressed")
+_NO_FOLD = len(FOLD_COLUMNS) + 1  # the columns, then null for a missing `fold`
 
 # Few distinct gauge keys exist: a million folded incidents share a handful of tuples.
 _gauges: dict[str, GaugeKey] = {}
@@ -465,6 +466,9 @@ def fold(index: list[Any], line: str, names: dict[str, str]) -> Folded:
     the body, the overlay) is kept, not parsed, until the incident is first touched. `names`
     (one per load) makes equal host and service names one string: a host's services, and a
     service checked on every host, repeat them (~50 bytes each)."""
+    if len(index) == _NO_FOLD:  # a row written without its `fold` (by hand, or a tool)
+        bare = Folded(index[0], (index[1], index[2]), None, False, None, None, None, line)
+        index = [*index[:-1], *orjson.loads(fold_row(unfold(bare)))]
     (id_, host, service, due_at, suppressed, gauge, until, stream_at, interval,
      *timers) = index  # fmt: skip
     host = names.setdefault(host, host)

@@ -368,7 +368,8 @@ _FOLD_LINE = (
     "ifnull(hot, 'null') || ']'"
 )
 _FOLD_INDEX = (
-    f"rtrim(json_array({', '.join(codec.FOLD_COLUMNS)}), ']') || ',' || substr(fold, 2)"
+    f"rtrim(json_array({', '.join(codec.FOLD_COLUMNS)}), ']') || ',' || "
+    "ifnull(substr(fold, 2), 'null]')"  # no `fold`: `codec.fold` decodes the line instead
 )
 _FOLD = (
     "SELECT count(*), max(id), group_concat(line, char(30)), "

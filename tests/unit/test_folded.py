@@ -53,7 +53,8 @@ async def test_a_folded_incident_unfolds_to_the_stored_one(tmp_path: Path) -> No
     incidents of a store from before the positional body (migrated by the start): a body
     stored as a document, one from a release before some fields existed, and a positional one
     from a release whose fields ended earlier. The migration indexes each as this release's
-    writes would."""
+    writes would, and a row without its index values (written by hand) is indexed alike.
+    """
     full = every_field_set()._replace(status=Status.OPEN)
     odd = full._replace(
         id=43, service='"quoted" \\ path\n', last_output="naïve ✓ \x00 end", perfdata="a='1;2'",
@@ -74,6 +75,7 @@ async def test_a_folded_incident_unfolds_to_the_stored_one(tmp_path: Path) -> No
                                   percent_state_change=12.5, interval=30.0,
                                   stream_seen=START + timedelta(days=1))  # fmt: skip
         await store.write(WriteBatch(repeats=[(later, None)]))
+        await store._writer_rows("UPDATE incidents SET fold = NULL WHERE id = 43", ())
         fresh = [indexed(f) for page in [p async for p in store.load_active(START - YEAR)]
                  for f in page if isinstance(f, codec.Folded)]  # fmt: skip
         written = [indexed(await folded_as_written(store, i))
