@@ -166,6 +166,9 @@ class Engine:
         # Inbox results accepted and not yet applied (bounded by `max_backlog`: `accept`
         # waits for room), and the room's signal.
         self.backlog = 0
+        # On PostgreSQL: inputs any daemon accepted into the shared journal that the leader has
+        # not applied yet, as last read (alertd.journal.Leadership); shown with `backlog`.
+        self.journal_backlog = 0
         self._room = asyncio.Event()
         self._room.set()
         self._inbox_next = 0  # the first inbox row not queued yet

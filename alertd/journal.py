@@ -213,6 +213,7 @@ class Leadership:
         self._forwarder: Forwarder | None = None
         self._consumer = Consumer(store, engine, clock)
         self._waiting: asyncio.Task[None] | None = None
+        self._watching: asyncio.Task[None] | None = None
         self.on_leader: list[Callable[[], None]] = []
 
     @property
@@ -220,8 +221,13 @@ class Leadership:
         return self._store.leader
 
     async def start(self) -> None:
+        self._watching = asyncio.create_task(self._watch_backlog(), name="alertd-journal-backlog")
         if self._store.leader:
-            await self._lead()
+            try:
+                await self._lead()
+            except BaseException:
+                self._watching.cancel()
+                raise
             return
         self._forwarder = Forwarder(self._store)
         self._forwarder.start()
@@ -258,8 +264,23 @@ class Leadership:
         for call in self.on_leader:
             call()
 
+    async def _watch_backlog(self) -> None:
+        """The journal's backlog for the metrics, every `POLL_SECONDS`, whichever part this
+        daemon plays (a standby's accepted inputs wait there for the leader)."""
+        while True:
+            try:
+                self._engine.journal_backlog = await self._store.journal_backlog()
+            except StoreError as exc:  # the readiness probe reports the store; keep the last
+                log.debug("journal_backlog_unread", error=str(exc))
+            await asyncio.sleep(POLL_SECONDS)
+
     async def stop(self) -> None:
         """Before the engine stops: nothing is submitted to it after this."""
+        if self._watching is not None:
+            self._watching.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watching
+            self._watching = None
         if self._waiting is not None:
             self._waiting.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):

@@ -139,6 +139,8 @@ class IncidentView(Protocol):
 
     # Results acknowledged from the inbox and not applied yet.
     backlog: int
+    # On PostgreSQL: inputs in the shared journal not applied yet by the leader.
+    journal_backlog: int
 
     def gauge_counts(self) -> Mapping[GaugeKey, int]:
         """Unresolved incidents by `gauge_key`, kept as the cache changes: a scrape reads a few
@@ -427,7 +429,7 @@ class _IncidentCollector(Collector):
             acknowledged.add_metric([], acks)
             stale.add_metric([], stales)
             queued.add_metric([], self.view.queued)
-            backlog.add_metric([], self.view.backlog)
+            backlog.add_metric([], self.view.backlog + self.view.journal_backlog)
         yield from families
 
     @staticmethod
@@ -457,7 +459,8 @@ class _IncidentCollector(Collector):
             ),
             GaugeMetricFamily(
                 "alertd_inbox_backlog_results",
-                "Results acknowledged and waiting in the inbox to be applied (at "
-                "store.inbox_backlog, ingest waits for room).",
+                "Results acknowledged and waiting to be applied: in the inbox (at "
+                "store.inbox_backlog, ingest waits for room), or on PostgreSQL in the shared "
+                "journal (accepted by any daemon, applied by the leader).",
             ),
         )

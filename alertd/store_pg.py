@@ -541,6 +541,14 @@ class PgStore:
         )
         return [(int(r[0]), str(r[1])) for r in rows]
 
+    async def journal_backlog(self) -> int:
+        """Inputs in the journal not applied yet (appended by any daemon, applied by the
+        leader): two one-row tables, read on the read pool."""
+        rows = await self._read(
+            "SELECT s.appended - a.applied FROM journal_seq s CROSS JOIN journal_state a"
+        )
+        return int(rows[0][0])
+
     async def journal_applied(self) -> int:
         rows = await self._read("SELECT applied FROM journal_state")
         return int(rows[0][0])

@@ -6,11 +6,13 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from prometheus_client import CollectorRegistry
 
 from alertd.clock import ManualClock
 from alertd.engine import Engine
 from alertd.errors import StoreError
-from alertd.journal import Consumer, Forwarder, decode, encode
+from alertd.journal import Consumer, Forwarder, Leadership, decode, encode
+from alertd.metrics import Metrics
 from alertd.model import CheckResult, CheckState, Notice, NoticeKind, Reporting, StateType
 from alertd.policy import LifecyclePolicy
 from alertd.silences import SilenceExpire
@@ -103,3 +105,49 @@ async def test_each_journal_row_applies_once_across_a_change_of_leader(
         await store.close()
     finally:
         await standby.close()
+
+
+async def test_the_backlog_gauge_shows_what_waits_in_the_journal_for_the_leader(
+    pg_cluster: PgCluster,
+) -> None:
+    """A standby's accepted results wait in the journal until the leader applies them: the
+    standby's `alertd_inbox_backlog_results` counts them meanwhile (it read 0 on PostgreSQL
+    whatever waited), and comes back to 0 once the leader has applied them."""
+    url = pg_cluster.database()
+    clock = ManualClock(T0)
+    leader = await PgStore.open(url, pg_cluster.password)  # holds the lease, applies nothing yet
+    store = await PgStore.open(url, pg_cluster.password, standby=True)
+    engine = Engine(store, LifecyclePolicy(), clock)
+    standby = Leadership(store, engine, timedelta(minutes=5), clock)
+    registry = CollectorRegistry()
+    Metrics(registry, version="test").watch(engine)
+
+    def backlog() -> float | None:
+        return registry.get_sample_value("alertd_inbox_backlog_results")
+
+    writer = Engine(leader, LifecyclePolicy(), clock)
+    consumer = Consumer(leader, writer, clock)
+    try:
+        await standby.start()
+        assert not standby.leader
+        for host in ("a", "b", "c"):
+            await engine.submit([CheckResult(host, None, CheckState.DOWN, T0)], received=T0)
+
+        async def three() -> bool:
+            return backlog() == 3
+
+        await eventually(three, "the standby's gauge counting three results")
+        await writer.start()
+        await consumer.start()
+
+        async def none() -> bool:
+            return backlog() == 0
+
+        await eventually(none, "the gauge back to 0 once the leader applied them")
+        assert len(await leader.list_incidents(IncidentQuery())) == 3
+    finally:
+        await standby.stop()
+        await consumer.stop()
+        await writer.stop()
+        await store.close()
+        await leader.close()
