@@ -6,6 +6,7 @@ this module is the only place that knows both shapes.
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -485,6 +486,26 @@ def fold(index: list[Any], line: str, names: dict[str, str]) -> Folded:
         None if until is None else req_ts(until),
         None if stream_at is None else (req_ts(stream_at), interval), line,
     )  # fmt: skip
+
+
+def fold_page(lines: str, indexes: str, names: dict[str, str]) -> list[Folded]:
+    """A page of a start's load, as both stores read it: `lines` (one per incident, split on
+    the ASCII record separator: valid JSON never holds a raw control character but as
+    whitespace, which is never this one) and `indexes` (one JSON array of their `fold`
+    indexes), in the same order."""
+    folded = [
+        fold(index, line, names)
+        for index, line in zip(orjson.loads(indexes), lines.split("\x1e"), strict=True)
+    ]
+    # The newest row of a key must come last (SQLite's group_concat keeps the order in
+    # practice without promising it).
+    if any(a.id > b.id for a, b in itertools.pairwise(folded)):
+        folded.sort(key=_by_id)
+    return folded
+
+
+def _by_id(folded: Folded) -> int:
+    return folded.id
 
 
 def unfold(folded: Folded) -> Incident:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
-import itertools
 import os
 import sqlite3
 import sys
@@ -25,7 +24,6 @@ from pathlib import Path
 from typing import Any, NamedTuple, Protocol, TypeVar
 
 import aiosqlite
-import orjson
 
 from alertd import codec, silences
 from alertd.errors import StoreError, StoreRefused
@@ -359,8 +357,7 @@ def _json_paths(fields: Iterable[str]) -> str:
 # the GIL back for each row and waited for the loop to let it go: the start ran at the speed of
 # one core). Two texts, both made by plain concatenation (no JSON parsed in SQLite): the
 # lines, one per incident (`codec.FOLDED_COLUMNS`, the body and the `hot` overlay as stored),
-# kept as they are until an incident is touched, split on the ASCII record separator (valid
-# JSON never holds a raw control character but as whitespace, which is never this one); and
+# kept as they are until an incident is touched, split on the ASCII record separator; and
 # one JSON array of what the writer's indexes need of each (`codec.FOLD_COLUMNS` and the
 # `fold` column, `codec.fold`), parsed at once.
 _FOLD_LINE = (
@@ -631,16 +628,7 @@ class SqliteStore:
                 if count == page:
                     ahead = fetch(last)
                 if count:
-                    folded: list[Incident | codec.Folded] = [
-                        codec.fold(index, line, names)
-                        for index, line in zip(orjson.loads(indexes), lines.split("\x1e"),
-                                               strict=True)
-                    ]  # fmt: skip
-                    # group_concat keeps the subquery's order in practice; SQLite does not
-                    # promise it, and the newest row of a key must come last.
-                    if any(a.id > b.id for a, b in itertools.pairwise(folded)):
-                        folded.sort(key=_by_id)
-                    yield folded
+                    yield list(codec.fold_page(lines, indexes, names))
                 if count < page:
                     return
         finally:
@@ -1204,10 +1192,6 @@ def _connect_writer(path: Path, synchronous: str) -> sqlite3.Connection:
         db.close()
         raise
     return db
-
-
-def _by_id(item: Incident | codec.Folded) -> int:
-    return item.id
 
 
 def _fetch_all(db: sqlite3.Connection, sql: str, args: tuple[object, ...]) -> list[Any]:

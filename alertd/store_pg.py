@@ -423,19 +423,33 @@ class PgStore:
     async def load_active(
         self, resolved_since: datetime, page: int = LOAD_PAGE
     ) -> AsyncIterator[list[Incident | codec.Folded]]:
-        after, since = 0, codec.ts(resolved_since)
-        while True:
-            rows = await self._writer_rows(
-                f"SELECT {_COLS} FROM incidents WHERE id > $1 "
-                "AND (status <> 'resolved' OR resolved_at >= $2) ORDER BY id LIMIT $3",
-                after, since, page,
-            )  # fmt: skip
-            if not rows:
-                return
-            yield [codec.incident_from_row(r) for r in rows]
-            if len(rows) < page:
-                return
-            after = rows[-1][0]
+        """As SQLite's (alertd.store): folded, a page as two texts the server builds, the next
+        page's query in flight while this one is folded. A row from before the `fold` column
+        (migration 4) is decoded to index it (`codec.fold`), until its next write."""
+        since = codec.ts(resolved_since)
+        names: dict[str, str] = {}
+
+        async def fetch(after: int) -> tuple[int, int, str, str]:
+            rows = await self._writer_rows(_FOLD, after, since, page)
+            count, last, lines, indexes = rows[0]
+            return int(count), int(last or after), lines or "", indexes or "[]"
+
+        ahead = asyncio.ensure_future(fetch(0))
+        try:
+            while True:
+                count, last, lines, indexes = await ahead
+                if count == page:
+                    ahead = asyncio.ensure_future(fetch(last))
+                    await asyncio.sleep(0)  # the query goes out before this page is folded
+                if count:
+                    yield list(codec.fold_page(lines, indexes, names))
+                if count < page:
+                    return
+        finally:
+            if not ahead.done():
+                ahead.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await ahead
 
     async def max_incident_id(self) -> int:
         rows = await self._writer_rows("SELECT coalesce(max(id), 0) FROM incidents")
@@ -843,6 +857,17 @@ class PgStore:
 
 
 _COLS = ", ".join(codec.INCIDENT_COLUMNS)
+# A start's page (alertd.store, `_FOLD`, in this server's SQL): the lines and the indexes,
+# each aggregated in id order.
+_FOLD = (
+    "SELECT count(*), max(id), string_agg(line, chr(30) ORDER BY id), "
+    "'[' || string_agg(fold, ',' ORDER BY id) || ']' FROM "
+    f"(SELECT id, left(json_build_array({', '.join(codec.FOLDED_COLUMNS)})::text, -1) || ',' "
+    "|| body || ',' || coalesce(hot, 'null') || ']' AS line, "
+    f"left(json_build_array({', '.join(codec.FOLD_COLUMNS)})::text, -1) || ',' || "
+    "coalesce(substr(fold, 2), 'null]') AS fold FROM incidents WHERE id > $1 "
+    "AND (status <> 'resolved' OR resolved_at >= $2) ORDER BY id LIMIT $3) AS page"
+)
 _QCOLS = ", ".join(f"i.{c}" for c in codec.INCIDENT_COLUMNS)
 _OUTBOX_COLS = (
     "id, incident_id, op, payload, priority, state, attempts, started, next_attempt_at, "

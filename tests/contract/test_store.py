@@ -13,6 +13,7 @@ from alertd import codec
 from alertd.clock import ManualClock
 from alertd.engine import Engine
 from alertd.errors import StoreError
+from alertd.gauges import gauge_key
 from alertd.heartbeats import Heartbeat
 from alertd.model import (
     CheckResult,
@@ -34,11 +35,14 @@ from alertd.store import (
     OutboxUpdate,
     Purge,
     PurgeKind,
+    SqliteStore,
     Store,
     TicketLink,
     WriteBatch,
 )
+from alertd.store_pg import PgStore
 from tests.contract.conftest import OpenStore
+from tests.unit.test_codec import every_field_set
 
 
 async def load_active(store: Store, since: datetime) -> list[Incident]:
@@ -361,3 +365,48 @@ async def test_a_run_of_plain_repeats_reads_back_and_closes_into_one_event(
         assert await store.get_incident(cached.id) == engine.cached(key)
     finally:
         await engine.stop()
+
+
+async def test_a_start_loads_each_incident_folded_as_the_store_holds_it(
+    open_store: OpenStore,
+) -> None:
+    """Each store hands a start its incidents folded (nothing parsed but the index values):
+    each unfolds to exactly what the store reads back, indexes as its own writes say (a
+    plain repeat's newer stream time included), and a row without its index values (written
+    before them, or by hand) is indexed alike."""
+    every = every_field_set()._replace(status=Status.OPEN, stale=False)
+    odd = every._replace(id=43, service='"quoted" \\ path\n', last_output="naïve ✓ end",
+                         labels={"é": "\u2028"}, history=(), flap_history=(), interval=None,
+                         stream_seen=None, acknowledged=False)  # fmt: skip
+    resolved = every._replace(id=44, service=None, status=Status.RESOLVED)
+    repeated = every._replace(id=45, host="web-02")
+    store = await open_store()
+    await store.write(WriteBatch(upserts=[(i, i.recovery_due) for i in
+                                          (every, odd, resolved, repeated)]))  # fmt: skip
+    later = repeated._replace(occurrences=9, last_seen=T0 + timedelta(days=1), interval=30.0,
+                              stream_seen=T0 + timedelta(days=1))  # fmt: skip
+    await store.write(WriteBatch(repeats=[(later, None)]))
+    unindexed = "UPDATE incidents SET fold = NULL WHERE id = 43"
+    if isinstance(store, SqliteStore):
+        await store._writer_rows(unindexed, ())
+    else:
+        assert isinstance(store, PgStore)
+        await store._writer_rows(unindexed)
+    await store.close()
+
+    store = await open_store()
+    folded = [f for page in [p async for p in store.load_active(T0 - timedelta(days=365))]
+              for f in page]  # fmt: skip
+    assert all(isinstance(f, codec.Folded) for f in folded)
+    decoded = [codec.unfold(f) for f in folded if isinstance(f, codec.Folded)]
+    assert decoded == [every, odd, resolved, later]
+    for incident in decoded:
+        assert incident == await store.get_incident(incident.id)
+    indexed = [(f.key, f.gauge, f.suppressed, f.until, f.stream)
+               for f in folded if isinstance(f, codec.Folded)]  # fmt: skip
+    assert indexed == [
+        (i.key, gauge_key(i), i.suppressed, i.reopen_until if i.status is Status.RESOLVED
+         else None, (i.last_seen, i.interval) if i.stream_seen and not i.stale
+         and i.status is Status.OPEN else None)
+        for i in decoded
+    ]  # fmt: skip
