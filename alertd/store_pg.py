@@ -184,8 +184,8 @@ MIGRATIONS: tuple[str, ...] = (
     """,
     """
     -- What a start needs to index an incident without its body (codec.fold_row), as SQLite's
-    -- migration 10 (alertd.store) adds; this store decodes every incident at start and does
-    -- not read it, but writes it, so that `alertd migrate` brings the same columns over.
+    -- migration 10 (alertd.store) adds. Rows written before it have none until their next
+    -- write: a start decodes those to index them (codec.fold).
     ALTER TABLE incidents ADD COLUMN fold TEXT;
     """,
 )
