@@ -13,12 +13,15 @@ arrive (one every 100 ms) and Prometheus scrapes the metrics (one every 100 ms t
     ./run bench-start                              # 100,000 incidents
     ./run bench-start --incidents 1000000
     ./run bench-start --incidents 1000000 --store /tmp/1m.db   # fill once, start it again
+    ./run bench-start --postgresql                 # on a private PostgreSQL cluster
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import os
 import subprocess
 import sys
 import tempfile
@@ -34,7 +37,7 @@ from alertd.engine import Engine
 from alertd.metrics import Metrics
 from alertd.model import CheckResult, CheckState, Reporting, StateType
 from alertd.policy import LifecyclePolicy
-from alertd.store import SqliteStore
+from alertd.store import SqliteStore, Store
 
 NOW = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 PROFILE = False
@@ -49,8 +52,18 @@ def result(n: int, at: datetime) -> CheckResult:
     )  # fmt: skip
 
 
-async def fill(path: Path, incidents: int) -> None:
-    store = await SqliteStore.open(path, "NORMAL")
+async def open_store(where: str) -> Store:
+    """A path (SQLite, synchronous=NORMAL), or a PostgreSQL URL whose password is in
+    $BENCH_PG_PASSWORD (`--postgresql`)."""
+    if where.startswith("postgresql://"):
+        from alertd.store_pg import PgStore
+
+        return await PgStore.open(where, os.environ["BENCH_PG_PASSWORD"])
+    return await SqliteStore.open(Path(where), "NORMAL")
+
+
+async def fill(where: str, incidents: int) -> None:
+    store = await open_store(where)
     engine = Engine(store, LifecyclePolicy(), ManualClock(NOW))
     await engine.start()
     for start in range(0, incidents, 5000):
@@ -68,7 +81,7 @@ def rss_mib() -> float:
     return float("nan")
 
 
-async def start(path: Path, after: float) -> tuple[float, float, float, float, float, int]:
+async def start(where: str, after: float) -> tuple[float, float, float, float, float, int]:
     """(seconds to start, CPU seconds the process used meanwhile (every thread), longest
     stall while starting, longest stall after it, RSS in MiB once loaded, incidents loaded)."""
     worst = 0.0
@@ -84,7 +97,7 @@ async def start(path: Path, after: float) -> tuple[float, float, float, float, f
     tick = asyncio.create_task(ticker())
     await asyncio.sleep(0.02)
     began, cpu = time.perf_counter(), time.process_time()
-    store = await SqliteStore.open(path, "NORMAL")
+    store = await open_store(where)
     clock = ManualClock(NOW + timedelta(seconds=30))
     engine = Engine(store, LifecyclePolicy(), clock)
     if PROFILE:
@@ -116,17 +129,33 @@ async def start(path: Path, after: float) -> tuple[float, float, float, float, f
     return took, cpu, loading, worst, rss, loaded
 
 
-def main(incidents: int, after: float, keep: Path | None) -> int:
+def main(incidents: int, after: float, keep: Path | None, postgresql: bool) -> int:
     logs.configure("warning")
-    with tempfile.TemporaryDirectory() as tmp:
-        path = keep or Path(tmp) / "alertd.db"
-        if not path.exists():
+    with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
+        if postgresql:
+            # A private cluster on this machine (tests/support/postgres.py: fsync on, small
+            # buffers), stopped at the end; the store is filled anew each run.
+            sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+            from tests.support import postgres
+
+            found = postgres.find_bin()
+            if found is None:
+                print(f"PostgreSQL not found: apt-get install {postgres.PACKAGE}")
+                return 1
+            cluster = postgres.start_cluster(found)
+            stack.callback(cluster.stop)
+            os.environ["BENCH_PG_PASSWORD"] = cluster.password
+            where, filled = cluster.database("bench"), False
+        else:
+            path = keep or Path(tmp) / "alertd.db"
+            where, filled = str(path), path.exists()
+        if not filled:
             began = time.perf_counter()
             # A child process, so this one's RSS is the start's alone.
-            subprocess.run([sys.executable, __file__, "--fill", str(path),
+            subprocess.run([sys.executable, __file__, "--fill", where,
                             "--incidents", str(incidents)], check=True)  # fmt: skip
             print(f"filled {incidents:,} open incidents in {time.perf_counter() - began:.1f} s")
-        took, cpu, loading, later, rss, loaded = asyncio.run(start(path, after))
+        took, cpu, loading, later, rss, loaded = asyncio.run(start(where, after))
         print(f"start: {loaded:,} incidents loaded in {took:.2f} s ({cpu:.2f} s of CPU); "
               f"longest event-loop stall "
               f"{loading * 1000:.0f} ms while starting, {later * 1000:.0f} ms in the {after:g} s "
@@ -139,10 +168,12 @@ if __name__ == "__main__":
     parser.add_argument("--incidents", type=int, default=100_000)
     parser.add_argument("--after", type=float, default=5.0, help="seconds to watch after start")
     parser.add_argument("--store", type=Path, help="reuse this store (filled if missing)")
-    parser.add_argument("--fill", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--postgresql", action="store_true",
+                        help="on a private PostgreSQL cluster (filled each run)")  # fmt: skip
+    parser.add_argument("--fill", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.fill:
         logs.configure("warning")
         asyncio.run(fill(args.fill, args.incidents))
         sys.exit(0)
-    sys.exit(main(args.incidents, args.after, args.store))
+    sys.exit(main(args.incidents, args.after, args.store, args.postgresql))
