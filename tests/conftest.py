@@ -9,7 +9,6 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from alertd import logs
 from alertd.app import build_app
 from alertd.clock import ManualClock
 from alertd.config import Config, load_config
@@ -17,12 +16,13 @@ from alertd.http.ingest import SOURCES as INGEST_PATHS
 from alertd.http.keys import ENGINE
 from alertd.sandbox import FLAVOURS, SANDBOX, Sandbox, SandboxOptions, create_app
 from connectors import freshdesk
-from tests.support import KEY, START, Client, MakeClient, postgres
+from tests.support import KEY, START, Client, MakeClient, configure_logs, postgres
 from tests.support.postgres import PgCluster
 
 # As the daemon does: one configuration, logs on stderr (so tests reading stdout see only
-# what the commands themselves print).
-logs.configure("info")
+# what the commands themselves print); loggers not cached, so that a test capturing logs
+# (structlog.testing.capture_logs) sees every module's, whatever ran before it.
+configure_logs()
 
 
 @pytest.fixture

@@ -8,11 +8,13 @@ import sqlite3
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
+import structlog
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
+from alertd import logs
 from alertd.http.keys import DISPATCHER, ENGINE
 from alertd.inbox import decode
 from alertd.sandbox import Sandbox
@@ -36,6 +38,17 @@ async def deliver(client: Client) -> None:
     """Fire what the clock says is due, then send every ticket operation due now."""
     await client.app[ENGINE].run_timers()
     await client.app[DISPATCHER].drain()
+
+
+def configure_logs(stream: TextIO | None = None) -> None:
+    """`alertd.logs.configure` as the daemon calls it (JSON to `stream` when given), with
+    loggers not cached: a cached one keeps the processors (and stream) of its first use, so a
+    later test capturing logs would miss it."""
+    if stream is None:
+        logs.configure("info")
+    else:
+        logs.configure("info", json=True, stream=stream)
+    structlog.configure(cache_logger_on_first_use=False)
 
 
 def calls(sandbox: Sandbox) -> list[str]:

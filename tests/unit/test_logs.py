@@ -14,14 +14,15 @@ import pytest
 import structlog
 
 from alertd import logs
+from tests.support import configure_logs
 
 
 @pytest.fixture
 def stream() -> Iterator[io.StringIO]:
     out = io.StringIO()
-    logs.configure("info", json=True, stream=out)
+    configure_logs(stream=out)
     yield out
-    logs.configure("info")  # back to what conftest set for the rest of the session
+    configure_logs()  # back to what conftest set for the rest of the session
 
 
 class Colour(StrEnum):
