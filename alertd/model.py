@@ -349,6 +349,28 @@ class Incident(NamedTuple):
         return self.reason.urgency
 
 
+_FIELD_AT = {name: at for at, name in enumerate(Incident._fields)}
+_new_tuple = tuple.__new__
+
+
+def _replace_incident(self: Incident, /, **changes: Any) -> Incident:
+    """`Incident._replace`, ~2.5x faster: the lifecycle makes every change this way, a few
+    times per result (the stock one rebuilds the tuple through `map` over all 53 fields,
+    ~2.4 us; this copies it and sets the changed ones, ~1 us)."""
+    values = list(self)
+    try:
+        for name, value in changes.items():
+            values[_FIELD_AT[name]] = value
+    except KeyError:
+        unknown = sorted(set(changes) - set(_FIELD_AT))
+        raise ValueError(f"Got unexpected field names: {unknown!r}") from None
+    return _new_tuple(Incident, values)
+
+
+# Set after the class: NamedTuple refuses an `_replace` of its own in the class body.
+setattr(Incident, "_replace", _replace_incident)  # noqa: B010
+
+
 class Transition(NamedTuple):
     """What applying one input to one incident produced: the incident after, and its events.
 
