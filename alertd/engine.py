@@ -106,13 +106,20 @@ class Retention:
     every: timedelta = timedelta(seconds=10)
 
 
+# Inbox rows handed over together: each row's inputs and its id, in id order.
+_Rows = list[tuple[Sequence[Inbound], int]]
+
+
 @dataclass(slots=True)
 class _Submission:
     results: Sequence[Input]
     done: asyncio.Future[None]
     # From the inbox: acknowledged already, so it is never failed back to anyone; its last
-    # input is the `JournalMark` of its row.
+    # input is the `JournalMark` of its (last) row.
     inboxed: bool = False
+    # Several inbox rows handed over together (their inputs and ids, in order): if they cannot
+    # be committed together, each is tried on its own (`_failed`). None: one row, or not inbox.
+    rows: _Rows | None = None
 
 
 @dataclass(slots=True)
@@ -400,18 +407,46 @@ class Engine:
         if self.backlog < self._max_backlog:
             self._room.set()
 
-    def _hand_over(self, items: Sequence[Inbound], row_id: int) -> None:
-        """The inbox's rows, in id order, as they commit: queued for the writer."""
-        if self._resyncing or self._inbox_stopped or row_id < self._inbox_next:
-            self._shrink(len(items))  # read back from the inbox (or at the next start)
-            return
-        self._inbox_next = row_id + 1
-        self._queue_inboxed([*items, JournalMark(row_id)], len(items))
+    def _hand_over(self, rows: Sequence[Sequence[Inbound]], first: int) -> None:
+        """The rows of one inbox append (ids `first`, `first` + 1, ...), as they commit: queued
+        for the writer in id order, as few submissions as `max_batch` allows (one request per
+        row: a submission, its future and its mark per request cost the loop more than
+        applying a single result does)."""
+        group: _Rows = []
+        size = 0
+        for offset, items in enumerate(rows):
+            row_id = first + offset
+            if self._resyncing or self._inbox_stopped or row_id < self._inbox_next:
+                self._shrink(len(items))  # read back from the inbox (or at the next start)
+                continue
+            self._inbox_next = row_id + 1
+            if group and size + len(items) > self._max_batch:
+                self._queue_rows(group, size)
+                group, size = [], 0
+            group.append((items, row_id))
+            size += len(items)
+        if group:
+            self._queue_rows(group, size)
 
-    def _queue_inboxed(self, inputs: list[Input], count: int) -> None:
+    def _queue_rows(self, rows: _Rows, count: int) -> None:
+        """Consecutive inbox rows as one submission, ending with the mark of the last."""
+        if len(rows) == 1:
+            items, row_id = rows[0]
+            self._queue_inboxed([*items, JournalMark(row_id)], count)
+            return
+        inputs: list[Input] = []
+        for items, _ in rows:
+            inputs.extend(items)
+        inputs.append(JournalMark(rows[-1][1]))
+        self._queue_inboxed(inputs, count, rows)
+
+    def _queue_inboxed(self, inputs: list[Input], count: int, rows: _Rows | None = None) -> None:
+        self._queue.put_nowait(self._inboxed(inputs, count, rows))
+
+    def _inboxed(self, inputs: list[Input], count: int, rows: _Rows | None) -> _Submission:
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         done.add_done_callback(functools.partial(self._inboxed_done, count))
-        self._queue.put_nowait(_Submission(inputs, done, inboxed=True))
+        return _Submission(inputs, done, inboxed=True, rows=rows)
 
     def _inboxed_done(self, count: int, done: asyncio.Future[None]) -> None:
         if not done.cancelled():
@@ -795,6 +830,11 @@ class Engine:
         """One round on its own, not pipelined (a retry after a failed round): if it fails
         with several submissions, each is tried alone, so only one that cannot be committed
         fails (shared fate is the price of group commit, not of a bad input)."""
+        # Inbox rows after one left for the next start (a stop while its commit failed) are
+        # never committed before it: the mark would pass it.
+        subs = [sub for sub in subs if self._takes(sub)]
+        if not subs:
+            return
         now = self._clock.now()
         try:
             rnd = await self._prepare(subs)  # on an exception, nothing of it stays in memory
@@ -812,6 +852,17 @@ class Engine:
         self._complete(rnd)
 
     async def _failed(self, subs: list[_Submission], exc: Exception, now: datetime) -> None:
+        if len(subs) == 1 and subs[0].rows is not None:
+            # Several inbox rows in one submission: each row on its own, as if handed over
+            # alone (only a row that cannot be applied is skipped); the whole is then done.
+            whole, rows = subs[0], subs[0].rows
+            subs = [self._inboxed([*items, JournalMark(row_id)], 0, None) for items, row_id in rows]
+            try:
+                await self._failed(subs, exc, now)
+            finally:
+                if not whole.done.done():
+                    whole.done.set_result(None)
+            return
         if len(subs) > 1:
             log.warning("commit_failed_retrying_alone", error=str(exc), submissions=len(subs))
             await self._watch.reload(now)

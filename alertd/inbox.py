@@ -86,8 +86,9 @@ def inboundable(items: Sequence[Any]) -> bool:
     return True
 
 
-# Called in inbox order, in the turn the rows committed: the inputs of one row and its id.
-HandOver = Callable[[Sequence[Inbound], int], None]
+# Called once per append, in inbox order, in the turn its rows committed: the inputs of each
+# row, and the id of the first (the ids are consecutive).
+HandOver = Callable[[Sequence[Sequence[Inbound]], int], None]
 
 
 @dataclass(slots=True)
@@ -134,8 +135,9 @@ class Inbox:
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiting.append(_Waiting(items, encode(items), done))
         self._wake.set()
-        # Shield: a client that hangs up must not cancel a commit other requests share.
-        await asyncio.shield(done)
+        # Awaited bare (no shield, one future less per request): cancelling this request
+        # cancels its own future only, which the commit it shares then skips (`_commit`).
+        await done
 
     async def turn(self) -> None:
         """The writer's way of giving ingest the right of way: while requests wait to be
@@ -213,7 +215,7 @@ class Inbox:
         first = last - len(batch) + 1
         hand_over = self.hand_over
         assert hand_over is not None
-        for offset, waiting in enumerate(batch):
-            hand_over(waiting.items, first + offset)
+        hand_over([waiting.items for waiting in batch], first)
+        for waiting in batch:
             if not waiting.done.done():
                 waiting.done.set_result(None)
