@@ -9,16 +9,15 @@ and a start skips any still present, so each row applies once whatever a crash i
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import functools
 import sqlite3
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
 from alertd.errors import StoreError
+from alertd.worker import Worker
 
 _T = TypeVar("_T")
 # Rows per INSERT statement. One statement per append (not a statement per row, nor BEGIN and
@@ -58,7 +57,7 @@ def waiting(store: Path, applied: int) -> int:
 class InboxFile:
     """Appends and reads of the inbox rows; one writer (this daemon holds the store's lock)."""
 
-    def __init__(self, path: Path, db: sqlite3.Connection, thread: ThreadPoolExecutor) -> None:
+    def __init__(self, path: Path, db: sqlite3.Connection, thread: Worker) -> None:
         self.path = path
         self._db = db
         self._thread = thread
@@ -70,11 +69,9 @@ class InboxFile:
         """Open (or create) the inbox of the store at `store`, whose mark says rows up to
         `applied` are applied. Call only while holding the store's lock."""
         path = inbox_path(store)
-        thread = ThreadPoolExecutor(1, thread_name_prefix="alertd-inbox")
+        thread = Worker("alertd-inbox")
         try:
-            db = await asyncio.get_running_loop().run_in_executor(
-                thread, _connect, path, synchronous, applied
-            )
+            db = await thread.call(_connect, path, synchronous, applied)
         except (OSError, sqlite3.Error) as exc:
             thread.shutdown(wait=False)
             raise StoreError(f"cannot open the inbox {path}: {exc}") from exc
@@ -113,7 +110,7 @@ class InboxFile:
 
     async def _call(self, fn: Callable[..., _T], *args: Any) -> _T:
         """Run `fn(*args)` on the inbox connection's thread (its only user)."""
-        return await asyncio.get_running_loop().run_in_executor(self._thread, fn, *args)
+        return await self._thread.call(fn, *args)
 
 
 def _connect(path: Path, synchronous: str, applied: int) -> sqlite3.Connection:
