@@ -80,6 +80,11 @@ _FREEZE_FROM = 10_000
 _YIELD_EVERY = 50
 # Longest a read waits for what was acknowledged before it to be applied (then 503).
 _SETTLE_SECONDS = 15.0
+# Inbox input alone, and little of it (under `max_batch` results accepted and not applied):
+# the writer lets it gather this long after a commit before the next round, so that a round
+# (its commit, fsync and thread hand-offs) carries several appends' worth, not one. The
+# requests were answered already; reads, timers and anything else submitted end the wait.
+_GATHER_SECONDS = 0.005
 # Longest wait between attempts to apply inbox rows whose commit keeps failing (disk full).
 _INBOX_RETRY_MAX = 30.0
 
@@ -208,6 +213,10 @@ class Engine:
         self._task: asyncio.Task[None] | None = None
         self._rescans: set[asyncio.Task[None]] = set()
         self._closing = False
+        # Something other than inbox input is queued (a read's settle, a timer, the stop):
+        # no gathering until the queue was drained. `_hurry`: set to end a gathering now.
+        self._urgent = False
+        self._hurry: asyncio.Future[None] | None = None
         self.last_batch: BatchStats | None = None
         # Why the last commit failed, until one succeeds: the writer reports the store's health
         # (readiness reads this), so no probe ever has to touch the write connection.
@@ -306,6 +315,7 @@ class Engine:
         for rescan in list(self._rescans):
             rescan.cancel()
         await self._queue.put(None)
+        self._ring()
         with contextlib.suppress(asyncio.CancelledError):
             await self._task
         self._task = None
@@ -401,6 +411,34 @@ class Engine:
         self.backlog += count
         if self.backlog >= self._max_backlog:
             self._room.clear()
+        if self.backlog >= self._max_batch and self._hurry is not None:
+            _wake(self._hurry)  # enough for a full round: no reason to wait
+
+    def _ring(self) -> None:
+        """Input that must not wait for inbox input to gather is queued."""
+        self._urgent = True
+        if self._hurry is not None:
+            _wake(self._hurry)
+
+    def _gathers(self) -> bool:
+        """Whether the writer may let inbox input gather before its next round."""
+        return not self._urgent and not self._closing and self.backlog < self._max_batch
+
+    async def _gather(self, commit: asyncio.Future[dict[PurgeKind, int]] | None) -> None:
+        """Wait until `commit` is done (None: `_GATHER_SECONDS` have passed), or input
+        arrives that must not wait (`_ring`), or a full round's worth is accepted."""
+        loop = asyncio.get_running_loop()
+        hurry = self._hurry = loop.create_future()
+        if commit is None:
+            timer = loop.call_later(_GATHER_SECONDS, _wake, hurry)
+        else:
+            commit.add_done_callback(lambda _: _wake(hurry))
+        try:
+            await hurry
+        finally:
+            self._hurry = None
+            if commit is None:
+                timer.cancel()
 
     def _shrink(self, count: int) -> None:
         self.backlog -= count
@@ -466,6 +504,7 @@ class Engine:
             raise StoreError("engine is not running (shutting down)")
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         await self._queue.put(_Submission(results, done))
+        self._ring()
         # Shield: a client that hangs up must not cancel a commit other requests share.
         await asyncio.shield(done)
 
@@ -510,6 +549,8 @@ class Engine:
                         first = await asyncio.wait_for(self._queue.get(), self._idle_timeout())
                     except TimeoutError:
                         first = _Submission((), asyncio.get_running_loop().create_future())
+                    if first is not None and first.inboxed and self._gathers():
+                        await self._gather(None)
                 else:
                     arrived, first = await self._input_or_commit(inflight)
                     if not arrived:  # committed, and nothing queued to overlap with
@@ -620,12 +661,19 @@ class Engine:
 
     async def _input_or_commit(self, inflight: _Round) -> tuple[bool, _Submission | None]:
         """What comes first: new input to apply beside the commit (True, it), or the end of
-        the commit (False, None). A lone request arriving mid-commit is applied at once."""
-        if not self._queue.empty():
-            return True, self._queue.get_nowait()
+        the commit (False, None). A lone request arriving mid-commit is applied at once;
+        inbox input, while it may gather (`_gathers`), waits for the commit instead."""
         commit = inflight.commit
         if commit is None or commit.done():
+            if not self._queue.empty():
+                return True, self._queue.get_nowait()
             return False, None
+        if self._inbox is not None and self._max_backlog and self._gathers():
+            await self._gather(commit)
+            if commit.done():
+                return False, None
+        if not self._queue.empty():
+            return True, self._queue.get_nowait()
         getter = asyncio.ensure_future(self._queue.get())
         try:
             await asyncio.wait((commit, getter), return_when=asyncio.FIRST_COMPLETED)
@@ -741,6 +789,8 @@ class Engine:
             if self._takes(nxt):
                 subs.append(nxt)
                 count += len(nxt.results)
+        if self._queue.empty():
+            self._urgent = False  # whatever could not wait is in this round
         return subs, False
 
     def _takes(self, sub: _Submission) -> bool:
@@ -1299,6 +1349,11 @@ class Engine:
         host, service = key
         if service is not None:
             self._services_by_host.discard(host, service)
+
+
+def _wake(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 def _gauge_key(entry: Incident | Folded | None) -> GaugeKey | None:
