@@ -120,11 +120,6 @@ async def run(config: Config, env: Mapping[str, str]) -> None:
             async with serving_app(app, config) as url:
                 log.info("listening", url=url, store=config.store.where)
                 notifier.ready(_status(app, url))
-                # What the start built (modules, the app, the loaded incidents) lives until
-                # exit: out of the cyclic GC's sight, so that a full collection walks only
-                # what came after, not the whole heap (tens of ms of the loop each time).
-                gc.collect()
-                gc.freeze()
                 await _serve(app, config, url, notifier, stop, hup, env)
                 log.info("shutting_down")
                 notifier.stopping("stopping: finishing requests, committing queued results")
@@ -146,6 +141,11 @@ async def _serve(
     env: Mapping[str, str],
 ) -> None:
     """Wait for a stop signal; meanwhile reload on SIGHUP and keep STATUS= current."""
+    # What the start built (modules, the app, the loaded incidents) lives until exit: out of
+    # the cyclic GC's sight, so that a full collection walks only what came after, not the
+    # whole heap (tens of ms of the loop each time).
+    gc.collect()
+    gc.freeze()
     while not stop.is_set():
         waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(hup.wait())]
         try:
