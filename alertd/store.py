@@ -15,6 +15,7 @@ import fcntl
 import os
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -28,7 +29,6 @@ from alertd.errors import StoreError, StoreRefused
 from alertd.heartbeats import Heartbeat
 from alertd.model import Event, EventKind, Incident, Priority, Status
 from alertd.silences import Silence
-from alertd.worker import Worker
 
 # Each entry moves the schema one version up; `PRAGMA user_version` records where a file stands.
 MIGRATIONS: tuple[str, ...] = (
@@ -472,13 +472,13 @@ class SqliteStore:
         writer: sqlite3.Connection,
         reader: aiosqlite.Connection,
         lock: int | None = None,
-        thread: Worker | None = None,
+        thread: ThreadPoolExecutor | None = None,
     ):
         self.path = path
         self._db = writer
         self._reader = reader
         self._lock = lock
-        self._thread = thread or Worker("alertd-store")
+        self._thread = thread or ThreadPoolExecutor(1, thread_name_prefix="alertd-store")
         self._closed = False
 
     @classmethod
@@ -494,9 +494,10 @@ class SqliteStore:
         except OSError as exc:
             raise StoreError(f"cannot open store {path}: {exc}") from exc
         lock = _lock(path)
-        thread = Worker("alertd-store")
+        thread = ThreadPoolExecutor(1, thread_name_prefix="alertd-store")
+        loop = asyncio.get_running_loop()
         try:
-            writer = await thread.call(_connect_writer, path, synchronous)
+            writer = await loop.run_in_executor(thread, _connect_writer, path, synchronous)
         except (OSError, sqlite3.Error) as exc:
             os.close(lock)
             thread.shutdown(wait=False)
@@ -509,7 +510,7 @@ class SqliteStore:
             reader = await aiosqlite.connect(f"file:{path}?mode=ro", uri=True)
             await reader.execute("PRAGMA busy_timeout=5000")
         except (OSError, sqlite3.Error) as exc:
-            await thread.call(writer.close)
+            await loop.run_in_executor(thread, writer.close)
             thread.shutdown(wait=False)
             os.close(lock)
             raise StoreError(f"cannot prepare store {path}: {exc}") from exc
@@ -534,9 +535,8 @@ class SqliteStore:
                 self._lock = None
 
     async def _call(self, fn: Callable[..., _T], *args: Any) -> _T:
-        """Run `fn(*args)` on the write connection's thread (its only user): one hand-off per
-        transaction, through `alertd.worker` (leaner than an executor's)."""
-        return await self._thread.call(fn, *args)
+        """Run `fn(*args)` on the write connection's thread (its only user)."""
+        return await asyncio.get_running_loop().run_in_executor(self._thread, fn, *args)
 
     # -- writer side: only the engine's writer task calls these ---------------------------------
 
