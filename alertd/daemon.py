@@ -9,6 +9,7 @@ STOPPING=1, stop accepting, let in-flight requests finish, commit what is queued
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import signal
 import socket
@@ -148,6 +149,11 @@ async def _serve(
     env: Mapping[str, str],
 ) -> None:
     """Wait for a stop signal; meanwhile reload on SIGHUP and keep STATUS= current."""
+    # What the start built (modules, the app, the loaded incidents) lives until exit: out of
+    # the cyclic GC's sight, so that a full collection walks only what came after, not the
+    # whole heap (tens of ms of the loop each time).
+    gc.collect()
+    gc.freeze()
     while not stop.is_set():
         waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(hup.wait())]
         try:

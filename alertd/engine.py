@@ -80,6 +80,11 @@ _FREEZE_FROM = 10_000
 _YIELD_EVERY = 50
 # Longest a read waits for what was acknowledged before it to be applied (then 503).
 _SETTLE_SECONDS = 15.0
+# Inbox input alone, and little of it (under `max_batch` results accepted and not applied):
+# the writer lets it gather this long after a commit before the next round, so that a round
+# (its commit, fsync and thread hand-offs) carries several appends' worth, not one. The
+# requests were answered already; reads, timers and anything else submitted end the wait.
+_GATHER_SECONDS = 0.005
 # Longest wait between attempts to apply inbox rows whose commit keeps failing (disk full).
 _INBOX_RETRY_MAX = 30.0
 
@@ -106,13 +111,20 @@ class Retention:
     every: timedelta = timedelta(seconds=10)
 
 
+# Inbox rows handed over together: each row's inputs and its id, in id order.
+_Rows = list[tuple[Sequence[Inbound], int]]
+
+
 @dataclass(slots=True)
 class _Submission:
     results: Sequence[Input]
     done: asyncio.Future[None]
     # From the inbox: acknowledged already, so it is never failed back to anyone; its last
-    # input is the `JournalMark` of its row.
+    # input is the `JournalMark` of its (last) row.
     inboxed: bool = False
+    # Several inbox rows handed over together (their inputs and ids, in order): if they cannot
+    # be committed together, each is tried on its own (`_failed`). None: one row, or not inbox.
+    rows: _Rows | None = None
 
 
 @dataclass(slots=True)
@@ -204,6 +216,10 @@ class Engine:
         self._task: asyncio.Task[None] | None = None
         self._rescans: set[asyncio.Task[None]] = set()
         self._closing = False
+        # Something other than inbox input is queued (a read's settle, a timer, the stop):
+        # no gathering until the queue was drained. `_hurry`: set to end a gathering now.
+        self._urgent = False
+        self._hurry: asyncio.Future[None] | None = None
         self.last_batch: BatchStats | None = None
         # Why the last commit failed, until one succeeds: the writer reports the store's health
         # (readiness reads this), so no probe ever has to touch the write connection.
@@ -302,6 +318,7 @@ class Engine:
         for rescan in list(self._rescans):
             rescan.cancel()
         await self._queue.put(None)
+        self._ring()
         with contextlib.suppress(asyncio.CancelledError):
             await self._task
         self._task = None
@@ -397,24 +414,80 @@ class Engine:
         self.backlog += count
         if self.backlog >= self._max_backlog:
             self._room.clear()
+        if self.backlog >= self._max_batch and self._hurry is not None:
+            _wake(self._hurry)  # enough for a full round: no reason to wait
+
+    def _ring(self) -> None:
+        """Input that must not wait for inbox input to gather is queued."""
+        self._urgent = True
+        if self._hurry is not None:
+            _wake(self._hurry)
+
+    def _gathers(self) -> bool:
+        """Whether the writer may let inbox input gather before its next round."""
+        return not self._urgent and not self._closing and self.backlog < self._max_batch
+
+    async def _gather(self, commit: asyncio.Future[dict[PurgeKind, int]] | None) -> None:
+        """Wait until `commit` is done (None: `_GATHER_SECONDS` have passed), or input
+        arrives that must not wait (`_ring`), or a full round's worth is accepted."""
+        loop = asyncio.get_running_loop()
+        hurry = self._hurry = loop.create_future()
+        if commit is None:
+            timer = loop.call_later(_GATHER_SECONDS, _wake, hurry)
+        else:
+            commit.add_done_callback(lambda _: _wake(hurry))
+        try:
+            await hurry
+        finally:
+            self._hurry = None
+            if commit is None:
+                timer.cancel()
 
     def _shrink(self, count: int) -> None:
         self.backlog -= count
         if self.backlog < self._max_backlog:
             self._room.set()
 
-    def _hand_over(self, items: Sequence[Inbound], row_id: int) -> None:
-        """The inbox's rows, in id order, as they commit: queued for the writer."""
-        if self._resyncing or self._inbox_stopped or row_id < self._inbox_next:
-            self._shrink(len(items))  # read back from the inbox (or at the next start)
-            return
-        self._inbox_next = row_id + 1
-        self._queue_inboxed([*items, JournalMark(row_id)], len(items))
+    def _hand_over(self, rows: Sequence[Sequence[Inbound]], first: int) -> None:
+        """The rows of one inbox append (ids `first`, `first` + 1, ...), as they commit: queued
+        for the writer in id order, as few submissions as `max_batch` allows (one request per
+        row: a submission, its future and its mark per request cost the loop more than
+        applying a single result does)."""
+        group: _Rows = []
+        size = 0
+        for offset, items in enumerate(rows):
+            row_id = first + offset
+            if self._resyncing or self._inbox_stopped or row_id < self._inbox_next:
+                self._shrink(len(items))  # read back from the inbox (or at the next start)
+                continue
+            self._inbox_next = row_id + 1
+            if group and size + len(items) > self._max_batch:
+                self._queue_rows(group, size)
+                group, size = [], 0
+            group.append((items, row_id))
+            size += len(items)
+        if group:
+            self._queue_rows(group, size)
 
-    def _queue_inboxed(self, inputs: list[Input], count: int) -> None:
+    def _queue_rows(self, rows: _Rows, count: int) -> None:
+        """Consecutive inbox rows as one submission, ending with the mark of the last."""
+        if len(rows) == 1:
+            items, row_id = rows[0]
+            self._queue_inboxed([*items, JournalMark(row_id)], count)
+            return
+        inputs: list[Input] = []
+        for items, _ in rows:
+            inputs.extend(items)
+        inputs.append(JournalMark(rows[-1][1]))
+        self._queue_inboxed(inputs, count, rows)
+
+    def _queue_inboxed(self, inputs: list[Input], count: int, rows: _Rows | None = None) -> None:
+        self._queue.put_nowait(self._inboxed(inputs, count, rows))
+
+    def _inboxed(self, inputs: list[Input], count: int, rows: _Rows | None) -> _Submission:
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         done.add_done_callback(functools.partial(self._inboxed_done, count))
-        self._queue.put_nowait(_Submission(inputs, done, inboxed=True))
+        return _Submission(inputs, done, inboxed=True, rows=rows)
 
     def _inboxed_done(self, count: int, done: asyncio.Future[None]) -> None:
         if not done.cancelled():
@@ -434,6 +507,7 @@ class Engine:
             raise StoreError("engine is not running (shutting down)")
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         await self._queue.put(_Submission(results, done))
+        self._ring()
         # Shield: a client that hangs up must not cancel a commit other requests share.
         await asyncio.shield(done)
 
@@ -478,6 +552,8 @@ class Engine:
                         first = await asyncio.wait_for(self._queue.get(), self._idle_timeout())
                     except TimeoutError:
                         first = _Submission((), asyncio.get_running_loop().create_future())
+                    if first is not None and first.inboxed and self._gathers():
+                        await self._gather(None)
                 else:
                     arrived, first = await self._input_or_commit(inflight)
                     if not arrived:  # committed, and nothing queued to overlap with
@@ -588,12 +664,19 @@ class Engine:
 
     async def _input_or_commit(self, inflight: _Round) -> tuple[bool, _Submission | None]:
         """What comes first: new input to apply beside the commit (True, it), or the end of
-        the commit (False, None). A lone request arriving mid-commit is applied at once."""
-        if not self._queue.empty():
-            return True, self._queue.get_nowait()
+        the commit (False, None). A lone request arriving mid-commit is applied at once;
+        inbox input, while it may gather (`_gathers`), waits for the commit instead."""
         commit = inflight.commit
         if commit is None or commit.done():
+            if not self._queue.empty():
+                return True, self._queue.get_nowait()
             return False, None
+        if self._inbox is not None and self._max_backlog and self._gathers():
+            await self._gather(commit)
+            if commit.done():
+                return False, None
+        if not self._queue.empty():
+            return True, self._queue.get_nowait()
         getter = asyncio.ensure_future(self._queue.get())
         try:
             await asyncio.wait((commit, getter), return_when=asyncio.FIRST_COMPLETED)
@@ -709,6 +792,8 @@ class Engine:
             if self._takes(nxt):
                 subs.append(nxt)
                 count += len(nxt.results)
+        if self._queue.empty():
+            self._urgent = False  # whatever could not wait is in this round
         return subs, False
 
     def _takes(self, sub: _Submission) -> bool:
@@ -798,6 +883,11 @@ class Engine:
         """One round on its own, not pipelined (a retry after a failed round): if it fails
         with several submissions, each is tried alone, so only one that cannot be committed
         fails (shared fate is the price of group commit, not of a bad input)."""
+        # Inbox rows after one left for the next start (a stop while its commit failed) are
+        # never committed before it: the mark would pass it.
+        subs = [sub for sub in subs if self._takes(sub)]
+        if not subs:
+            return
         now = self._clock.now()
         try:
             rnd = await self._prepare(subs)  # on an exception, nothing of it stays in memory
@@ -815,6 +905,17 @@ class Engine:
         self._complete(rnd)
 
     async def _failed(self, subs: list[_Submission], exc: Exception, now: datetime) -> None:
+        if len(subs) == 1 and subs[0].rows is not None:
+            # Several inbox rows in one submission: each row on its own, as if handed over
+            # alone (only a row that cannot be applied is skipped); the whole is then done.
+            whole, rows = subs[0], subs[0].rows
+            subs = [self._inboxed([*items, JournalMark(row_id)], 0, None) for items, row_id in rows]
+            try:
+                await self._failed(subs, exc, now)
+            finally:
+                if not whole.done.done():
+                    whole.done.set_result(None)
+            return
         if len(subs) > 1:
             log.warning("commit_failed_retrying_alone", error=str(exc), submissions=len(subs))
             await self._watch.reload(now)
@@ -1251,6 +1352,11 @@ class Engine:
         host, service = key
         if service is not None:
             self._services_by_host.discard(host, service)
+
+
+def _wake(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 def _gauge_key(entry: Incident | Folded | None) -> GaugeKey | None:

@@ -9,17 +9,26 @@ and a start skips any still present, so each row applies once whatever a crash i
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
+import functools
 import sqlite3
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
 from alertd.errors import StoreError
+from alertd.worker import Worker
 
 _T = TypeVar("_T")
+# Rows per INSERT statement. One statement per append (not a statement per row, nor BEGIN and
+# COMMIT around it): each statement the thread runs releases the GIL and takes it back from
+# the busy event loop, and every such switch costs both threads (and the answers wait for it).
+# SQLite binds at most 32,766 parameters per statement.
+_INSERT_ROWS = 500
+# Applied rows are deleted once this many wait to go, in the transaction of an append: a
+# DELETE with every append was a second statement and more pages written and fsync'd each
+# time. Rows at or below the store's mark are never applied again, whenever they go.
+DELETE_EVERY = 1_000
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS inbox (id INTEGER PRIMARY KEY AUTOINCREMENT, body BLOB NOT NULL)"
 )
@@ -48,22 +57,21 @@ def waiting(store: Path, applied: int) -> int:
 class InboxFile:
     """Appends and reads of the inbox rows; one writer (this daemon holds the store's lock)."""
 
-    def __init__(self, path: Path, db: sqlite3.Connection, thread: ThreadPoolExecutor) -> None:
+    def __init__(self, path: Path, db: sqlite3.Connection, thread: Worker) -> None:
         self.path = path
         self._db = db
         self._thread = thread
-        self._delete_upto = 0  # applied rows still here: deleted with the next transaction
+        self._applied = 0  # the store's mark, as last told (`applied`)
+        self._deleted = 0  # rows up to this one are deleted (or were never here)
 
     @classmethod
     async def open(cls, store: Path, synchronous: str, applied: int) -> InboxFile:
         """Open (or create) the inbox of the store at `store`, whose mark says rows up to
         `applied` are applied. Call only while holding the store's lock."""
         path = inbox_path(store)
-        thread = ThreadPoolExecutor(1, thread_name_prefix="alertd-inbox")
+        thread = Worker("alertd-inbox")
         try:
-            db = await asyncio.get_running_loop().run_in_executor(
-                thread, _connect, path, synchronous, applied
-            )
+            db = await thread.call(_connect, path, synchronous, applied)
         except (OSError, sqlite3.Error) as exc:
             thread.shutdown(wait=False)
             raise StoreError(f"cannot open the inbox {path}: {exc}") from exc
@@ -71,12 +79,13 @@ class InboxFile:
 
     async def append(self, bodies: Sequence[bytes]) -> int:
         """Append rows in one durable transaction (fsync'd); the id of the last one."""
-        upto, self._delete_upto = self._delete_upto, 0
+        upto = self._applied if self._applied - self._deleted >= DELETE_EVERY else 0
         try:
-            return await self._call(_append, self._db, bodies, upto)
+            last = await self._call(_append, self._db, bodies, upto)
         except sqlite3.Error as exc:
-            self._delete_upto = max(self._delete_upto, upto)
             raise StoreError(f"write failed: {exc}") from exc
+        self._deleted = max(self._deleted, upto)
+        return last
 
     async def read(self, after: int, limit: int) -> list[tuple[int, bytes]]:
         """Rows after id `after`, in id order."""
@@ -88,20 +97,20 @@ class InboxFile:
 
     def applied(self, upto: int) -> None:
         """The store committed the mark `upto`: those rows may go."""
-        self._delete_upto = max(self._delete_upto, upto)
+        self._applied = max(self._applied, upto)
 
     async def close(self) -> None:
         try:
-            if self._delete_upto:
+            if self._applied > self._deleted:
                 with contextlib.suppress(sqlite3.Error):
-                    await self._call(_delete, self._db, self._delete_upto)
+                    await self._call(_delete, self._db, self._applied)
             await self._call(self._db.close)
         finally:
             self._thread.shutdown(wait=True)
 
     async def _call(self, fn: Callable[..., _T], *args: Any) -> _T:
         """Run `fn(*args)` on the inbox connection's thread (its only user)."""
-        return await asyncio.get_running_loop().run_in_executor(self._thread, fn, *args)
+        return await self._thread.call(fn, *args)
 
 
 def _connect(path: Path, synchronous: str, applied: int) -> sqlite3.Connection:
@@ -127,18 +136,32 @@ def _connect(path: Path, synchronous: str, applied: int) -> sqlite3.Connection:
 
 
 def _append(db: sqlite3.Connection, bodies: Sequence[bytes], delete_upto: int) -> int:
-    db.execute("BEGIN IMMEDIATE")
+    # One statement is a transaction of its own (autocommit: fsync'd before it returns);
+    # more than one are made one, so an append is all there or not at all.
+    alone = not delete_upto and len(bodies) <= _INSERT_ROWS
+    if not alone:
+        db.execute("BEGIN IMMEDIATE")
     try:
         if delete_upto:
             db.execute("DELETE FROM inbox WHERE id <= ?", (delete_upto,))
-        db.executemany("INSERT INTO inbox (body) VALUES (?)", [(b,) for b in bodies])
-        last = int(db.execute("SELECT last_insert_rowid()").fetchone()[0])
-        db.execute("COMMIT")
+        last = 0
+        for at in range(0, len(bodies), _INSERT_ROWS):
+            chunk = bodies[at : at + _INSERT_ROWS]
+            last = db.execute(_insert(len(chunk)), chunk).lastrowid or 0
+        if not alone:
+            db.execute("COMMIT")
         return last
     except BaseException:
-        with contextlib.suppress(sqlite3.Error):
-            db.execute("ROLLBACK")
+        if not alone:
+            with contextlib.suppress(sqlite3.Error):
+                db.execute("ROLLBACK")
         raise
+
+
+@functools.cache
+def _insert(rows: int) -> str:
+    """INSERT of `rows` rows in one statement (cached: SQLite's statement cache keys on it)."""
+    return "INSERT INTO inbox (body) VALUES " + ", ".join(["(?)"] * rows)
 
 
 def _read(db: sqlite3.Connection, after: int, limit: int) -> list[tuple[int, bytes]]:

@@ -73,6 +73,17 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
+def loop_cpu_seconds(pid: int) -> float:
+    """utime + stime of the main thread of `pid` alone: alertd's event loop (its SQLite
+    threads are the rest of the process's CPU)."""
+    return cpu_seconds_of(Path(f"/proc/{pid}/task/{pid}/stat"))
+
+
+def cpu_seconds_of(stat: Path) -> float:
+    fields = stat.read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
 def wait_ready(proc: subprocess.Popen[bytes], url: str, name: str) -> None:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -207,6 +218,7 @@ class Figures:
     results: int = 0
     seconds: float = 0.0
     cpu: float = 0.0
+    loop_cpu: float = 0.0  # the main thread's share of `cpu` (alertd: the event loop)
     latencies: list[float] = field(default_factory=list)
     errors: int = 0
     lag: float = 0.0  # open loop: how late the client sent its last request (its own limit)
@@ -243,10 +255,12 @@ async def closed_loop(session: aiohttp.ClientSession, target: Target, source: It
             figures.results += per
 
     began, cpu = time.monotonic(), cpu_seconds(target.proc.pid)  # type: ignore[union-attr]
+    loop_cpu = loop_cpu_seconds(target.proc.pid)  # type: ignore[union-attr]
     await asyncio.gather(*(worker() for _ in range(in_flight)))
     figures.seconds = time.monotonic() - began
     await settle(session, target, figures, began)
     figures.cpu = cpu_seconds(target.proc.pid) - cpu  # type: ignore[union-attr]
+    figures.loop_cpu = loop_cpu_seconds(target.proc.pid) - loop_cpu  # type: ignore[union-attr]
     return figures
 
 
@@ -278,6 +292,7 @@ async def open_loop(session: aiohttp.ClientSession, target: Target, source: Iter
         figures.results += 1
 
     began, cpu = time.monotonic(), cpu_seconds(target.proc.pid)  # type: ignore[union-attr]
+    loop_cpu = loop_cpu_seconds(target.proc.pid)  # type: ignore[union-attr]
     total = int(rate * seconds)
     for n in range(total):
         scheduled = began + n / rate
@@ -292,6 +307,7 @@ async def open_loop(session: aiohttp.ClientSession, target: Target, source: Iter
     figures.seconds = time.monotonic() - began
     await settle(session, target, figures, began)
     figures.cpu = cpu_seconds(target.proc.pid) - cpu  # type: ignore[union-attr]
+    figures.loop_cpu = loop_cpu_seconds(target.proc.pid) - loop_cpu  # type: ignore[union-attr]
     late = time.monotonic() - began - seconds
     if late > 1:
         print(f"    ({target.name}: last replies {late:.1f} s after the last send)")
@@ -394,8 +410,10 @@ def report(shape: str, measured: dict[str, list[Figures]]) -> None:
         if any(f.applied for f in runs):
             applied = statistics.median(f.applied for f in runs)
             answered = statistics.median(f.seconds for f in runs)
+            loop = statistics.median(1e6 * f.loop_cpu / max(f.results, 1) for f in runs)
             print(f"{'':>19} all answered in {answered:.2f} s, all applied in {applied:.2f} s "
-                  f"({sum(f.results for f in runs) / len(runs) / applied:,.0f} results/s applied)")
+                  f"({sum(f.results for f in runs) / len(runs) / applied:,.0f} results/s applied)"
+                  f"; event loop CPU {loop:.1f} us/result")
     if "alertmanager" in med and med["alertmanager"]["rate"]:
         a, m = med["alertd"], med["alertmanager"]
         line = f"{shape:>6} {'ratio':>12}: {a['rate'] / m['rate']:.2f}x throughput"

@@ -34,7 +34,8 @@ async def read_json(request: web.Request) -> Any:
         shown = request.content_type or "none"
         raise UnsupportedMedia(f"Content-Type must be application/json, got {shown}")
     limit = request.app[CONFIG].server.max_body_bytes
-    if request.content_length is not None and request.content_length > limit:
+    length = request.content_length  # parsed from the header at each read: once
+    if length is not None and length > limit:
         raise PayloadTooLarge(f"request body too large: limit is {limit} bytes")
     body = await read_body(request, limit)
     try:

@@ -21,7 +21,7 @@ PACKAGES = ("alertd", "connectors")
 CORE = (
     "alertd.agent_actions", "alertd.batch", "alertd.clock", "alertd.codec", "alertd.durations",
     "alertd.cache", "alertd.gauges", "alertd.routing", "alertd.host_index", "alertd.inbox",
-    "alertd.inbox_file",
+    "alertd.inbox_file", "alertd.worker",
     "alertd.engine", "alertd.errors", "alertd.escalation", "alertd.flapping", "alertd.heartbeats",
     "alertd.jsontext", "alertd.lifecycle", "alertd.metrics", "alertd.model", "alertd.nagios_ack",
     "alertd.notices",
