@@ -95,6 +95,10 @@ class HelpdeskClient(Protocol):
 
     async def restore_ticket(self, ticket_id: int) -> None: ...
 
+    async def probe(self, now: datetime) -> None:
+        """Return if the helpdesk answers now (one request, no retry), raise if not."""
+        ...
+
     async def list_tickets(
         self, updated_since: datetime, page: int = 1, *, oldest_first: bool = False
     ) -> list[dict[str, Any]]: ...
@@ -447,7 +451,7 @@ class Dispatcher:
             if self.health.down_since is None:
                 return  # an operation in flight went through meanwhile
             try:
-                await self._client.list_tickets(self._clock.now(), 1)
+                await self._client.probe(self._clock.now())
             except (RateLimited, AuthFailed, PermanentError):
                 pass  # an answer of its own: the helpdesk is there
             except HelpdeskError as exc:

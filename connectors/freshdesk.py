@@ -208,6 +208,15 @@ class FreshdeskClient:
         )
         return self._ticket(result, "view_ticket")
 
+    async def probe(self, now: datetime) -> None:
+        """Whether the helpdesk answers now: one small list request, no in-process retry (the
+        dispatcher's probe is a retry loop of its own, and must see each failure: a failure
+        retried away here would hide the outage whose end releases the backlog)."""
+        params = {"updated_since": now.strftime("%Y-%m-%dT%H:%M:%SZ"), "per_page": "1",
+                  **self._workspace()}  # fmt: skip
+        await self._call("GET", "/tickets", params=params, operation="list_tickets",
+                         idempotent=True, attempts=1)  # fmt: skip
+
     async def list_tickets(
         self, updated_since: datetime, page: int = 1, *, oldest_first: bool = False
     ) -> list[dict[str, Any]]:
@@ -316,10 +325,11 @@ class FreshdeskClient:
         ticket_id: int | None = None,
         idempotent: bool = False,
         call_class: CallClass = CallClass.OTHER,
+        attempts: int = 3,
     ) -> Any:
         retrying = AsyncRetrying(
             retry=retry_if_exception(lambda e: _retry_here(e, idempotent)),
-            stop=stop_after_attempt(3),
+            stop=stop_after_attempt(attempts),
             # Exponential with jitter, spelled so that every tenacity >= 8 takes it.
             wait=wait_exponential(multiplier=RETRY_INITIAL, max=4) + wait_random(0, RETRY_INITIAL),
             reraise=True,
