@@ -32,6 +32,11 @@ from alertd.model import Event, EventKind, Incident, Priority, Status
 from alertd.silences import Silence
 
 
+def _json_paths(fields: Iterable[str]) -> str:
+    """Body fields by name, for SQL (a body stored as a document)."""
+    return ", ".join(f"'$.{name}'" for name in fields)
+
+
 def _at(field: str) -> str:
     """A body field by its position (codec.BODY_FIELDS), for SQL."""
     return f"'$[{codec.BODY_FIELDS.index(field)}]'"
@@ -52,9 +57,8 @@ _STREAMED = f"status = 'open' AND NOT {_STALE} AND {_STREAM_SEEN} IS NOT NULL"
 # `_FOLD`). Runs once, over every incident (~10 s a million on a small machine); the SQL below
 # writes what codec.fold_row writes, from the stored values.
 _POSITIONAL_BODIES = f"""
-    UPDATE incidents SET body = json_extract(body, {
-        ", ".join(f"'$.{name}'" for name in codec.BODY_FIELDS)
-    }) WHERE substr(body, 1, 1) = '{{';
+    UPDATE incidents SET body = json_extract(body, {_json_paths(codec.BODY_FIELDS)})
+    WHERE substr(body, 1, 1) = '{{';
     ALTER TABLE incidents ADD COLUMN fold TEXT;
     UPDATE incidents SET fold = json_array(
         CASE WHEN status = 'resolved' THEN NULL ELSE status || '|' || priority || '|' ||
@@ -346,10 +350,6 @@ _COLS = ", ".join(codec.INCIDENT_COLUMNS)
 # Incidents loaded at start per page: a page is folded in ~5 ms of the event loop.
 LOAD_PAGE = 1000
 _LOAD_SWITCH_INTERVAL = 0.0005
-
-
-def _json_paths(fields: Iterable[str]) -> str:
-    return ", ".join(f"'$.{name}'" for name in fields)
 
 
 # The start's load: a page of incidents in one step on the store's thread, where SQLite runs
