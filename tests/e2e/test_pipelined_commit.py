@@ -14,7 +14,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.support.proc import IngestDaemon
+from tests.support.proc import IngestDaemon, log_file
 
 TOKEN = "pipeline-test-token-0123456789"
 HEADERS = {"Authorization": f"Bearer {TOKEN}"}
@@ -163,3 +163,61 @@ async def test_a_failed_pipelined_commit_leaves_memory_as_stored(
     assert view(live) == view(restarted)
     if inbox:  # the refused rows were skipped, not left to be tried at every start
         assert daemon.waiting_in_inbox() == 0
+
+
+def _fail_store_on(db: Path, host: str) -> None:
+    """Every write of `host`'s incident fails as a failing disk would (an error that may pass,
+    not a refusal of the row): the writer keeps its inbox row and tries it again."""
+    with sqlite3.connect(db) as conn:
+        for op in ("INSERT", "UPDATE"):
+            conn.execute(
+                f"CREATE TRIGGER failing_{op.lower()} BEFORE {op} ON incidents BEGIN "
+                f"SELECT json(CASE WHEN NEW.host = '{host}' THEN 'not json' ELSE '1' END); END"
+            )
+
+
+async def test_rows_after_one_a_stop_leaves_behind_wait_for_it(tmp_path: Path) -> None:
+    """A result the store cannot write (it fails, and may work later) is acknowledged with
+    others in one writer round, and the daemon is stopped while it is being retried. The stop
+    leaves its inbox row to the next start and commits none of the rows after it: that commit
+    would move the store's inbox mark past it, and the next start would take it as applied.
+    Once the store works again, a restart applies every acknowledged result exactly once."""
+    daemon = IngestDaemon(tmp_path, TOKEN)
+    await daemon.start()
+    await daemon.stop()  # the schema exists now
+    _fail_store_on(daemon.db, "stuck")
+    await daemon.start()
+    log = log_file(daemon.config)
+    others = [(f"h{n}", "s") for n in range(20)]
+    try:
+        async with aiohttp.ClientSession() as session:
+            # Sent together: one or two inbox appends, one writer round, `stuck` among them.
+            statuses = await asyncio.gather(
+                _send(session, daemon.url, [_result("stuck", "x")]),
+                *(_send(session, daemon.url, [_result(h, s)]) for h, s in others),
+            )
+            assert set(statuses) == {202}, statuses
+        for _ in range(200):  # the round failed and the stuck row is being retried
+            if "commit_failed_inbox_kept" in log.read_text():
+                break
+            await asyncio.sleep(0.05)
+        else:
+            raise AssertionError(log.read_text()[-2000:])
+    finally:
+        await daemon.stop()
+    with sqlite3.connect(daemon.db) as conn:
+        stored = {h for (h,) in conn.execute("SELECT host FROM incidents")}
+        assert "stuck" not in stored
+        conn.execute("DROP TRIGGER failing_insert")
+        conn.execute("DROP TRIGGER failing_update")
+    assert daemon.waiting_in_inbox() >= 1  # the stuck row at least, left for the next start
+    await daemon.start()
+    try:
+        async with aiohttp.ClientSession() as session:
+            incidents = await _incidents(session, daemon.url)
+    finally:
+        await daemon.stop()
+    expected = {"stuck/x", *(f"{h}/{s}" for h, s in others)}
+    assert set(incidents) == expected
+    assert {name: i["occurrences"] for name, i in incidents.items()} == dict.fromkeys(expected, 1)
+    assert daemon.waiting_in_inbox() == 0
