@@ -17,7 +17,9 @@ Shapes (100 results per request, 8 requests in flight, unless said):
   single  one result per request, 64 connections, for --duration seconds
   paced   open loop: --rate single-result requests/s sent on schedule whatever the replies,
           for --duration seconds; latency counted from the scheduled send (p50/p99), so a
-          stalled server cannot hide its stall by slowing the client down
+          stalled server cannot hide its stall by slowing the client down. Timed after
+          --warm seconds at the same rate, untimed: the client's pool opens its connections
+          (a sender keeps them) and neither server is timed on its first requests
 
 The same item is an alertd check result and an Alertmanager alert (labels alertname, instance,
 service, severity): CRITICAL is a firing alert, OK a resolved one (endsAt in the past), which is
@@ -332,7 +334,7 @@ async def run_shape(shape: str, target: Target, args: argparse.Namespace, run: i
             await closed_loop(session, target, iter(bodies(target, [(h, s, True) for h, s in ks],
                                                             100)), 100, 8, None)  # fmt: skip
             rounds = [bodies(target, [(h, s, r % 2 == 1) for h, s in ks], 100) for r in range(2)]
-            source = (body for r in range(10**6) for body in rounds[r % 2])
+            source: Iterator[bytes] = (body for r in range(10**6) for body in rounds[r % 2])
             return await closed_loop(session, target, source, 100, 8,
                                      time.monotonic() + args.duration)  # fmt: skip
         if shape == "steady":
@@ -344,6 +346,8 @@ async def run_shape(shape: str, target: Target, args: argparse.Namespace, run: i
         if shape == "single":
             return await closed_loop(session, target, source, 1, 64,
                                      time.monotonic() + args.duration)  # fmt: skip
+        if args.warm > 0:
+            await open_loop(session, target, source, args.rate, args.warm)
         return await open_loop(session, target, source, args.rate, args.duration)
 
 
@@ -356,6 +360,9 @@ def main() -> int:
     parser.add_argument("--duration", type=float, default=5.0,
                         help="seconds of churn, steady, single and paced")  # fmt: skip
     parser.add_argument("--rate", type=int, default=2000, help="paced requests per second")
+    parser.add_argument("--warm", type=float, default=0.5,
+                        help="paced: seconds sent at --rate, untimed, before the timed part "
+                             "(0: time from the first request)")  # fmt: skip
     parser.add_argument("--alertd-only", action="store_true", help="skip Alertmanager")
     args = parser.parse_args()
     targets: list[Callable[[], Target]] = [Alertd]
