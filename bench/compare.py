@@ -128,6 +128,10 @@ class Target:
 
 
 class Alertd(Target):
+    # The `alertd` to run: this interpreter's by default; `--alertd` names another install
+    # (a venv on another Python build), while the client stays in this one.
+    program = Path(sys.executable).with_name("alertd")
+
     def __init__(self) -> None:
         auth = {"Content-Type": JSON, "Authorization": f"Bearer {TOKEN}"}
         super().__init__("alertd", ok_status=202, headers=auth)
@@ -140,7 +144,7 @@ class Alertd(Target):
             f'[store]\npath = "{tmp / "alertd.db"}"\nsynchronous = "FULL"\n'
             f'[auth]\ntokens = ["{TOKEN}"]\n[log]\nlevel = "info"\n'
         )
-        alertd = Path(sys.executable).with_name("alertd")
+        alertd = self.program
         # The log (info: one line per opened incident) goes where journald would read it.
         self.log = (tmp / "alertd.log").open("wb")
         self.proc = subprocess.Popen([str(alertd), "run", "--config", str(config)],
@@ -364,7 +368,10 @@ def main() -> int:
                         help="paced: seconds sent at --rate, untimed, before the timed part "
                              "(0: time from the first request)")  # fmt: skip
     parser.add_argument("--alertd-only", action="store_true", help="skip Alertmanager")
+    parser.add_argument("--alertd", type=Path, default=Alertd.program,
+                        help="the alertd executable to measure (default: this venv's)")  # fmt: skip
     args = parser.parse_args()
+    Alertd.program = args.alertd
     targets: list[Callable[[], Target]] = [Alertd]
     if args.alertd_only:
         pass
