@@ -450,7 +450,7 @@ class Store(Protocol):
     # -- the writer's side
     def load_active(
         self, resolved_since: datetime, page: int = ...
-    ) -> AsyncIterator[list[Incident | codec.Folded]]:
+    ) -> AsyncIterator[Sequence[Incident | codec.Folded]]:
         """Incidents the writer holds (unresolved, or resolved since `resolved_since`), by
         id, a page at a time: decoded, or folded (decoded when first touched)."""
         ...
@@ -594,7 +594,7 @@ class SqliteStore:
 
     async def load_active(
         self, resolved_since: datetime, page: int = LOAD_PAGE
-    ) -> AsyncIterator[list[Incident | codec.Folded]]:
+    ) -> AsyncIterator[Sequence[Incident | codec.Folded]]:
         """Unresolved incidents, and resolved ones still inside their reopen window, in pages
         of `page` by id: the caller indexes one page at a time, and the event loop runs between
         pages (100,000 incidents at once would stall it for seconds). Folded (`codec.Folded`):
@@ -628,7 +628,7 @@ class SqliteStore:
                 if count == page:
                     ahead = fetch(last)
                 if count:
-                    yield list(codec.fold_page(lines, indexes, names))
+                    yield codec.fold_page(lines, indexes, names)
                 if count < page:
                     return
         finally:

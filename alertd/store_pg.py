@@ -422,7 +422,7 @@ class PgStore:
 
     async def load_active(
         self, resolved_since: datetime, page: int = LOAD_PAGE
-    ) -> AsyncIterator[list[Incident | codec.Folded]]:
+    ) -> AsyncIterator[Sequence[Incident | codec.Folded]]:
         """As SQLite's (alertd.store): folded, a page as two texts the server builds, the next
         page's query in flight while this one is folded. A row from before the `fold` column
         (migration 4) is decoded to index it (`codec.fold`), until its next write."""
@@ -442,7 +442,7 @@ class PgStore:
                     ahead = asyncio.ensure_future(fetch(last))
                     await asyncio.sleep(0)  # the query goes out before this page is folded
                 if count:
-                    yield list(codec.fold_page(lines, indexes, names))
+                    yield codec.fold_page(lines, indexes, names)
                 if count < page:
                     return
         finally:
