@@ -43,14 +43,18 @@ def _at(field: str) -> str:
 
 
 _STALE = f"ifnull(json_extract(body, {_at('stale')}), 0)"
-_STREAM_SEEN = (
-    f"CASE WHEN hot IS NULL THEN json_extract(body, {_at('stream_seen')}) "
-    "ELSE json_extract(hot, '$.stream_seen') END"
-)
-_INTERVAL = (
-    f"CASE WHEN hot IS NULL THEN json_extract(body, {_at('interval')}) "
-    "ELSE json_extract(hot, '$.interval') END"
-)
+
+
+def _newest(field: str) -> str:
+    """A body field as the incident holds it: a plain repeat's `hot` overlay has the newest."""
+    return (
+        f"CASE WHEN hot IS NULL THEN json_extract(body, {_at(field)}) "
+        f"ELSE json_extract(hot, '$.{field}') END"
+    )
+
+
+_STREAM_SEEN = _newest("stream_seen")
+_INTERVAL = _newest("interval")
 _STREAMED = f"status = 'open' AND NOT {_STALE} AND {_STREAM_SEEN} IS NOT NULL"
 # Migration 10: bodies become positional (codec.incident_row) and every incident gets its
 # `fold` (codec.fold_row), so a start indexes incidents without parsing any JSON (alertd.store,
