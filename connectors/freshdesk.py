@@ -212,10 +212,9 @@ class FreshdeskClient:
         """Whether the helpdesk answers now: one small list request, no in-process retry (the
         dispatcher's probe is a retry loop of its own, and must see each failure: a failure
         retried away here would hide the outage whose end releases the backlog)."""
-        params = {"updated_since": now.strftime("%Y-%m-%dT%H:%M:%SZ"), "per_page": "1",
-                  **self._workspace()}  # fmt: skip
+        params = {"updated_since": _since(now), "per_page": "1", **self._workspace()}
         await self._call("GET", "/tickets", params=params, operation="list_tickets",
-                         idempotent=True, attempts=1)  # fmt: skip
+                         idempotent=True, call_class=CallClass.LIST, attempts=1)  # fmt: skip
 
     async def list_tickets(
         self, updated_since: datetime, page: int = 1, *, oldest_first: bool = False
@@ -225,7 +224,7 @@ class FreshdeskClient:
         `oldest_first`, by the time of their last change, oldest first (the ticket poll)."""
         order_by = "updated_at" if oldest_first else "created_at"
         params = {
-            "updated_since": updated_since.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "updated_since": _since(updated_since),
             # Freshservice has no order_by: its list is newest first by creation anyway.
             **({} if self._service else {"order_by": order_by}),
             "order_type": "asc" if oldest_first else "desc",
@@ -539,6 +538,11 @@ def _object(result: Any, operation: str) -> dict[str, Any]:
     if not isinstance(result, dict):
         raise PermanentError(f"{operation}: expected a JSON object", body=_shown(result))
     return result
+
+
+def _since(moment: datetime) -> str:
+    """A time as the ticket list's `updated_since` takes it."""
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _array(result: Any, operation: str) -> list[dict[str, Any]]:
