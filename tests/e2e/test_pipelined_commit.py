@@ -36,6 +36,16 @@ async def _incidents(session: aiohttp.ClientSession, url: str) -> dict[str, dict
     return {i["key"]: i for i in found}
 
 
+async def _read_after_start(daemon: IngestDaemon) -> dict[str, dict[str, Any]]:
+    """Start the daemon on its store, read its incidents by key, stop it."""
+    await daemon.start()
+    try:
+        async with aiohttp.ClientSession() as session:
+            return await _incidents(session, daemon.url)
+    finally:
+        await daemon.stop()
+
+
 def _result(host: str, service: str) -> dict[str, Any]:
     return {"host": host, "service": service, "state": "CRITICAL", "output": "down"}
 
@@ -74,12 +84,7 @@ async def test_sigkill_during_pipelined_commits_loses_no_ack_and_applies_none_tw
         daemon.kill()
         stopping.set()
         await asyncio.gather(*clients)
-    await daemon.start()
-    try:
-        async with aiohttp.ClientSession() as session:
-            stored = await _incidents(session, daemon.url)
-    finally:
-        await daemon.stop()
+    stored = await _read_after_start(daemon)
     assert sum(acked.values()) >= 6_000
     for host, service in keys:
         name = f"{host}/{service}"
@@ -148,9 +153,7 @@ async def test_a_failed_pipelined_commit_leaves_memory_as_stored(
                 name = f"{host}/{service}"
                 assert live[name]["occurrences"] == acked[name] + 1, (name, live[name])
         await daemon.stop()
-        await daemon.start()
-        async with aiohttp.ClientSession() as session:
-            restarted = await _incidents(session, daemon.url)
+        restarted = await _read_after_start(daemon)
     finally:
         await daemon.stop()
 
@@ -211,12 +214,7 @@ async def test_rows_after_one_a_stop_leaves_behind_wait_for_it(tmp_path: Path) -
         conn.execute("DROP TRIGGER failing_insert")
         conn.execute("DROP TRIGGER failing_update")
     assert daemon.waiting_in_inbox() >= 1  # the stuck row at least, left for the next start
-    await daemon.start()
-    try:
-        async with aiohttp.ClientSession() as session:
-            incidents = await _incidents(session, daemon.url)
-    finally:
-        await daemon.stop()
+    incidents = await _read_after_start(daemon)
     expected = {"stuck/x", *(f"{h}/{s}" for h, s in others)}
     assert set(incidents) == expected
     assert {name: i["occurrences"] for name, i in incidents.items()} == dict.fromkeys(expected, 1)
